@@ -1,0 +1,60 @@
+# Pintu: `make install`, `make test`, `make demo`, `make bench`.
+# Every target installs what it needs first, so a fresh clone needs only `make test`.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# System packages: the zbar library for pyzbar, the MQTT broker the tests and the demo
+# start, and the browser the dashboard tests drive.
+APT_PACKAGES := libzbar0 mosquitto mosquitto-clients chromium
+
+.PHONY: install system-packages test lint typecheck unit demo bench clean
+
+install: system-packages $(STAMP)
+
+system-packages:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "pintu: please install these system packages with your package manager:$$missing" >&2; exit 0; \
+	fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "pintu: installing system packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+	  echo "pintu: missing system packages; run:" >&2; \
+	  echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends$$missing" >&2; \
+	fi
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pintu needs Python 3.11 or newer")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+demo: install
+	@echo "make demo: the simulated facility arrives with the hub; for now try:"
+	@echo "  $(BIN)/pintu --help"
+
+bench: install
+	$(BIN)/python -m bench.decode
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

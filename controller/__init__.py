@@ -1,0 +1,1 @@
+"""The door node application: scan, decide, signal, count, journal and deliver events."""

@@ -1,0 +1,1 @@
+"""The facility hub: ingest, occupancy and capacity, dashboard, staff desk."""

@@ -1,0 +1,3 @@
+from pintu.cli import main
+
+main()

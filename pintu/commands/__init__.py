@@ -1,0 +1,1 @@
+"""The ``pintu`` subcommands, one module per group."""

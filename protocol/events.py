@@ -1,0 +1,152 @@
+"""Events and the other MQTT payloads, as strict models serialised to JSON at the edge.
+
+Every payload carries ``v`` (its schema version). Unknown fields are refused, so a hub
+never stores something it did not understand. ``docs/protocol.md`` documents each one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
+
+from protocol.errors import ProtocolError
+
+SCHEMA_VERSION = 1
+
+# Ids become MQTT topic levels: no "/", "+", "#", no spaces, bounded length.
+Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+SubjectHex = Annotated[str, Field(pattern=r"^[0-9a-f]{24}$")]
+EventId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+ShortText = Annotated[str, Field(max_length=200)]
+
+
+class PayloadError(ProtocolError):
+    """A payload is not JSON or does not follow its schema."""
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def parse(cls, data: bytes | str) -> Any:
+        """The payload in ``data``; ``PayloadError`` with a short reason if it is not one."""
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "payload"
+            raise PayloadError(f"{cls.__name__}: {where}: {first['msg']}") from err
+
+    def dumps(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode("utf-8")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+class EventKind(StrEnum):
+    ENTRY = "entry"  # someone passed an entrance
+    EXIT = "exit"  # someone passed an exit
+    DENIED = "denied"  # a pass was refused
+    NOT_PASSED = "not_passed"  # admitted, but nobody passed before the timeout
+    ALARM = "alarm"  # black pass, forced door, camera failure...
+    MANUAL = "manual"  # staff admitted someone by hand
+    NODE_START = "node_start"
+    NODE_STOP = "node_stop"
+
+
+class Event(Payload):
+    """Something that happened at a door. ``seq`` is per node and never goes back."""
+
+    v: Literal[1] = 1
+    event_id: EventId
+    node_id: Ident
+    facility_id: Ident
+    door_id: Ident
+    seq: int = Field(ge=1)
+    ts: datetime
+    kind: EventKind
+    # For entry, exit and manual events: which way the person went.
+    direction: Literal["entry", "exit"] | None = None
+    subject: SubjectHex | None = None
+    signal: ShortText | None = None  # the colour/signal shown: green, yellow, red, black, full
+    admit: bool | None = None
+    reason: ShortText | None = None  # a code, e.g. "expired", "anti_passback"
+    message: ShortText | None = None  # what a guard reads
+    detail: ShortText | None = None
+    late: bool = False  # sent again from the journal after a failed or unacked attempt
+
+    @field_serializer("ts")
+    def _ts(self, ts: datetime) -> str:
+        return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class NodeState(StrEnum):
+    ONLINE = "online"
+    DEGRADED = "degraded"  # running, but something is wrong (camera, lists, self-test)
+    OFFLINE = "offline"
+
+
+class NodeStatus(Payload):
+    """Retained on the node's status topic; ``offline`` is also the node's Last Will."""
+
+    v: Literal[1] = 1
+    state: NodeState
+    ts: datetime | None = None
+    problems: list[ShortText] = Field(default_factory=list, max_length=20)
+    trust_list_age_s: float | None = None
+    status_list_age_s: float | None = None
+    direction: Literal["entry", "exit", "both"] | None = None
+
+
+class Ack(Payload):
+    """The hub's word that these events are stored; only then may the node forget them."""
+
+    v: Literal[1] = 1
+    event_ids: list[EventId] = Field(max_length=10_000)
+
+
+class CommandName(StrEnum):
+    OPEN = "open"  # release the gate once (manual check-in, guard's remote open)
+    LOCKDOWN = "lockdown"  # args: {"on": bool}
+    RELOAD_LISTS = "reload_lists"
+    SET_POLICY = "set_policy"  # args: policy fields
+    PING = "ping"
+
+
+class Command(Payload):
+    """A request to one node; the reply echoes ``id``. ``cmd`` is free text on purpose:
+    an unknown command must reach the node and be answered with an error, not dropped."""
+
+    v: Literal[1] = 1
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    cmd: Annotated[str, Field(min_length=1, max_length=64)]
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class CommandReply(Payload):
+    v: Literal[1] = 1
+    id: str
+    ok: bool
+    error: ShortText | None = None
+    result: dict[str, Any] | None = None
+
+
+class FacilityState(Payload):
+    """Retained by the hub: what entry nodes need to refuse entry when the building is full."""
+
+    v: Literal[1] = 1
+    facility_id: Ident
+    occupancy: int = Field(ge=0)
+    capacity: int | None = Field(default=None, ge=0)
+    full: bool = False
+    ts: datetime | None = None

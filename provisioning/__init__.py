@@ -1,0 +1,1 @@
+"""The technician's tools: facility registration, node enrolment, posters, fleet."""

@@ -1,0 +1,1 @@
+"""The central registry: statuses, signing keys, facility registration and tracing."""

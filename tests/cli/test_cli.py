@@ -1,0 +1,198 @@
+"""The technician's first tools, driven as a user types them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from pintu.cli import cli
+
+SUBJECT = "00112233445566778899aabb"
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def keydir(runner: CliRunner, tmp_path: Path) -> Path:
+    out = tmp_path / "keys"
+    result = runner.invoke(cli, ["keys", "generate", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def signing_key(keydir: Path) -> Path:
+    (key,) = keydir.glob("signing-*.pem")
+    return key
+
+
+def issue(runner: CliRunner, keydir: Path, *extra: str) -> str:
+    result = runner.invoke(
+        cli,
+        ["pass", "issue", "--key", str(signing_key(keydir)), "--subject", SUBJECT, *extra],
+    )
+    assert result.exit_code == 0, result.output
+    return result.output.strip()
+
+
+def all_commands(group: click.Group, prefix: str = "pintu") -> list[tuple[str, click.Command]]:
+    found: list[tuple[str, click.Command]] = [(prefix, group)]
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += all_commands(command, f"{prefix} {name}")
+        else:
+            found.append((f"{prefix} {name}", command))
+    return found
+
+
+@pytest.mark.parametrize("name_command", all_commands(cli), ids=lambda nc: nc[0])
+def test_every_command_has_help_with_an_example(name_command: tuple[str, click.Command]) -> None:
+    name, command = name_command
+    assert command.help, f"{name} has no help"
+    assert "Example:" in command.help, f"{name}'s help shows no example"
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name != "help":
+            assert param.help, f"{name} {param.opts[0]} has no help"
+
+
+def test_generate_twice_rotates_in_a_second_key(runner: CliRunner, keydir: Path) -> None:
+    result = runner.invoke(cli, ["keys", "generate", "--out", str(keydir)])
+    assert result.exit_code == 0
+    trust = json.loads((keydir / "trust.json").read_text())
+    assert len(trust["keys"]) == 2
+    assert len(list(keydir.glob("signing-*.pem"))) == 2
+
+
+def test_issue_then_verify_text(runner: CliRunner, keydir: Path) -> None:
+    text = issue(runner, keydir, "--status", "yellow")
+    result = runner.invoke(
+        cli, ["pass", "verify", text, "--trust", str(keydir / "trust.json"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["ok"] is True
+    assert doc["status"] == "yellow"
+    assert doc["doses"] == 1
+    assert doc["subject"] == SUBJECT
+
+
+def test_verify_expired_pass_exits_1_with_reason(runner: CliRunner, keydir: Path) -> None:
+    text = issue(runner, keydir, "--status", "green", "--valid-for", "1h")
+    result = runner.invoke(
+        cli,
+        ["pass", "verify", text, "--trust", str(keydir / "trust.json"), "--at", "4102444800"],
+    )
+    assert result.exit_code == 1
+    assert "invalid: expired: pass has expired" in result.output
+
+
+def test_verify_forged_pass_exits_1(runner: CliRunner, keydir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    runner.invoke(cli, ["keys", "generate", "--out", str(other)])
+    text = issue(runner, other, "--status", "green")
+    result = runner.invoke(cli, ["pass", "verify", text, "--trust", str(keydir / "trust.json")])
+    assert result.exit_code == 1
+    assert "unknown_key" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["pass", "verify", "--trust", "TRUST"], "either TEXT or --image"),
+        (["pass", "verify", "x", "--image", "y.png", "--trust", "TRUST"], "either TEXT or --image"),
+        (["pass", "verify", "x", "--trust", "/nonexistent/trust.json"], "cannot read trust list"),
+        (["pass", "verify", "x", "--trust", "TRUST", "--at", "yesterday"], "not a time"),
+        (
+            ["pass", "issue", "--key", "KEY", "--subject", "nothex", "--status", "green"],
+            "24 hex digits",
+        ),
+        (
+            ["pass", "issue", "--key", "KEY", "--subject", SUBJECT, "--status", "blue"],
+            "'blue' is not one of",
+        ),
+        (
+            [
+                "pass",
+                "issue",
+                "--key",
+                "KEY",
+                "--subject",
+                SUBJECT,
+                "--status",
+                "red",
+                "--valid-for",
+                "soon",
+            ],
+            "not a duration",
+        ),
+        (
+            ["pass", "issue", "--key", "/nonexistent.pem", "--subject", SUBJECT, "--status", "red"],
+            "cannot read key file",
+        ),
+    ],
+)
+def test_usage_errors_exit_2_with_a_reason(
+    runner: CliRunner, keydir: Path, args: list[str], message: str
+) -> None:
+    args = [
+        a.replace("TRUST", str(keydir / "trust.json")).replace("KEY", str(signing_key(keydir)))
+        for a in args
+    ]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_png_roundtrip_through_decode_and_verify(
+    runner: CliRunner, keydir: Path, tmp_path: Path
+) -> None:
+    png = tmp_path / "pass.png"
+    text = issue(runner, keydir, "--status", "black", "--png", str(png))
+    for backend in ("zxingcpp", "pyzbar"):
+        result = runner.invoke(cli, ["decode", "--backend", backend, "--json", str(png)])
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.output)
+        assert doc["texts"] == [text]
+        assert doc["ms"] >= 0
+    result = runner.invoke(
+        cli, ["pass", "verify", "--image", str(png), "--trust", str(keydir / "trust.json")]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("valid: black pass")
+
+
+def test_verify_image_without_code(runner: CliRunner, keydir: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    blank = tmp_path / "blank.png"
+    Image.new("L", (320, 240), 200).save(blank)
+    result = runner.invoke(
+        cli, ["pass", "verify", "--image", str(blank), "--trust", str(keydir / "trust.json")]
+    )
+    assert result.exit_code == 1
+    assert "no QR code" in result.output
+
+
+def test_decode_goes_on_past_unreadable_files(runner: CliRunner, tmp_path: Path) -> None:
+    from PIL import Image
+
+    good = tmp_path / "good.png"
+    Image.new("L", (64, 64), 255).save(good)
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"\x89PNG this is not really a png")
+    missing = tmp_path / "missing.png"
+    result = runner.invoke(cli, ["decode", "--json", str(junk), str(missing), str(good)])
+    assert result.exit_code == 1
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert [Path(line["path"]).name for line in lines] == ["junk.png", "missing.png", "good.png"]
+    assert "error" in lines[0]
+    assert "error" in lines[1]
+    assert lines[2]["texts"] == []
+    assert "Traceback" not in result.output

@@ -1,0 +1,116 @@
+"""Decisions as a guard would read them: colour, admit or deny, and the reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.policy import Policy, PolicyConfig
+from firmware.signals import Signal
+from protocol import passes
+from protocol.events import FacilityState
+from protocol.status import Status
+from protocol.statuslist import StatusList
+from protocol.trust import SigningKey, TrustList
+
+KEY = SigningKey.generate()
+OTHER = SigningKey.generate()
+TRUST = TrustList.of([KEY.trusted()])
+NOW = 1_800_000_000.0
+ALICE = bytes.fromhex("a11ce0000000000000000001")
+
+
+def make(status: Status, subject: bytes = ALICE, key: SigningKey = KEY, **kw: int) -> str:
+    issued = kw.get("issued", int(NOW) - 60)
+    expires = kw.get("expires", int(NOW) + 3600)
+    return passes.issue(key, subject, status, 2, issued, expires)
+
+
+def policy(**config: object) -> Policy:
+    return Policy(PolicyConfig.model_validate(config), TRUST)
+
+
+@pytest.mark.parametrize(
+    ("status", "signal", "admit", "reason"),
+    [
+        (Status.GREEN, Signal.GREEN, True, "ok"),
+        (Status.YELLOW, Signal.YELLOW, True, "ok"),
+        (Status.RED, Signal.RED, False, "status_red"),
+        (Status.BLACK, Signal.BLACK, False, "status_black"),
+    ],
+)
+def test_default_policy_by_colour(status: Status, signal: Signal, admit: bool, reason: str) -> None:
+    decision = policy().decide(make(status), "entry", NOW)
+    assert (decision.signal, decision.admit, decision.reason) == (signal, admit, reason)
+    assert decision.alarm is (status is Status.BLACK)
+    assert decision.message
+    assert decision.subject == ALICE.hex()
+
+
+def test_yellow_can_be_denied_and_red_admitted() -> None:
+    p = policy(yellow="deny", red="admit")
+    yellow = p.decide(make(Status.YELLOW), "entry", NOW)
+    assert (yellow.admit, yellow.reason) == (False, "status_yellow")
+    red = p.decide(make(Status.RED), "entry", NOW)
+    assert red.admit and red.signal is Signal.YELLOW
+
+
+@pytest.mark.parametrize(
+    ("text", "reason", "signal"),
+    [
+        (make(Status.GREEN, key=OTHER), "unknown_key", Signal.RED),
+        (make(Status.GREEN, issued=int(NOW) - 7200, expires=int(NOW) - 1), "expired", Signal.RED),
+        ("https://example.org", "wrong_prefix", Signal.ERROR),
+        ("", "empty", Signal.ERROR),
+    ],
+)
+def test_bad_passes_are_denied_with_their_reason(text: str, reason: str, signal: Signal) -> None:
+    decision = policy().decide(text, "entry", NOW)
+    assert not decision.admit
+    assert decision.reason == reason
+    assert decision.signal is signal
+
+
+def test_status_list_turns_a_green_pass_black() -> None:
+    p = policy()
+    p.replace_lists(statuses=StatusList.from_items([(ALICE, Status.BLACK, int(NOW) - 10)]))
+    decision = p.decide(make(Status.GREEN), "entry", NOW)
+    assert (decision.signal, decision.admit, decision.alarm) == (Signal.BLACK, False, True)
+    # A pass issued after the status change already carries the newer status.
+    newer = make(Status.GREEN, issued=int(NOW) - 5)
+    assert p.decide(newer, "entry", NOW).admit
+
+
+def test_anti_passback_until_exit_or_window() -> None:
+    p = policy(anti_passback_s=600)
+    text = make(Status.GREEN)
+    assert p.decide(text, "entry", NOW).admit
+    p.entered(ALICE.hex(), NOW)
+    second = p.decide(text, "entry", NOW + 10)
+    assert (second.admit, second.reason) == (False, "anti_passback")
+    assert p.decide(text, "entry", NOW + 601).admit
+    assert p.decide(text, "exit", NOW + 20).admit
+    assert p.decide(text, "entry", NOW + 21).admit
+
+
+def test_full_facility_denies_entry_but_not_exit_or_black_alarm() -> None:
+    p = policy()
+    p.set_facility_state(FacilityState(facility_id="f", occupancy=10, capacity=10, full=True))
+    entry = p.decide(make(Status.GREEN), "entry", NOW)
+    assert (entry.signal, entry.admit, entry.reason) == (Signal.FULL, False, "facility_full")
+    assert p.decide(make(Status.GREEN), "exit", NOW).admit
+    black = p.decide(make(Status.BLACK), "entry", NOW)
+    assert black.reason == "status_black" and black.alarm
+    p.set_facility_state(FacilityState(facility_id="f", occupancy=9, capacity=10, full=False))
+    assert p.decide(make(Status.GREEN), "entry", NOW).admit
+
+
+def test_black_pass_may_leave_but_raises_an_alarm() -> None:
+    decision = policy().decide(make(Status.BLACK), "exit", NOW)
+    assert decision.admit and decision.alarm and decision.signal is Signal.BLACK
+
+
+def test_lockdown_denies_entry() -> None:
+    p = policy()
+    p.lockdown = True
+    decision = p.decide(make(Status.GREEN), "entry", NOW)
+    assert (decision.admit, decision.reason) == (False, "lockdown")

@@ -1,0 +1,303 @@
+"""Source configuration and the real sources: image folders, videos and the Pi camera."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import types
+from pathlib import Path
+from typing import Any, ClassVar
+
+import av
+import numpy as np
+import pytest
+import segno
+from PIL import Image
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from firmware.camera import (
+    FolderSource,
+    FolderSourceConfig,
+    PiCameraSource,
+    PiCameraSourceConfig,
+    SourceConfig,
+    SyntheticSourceConfig,
+    VideoSource,
+    VideoSourceConfig,
+    open_source,
+)
+from firmware.decoder import make_decoder
+from firmware.errors import SourceError
+from firmware.frames import FrameSource
+from firmware.synthetic import SyntheticSource
+
+SOURCE_CONFIG: TypeAdapter[SourceConfig] = TypeAdapter(SourceConfig)
+
+
+def code_frame(text: str, size: tuple[int, int] = (240, 320)) -> np.ndarray:
+    modules = np.pad(np.array(segno.make_qr(text, error="m").matrix, dtype=bool), 4)
+    code = np.repeat(np.repeat(np.where(modules, 20, 235).astype(np.uint8), 4, 0), 4, 1)
+    frame = np.full(size, 128, dtype=np.uint8)
+    top, left = (size[0] - code.shape[0]) // 2, (size[1] - code.shape[1]) // 2
+    frame[top : top + code.shape[0], left : left + code.shape[1]] = code
+    return frame
+
+
+# Configuration
+
+
+def test_the_kind_picks_the_source_config() -> None:
+    assert isinstance(
+        SOURCE_CONFIG.validate_python({"kind": "folder", "path": "frames"}), FolderSourceConfig
+    )
+    assert isinstance(
+        SOURCE_CONFIG.validate_python({"kind": "video", "path": "a.mp4", "loop": True}),
+        VideoSourceConfig,
+    )
+    synthetic = SOURCE_CONFIG.validate_python({"kind": "synthetic", "preset": "hard", "seed": 3})
+    assert isinstance(synthetic, SyntheticSourceConfig)
+    assert (synthetic.width, synthetic.height, synthetic.fps) == (640, 480, None)
+    camera = SOURCE_CONFIG.validate_python({"kind": "picamera2"})
+    assert isinstance(camera, PiCameraSourceConfig)
+    assert (camera.width, camera.height, camera.fps) == (640, 480, 15.0)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"kind": "webcam"},
+        {"kind": "folder"},
+        {"kind": "folder", "path": "x", "fsp": 5},
+        {"kind": "synthetic", "preset": "medium"},
+        {"kind": "video", "path": "a.mp4", "fps": 0},
+        {"kind": "picamera2", "width": 0},
+    ],
+)
+def test_bad_source_configs_are_refused(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        SOURCE_CONFIG.validate_python(bad)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [FolderSourceConfig, VideoSourceConfig, SyntheticSourceConfig, PiCameraSourceConfig],
+)
+def test_every_field_is_described(model: type[BaseModel]) -> None:
+    for name, info in model.model_fields.items():
+        assert info.description, f"{model.__name__}.{name} has no description"
+
+
+def test_open_source_builds_each_kind(tmp_path: Path) -> None:
+    Image.fromarray(code_frame("PINTU A")).save(tmp_path / "a.png")
+    folder = open_source(FolderSourceConfig(path=tmp_path))
+    assert isinstance(folder, FolderSource)
+    synthetic = open_source(SyntheticSourceConfig(preset="easy", width=320, height=240, seed=1))
+    assert isinstance(synthetic, SyntheticSource)
+    assert isinstance(synthetic, FrameSource)
+    assert synthetic.params.width == 320
+    assert next(iter(synthetic)).pixels.shape == (240, 320)
+    synthetic.close()
+
+
+# Folder source
+
+
+def test_folder_source_reads_images_in_name_order_and_skips_bad_ones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    Image.fromarray(code_frame("PINTU B")).save(tmp_path / "02.png")
+    rgb = np.stack([code_frame("PINTU A")] * 3, axis=-1)
+    Image.fromarray(rgb).save(tmp_path / "01.jpg", quality=95)
+    Image.fromarray(code_frame("PINTU C")).save(tmp_path / "04.bmp")
+    (tmp_path / "03.png").write_bytes(b"\x89PNG\r\n\x1a\n but then nothing")
+    (tmp_path / "notes.txt").write_text("not a frame")
+
+    source = FolderSource(tmp_path)
+    decoder = make_decoder()
+    with caplog.at_level(logging.WARNING, logger="firmware.camera"):
+        frames = list(source)
+
+    assert [decoder.decode(f.pixels) for f in frames] == [["PINTU A"], ["PINTU B"], ["PINTU C"]]
+    assert [f.index for f in frames] == [0, 1, 2]
+    assert all(f.pixels.ndim == 2 and f.pixels.dtype == np.uint8 for f in frames)
+    assert source.unreadable == 1
+    assert "03.png" in caplog.text
+
+
+def test_folder_source_loops_until_closed(tmp_path: Path) -> None:
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / name)
+    source = FolderSource(tmp_path, loop=True)
+    seen = 0
+    for _ in source:
+        seen += 1
+        if seen == 5:
+            source.close()
+    assert seen == 5
+
+
+def test_folder_source_errors(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="no such folder"):
+        FolderSource(tmp_path / "missing")
+    with pytest.raises(SourceError, match="no images"):
+        FolderSource(tmp_path)
+    (tmp_path / "broken.png").write_text("not an image")
+    assert list(FolderSource(tmp_path)) == []
+    with pytest.raises(SourceError, match="none of the images"):
+        list(FolderSource(tmp_path, loop=True))
+
+
+# Video source
+
+
+def write_video(path: Path, images: list[np.ndarray], fps: int = 10) -> None:
+    """A lossless (FFV1) grayscale video, so frames come back exactly as written."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=fps)
+        stream.height, stream.width = images[0].shape
+        stream.pix_fmt = "gray"
+        for image in images:
+            frame = av.VideoFrame.from_ndarray(image, format="gray")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_video_source_reads_frames_back(tmp_path: Path) -> None:
+    images = [code_frame(f"PINTU {i}") for i in range(4)]
+    path = tmp_path / "door.mkv"
+    write_video(path, images)
+
+    source = open_source(VideoSourceConfig(path=path))
+    frames = list(source)
+
+    assert isinstance(source, VideoSource)
+    assert len(frames) == 4
+    for frame, image in zip(frames, images, strict=True):
+        np.testing.assert_array_equal(frame.pixels, image)
+    decoder = make_decoder()
+    assert [decoder.decode(f.pixels) for f in frames] == [[f"PINTU {i}"] for i in range(4)]
+    source.close()
+
+
+def test_video_source_loops(tmp_path: Path) -> None:
+    path = tmp_path / "loop.mkv"
+    write_video(path, [np.full((16, 16), v, np.uint8) for v in (10, 20, 30)])
+    source = VideoSource(path, loop=True)
+    values = []
+    for frame in source:
+        values.append(int(frame.pixels[0, 0]))
+        if len(values) == 7:
+            source.close()
+    assert values == [10, 20, 30, 10, 20, 30, 10]
+
+
+def test_video_source_errors_name_the_file_and_the_reason(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"this is not a video at all " * 50)
+    with pytest.raises(SourceError, match=r"garbage\.mp4: cannot open video: .+") as caught:
+        VideoSource(garbage)
+    assert isinstance(caught.value, OSError)
+    with pytest.raises(SourceError, match=r"missing\.mp4: cannot open video: No such file"):
+        VideoSource(tmp_path / "missing.mp4")
+
+
+# Pi camera
+
+
+def test_picamera2_off_the_pi_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "picamera2", None)  # what a laptop has: no picamera2
+    with pytest.raises(SourceError) as caught:
+        open_source(PiCameraSourceConfig())
+    message = str(caught.value)
+    assert "Raspberry Pi OS" in message
+    assert "apt install python3-picamera2" in message
+    assert "--system-site-packages" in message
+
+
+class FakePicamera2:
+    """Just enough of picamera2.Picamera2 to check what the source asks of it."""
+
+    instances: ClassVar[list[FakePicamera2]] = []
+    stride = 352  # the ISP pads 320-pixel rows to this
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.frames: list[np.ndarray] = []
+        self.fail = False
+        FakePicamera2.instances.append(self)
+
+    def create_video_configuration(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("create_video_configuration", kwargs))
+        return {"lores": kwargs["lores"], "controls": kwargs["controls"]}
+
+    def configure(self, config: dict[str, Any]) -> None:
+        self.calls.append(("configure", config))
+        self.size = config["lores"]["size"]
+
+    def stream_configuration(self, name: str) -> dict[str, Any]:
+        assert name == "lores"
+        return {"size": self.size, "stride": self.stride, "format": "YUV420"}
+
+    def start(self) -> None:
+        self.calls.append(("start", None))
+
+    def capture_array(self, name: str) -> np.ndarray:
+        assert name == "lores"
+        if self.fail or not self.frames:
+            raise RuntimeError("Camera frontend has timed out!")
+        return self.frames.pop(0)
+
+    def stop(self) -> None:
+        self.calls.append(("stop", None))
+
+    def close(self) -> None:
+        self.calls.append(("close", None))
+
+
+@pytest.fixture
+def fake_picamera2(monkeypatch: pytest.MonkeyPatch) -> type[FakePicamera2]:
+    module = types.ModuleType("picamera2")
+    module.Picamera2 = FakePicamera2  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "picamera2", module)
+    FakePicamera2.instances = []
+    return FakePicamera2
+
+
+def test_picamera2_source_reads_the_lores_y_plane(fake_picamera2: type[FakePicamera2]) -> None:
+    source = PiCameraSource(320, 240, fps=10.0)
+    camera = fake_picamera2.instances[0]
+    image = code_frame("PINTU PI")
+    lores = np.full((240 * 3 // 2, FakePicamera2.stride), 99, dtype=np.uint8)
+    lores[:240, :320] = image
+    camera.frames = [lores]
+
+    frames = iter(source)
+    frame = next(frames)
+
+    assert camera.calls[0] == (
+        "create_video_configuration",
+        {"lores": {"size": (320, 240), "format": "YUV420"}, "controls": {"FrameRate": 10.0}},
+    )
+    assert ("start", None) in camera.calls
+    assert frame.pixels.shape == (240, 320)
+    assert np.shares_memory(frame.pixels, lores)
+    assert make_decoder().decode(frame.pixels) == ["PINTU PI"]
+    # The camera then dies: an error the scan loop can raise an alarm for.
+    camera.fail = True
+    with pytest.raises(SourceError, match="stopped delivering frames: Camera frontend"):
+        next(frames)
+    source.close()
+    assert camera.calls[-2:] == [("stop", None), ("close", None)]
+
+
+def test_picamera2_without_a_camera(
+    fake_picamera2: type[FakePicamera2], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_camera(self: FakePicamera2) -> None:
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr(fake_picamera2, "__init__", no_camera)
+    with pytest.raises(SourceError, match="no camera found"):
+        PiCameraSource()
