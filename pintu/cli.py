@@ -10,6 +10,7 @@ import click
 from pintu import __version__
 from pintu.commands.decode import decode
 from pintu.commands.keys import keys
+from pintu.commands.node import node
 from pintu.commands.passes import pass_group
 
 
@@ -39,6 +40,7 @@ def cli(verbose: int) -> None:
 cli.add_command(keys)
 cli.add_command(pass_group)
 cli.add_command(decode)
+cli.add_command(node)
 
 
 def main() -> None:

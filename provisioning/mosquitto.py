@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -89,6 +90,10 @@ class Mosquitto:
     def write_conf(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         lines = [
+            # Started as root, Mosquitto switches to the `mosquitto` user, which could not
+            # write the persistence file or read the password file in our directory; as
+            # any other user this line has no effect.
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}",
             f"listener {self.port} {self.host}",
             f"allow_anonymous {'true' if self.anonymous else 'false'}",
             "persistence true",

@@ -196,3 +196,44 @@ def test_decode_goes_on_past_unreadable_files(runner: CliRunner, tmp_path: Path)
     assert "error" in lines[1]
     assert lines[2]["texts"] == []
     assert "Traceback" not in result.output
+
+
+EXAMPLE_NODE_CONFIG = Path(__file__).parents[2] / "docs" / "examples" / "node.toml"
+
+
+def test_example_node_config_is_valid(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["node", "check-config", "--config", str(EXAMPLE_NODE_CONFIG)])
+    assert result.exit_code == 0, result.output
+    assert "ok: node main-in-1 at mall-a/main-in (entry)" in result.output
+
+
+def test_bad_node_config_names_each_key_and_line(runner: CliRunner, tmp_path: Path) -> None:
+    text = EXAMPLE_NODE_CONFIG.read_text()
+    text = text.replace('direction = "entry"', 'direction = "sideways"')
+    text = text.replace("pulse_ms = 3000", "pulse_ms = 5")
+    text = text.replace("[scan]\n", "[scan]\ncooldwon_s = 3\n")
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    lines = text.splitlines()
+    result = runner.invoke(cli, ["node", "check-config", "--config", str(path)])
+    assert result.exit_code == 1
+    for key, needle, message in [
+        ("direction", 'direction = "sideways"', "'entry', 'exit' or 'both'"),
+        ("pins.relay.pulse_ms", "pulse_ms = 5", "greater than or equal to 100"),
+        ("scan.cooldwon_s", "cooldwon_s = 3", "unknown key"),
+    ]:
+        line = next(i for i, text_line in enumerate(lines, 1) if text_line.startswith(needle))
+        assert f"{path}:{line}: {key}: " in result.output
+        assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unreadable_node_config(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["node", "check-config", "--config", str(tmp_path / "no.toml")])
+    assert result.exit_code == 1
+    assert "cannot read config" in result.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text("node_id = [unclosed")
+    result = runner.invoke(cli, ["node", "check-config", "--config", str(bad)])
+    assert result.exit_code == 1
+    assert "not valid TOML" in result.output

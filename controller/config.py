@@ -1,0 +1,154 @@
+"""The door node's typed configuration (``node.toml``).
+
+Unknown keys and bad values are errors that name the key and, where it can be found, the
+line; the node refuses to start on any of them. Secrets never live here: the MQTT password
+comes from a file or from systemd's credentials directory.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from controller.errors import ConfigError
+from controller.policy import PolicyConfig
+from controller.uplink import MqttConfig
+from firmware.camera import SourceConfig
+from firmware.decoder import DecoderConfig
+from firmware.model import StrictModel
+from firmware.pins import PinMap
+from protocol.events import Ident
+
+
+class ScanConfig(StrictModel):
+    cooldown_s: float = Field(
+        3.0,
+        gt=0,
+        le=600,
+        description="The same code seen again within this many seconds of its last sighting "
+        "is the same visitor still holding it up: one decision, not many.",
+    )
+    restart_source_after_s: float = Field(
+        5.0, gt=0, description="After the camera fails, wait this long before reopening it."
+    )
+
+
+class GateConfig(StrictModel):
+    passage: Literal["auto", "sensor", "assume"] = Field(
+        "auto",
+        description="How a passage is confirmed: 'sensor' waits for the rotation sensor or "
+        "door contact; 'assume' counts a passage at the relay pulse; 'auto' uses a sensor "
+        "when one is wired.",
+    )
+    passage_timeout_s: float = Field(
+        8.0,
+        gt=0,
+        le=120,
+        description="Admitted but nobody passed within this time: recorded as not_passed.",
+    )
+    signal_s: float = Field(2.0, gt=0, le=30, description="How long a decision's signal shows.")
+
+
+class NodeConfig(StrictModel):
+    node_id: Ident = Field(description="This node's id, unique in the facility.")
+    facility_id: Ident = Field(description="The facility this door belongs to.")
+    door_id: Ident = Field(description="The door this node guards.")
+    direction: Literal["entry", "exit", "both"] = Field(
+        description="What a passage through this door means; 'both' decides per visitor: "
+        "someone inside leaves, anyone else enters."
+    )
+    state_dir: Path = Field(
+        description="Where the journal and the synced lists live (StateDirectory= under systemd)."
+    )
+    trust_list: Path = Field(
+        Path("trust.json"), description="Trust list file, relative to state_dir."
+    )
+    status_list: Path = Field(
+        Path("status.psl"), description="Status list file, relative to state_dir."
+    )
+    stale_lists_after_s: float = Field(
+        86_400.0, gt=0, description="Report the node degraded when its lists are older than this."
+    )
+    source: SourceConfig = Field(description="Where frames come from.")
+    decoder: DecoderConfig = Field(default_factory=DecoderConfig, description="QR decoder.")
+    pins: PinMap = Field(default_factory=PinMap.default, description="GPIO wiring.")
+    policy: PolicyConfig = Field(default_factory=PolicyConfig, description="What is admitted.")
+    scan: ScanConfig = Field(default_factory=ScanConfig, description="Scan loop.")
+    gate: GateConfig = Field(default_factory=GateConfig, description="Relay and passage.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Link to the hub.")
+
+    def path(self, relative: Path) -> Path:
+        return relative if relative.is_absolute() else self.state_dir / relative
+
+
+_TABLE = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"']+)\s*=")
+
+
+def find_line(text: str, loc: tuple[str | int, ...]) -> int | None:
+    """The line (1-based) where the dotted key ``loc`` is set in TOML ``text``, if found."""
+    names = [str(part) for part in loc if not isinstance(part, int)]
+    if not names:
+        return None
+    table: list[str] = []
+    best: int | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _TABLE.match(line)
+        if header:
+            table = [p.strip().strip("\"'") for p in header.group(1).split(".")]
+            if table == names:
+                best = best or number
+            continue
+        key = _KEY.match(line)
+        if key and [*table, key.group(1).strip("\"'")] == names[: len(table) + 1]:
+            if len(table) + 1 == len(names):
+                return number
+            best = best or number
+    return best
+
+
+def _describe(err: ValidationError, text: str, where: str) -> list[str]:
+    problems = []
+    for item in err.errors():
+        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        line = find_line(text, loc)
+        at = f"{where}:{line}" if line else where
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        problems.append(f"{at}: {key}: {message}")
+    return problems
+
+
+# Discriminated unions put the tag's value in the error location; it is not a key.
+_UNION_TAGS = {"folder", "video", "synthetic", "picamera2", "three", "rgb"}
+
+
+def parse_config(text: str, where: str = "node.toml") -> NodeConfig:
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{where}: not valid TOML: {err}") from err
+    try:
+        return NodeConfig.model_validate(data)
+    except ValidationError as err:
+        problems = _describe(err, text, where)
+        raise ConfigError("\n".join(problems)) from err
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text") from err
+    return parse_config(text, str(path))

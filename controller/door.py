@@ -1,0 +1,381 @@
+"""The door thread: turns scans, button presses and remote opens into signals, relay
+pulses and journal events, one at a time, in the order they happened.
+
+Everything that touches GPIO runs here, so the relay is never driven from two places and
+the scan loop and the MQTT link never wait on a turnstile.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from controller.errors import JournalError
+from controller.journal import Journal
+from controller.policy import Decision, Direction, Policy
+from firmware.errors import NotArmed
+from firmware.gpio import Devices
+from firmware.signals import Signal
+from protocol import passes
+from protocol.events import EventKind
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scan:
+    text: str
+    frame_ts: float  # time.monotonic() when the frame was captured
+
+
+@dataclass(frozen=True)
+class ExitRequest:
+    source: str  # "button" or "sensor"
+
+
+@dataclass
+class RemoteOpen:
+    reason: str
+    done: threading.Event = field(default_factory=threading.Event)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Unreleased:
+    """A sensor saw a passage nobody released: a free exit, or a forced door."""
+
+    what: Literal["rotation", "door_opened"]
+
+
+@dataclass(frozen=True)
+class Alarm:
+    detail: str
+    message: str
+
+
+Work = Scan | ExitRequest | RemoteOpen | Unreleased | Alarm
+
+
+@dataclass
+class DoorStats:
+    decisions: int = 0
+    admitted: int = 0
+    denied: int = 0
+    entries: int = 0
+    exits: int = 0
+    not_passed: int = 0
+    alarms: int = 0
+    journal_failures: int = 0
+    # Frame capture to relay energised, seconds; the latency a visitor feels.
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+
+
+class Door:
+    def __init__(
+        self,
+        *,
+        direction: Literal["entry", "exit", "both"],
+        policy: Policy,
+        devices: Devices,
+        journal: Journal,
+        passage: Literal["auto", "sensor", "assume"],
+        passage_timeout_s: float,
+        signal_s: float,
+        on_event: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.direction = direction
+        self.policy = policy
+        self.devices = devices
+        self.journal = journal
+        self.passage_timeout_s = passage_timeout_s
+        self.signal_s = signal_s
+        self.on_event = on_event
+        self.clock = clock
+        self.stats = DoorStats()
+        self.last_decision: Decision | None = None
+        self._queue: queue.Queue[Work | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._watcher = devices.passage_watcher()
+        self._confirm = passage == "sensor" or (passage == "auto" and self._watcher.can_confirm)
+        self._releasing = threading.Event()
+        self._pending_frame_ts: float | None = None
+        self._backlog: list[tuple[EventKind, dict[str, object]]] = []
+        self._removers = [devices.relay.on_change(self._on_relay)]
+        self._wire_inputs()
+
+    # -- inputs from other threads (never block) --------------------------------------
+
+    def submit(self, work: Work) -> None:
+        self._queue.put(work)
+
+    def _wire_inputs(self) -> None:
+        d = self.devices
+        if d.exit_button is not None:
+            d.exit_button.when_pressed = lambda: self.submit(ExitRequest("button"))
+        if d.rotation_sensor is not None:
+            self._removers.append(d.rotation_sensor.add_listener(self._on_rotation))
+        if d.door_contact is not None:
+            self._removers.append(d.door_contact.add_listener(self._on_door))
+
+    def _on_rotation(self, _count: int) -> None:
+        if not self._releasing.is_set():
+            self.submit(Unreleased("rotation"))
+
+    def _on_door(self, closed: bool) -> None:
+        if not closed and not self._releasing.is_set():
+            self.submit(Unreleased("door_opened"))
+
+    def _on_relay(self, is_open: bool, t: float) -> None:
+        frame_ts = self._pending_frame_ts
+        if is_open and frame_ts is not None:
+            self.stats.latencies.append(t - frame_ts)
+            self._pending_frame_ts = None
+
+    # -- the thread ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="door", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        for remove in self._removers:
+            remove()
+        self._watcher.close()
+        if self.devices.exit_button is not None:
+            self.devices.exit_button.when_pressed = None
+
+    def _run(self) -> None:
+        while True:
+            work = self._queue.get()
+            if work is None:
+                return
+            try:
+                self.handle(work)
+            except Exception:
+                # One bad piece of work must not stop the door; it is logged with its
+                # traceback and the door goes on with the next visitor.
+                logger.exception("door failed to handle %r", work)
+
+    def handle(self, work: Work) -> None:
+        if isinstance(work, Scan):
+            self._scan(work)
+        elif isinstance(work, ExitRequest):
+            self._release(EventKind.EXIT, subject=None, detail=f"exit {work.source}")
+        elif isinstance(work, RemoteOpen):
+            self._remote_open(work)
+        elif isinstance(work, Unreleased):
+            self._unreleased(work)
+        else:
+            self.record(EventKind.ALARM, detail=work.detail, message=work.message)
+            self.devices.indicator.show(Signal.ERROR, self.signal_s)
+
+    # -- what happens at the door ----------------------------------------------------
+
+    def _direction_for(self, text: str, now: float) -> Direction:
+        if self.direction != "both":
+            return self.direction
+        parsed = passes.parse(text)
+        if isinstance(parsed, passes.Pass) and self.policy.inside(parsed.subject_hex, now):
+            return "exit"
+        return "entry"
+
+    def _scan(self, scan: Scan) -> None:
+        now = self.clock()
+        decision = self.policy.decide(scan.text, self._direction_for(scan.text, now), now)
+        self.last_decision = decision
+        self.stats.decisions += 1
+        logger.info(
+            "decision: %s %s (%s) subject=%s",
+            "admit" if decision.admit else "deny",
+            decision.signal.value,
+            decision.reason,
+            decision.subject,
+        )
+        if not decision.admit:
+            self.stats.denied += 1
+            self.devices.indicator.show(decision.signal, self.signal_s)
+            self._record_decision(EventKind.DENIED, decision)
+            if decision.alarm:
+                self.record(
+                    EventKind.ALARM,
+                    subject=decision.subject,
+                    signal=decision.signal.value,
+                    detail="black_pass",
+                    message=decision.message,
+                )
+            return
+        self.stats.admitted += 1
+        kind = EventKind.ENTRY if decision.direction == "entry" else EventKind.EXIT
+        if decision.alarm:
+            self.record(
+                EventKind.ALARM,
+                subject=decision.subject,
+                signal=decision.signal.value,
+                detail="black_pass_exit",
+                message=decision.message,
+            )
+        self._release(kind, decision=decision, frame_ts=scan.frame_ts)
+
+    def _release(
+        self,
+        kind: EventKind,
+        *,
+        decision: Decision | None = None,
+        subject: str | None = None,
+        detail: str | None = None,
+        frame_ts: float | None = None,
+    ) -> bool:
+        """Open the gate once and count the passage; False if the relay refused."""
+        relay = self.devices.relay
+        signal = decision.signal if decision is not None else Signal.GREEN
+        self._releasing.set()
+        try:
+            self._watcher.expect()
+            self._pending_frame_ts = frame_ts
+            try:
+                pulsed = relay.pulse()
+            except NotArmed:
+                # A failed self-test leaves the relay disarmed: the door stays locked.
+                pulsed = False
+            if not pulsed:
+                self._pending_frame_ts = None
+                reason = "lockdown" if relay.locked_down else "relay_not_armed"
+                logger.warning("relay refused to open (%s)", reason)
+                self.devices.indicator.show(Signal.RED, self.signal_s)
+                if decision is not None:
+                    self.stats.denied += 1
+                    self._record_decision(
+                        EventKind.DENIED,
+                        decision,
+                        admit=False,
+                        reason=reason,
+                        message="door cannot open: " + reason.replace("_", " "),
+                    )
+                return False
+            self.devices.indicator.show(signal, self.signal_s)
+            passed = self._watcher.wait(self.passage_timeout_s) if self._confirm else True
+        finally:
+            self._releasing.clear()
+        subject = decision.subject if decision is not None else subject
+        if passed:
+            if kind is EventKind.EXIT:
+                self.stats.exits += 1
+            elif kind is EventKind.ENTRY:
+                self.stats.entries += 1
+            if kind is EventKind.ENTRY and subject is not None:
+                self.policy.entered(subject, self.clock())
+            way = self._way(kind)
+            if decision is not None:
+                self._record_decision(kind, decision, direction=way)
+            else:
+                self.record(
+                    kind, subject=subject, admit=True, detail=detail, reason="ok", direction=way
+                )
+        else:
+            self.stats.not_passed += 1
+            self.record(
+                EventKind.NOT_PASSED,
+                subject=subject,
+                signal=signal.value,
+                admit=True,
+                reason="not_passed",
+                message=f"admitted ({kind.value}), nobody passed",
+                detail=detail,
+            )
+        return True
+
+    def _remote_open(self, work: RemoteOpen) -> None:
+        try:
+            relay = self.devices.relay
+            if not relay.armed:
+                work.error = "relay not armed (self-test failed)"
+                return
+            if relay.locked_down:
+                work.error = "door is locked down"
+                return
+            # The reply goes out as soon as the gate is released; the passage is an event.
+            done = work.done
+
+            def released(is_open: bool, _t: float) -> None:
+                if is_open:
+                    done.set()
+
+            remove = relay.on_change(released)
+            try:
+                kind = EventKind.MANUAL
+                self._release(kind, subject=None, detail=work.reason[:200])
+            finally:
+                remove()
+        finally:
+            work.done.set()
+
+    def _unreleased(self, work: Unreleased) -> None:
+        if self.direction == "exit":
+            # A free-exit turnstile or door: every passage is someone leaving.
+            if work.what == "rotation" or self.devices.rotation_sensor is None:
+                self.stats.exits += 1
+                self.record(
+                    EventKind.EXIT, admit=True, reason="ok", detail="free exit", direction="exit"
+                )
+            return
+        self.devices.indicator.show(Signal.BLACK, self.signal_s)
+        detail = "forced_door" if work.what == "door_opened" else "forced_passage"
+        self.record(EventKind.ALARM, detail=detail, message="passage without a release")
+
+    # -- the journal -----------------------------------------------------------------
+
+    def _record_decision(
+        self,
+        kind: EventKind,
+        decision: Decision,
+        *,
+        admit: bool | None = None,
+        reason: str | None = None,
+        message: str | None = None,
+        direction: str | None = None,
+    ) -> None:
+        self.record(
+            kind,
+            subject=decision.subject,
+            signal=decision.signal.value,
+            admit=decision.admit if admit is None else admit,
+            reason=reason or decision.reason,
+            message=message or decision.message,
+            direction=direction,
+        )
+
+    def _way(self, kind: EventKind) -> str:
+        """Which way a counted passage went; a manual open follows the door's direction."""
+        if kind is EventKind.EXIT or (kind is EventKind.MANUAL and self.direction == "exit"):
+            return "exit"
+        return "entry"
+
+    def record(self, kind: EventKind, **fields: object) -> None:
+        """Journal an event; if the disk refuses, keep it and try again with the next."""
+        if kind is EventKind.ALARM:
+            self.stats.alarms += 1
+        self._backlog.append((kind, fields))
+        while self._backlog:
+            pending_kind, pending = self._backlog[0]
+            try:
+                self.journal.append(pending_kind, **pending)  # type: ignore[arg-type]
+            except JournalError as err:
+                self.stats.journal_failures += 1
+                logger.error("journal refused an event, kept in memory: %s", err)
+                return
+            self._backlog.pop(0)
+        self.on_event()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._backlog)

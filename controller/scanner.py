@@ -1,0 +1,147 @@
+"""The scan loop: frames in, fresh pass texts out to the door.
+
+Runs on its own thread, so a slow decode never holds up GPIO or MQTT. The same code seen
+in consecutive frames is one visitor holding up a phone: it is handed on once, and again
+only after it has been out of view for the cooldown. A camera that fails raises an alarm,
+marks the node degraded and is reopened after a pause; frames the decoder cannot read are
+counted, never fatal. The systemd watchdog is petted from this loop, so a scan loop that
+hangs is a node systemd restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from controller.door import Alarm, Door, Scan
+from controller.notify import Notifier
+from firmware.decoder import Decoder
+from firmware.errors import SourceError
+from firmware.frames import FrameSource
+
+logger = logging.getLogger(__name__)
+
+
+class Deduper:
+    """Remembers each text's last sighting; a text is fresh after ``cooldown_s`` unseen."""
+
+    def __init__(self, cooldown_s: float) -> None:
+        self.cooldown_s = cooldown_s
+        self._seen: dict[str, float] = {}
+
+    def fresh(self, text: str, now: float) -> bool:
+        last = self._seen.get(text)
+        self._seen[text] = now
+        if len(self._seen) > 1000:
+            cutoff = now - self.cooldown_s
+            self._seen = {t: s for t, s in self._seen.items() if s >= cutoff}
+        return last is None or now - last >= self.cooldown_s
+
+
+@dataclass
+class ScanStats:
+    frames: int = 0
+    codes: int = 0
+    handed_on: int = 0
+    source_failures: int = 0
+
+
+class Scanner:
+    def __init__(
+        self,
+        *,
+        open_source: Callable[[], FrameSource],
+        decoder: Decoder,
+        door: Door,
+        cooldown_s: float,
+        restart_after_s: float,
+        notifier: Notifier,
+        on_health: Callable[[str | None], None],
+    ) -> None:
+        self.open_source = open_source
+        self.decoder = decoder
+        self.door = door
+        self.deduper = Deduper(cooldown_s)
+        self.restart_after_s = restart_after_s
+        self.notifier = notifier
+        self.on_health = on_health  # a problem text, or None when the camera is fine
+        self.stats = ScanStats()
+        self.ended = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._source: FrameSource | None = None
+        self._failing = False
+
+    @property
+    def bad_frames(self) -> int:
+        return int(getattr(self.decoder, "bad_frames", 0))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="scan", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        source = self._source
+        if source is not None:
+            source.close()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._source = self.open_source()
+                    finished = self._scan(self._source)
+                except SourceError as err:
+                    self._camera_failed(str(err))
+                    # Wait, but wake at once on stop; keep the watchdog fed meanwhile:
+                    # the loop is alive and retrying, which is what systemd should see.
+                    deadline = time.monotonic() + self.restart_after_s
+                    while not self._stop.wait(min(1.0, self.restart_after_s)):
+                        self.notifier.pet()
+                        if time.monotonic() >= deadline:
+                            break
+                    continue
+                finally:
+                    if self._source is not None:
+                        self._source.close()
+                        self._source = None
+                if finished:
+                    logger.info("frame source ended after %d frames", self.stats.frames)
+                    self.on_health("camera: frame source ended")
+                    return
+        finally:
+            self.ended.set()
+
+    def _scan(self, source: FrameSource) -> bool:
+        """Scan until stopped (False) or the source runs out (True)."""
+        healthy = False
+        for frame in source:
+            if self._stop.is_set():
+                return False
+            if not healthy:
+                healthy = True
+                self._failing = False
+                self.on_health(None)
+            self.notifier.pet()
+            self.stats.frames += 1
+            for text in self.decoder.decode(frame.pixels):
+                self.stats.codes += 1
+                if self.deduper.fresh(text, frame.ts):
+                    self.stats.handed_on += 1
+                    self.door.submit(Scan(text, frame.ts))
+        return not self._stop.is_set()
+
+    def _camera_failed(self, reason: str) -> None:
+        self.stats.source_failures += 1
+        logger.error("camera failed: %s", reason)
+        self.on_health(f"camera: {reason}"[:200])
+        if not self._failing:
+            # One alarm per failure, not one per retry.
+            self._failing = True
+            self.door.submit(Alarm("camera_failed", reason[:200]))

@@ -1,0 +1,470 @@
+"""A whole door node, off the Pi: mock pins, a synthetic camera, a real Mosquitto.
+
+Each test shows a pass to the camera and checks what a visitor and a guard would notice:
+the signal, the relay, and the event that reaches the hub.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory, MockPin
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from PIL import Image
+
+from controller.config import NodeConfig
+from controller.journal import Journal
+from controller.node import Node
+from firmware.signals import Signal
+from firmware.synthetic import PRESETS, SyntheticSource, render
+from protocol import passes, topics
+from protocol.events import Command, CommandReply, EventKind, FacilityState, NodeStatus
+from protocol.status import Status
+from protocol.trust import SigningKey, TrustList
+from provisioning.mosquitto import Mosquitto
+
+FACILITY, NODE, DOOR = "f1", "n1", "d1"
+RELAY_PIN = 5
+PULSE_MS = 150
+KEY = SigningKey.generate()
+STRANGER = SigningKey.generate()
+
+
+def subject(n: int) -> bytes:
+    return n.to_bytes(12, "big")
+
+
+def make_pass(
+    status: Status = Status.GREEN,
+    n: int = 1,
+    key: SigningKey = KEY,
+    issued: float | None = None,
+    valid_s: int = 3600,
+) -> str:
+    start = int(time.time() - 60 if issued is None else issued)
+    return passes.issue(key, subject(n), status, 2, start, start + valid_s)
+
+
+def node_config(state_dir: Path, broker: Mosquitto, **overrides: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "node_id": NODE,
+        "facility_id": FACILITY,
+        "door_id": DOOR,
+        "direction": "entry",
+        "state_dir": str(state_dir),
+        "source": {"kind": "synthetic", "preset": "easy", "fps": 30},
+        "pins": {
+            "pin_factory": "mock",
+            "leds": {"kind": "three", "red": 17, "yellow": 27, "green": 22},
+            "buzzer": {"pin": 18},
+            "relay": {
+                "pin": RELAY_PIN,
+                "active_high": True,
+                "pulse_ms": PULSE_MS,
+                "wiring": "fail_secure",
+            },
+        },
+        "gate": {"passage": "assume", "signal_s": 0.3},
+        "scan": {"cooldown_s": 2.0},
+        "mqtt": {
+            "host": broker.host,
+            "port": broker.port,
+            "reconnect_min_s": 0.05,
+            "reconnect_max_s": 0.5,
+            "ack_timeout_s": 2.0,
+        },
+    }
+    doc.update(overrides)
+    return doc
+
+
+def write_trust(state_dir: Path) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    TrustList.of([KEY.trusted()], updated_at=int(time.time())).save(state_dir / "trust.json")
+
+
+class RunningNode:
+    def __init__(self, node: Node, source: SyntheticSource) -> None:
+        self.node = node
+        self.source = source
+
+    @property
+    def relay_pin(self) -> MockPin:
+        pin: MockPin = Device.pin_factory.pin(RELAY_PIN)
+        return pin
+
+    def relay_levels(self) -> list[bool]:
+        return [bool(s.state) for s in self.relay_pin.states]
+
+    def pulses(self) -> list[float]:
+        """Lengths in seconds of each time the relay was energised.
+
+        A mock pin stamps each state with the time since the previous change.
+        """
+        states = self.relay_pin.states
+        return [
+            after.timestamp
+            for before, after in itertools.pairwise(states)
+            if before.state and not after.state
+        ]
+
+    def show(self, text: str, frames: int = 10) -> None:
+        self.source.show(text, frames)
+
+
+@pytest.fixture
+def mock_pins() -> Iterator[MockFactory]:
+    previous = Device.pin_factory
+    Device.pin_factory = MockFactory(pin_class=MockPin)
+    yield Device.pin_factory
+    Device.pin_factory.reset()
+    Device.pin_factory = previous
+
+
+@pytest.fixture
+def start_node(
+    tmp_path: Path, broker: Mosquitto, mock_pins: MockFactory
+) -> Iterator[Callable[..., RunningNode]]:
+    started: list[Node] = []
+
+    def start(**overrides: Any) -> RunningNode:
+        state_dir = tmp_path / "node"
+        write_trust(state_dir)
+        config = NodeConfig.model_validate(node_config(state_dir, broker, **overrides))
+        source = SyntheticSource(PRESETS["easy"], seed=7, fps=30)
+        node = Node(config, source=source)
+        node.start()
+        started.append(node)
+        return RunningNode(node, source)
+
+    yield start
+    for node in started:
+        if not node.stopped.is_set():
+            node.stop()
+
+
+def events_of(hub: Any, kind: EventKind) -> list[Any]:
+    return [e for e in hub.events() if e.kind is kind]
+
+
+def test_green_pass_opens_once_and_reaches_the_hub(
+    start_node: Callable[..., RunningNode], hub: Any, wait_for: Any
+) -> None:
+    running = start_node()
+    assert running.relay_levels() == [False], "relay must start locked with no pulse"
+    running.show(make_pass(Status.GREEN, n=1), frames=30)
+    wait_for(lambda: events_of(hub, EventKind.ENTRY), what="an entry event at the hub")
+    wait_for(lambda: running.relay_levels() == [False, True, False], what="one whole pulse")
+    (length,) = running.pulses()
+    assert PULSE_MS / 1000 <= length < PULSE_MS / 1000 + 0.1
+    (entry,) = events_of(hub, EventKind.ENTRY)
+    assert entry.subject == subject(1).hex()
+    assert (entry.signal, entry.admit, entry.reason, entry.direction) == (
+        "green",
+        True,
+        "ok",
+        "entry",
+    )
+    assert (entry.node_id, entry.facility_id, entry.door_id) == (NODE, FACILITY, DOOR)
+    assert entry.seq >= 2  # node_start came first
+    assert entry.ts.tzinfo is not None
+    # Held in view for 30 frames: still one decision.
+    wait_for(lambda: running.source.pending == 0, what="all 30 frames shown")
+    assert running.node.door is not None
+    assert running.node.door.stats.decisions == 1
+    wait_for(lambda: running.node.journal is not None and running.node.journal.pending_count() == 0)
+
+
+@pytest.mark.parametrize(
+    ("status", "signal", "reason"),
+    [(Status.RED, Signal.RED, "status_red"), (Status.BLACK, Signal.BLACK, "status_black")],
+)
+def test_red_and_black_are_denied_without_a_pulse(
+    start_node: Callable[..., RunningNode],
+    hub: Any,
+    wait_for: Any,
+    status: Status,
+    signal: Signal,
+    reason: str,
+) -> None:
+    running = start_node()
+    running.show(make_pass(status, n=2))
+    wait_for(lambda: events_of(hub, EventKind.DENIED), what="a denied event")
+    (denied,) = events_of(hub, EventKind.DENIED)
+    assert (denied.signal, denied.admit, denied.reason) == (signal.value, False, reason)
+    if status is Status.BLACK:
+        wait_for(lambda: events_of(hub, EventKind.ALARM), what="the black-pass alarm")
+        assert events_of(hub, EventKind.ALARM)[0].detail == "black_pass"
+    assert running.relay_levels() == [False]
+    assert not events_of(hub, EventKind.ENTRY)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (lambda: make_pass(key=STRANGER), "unknown_key"),
+        (lambda: make_pass(issued=time.time() - 7200, valid_s=3600), "expired"),
+        (lambda: make_pass()[:-12] + "AAAAAAAAAAAA", "bad_signature"),
+    ],
+    ids=["unknown_key", "expired", "forged"],
+)
+def test_bad_passes_are_denied_with_their_reason(
+    start_node: Callable[..., RunningNode],
+    hub: Any,
+    wait_for: Any,
+    text: Callable[[], str],
+    reason: str,
+) -> None:
+    running = start_node()
+    running.show(text())
+    wait_for(lambda: events_of(hub, EventKind.DENIED), what="a denied event")
+    assert events_of(hub, EventKind.DENIED)[0].reason == reason
+    assert running.relay_levels() == [False]
+
+
+def test_second_entry_without_exit_is_refused(
+    start_node: Callable[..., RunningNode], hub: Any, wait_for: Any
+) -> None:
+    running = start_node(scan={"cooldown_s": 0.2})
+    text = make_pass(n=3)
+    running.show(text, frames=5)
+    wait_for(lambda: events_of(hub, EventKind.ENTRY), what="the first entry")
+    wait_for(lambda: running.source.pending == 0)
+    # The code leaves the view for longer than the cooldown (15 idle frames at 30 fps),
+    # then the same visitor shows it again.
+    scanner = running.node.scanner
+    assert scanner is not None
+    seen = scanner.stats.frames
+    wait_for(lambda: scanner.stats.frames > seen + 15, what="idle frames")
+    running.show(text, frames=5)
+    wait_for(lambda: events_of(hub, EventKind.DENIED), what="the refused second entry")
+    assert events_of(hub, EventKind.DENIED)[0].reason == "anti_passback"
+    assert len(running.pulses()) == 1
+
+
+def test_full_facility_refuses_entry_and_admits_when_a_place_frees(
+    start_node: Callable[..., RunningNode], hub: Any, wait_for: Any, broker: Mosquitto
+) -> None:
+    running = start_node()
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    publisher.connect(broker.host, broker.port)
+    publisher.loop_start()
+    try:
+        full = FacilityState(facility_id=FACILITY, occupancy=50, capacity=50, full=True)
+        publisher.publish(topics.facility_state(FACILITY), full.dumps(), qos=1, retain=True)
+        wait_for(lambda: running.node.policy.full, what="the node to learn it is full")
+        running.show(make_pass(n=4))
+        wait_for(lambda: events_of(hub, EventKind.DENIED), what="a refused entry")
+        denied = events_of(hub, EventKind.DENIED)[0]
+        assert (denied.reason, denied.signal) == ("facility_full", "full")
+        assert running.relay_levels() == [False]
+        free = FacilityState(facility_id=FACILITY, occupancy=49, capacity=50, full=False)
+        publisher.publish(topics.facility_state(FACILITY), free.dumps(), qos=1, retain=True)
+        wait_for(lambda: not running.node.policy.full, what="a freed place")
+        running.show(make_pass(n=5))
+        wait_for(lambda: events_of(hub, EventKind.ENTRY), what="the entry once a place is free")
+    finally:
+        publisher.publish(topics.facility_state(FACILITY), b"", qos=1, retain=True)
+        publisher.loop_stop()
+        publisher.disconnect()
+
+
+def test_commands_open_lockdown_and_unknown(
+    start_node: Callable[..., RunningNode], hub: Any, wait_for: Any, broker: Mosquitto
+) -> None:
+    running = start_node()
+    replies: dict[str, CommandReply] = {}
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+
+    def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        reply = CommandReply.parse(msg.payload)
+        replies[reply.id] = reply
+
+    client.on_message = on_message
+    client.connect(broker.host, broker.port)
+    client.subscribe(topics.node_cmd_resp(FACILITY, NODE), qos=1)
+    client.loop_start()
+    wait_for(lambda: running.node.uplink is not None and running.node.uplink.connected)
+
+    def send(request_id: str, cmd: str, **args: Any) -> CommandReply:
+        command = Command(id=request_id, cmd=cmd, args=args)
+        client.publish(topics.node_cmd(FACILITY, NODE), command.dumps(), qos=1)
+        wait_for(lambda: request_id in replies, what=f"the reply to {cmd}")
+        return replies[request_id]
+
+    try:
+        unknown = send("r1", "self_destruct")
+        assert not unknown.ok and unknown.error is not None
+        assert "unknown command 'self_destruct'" in unknown.error
+        opened = send("r2", "open", reason="manual check-in by guard")
+        assert opened.ok, opened.error
+        wait_for(lambda: events_of(hub, EventKind.MANUAL), what="the manual passage event")
+        assert events_of(hub, EventKind.MANUAL)[0].direction == "entry"
+        wait_for(lambda: len(running.pulses()) == 1, what="the pulse to end")
+        assert send("r3", "lockdown", on=True).ok
+        refused = send("r4", "open")
+        assert not refused.ok and refused.error == "door is locked down"
+        running.show(make_pass(n=6))
+        wait_for(lambda: events_of(hub, EventKind.DENIED), what="entry refused in lockdown")
+        assert events_of(hub, EventKind.DENIED)[0].reason == "lockdown"
+        bad_policy = send("r5", "set_policy", yellow="maybe")
+        assert not bad_policy.ok and bad_policy.error is not None and "yellow" in bad_policy.error
+        assert len(running.pulses()) == 1
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def test_camera_failure_raises_an_alarm_and_degrades_the_node(
+    tmp_path: Path, broker: Mosquitto, mock_pins: MockFactory, hub: Any, wait_for: Any
+) -> None:
+    state_dir = tmp_path / "node"
+    write_trust(state_dir)
+    config = NodeConfig.model_validate(
+        node_config(state_dir, broker, scan={"restart_source_after_s": 30})
+    )
+    node = Node(config, source=SyntheticSource(PRESETS["easy"], fps=60, fail_after=5))
+    node.start()
+    try:
+        wait_for(lambda: events_of(hub, EventKind.ALARM), what="the camera alarm")
+        assert events_of(hub, EventKind.ALARM)[0].detail == "camera_failed"
+        status = node.status()
+        assert status.state == "degraded"
+        assert any(p.startswith("camera:") for p in status.problems)
+    finally:
+        node.stop()
+
+
+# -- a real node process, killed and restarted ---------------------------------------
+
+
+def pass_images(folder: Path, count: int) -> None:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    for i in range(count):
+        frame = render(make_pass(n=100 + i, valid_s=86_400), PRESETS["easy"], rng)
+        Image.fromarray(frame).save(folder / f"{i:03d}.png")
+
+
+def open_journal(state_dir: Path) -> Journal:
+    return Journal(state_dir / "journal.db", node_id=NODE, facility_id=FACILITY, door_id=DOOR)
+
+
+def node_process(config_path: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pintu", "-v", "node", "run", "--config", str(config_path)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+
+
+def write_toml(path: Path, doc: dict[str, Any]) -> None:
+    """A tiny TOML writer for the test's own config (two levels of tables)."""
+
+    def value(v: Any) -> str:
+        return json.dumps(v)
+
+    lines: list[str] = []
+    tables: list[tuple[str, dict[str, Any]]] = []
+    for key, v in doc.items():
+        if isinstance(v, dict):
+            tables.append((key, v))
+        else:
+            lines.append(f"{key} = {value(v)}")
+    while tables:
+        name, table = tables.pop(0)
+        lines.append(f"[{name}]")
+        for key, v in table.items():
+            if isinstance(v, dict):
+                tables.append((f"{name}.{key}", v))
+            else:
+                lines.append(f"{key} = {value(v)}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.slow
+def test_node_killed_mid_stream_resends_and_seq_continues(
+    tmp_path: Path, broker: Mosquitto, hub_factory: Any, wait_for: Any
+) -> None:
+    hub = hub_factory(ack_every=3)  # a hub that acks only every third event: plenty unacked
+    state_dir = tmp_path / "node"
+    write_trust(state_dir)
+    frames = tmp_path / "frames"
+    pass_images(frames, 12)
+    doc = node_config(
+        state_dir,
+        broker,
+        source={"kind": "folder", "path": str(frames), "loop": True, "fps": 25},
+        scan={"cooldown_s": 0.3},
+        policy={"anti_passback_s": 0},
+    )
+    config_path = tmp_path / "node.toml"
+    write_toml(config_path, doc)
+    first = node_process(config_path, tmp_path / "first.log")
+    try:
+        wait_for(lambda: hub.count() >= 15, timeout=60, what="a stream of events")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    j = open_journal(state_dir)
+    try:
+        assert j.integrity_ok()
+        unacked = {e.event_id: e.seq for e in j.pending(100_000)}
+        killed_at_seq = j.last_seq()
+    finally:
+        j.close()
+    assert unacked, "the kill should leave events the hub had not acked"
+    hub.ack_every = 1
+    second = node_process(config_path, tmp_path / "second.log")
+    try:
+        wait_for(lambda: set(unacked) <= hub.ids(), timeout=60, what="the journal's resend")
+        wait_for(
+            lambda: max(e.seq for e in hub.events()) > killed_at_seq + 3,
+            timeout=60,
+            what="new events after the restart",
+        )
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+    assert second.returncode == 0, (tmp_path / "second.log").read_text()[-2000:]
+    j = open_journal(state_dir)
+    try:
+        still_pending = {e.seq for e in j.pending(100_000)}
+        last = j.last_seq()
+    finally:
+        j.close()
+    seen = {e.seq for e in hub.events()}
+    assert seen | still_pending == set(range(1, last + 1)), "a seq is missing: an event was lost"
+    starts = [e for e in hub.events() if e.kind is EventKind.NODE_START]
+    assert len(starts) == 2
+    assert min(s.seq for s in starts if s.seq > 1) == killed_at_seq + 1
+    resent = [e for e in hub.events() if e.event_id in unacked]
+    assert resent, "the events left in the journal reached the hub"
+
+
+def test_status_reports_list_age(
+    start_node: Callable[..., RunningNode], probe: Any, wait_for: Any
+) -> None:
+    running = start_node()
+    watcher = probe([topics.node_status(FACILITY, NODE)])
+    wait_for(lambda: watcher.payloads(topics.node_status(FACILITY, NODE)), what="retained status")
+    status = NodeStatus.parse(watcher.payloads(topics.node_status(FACILITY, NODE))[-1])
+    assert status.state == "online"
+    assert status.trust_list_age_s is not None and status.trust_list_age_s < 60
+    assert running.node.status().direction == "entry"
