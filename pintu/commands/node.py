@@ -9,7 +9,6 @@ import click
 
 from pintu.commands.common import echo_json
 
-
 if TYPE_CHECKING:
     from controller.config import NodeConfig
 

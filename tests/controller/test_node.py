@@ -58,6 +58,14 @@ def make_pass(
     return passes.issue(key, subject(n), status, 2, start, start + valid_s)
 
 
+BASE_PINS: dict[str, Any] = {
+    "pin_factory": "mock",
+    "leds": {"kind": "three", "red": 17, "yellow": 27, "green": 22},
+    "buzzer": {"pin": 18},
+    "relay": {"pin": RELAY_PIN, "active_high": True, "pulse_ms": PULSE_MS, "wiring": "fail_secure"},
+}
+
+
 def node_config(state_dir: Path, broker: Mosquitto, **overrides: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "node_id": NODE,
@@ -66,17 +74,7 @@ def node_config(state_dir: Path, broker: Mosquitto, **overrides: Any) -> dict[st
         "direction": "entry",
         "state_dir": str(state_dir),
         "source": {"kind": "synthetic", "preset": "easy", "fps": 30},
-        "pins": {
-            "pin_factory": "mock",
-            "leds": {"kind": "three", "red": 17, "yellow": 27, "green": 22},
-            "buzzer": {"pin": 18},
-            "relay": {
-                "pin": RELAY_PIN,
-                "active_high": True,
-                "pulse_ms": PULSE_MS,
-                "wiring": "fail_secure",
-            },
-        },
+        "pins": dict(BASE_PINS),
         "gate": {"passage": "assume", "signal_s": 0.3},
         "scan": {"cooldown_s": 2.0},
         "mqtt": {
@@ -468,3 +466,134 @@ def test_status_reports_list_age(
     assert status.state == "online"
     assert status.trust_list_age_s is not None and status.trust_list_age_s < 60
     assert running.node.status().direction == "entry"
+
+
+# -- sensors: passage confirmation, exits, forced doors ------------------------------
+
+SENSOR_PINS = {
+    "door_contact": {"pin": 23, "bounce_ms": 0},
+    "exit_button": {"pin": 24, "bounce_ms": 0},
+    "rotation_sensor": {"pin": 25, "bounce_ms": 0},
+}
+
+
+def pins_with_sensors(**chosen: bool) -> dict[str, Any]:
+    pins = dict(BASE_PINS)
+    for name, wanted in chosen.items():
+        if wanted:
+            pins[name] = SENSOR_PINS[name]
+    return pins
+
+
+def rotate(pin_number: int) -> None:
+    """One turnstile rotation: the sensor (pulled up) is pulled low, then released."""
+    pin: MockPin = Device.pin_factory.pin(pin_number)
+    pin.drive_low()
+    pin.drive_high()
+
+
+def test_rotation_confirms_entry_and_timeout_records_not_passed(
+    start_node: Callable[..., RunningNode], hub: Any, wait_for: Any
+) -> None:
+    running = start_node(
+        pins=pins_with_sensors(rotation_sensor=True),
+        gate={"passage": "sensor", "passage_timeout_s": 1.0, "signal_s": 0.2},
+    )
+    running.show(make_pass(n=20))
+    wait_for(lambda: running.relay_levels()[-1:] == [True], what="the release")
+    rotate(25)
+    wait_for(lambda: events_of(hub, EventKind.ENTRY), what="the confirmed entry")
+    running.show(make_pass(n=21))
+    wait_for(lambda: events_of(hub, EventKind.NOT_PASSED), timeout=15, what="not passed")
+    not_passed = events_of(hub, EventKind.NOT_PASSED)[0]
+    assert not_passed.subject == subject(21).hex()
+    assert len(events_of(hub, EventKind.ENTRY)) == 1
+
+
+def test_exit_door_counts_button_exits_and_free_rotations(
+    start_node: Callable[..., RunningNode], hub: Any, wait_for: Any
+) -> None:
+    running = start_node(
+        direction="exit",
+        pins=pins_with_sensors(exit_button=True, rotation_sensor=True),
+        gate={"passage": "sensor", "passage_timeout_s": 2.0, "signal_s": 0.2},
+    )
+    button: MockPin = Device.pin_factory.pin(24)
+    button.drive_low()
+    button.drive_high()
+    wait_for(lambda: running.relay_levels()[-1:] == [True], what="the exit release")
+    rotate(25)
+    wait_for(lambda: events_of(hub, EventKind.EXIT), what="the button exit")
+    assert events_of(hub, EventKind.EXIT)[0].detail == "exit button"
+    rotate(25)  # a free-exit turnstile turned with no release: someone left
+    wait_for(lambda: len(events_of(hub, EventKind.EXIT)) == 2, what="the free exit")
+    assert all(e.direction == "exit" for e in events_of(hub, EventKind.EXIT))
+
+
+def test_door_opened_without_release_is_a_forced_door_alarm(
+    start_node: Callable[..., RunningNode], hub: Any, wait_for: Any
+) -> None:
+    start_node(pins=pins_with_sensors(door_contact=True))
+    contact: MockPin = Device.pin_factory.pin(23)
+    contact.drive_low()  # closed at rest
+    contact.drive_high()  # opened with no release
+    wait_for(lambda: events_of(hub, EventKind.ALARM), what="the forced-door alarm")
+    assert events_of(hub, EventKind.ALARM)[0].detail == "forced_door"
+
+
+# -- systemd ---------------------------------------------------------------------------
+
+
+def test_node_process_tells_systemd_ready_and_pets_the_watchdog(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    import socket
+
+    state_dir = tmp_path / "node"
+    write_trust(state_dir)
+    frames = tmp_path / "frames"
+    pass_images(frames, 1)
+    config_path = tmp_path / "node.toml"
+    write_toml(
+        config_path,
+        node_config(
+            state_dir,
+            broker,
+            source={"kind": "folder", "path": str(frames), "loop": True, "fps": 20},
+        ),
+    )
+    address = str(tmp_path / "notify.sock")
+    messages: list[str] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(address)
+        sock.settimeout(30)
+        env = {
+            **os.environ,
+            "GPIOZERO_PIN_FACTORY": "mock",
+            "NOTIFY_SOCKET": address,
+            "WATCHDOG_USEC": "400000",
+        }
+        log = (tmp_path / "node.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pintu", "node", "run", "--config", str(config_path)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        try:
+            while not (
+                any("READY=1" in m for m in messages)
+                and sum("WATCHDOG=1" in m for m in messages) >= 3
+            ):
+                messages.append(sock.recv(4096).decode())
+            process.send_signal(signal.SIGTERM)
+            while not any("STOPPING=1" in m for m in messages):
+                messages.append(sock.recv(4096).decode())
+            assert process.wait(30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            log.close()
+    ready = next(i for i, m in enumerate(messages) if "READY=1" in m)
+    assert "STATUS=door d1 (entry) ready" in messages[ready]
