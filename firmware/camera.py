@@ -22,7 +22,7 @@ from pydantic import Field
 from firmware.errors import SourceError
 from firmware.frames import Frame, FrameSource, Pacer, load_image, y_plane
 from firmware.model import StrictModel
-from firmware.synthetic import PRESETS, SyntheticSource
+from firmware.synthetic import PRESETS, SyntheticSource, VisitorScene, read_visitor_codes
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,17 @@ class SyntheticSourceConfig(StrictModel):
     seed: int | None = Field(
         default=None, description="Seed for the scene's randomness; empty (null) differs every run."
     )
+    visitors_file: Path | None = Field(
+        default=None,
+        description="A file of codes, one per line: simulated visitors hold them up at "
+        "random times (for demos and soak tests).",
+    )
+    visitors_per_minute: float = Field(
+        default=6.0, gt=0, le=600, description="How many simulated visitors arrive per minute."
+    )
+    visit_frames: int = Field(
+        default=8, ge=1, le=1000, description="How many frames each visitor holds the code up."
+    )
 
 
 class PiCameraSourceConfig(StrictModel):
@@ -114,7 +125,13 @@ def open_source(config: SourceConfig) -> FrameSource:
         return VideoSource(config.path, loop=config.loop, fps=config.fps)
     if isinstance(config, SyntheticSourceConfig):
         params = replace(PRESETS[config.preset], width=config.width, height=config.height)
-        return SyntheticSource(params, seed=config.seed, fps=config.fps)
+        scene = SyntheticSource(params, seed=config.seed, fps=config.fps)
+        if config.visitors_file is None:
+            return scene
+        codes = read_visitor_codes(config.visitors_file)
+        return VisitorScene(
+            scene, codes, config.visitors_per_minute, config.visit_frames, seed=config.seed
+        )
     if isinstance(config, PiCameraSourceConfig):
         return PiCameraSource(config.width, config.height, config.fps)
     raise TypeError(f"not a frame source configuration: {config!r}")

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import segno
@@ -502,3 +503,57 @@ class SyntheticSource:
 
     def close(self) -> None:
         self._closed = True
+
+
+class VisitorScene:
+    """A synthetic door with a stream of visitors: each holds up one of ``texts``.
+
+    Visitors arrive at random (a Poisson process of ``per_minute``), each showing a code
+    chosen at random for ``frames`` frames. The demo and the soak tests feed door nodes
+    this way, from a file of codes, with no one at the keyboard.
+    """
+
+    def __init__(
+        self,
+        source: SyntheticSource,
+        texts: list[str],
+        per_minute: float,
+        frames: int = 8,
+        seed: int | None = None,
+    ) -> None:
+        if not texts:
+            raise SourceError(f"{source.name}: no visitor codes to show")
+        if per_minute <= 0:
+            raise ValueError("visitors per minute must be positive")
+        self.source = source
+        self.name = f"{source.name}+visitors"
+        self.texts = texts
+        self.mean_gap_s = 60.0 / per_minute
+        self.frames = frames
+        self.visitors = 0
+        self._rng = np.random.default_rng(seed)
+        self._next = time.monotonic() + self._gap()
+
+    def _gap(self) -> float:
+        return float(self._rng.exponential(self.mean_gap_s))
+
+    def __iter__(self) -> Iterator[Frame]:
+        for frame in self.source:
+            now = time.monotonic()
+            if now >= self._next and self.source.pending == 0:
+                self.source.show(self.texts[int(self._rng.integers(len(self.texts)))], self.frames)
+                self.visitors += 1
+                self._next = now + self._gap()
+            yield frame
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def read_visitor_codes(path: str | Path) -> list[str]:
+    """One code per line; blank lines and lines starting with ``#`` are skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise SourceError(f"{path}: cannot read visitor codes: {err}") from err
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]

@@ -301,3 +301,36 @@ def test_picamera2_without_a_camera(
     monkeypatch.setattr(fake_picamera2, "__init__", no_camera)
     with pytest.raises(SourceError, match="no camera found"):
         PiCameraSource()
+
+
+def test_synthetic_source_with_visitors_shows_codes_from_a_file(tmp_path: Path) -> None:
+    from firmware.camera import SyntheticSourceConfig, open_source
+    from firmware.decoder import make_decoder
+
+    codes = tmp_path / "codes.txt"
+    codes.write_text("# visitors\nHELLO-1\n\nHELLO-2\n")
+    source = open_source(
+        SyntheticSourceConfig(
+            preset="easy", seed=1, visitors_file=codes, visitors_per_minute=600, visit_frames=3
+        )
+    )
+    decoder = make_decoder()
+    seen: set[str] = set()
+    for count, frame in enumerate(source):
+        seen.update(decoder.decode(frame.pixels))
+        if seen == {"HELLO-1", "HELLO-2"} or count > 2000:
+            break
+    source.close()
+    assert seen == {"HELLO-1", "HELLO-2"}
+
+
+def test_synthetic_source_with_unreadable_visitor_file(tmp_path: Path) -> None:
+    from firmware.camera import SyntheticSourceConfig, open_source
+    from firmware.errors import SourceError
+
+    with pytest.raises(SourceError, match="cannot read visitor codes"):
+        open_source(SyntheticSourceConfig(visitors_file=tmp_path / "missing.txt"))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nobody\n")
+    with pytest.raises(SourceError, match="no visitor codes"):
+        open_source(SyntheticSourceConfig(visitors_file=empty))
