@@ -50,11 +50,13 @@ unit: install
 test: lint typecheck unit
 
 demo: install
-	@echo "make demo: the simulated facility arrives with the hub; for now try:"
-	@echo "  $(BIN)/pintu --help"
+	$(BIN)/pintu demo
+
+# Each benchmark prints its table and rewrites its section of docs/benchmarks.md.
+BENCHES := decode latency memory
 
 bench: install
-	$(BIN)/python -m bench.decode
+	for b in $(BENCHES); do $(BIN)/python -m bench.$$b --write || exit 1; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

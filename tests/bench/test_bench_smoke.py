@@ -1,0 +1,50 @@
+"""The benchmarks still run: a handful of admissions through a whole node, no timing asserted.
+
+The figures themselves depend on the machine; ``python -m bench.latency`` measures them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def latency(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    # The benchmarks live beside the packages, not in them: importable from the checkout.
+    monkeypatch.syspath_prepend(str(ROOT))
+    return importlib.import_module("bench.latency")
+
+
+def test_latency_benchmark_gives_sane_figures(latency: ModuleType) -> None:
+    result = latency.measure(10, block=5, warmup=1, load_rate=500.0)
+    for arm in (result.idle, result.loaded):
+        assert len(arm.node_ms) == len(arm.parts_ms) == 10
+        assert all(ms > 0 for ms in arm.node_ms + arm.parts_ms)
+        assert 0 < arm.node(50) <= arm.node(95) <= arm.node(99)
+        assert 0 < arm.parts(50) <= arm.parts(99)
+    hub = result.hub
+    assert hub.load_acked > 0 and hub.load_seconds > 0 and hub.load_rate > 0
+    # node_start and one entry per admission (warm-up included) reached the hub, acked.
+    assert hub.node_events >= 1 + 21
+    assert hub.acks_sent == hub.node_events
+    section = latency.report(result, "python -m bench.latency --admissions 10")
+    assert "| idle | 10 |" in section
+    assert "Worst p99 in this run" in section
+
+
+def test_write_section_keeps_the_rest_of_the_file(latency: ModuleType, tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n<!-- other:start -->\nkept\n<!-- other:end -->\n")
+    latency.write_section(doc, "first", latency.START, latency.END, latency.HEADING)
+    latency.write_section(doc, "second", latency.START, latency.END, latency.HEADING)
+    text = doc.read_text()
+    assert "<!-- other:start -->\nkept\n<!-- other:end -->" in text
+    assert f"{latency.START}\nsecond\n{latency.END}" in text
+    assert "first" not in text
+    assert text.count(latency.HEADING) == 1
