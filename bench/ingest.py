@@ -1,0 +1,410 @@
+"""Ingest benchmark: how many events a second the hub stores and acks, against what the
+same broker carries between two plain MQTT clients.
+
+    python -m bench.ingest                  # print the table
+    python -m bench.ingest --write          # ... and put it into docs/benchmarks.md
+    python -m bench.ingest --profile        # ... with a profile of the hub's writer thread
+
+One private Mosquitto serves both measurements, in the same run:
+
+- the baseline: one plain paho publisher (in a process of its own, as the door nodes are
+  other machines) sends N serialised events at QoS 1 to the broker, one plain paho
+  subscriber receives them; the time from the first publish to the last receipt;
+- the hub: the same publisher, the same payloads, the hub (SQLite store in a temporary
+  folder) validating, storing and acking them; the time from the first publish until a
+  listener on the ack topics has seen every event acked (an ack is sent after its commit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import multiprocessing
+import os
+import platform
+import pstats
+import re
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from hub.config import HubConfig
+from hub.ingest import Ingest
+from hub.service import Hub
+from protocol import topics
+from protocol.events import Ack, Event, EventKind, new_event_id
+from provisioning.mosquitto import Mosquitto, find_mosquitto
+
+START = "<!-- bench:ingest:start -->"
+END = "<!-- bench:ingest:end -->"
+FACILITY = "bench"
+TARGET_RATE = 5000.0  # events a second the hub must store and ack
+TARGET_RATIO = 0.5  # ... and at least this share of what the bare broker carries
+INFLIGHT = 1000  # QoS 1 messages the publisher keeps in flight
+
+
+@dataclass(frozen=True)
+class Result:
+    events: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+def make_payloads(count: int, nodes: int) -> list[tuple[str, bytes]]:
+    """(topic, payload) of ``count`` events from ``nodes`` nodes, each going in then out."""
+    payloads = []
+    for index in range(count):
+        node = index % nodes
+        seq = index // nodes + 1
+        event = Event(
+            event_id=new_event_id(),
+            node_id=f"node-{node}",
+            facility_id=FACILITY,
+            door_id=f"door-{node}",
+            seq=seq,
+            ts=datetime.now(UTC),
+            kind=EventKind.ENTRY if seq % 2 else EventKind.EXIT,
+            signal="green",
+            admit=True,
+            reason="ok",
+            subject=f"{index:024x}",
+        )
+        payloads.append((topics.node_events(FACILITY, event.node_id), event.dumps()))
+    return payloads
+
+
+class Listener:
+    """A plain subscriber that counts what arrives, and says when it has seen enough."""
+
+    def __init__(
+        self, broker: Mosquitto, topic: str, count: Callable[[bytes], int], expected: int
+    ) -> None:
+        self.expected = expected
+        self.received = 0
+        self.done = threading.Event()
+        self.last_at = 0.0
+        self._count = count
+        subscribed = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"bench-listener-{id(self)}",
+            protocol=mqtt.MQTTv5,
+        )
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        self.client.subscribe(topic, qos=1)
+        if not subscribed.wait(10):
+            raise RuntimeError(f"no subscription to {topic}")
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.received += self._count(bytes(message.payload))
+        if self.received >= self.expected and not self.done.is_set():
+            self.last_at = time.monotonic()
+            self.done.set()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _publish(
+    host: str, port: int, payloads: list[tuple[str, bytes]], started: Any, done: Any
+) -> None:
+    """The publisher's process: send every payload at QoS 1 as fast as the broker takes them.
+
+    The client runs without paho's network thread: each publish is written to the socket
+    at once and the PUBACKs are read in between. With the thread, paho wakes it for every
+    message and the publisher, not the broker, sets the pace (about half as fast here).
+    """
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-publisher-{time.time_ns()}",
+        protocol=mqtt.MQTTv5,
+    )
+    client.max_inflight_messages_set(INFLIGHT)
+    client.connect(host, port)
+    started.value = time.monotonic()
+    last = None
+    for index, (topic, payload) in enumerate(payloads):
+        last = client.publish(topic, payload, qos=1)
+        if index % 50 == 0:
+            client.loop(timeout=0)
+    deadline = time.monotonic() + 120
+    while last is not None and not last.is_published() and time.monotonic() < deadline:
+        client.loop(timeout=0.01)
+    done.value = time.monotonic()
+    client.disconnect()
+
+
+def publish_all(broker: Mosquitto, payloads: list[tuple[str, bytes]]) -> float:
+    """Publish every payload from a process of its own (the nodes are other machines: the
+    publisher must not share the measured process's interpreter); when it began."""
+    context = multiprocessing.get_context("spawn")
+    started = context.Value("d", 0.0)
+    done = context.Value("d", 0.0)
+    process = context.Process(
+        target=_publish, args=(broker.host, broker.port, payloads, started, done)
+    )
+    process.start()
+    process.join(300)
+    if process.exitcode != 0 or not done.value:
+        raise RuntimeError(f"the publisher failed (exit code {process.exitcode})")
+    return float(started.value)
+
+
+def measure_raw(broker: Mosquitto, payloads: list[tuple[str, bytes]]) -> Result:
+    listener = Listener(broker, topics.ALL_NODE_EVENTS, lambda _: 1, len(payloads))
+    try:
+        started = publish_all(broker, payloads)
+        if not listener.done.wait(120):
+            raise RuntimeError(f"the subscriber got {listener.received} of {len(payloads)}")
+        return Result(len(payloads), listener.last_at - started)
+    finally:
+        listener.close()
+
+
+class HubThread:
+    """The hub on an event loop of its own, as ``serve`` would run it."""
+
+    def __init__(self, config: HubConfig) -> None:
+        self.hub = Hub(config)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    def __enter__(self) -> HubThread:
+        self.thread.start()
+        self.call(self.hub.start())
+        if not self.call(self.hub.wait_ready(10)):
+            raise RuntimeError("the hub did not connect")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.call(self.hub.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def measure_hub(
+    broker: Mosquitto, payloads: list[tuple[str, bytes]], workdir: Path, profile: bool
+) -> tuple[Result, dict[str, float], str]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = HubConfig.model_validate(
+        {
+            "mqtt": {
+                "host": broker.host,
+                "port": broker.port,
+                "client_id": f"bench-hub-{workdir.name}",
+                # The session ends with the round: a stopped hub's session would otherwise
+                # stay in the shared group and be dealt its share of the next round's events.
+                "session_expiry_s": 0,
+            },
+            "store": {"backend": "sqlite", "path": str(workdir / "hub.db")},
+            "homeassistant": {"enabled": False},
+            "facilities": [{"id": FACILITY, "name": "Benchmark"}],
+        }
+    )
+    profiler = cProfile.Profile() if profile else None
+    acks = Listener(
+        broker, f"{topics.ROOT}/+/node/+/ack", lambda p: len(Ack.parse(p).event_ids), len(payloads)
+    )
+    try:
+        with _profiled_writer(profiler), HubThread(config) as running:
+            started = publish_all(broker, payloads)
+            if not acks.done.wait(300):
+                raise RuntimeError(f"the hub acked {acks.received} of {len(payloads)}")
+            result = Result(len(payloads), acks.last_at - started)
+            metrics = running.hub.metrics
+            details = {
+                "ack latency mean (ms)": 1000 * metrics.ack_latency.sum / metrics.ack_latency.count,
+                "mean batch": metrics.batch_size.sum / metrics.batch_size.count,
+                "batches": float(metrics.batch_size.count),
+                "duplicates": metrics.duplicates.value(),
+                "rejected": metrics.rejected.total(),
+            }
+        stored = _count(workdir / "hub.db")
+        if stored != len(payloads):
+            raise RuntimeError(f"the store holds {stored} events, {len(payloads)} were sent")
+    finally:
+        acks.close()
+    report = ""
+    if profiler is not None:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
+        report = out.getvalue()
+    return result, details, report
+
+
+@contextmanager
+def _profiled_writer(profiler: cProfile.Profile | None) -> Iterator[None]:
+    """Run the ingest's writer thread under ``profiler``: the hub's own work, not paho's.
+
+    cProfile watches only the thread that enables it, so the writer enables it itself.
+    """
+    if profiler is None:
+        yield
+        return
+    original = Ingest._run_writer
+
+    def run_writer(self: Ingest) -> None:
+        profiler.enable()
+        try:
+            original(self)
+        finally:
+            profiler.disable()
+
+    Ingest._run_writer = run_writer  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Ingest._run_writer = original  # type: ignore[method-assign]
+
+
+def _count(path: Path) -> int:
+    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
+        count = int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    conn.close()
+    return count
+
+
+def versions() -> str:
+    names = ("paho-mqtt", "pydantic", "sqlite-utils")
+    libs = ", ".join(f"{n} {metadata.version(n)}" for n in names)
+    return (
+        f"Run on {platform.platform()} ({platform.machine()}, "
+        f"{len(_cpus())} CPUs), Python {platform.python_version()}, SQLite "
+        f"{sqlite3.sqlite_version}; {libs}; {_mosquitto_version()}."
+    )
+
+
+def _cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+
+
+def _mosquitto_version() -> str:
+    out = subprocess.run([find_mosquitto(), "-h"], capture_output=True, text=True, check=False)
+    match = re.search(r"mosquitto version (\S+)", out.stdout + out.stderr)
+    return f"Mosquitto {match.group(1)}" if match else "Mosquitto"
+
+
+def _median(results: list[Result]) -> Result:
+    return sorted(results, key=lambda r: r.rate)[len(results) // 2]
+
+
+def _spread(results: list[Result]) -> str:
+    rates = sorted(r.rate for r in results)
+    return f"{rates[0]:,.0f} to {rates[-1]:,.0f}" if len(rates) > 1 else "-"
+
+
+def render(raws: list[Result], hubs: list[Result], details: dict[str, float], command: str) -> str:
+    raw, hub = _median(raws), _median(hubs)
+    ratio = hub.rate / raw.rate
+    verdict = "meets" if hub.rate >= TARGET_RATE and ratio >= TARGET_RATIO else "MISSES"
+    lines = [
+        versions(),
+        "",
+        f"Command: `{command}`",
+        "",
+        f"{len(raws)} rounds, each the broker alone then the hub, {raw.events} events each; "
+        "the median round is shown.",
+        "",
+        "| measured | seconds | events/s | range over the rounds | share of the broker |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| broker alone: paho QoS 1 publisher to paho subscriber | {raw.seconds:.2f} | "
+        f"{raw.rate:,.0f} | {_spread(raws)} | 100% |",
+        f"| hub: validated, stored (SQLite, one transaction a batch) and acked | "
+        f"{hub.seconds:.2f} | {hub.rate:,.0f} | {_spread(hubs)} | {ratio:.0%} |",
+        "",
+        f"Hub, over all rounds: mean batch {details['mean batch']:.0f} events, mean ack "
+        f"latency {details['ack latency mean (ms)']:.1f} ms, {details['duplicates']:.0f} "
+        f"duplicates, {details['rejected']:.0f} rejected. The publisher runs in a process of "
+        "its own, as the door nodes are other machines.",
+        "",
+        f"Target: at least {TARGET_RATE:,.0f} events/s and {TARGET_RATIO:.0%} of the broker "
+        f"alone; this run {verdict} it ({hub.rate:,.0f} events/s, {ratio:.0%}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    block = f"{START}\n{section}{END}"
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        _, tail = rest.split(END, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n## Hub ingest\n\n" + block + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__)
+    parser.add_argument("--events", type=int, default=20_000, help="events per measurement")
+    parser.add_argument("--nodes", type=int, default=4, help="door nodes the events come from")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of both measurements")
+    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    parser.add_argument("--profile", action="store_true", help="profile the hub's writer")
+    args = parser.parse_args(argv)
+    command = "python -m bench.ingest" + (
+        f" --events {args.events}" if args.events != 20_000 else ""
+    )
+    raws: list[Result] = []
+    hubs: list[Result] = []
+    totals: dict[str, list[float]] = {}
+    report = ""
+    with tempfile.TemporaryDirectory(prefix="pintu-bench-") as tmp:
+        workdir = Path(tmp)
+        with Mosquitto(workdir / "broker") as broker:
+            for round_ in range(args.rounds):
+                # Alternating the two measurements spreads a busy moment of the machine
+                # over both, so the ratio holds better than either figure.
+                raws.append(measure_raw(broker, make_payloads(args.events, args.nodes)))
+                hub, details, profile = measure_hub(
+                    broker,
+                    make_payloads(args.events, args.nodes),
+                    workdir / f"round-{round_}",
+                    args.profile and round_ == 0,
+                )
+                hubs.append(hub)
+                report = report or profile
+                for key, value in details.items():
+                    totals.setdefault(key, []).append(value)
+    mean = {key: sum(values) / len(values) for key, values in totals.items()}
+    section = render(raws, hubs, mean, command)
+    sys.stdout.write(section)
+    if report:
+        sys.stderr.write(report)
+    if args.write:
+        target = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+        write_section(target, section)
+        sys.stdout.write(f"wrote {target.name}\n")
+    raw, hub = _median(raws), _median(hubs)
+    return 0 if hub.rate >= TARGET_RATE and hub.rate / raw.rate >= TARGET_RATIO else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,444 @@
+"""The hub's typed configuration (``hub.toml``).
+
+Unknown keys and bad values are errors that name the key and, where it can be found, the
+line; the hub refuses to start on any of them. Secrets never live here: passwords and keys
+come from files, by preference from systemd's credentials directory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tomllib
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hub.errors import ConfigError
+from protocol.events import Ident
+
+DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are rejected, values are not coerced loosely."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttConfig(Section):
+    host: str = Field("127.0.0.1", min_length=1, description="The MQTT broker's host name.")
+    port: int = Field(1883, ge=1, le=65535, description="The MQTT broker's port.")
+    username: str | None = Field(None, description="MQTT user name; none for anonymous.")
+    password_file: Path | None = Field(
+        None,
+        description="File holding the MQTT password. A relative name is looked up in "
+        "$CREDENTIALS_DIRECTORY (systemd LoadCredential=) when set.",
+    )
+    client_id: str = Field(
+        "pintu-hub",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        description="MQTT client id. It names the persistent session that keeps events "
+        "queued while the hub is down, so it must stay the same across restarts and differ "
+        "between hub workers.",
+    )
+    session_expiry_s: int = Field(
+        DEFAULT_SESSION_EXPIRY_S,
+        ge=0,
+        le=0xFFFFFFFF,
+        description="How long the broker keeps the hub's session (and queues events for it) "
+        "while the hub is away.",
+    )
+    share_group: Ident = Field(
+        "pintu-hub",
+        description="Shared subscription group: hub workers in one group split the events.",
+    )
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive interval.")
+
+    def password(self) -> str | None:
+        return read_secret(self.password_file) if self.password_file else None
+
+
+class SqliteStoreConfig(Section):
+    backend: Literal["sqlite"] = Field(description="SQLite, one file on this machine.")
+    path: Path = Field(description="The database file (created with its folder if missing).")
+
+
+class PostgresStoreConfig(Section):
+    backend: Literal["postgresql"] = Field(
+        description="PostgreSQL, for several hub workers (not supported yet)."
+    )
+    dsn: str = Field(description="libpq connection string without a password (use a .pgpass file).")
+
+
+StoreConfig = Annotated[SqliteStoreConfig | PostgresStoreConfig, Field(discriminator="backend")]
+
+
+class WebConfig(Section):
+    host: str = Field("127.0.0.1", description="Address the dashboard and API listen on.")
+    port: int = Field(8080, ge=1, le=65535, description="Port the dashboard and API listen on.")
+    secret_key_file: Path | None = Field(
+        None,
+        description="File holding the key that signs login sessions; relative names are "
+        "looked up in $CREDENTIALS_DIRECTORY when set. Created (mode 0600) on the first start "
+        "if missing; without it, a new key each start logs everyone out.",
+    )
+    session_max_age_s: int = Field(
+        12 * 3600,
+        ge=300,
+        le=30 * 86400,
+        description="A login lasts this long (one shift, by default), however active.",
+    )
+    secure_cookies: bool = Field(
+        False,
+        description="Send the session cookie over HTTPS only; set it when the dashboard is "
+        "served through a TLS proxy.",
+    )
+    metrics_token_file: Path | None = Field(
+        None,
+        description="File holding a bearer token that GET /metrics then requires; without "
+        "it the metrics are open to anyone who can reach the port.",
+    )
+    command_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="How long a guard's open-door request waits for the node's answer.",
+    )
+
+
+class IngestConfig(Section):
+    batch_max: int = Field(
+        500, ge=1, le=5000, description="Store at most this many messages in one transaction."
+    )
+    batch_wait_s: float = Field(
+        0.005,
+        ge=0,
+        le=1,
+        description="After the first message of a batch, wait at most this long for more.",
+    )
+    max_payload_bytes: int = Field(
+        16_384, ge=1024, description="Event payloads larger than this are rejected unread."
+    )
+
+
+class LocalRegistryConfig(Section):
+    kind: Literal["local"] = Field(
+        description="A file of people (NIK, name, status) standing in for the central "
+        "registry, for tests and demonstrations."
+    )
+    path: Path = Field(
+        description="CSV with the header nik,name,status (and optionally subject), or a "
+        "JSON list of objects with those keys."
+    )
+
+
+class HttpRegistryConfig(Section):
+    kind: Literal["http"] = Field(
+        description="The central registry over HTTPS (not supported yet)."
+    )
+    url: str = Field(min_length=1, description="The registry's base URL.")
+    credentials_file: Path | None = Field(
+        None,
+        description="File holding the hub's registry credentials; relative names are looked "
+        "up in $CREDENTIALS_DIRECTORY when set.",
+    )
+    timeout_s: float = Field(5.0, gt=0, le=60, description="How long one lookup may take.")
+
+
+RegistryConfig = Annotated[LocalRegistryConfig | HttpRegistryConfig, Field(discriminator="kind")]
+
+
+class HomeAssistantConfig(Section):
+    enabled: bool = Field(True, description="Publish Home Assistant MQTT discovery configs.")
+    discovery_prefix: str = Field(
+        "homeassistant",
+        pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$",
+        description="Home Assistant's discovery topic prefix.",
+    )
+
+
+class ZoneConfig(Section):
+    id: Ident = Field(description="Zone id, unique in the facility.")
+    name: str = Field(min_length=1, max_length=200, description="Zone name shown to staff.")
+    doors: list[Ident] = Field(
+        min_length=1, description="Doors whose passages count for this zone."
+    )
+
+
+class DoorConfig(Section):
+    id: Ident = Field(description="Door id, unique in the facility.")
+    name: str = Field(min_length=1, max_length=200, description="Door name shown to staff.")
+    direction: Literal["entry", "exit", "both"] = Field(
+        description="What a passage through this door means."
+    )
+    nodes: list[Ident] = Field(
+        default_factory=list,
+        description="Node ids allowed to report as this door; empty allows any node.",
+    )
+
+
+class FacilityConfig(Section):
+    id: Ident = Field(description="Facility id, as in the MQTT topics.")
+    name: str = Field(min_length=1, max_length=200, description="Facility name shown to staff.")
+    capacity: int | None = Field(
+        None, ge=0, description="Most people allowed inside at once (absolute)."
+    )
+    capacity_percent: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        description="Capacity as a percentage of nominal_max, as health protocols set it.",
+    )
+    nominal_max: int | None = Field(
+        None, ge=0, description="The building's normal maximum, for capacity_percent."
+    )
+    soft_threshold_percent: float = Field(
+        80.0,
+        gt=0,
+        le=100,
+        description="Occupancy at this percentage of capacity shows as nearly full.",
+    )
+    reset_at: time | None = Field(
+        None,
+        description="Local time (HH:MM) of the end-of-day reset of occupancy to zero.",
+    )
+    timezone: str = Field("UTC", description="IANA time zone of reset_at, e.g. Asia/Jakarta.")
+    zones: list[ZoneConfig] = Field(
+        default_factory=list, description="Areas counted apart from their doors."
+    )
+    doors: list[DoorConfig] = Field(
+        default_factory=list,
+        description="The facility's doors; when any are listed, events from other doors "
+        "are rejected.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown time zone {value!r}") from err
+        return value
+
+    @field_validator("reset_at")
+    @classmethod
+    def _whole_minute(cls, value: time | None) -> time | None:
+        if value is not None and (value.second or value.microsecond or value.tzinfo):
+            raise ValueError("give a local time as HH:MM")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FacilityConfig:
+        if self.capacity is not None and self.capacity_percent is not None:
+            raise ValueError("set either capacity or capacity_percent, not both")
+        if (self.capacity_percent is None) != (self.nominal_max is None):
+            raise ValueError("capacity_percent and nominal_max go together")
+        _unique("door", [d.id for d in self.doors])
+        _unique("zone", [z.id for z in self.zones])
+        door_ids = {d.id for d in self.doors}
+        for zone in self.zones:
+            unknown = [d for d in zone.doors if door_ids and d not in door_ids]
+            if unknown:
+                raise ValueError(f"zone {zone.id!r} names unknown doors: {', '.join(unknown)}")
+        owner: dict[str, str] = {}
+        for door in self.doors:
+            for node in door.nodes:
+                if node in owner and owner[node] != door.id:
+                    raise ValueError(
+                        f"node {node!r} is listed under doors {owner[node]!r} and {door.id!r}"
+                    )
+                owner[node] = door.id
+        return self
+
+    @property
+    def effective_capacity(self) -> int | None:
+        """The capacity in people, or None when the facility has no limit."""
+        if self.capacity is not None:
+            return self.capacity
+        if self.capacity_percent is not None and self.nominal_max is not None:
+            # A percentage of people rounds down: 50 % of 7 is 3 people, never 4.
+            return math.floor(self.nominal_max * self.capacity_percent / 100 + 1e-9)
+        return None
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def door(self, door_id: str) -> DoorConfig | None:
+        return next((d for d in self.doors if d.id == door_id), None)
+
+    def zones_of(self, door_id: str) -> list[str]:
+        return [z.id for z in self.zones if door_id in z.doors]
+
+
+class HubConfig(Section):
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Link to the broker.")
+    store: StoreConfig = Field(description="Where events, occupancy and accounts are kept.")
+    web: WebConfig = Field(default_factory=WebConfig, description="Dashboard and API.")
+    ingest: IngestConfig = Field(default_factory=IngestConfig, description="Event batching.")
+    homeassistant: HomeAssistantConfig = Field(
+        default_factory=HomeAssistantConfig, description="Home Assistant MQTT discovery."
+    )
+    registry: RegistryConfig | None = Field(
+        None,
+        description="Where staff look people up by NIK and name; without it the desk's "
+        "manual check-in is unavailable.",
+    )
+    facilities: list[FacilityConfig] = Field(
+        min_length=1, description="The facilities this hub serves."
+    )
+    node_offline_after_s: float = Field(
+        60.0,
+        ge=0,
+        description="Raise an alert when a node has been offline this long; a shorter "
+        "outage (a reboot) raises none.",
+    )
+    stale_lists_after_s: float = Field(
+        86_400.0,
+        gt=0,
+        description="Raise an alert when a node's trust or status list is older than this.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_facilities(self) -> HubConfig:
+        _unique("facility", [f.id for f in self.facilities])
+        return self
+
+    def facility(self, facility_id: str) -> FacilityConfig | None:
+        return next((f for f in self.facilities if f.id == facility_id), None)
+
+
+def _unique(what: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for item in ids:
+        if item in seen:
+            raise ValueError(f"{what} id {item!r} appears twice")
+        seen.add(item)
+
+
+def read_secret(path: Path) -> str:
+    """The secret in ``path``, trailing white space removed.
+
+    A relative name is looked up in systemd's ``$CREDENTIALS_DIRECTORY`` first, so a unit
+    can hand the hub its secrets without putting them in the config.
+    """
+    candidates = [path]
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if creds and not path.is_absolute():
+        candidates.insert(0, Path(creds) / path)
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                return candidate.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as err:
+                raise ConfigError(f"{candidate}: cannot read secret: {err}") from err
+    raise ConfigError(f"{path}: secret file not found")
+
+
+_TABLE = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"']+)\s*=")
+
+
+def find_line(text: str, loc: tuple[str | int, ...]) -> int | None:
+    """The line (1-based) where the dotted key ``loc`` is set in TOML ``text``, if found.
+
+    List indexes in ``loc`` (``facilities.1.doors.0.id``) pick the n-th ``[[table]]`` of
+    that name, so an error in the second facility points at the second facility.
+    """
+    parts = list(loc)
+    if not parts:
+        return None
+    wanted = [str(p) for p in parts if not isinstance(p, int)]
+    # The index of each array-of-tables header level, counted as the file is read.
+    counters: dict[tuple[str, ...], int] = {}
+    index_path: dict[tuple[str, ...], int] = {}
+    table: list[str] = []
+    best: int | None = None
+    best_depth = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _TABLE.match(line)
+        if header:
+            table = [p.strip().strip("\"'") for p in header.group(1).split(".")]
+            if line.lstrip().startswith("[["):
+                key = tuple(table)
+                counters[key] = counters.get(key, -1) + 1
+                index_path[key] = counters[key]
+                # A new parent entry starts the numbering of its child tables again.
+                for other in list(counters):
+                    if len(other) > len(key) and other[: len(key)] == key:
+                        del counters[other]
+            # A missing key is reported at the deepest table that should hold it.
+            if _matches(table, parts, index_path) and len(table) > best_depth:
+                best, best_depth = number, len(table)
+            continue
+        match = _KEY.match(line)
+        if match and _matches([*table, match.group(1).strip("\"'")], parts, index_path):
+            if len(table) + 1 == len(wanted):
+                return number
+            if len(table) + 1 > best_depth:
+                best, best_depth = number, len(table) + 1
+    return best
+
+
+def _matches(
+    names: list[str], loc: list[str | int], index_path: dict[tuple[str, ...], int]
+) -> bool:
+    """Whether the table path ``names`` (as read) leads to the location ``loc``."""
+    position = 0
+    for depth, name in enumerate(names):
+        if position >= len(loc) or str(loc[position]) != name:
+            return False
+        position += 1
+        if position < len(loc) and isinstance(loc[position], int):
+            if index_path.get(tuple(names[: depth + 1])) != loc[position]:
+                return False
+            position += 1
+    return True
+
+
+def _describe(err: ValidationError, text: str, where: str) -> list[str]:
+    problems = []
+    for item in err.errors():
+        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        line = find_line(text, loc)
+        at = f"{where}:{line}" if line else where
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        problems.append(f"{at}: {key}: {message}")
+    return problems
+
+
+# Discriminated unions put the tag's value in the error location; it is not a key.
+_UNION_TAGS = {"sqlite", "postgresql", "local", "http"}
+
+
+def parse_config(text: str, where: str = "hub.toml") -> HubConfig:
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{where}: not valid TOML: {err}") from err
+    try:
+        return HubConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError("\n".join(_describe(err, text, where))) from err
+
+
+def load_config(path: str | Path) -> HubConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text") from err
+    return parse_config(text, str(path))

@@ -1,0 +1,1273 @@
+"""The SQLite store: one file in WAL mode, one writer, any number of readers.
+
+Every write goes through one connection, one transaction at a time, under a lock: SQLite
+allows one writer per database, and queuing the writers here is cheaper than making them
+retry on ``SQLITE_BUSY``. Readers take read-only connections from a small pool, so the
+dashboard never waits for a batch of events being written.
+
+The SQL is kept to what PostgreSQL also understands (``ON CONFLICT ... DO UPDATE``, no
+SQLite-only functions in queries), so a second backend is a port of the schema, not of
+the logic. Schema changes are numbered migrations, tracked in ``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import sqlite_utils
+
+from hub.config import FacilityConfig
+from hub.counting import (
+    COALESCED,
+    WHOLE,
+    Tally,
+    alert_for,
+    gap_ranges,
+    make_occupancy,
+)
+from hub.errors import AlreadyExists, NotFound, StoreError
+from hub.records import (
+    ROLES,
+    Adjustment,
+    AdjustmentKind,
+    Alert,
+    AlertKind,
+    AuditEntry,
+    BatchResult,
+    EventPage,
+    Flagged,
+    Gap,
+    HistorySample,
+    NodeChange,
+    NodeView,
+    Occupancy,
+    Role,
+    StoredEvent,
+    User,
+    iso,
+    parse_iso,
+)
+from hub.schema import MIGRATIONS
+from protocol.events import Event, NodeStatus, utcnow
+
+logger = logging.getLogger(__name__)
+
+_EVENT_COLUMNS = (
+    "event_id",
+    "facility_id",
+    "node_id",
+    "door_id",
+    "seq",
+    "ts",
+    "kind",
+    "direction",
+    "subject",
+    "signal",
+    "admit",
+    "reason",
+    "message",
+    "detail",
+    "late",
+)
+_INSERT_EVENT = (
+    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}, received_at, delta, flag) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in range(len(_EVENT_COLUMNS) + 3))})"
+)
+_UPSERT_COUNT = (
+    "INSERT INTO occupancy (facility_id, zone_id, value, updated_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (facility_id, zone_id) DO UPDATE "
+    "SET value = excluded.value, updated_at = excluded.updated_at"
+)
+_SAMPLE = (
+    "INSERT INTO occupancy_history (facility_id, minute, occupancy, peak) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (facility_id, minute) DO UPDATE SET occupancy = excluded.occupancy, "
+    "peak = CASE WHEN excluded.peak > occupancy_history.peak "
+    "THEN excluded.peak ELSE occupancy_history.peak END"
+)
+_OPEN = "acknowledged_at IS NULL AND cleared_at IS NULL"
+# SQLite allows 999 parameters in one statement in old builds; stay well under.
+_CHUNK = 500
+_MAX_PAGE = 1000
+
+
+def _time(text: str | None) -> datetime | None:
+    return parse_iso(text) if text else None
+
+
+def _iso_or_none(ts: datetime | None) -> str | None:
+    return iso(ts) if ts else None
+
+
+def _minute(ts: datetime) -> str:
+    return iso(ts.astimezone(UTC).replace(second=0, microsecond=0))
+
+
+def _with_capacity(
+    facility: FacilityConfig,
+    capacity: int | None,
+    percent: float | None,
+    nominal_max: int | None,
+    soft: float,
+) -> FacilityConfig:
+    return facility.model_copy(
+        update={
+            "capacity": capacity,
+            "capacity_percent": percent,
+            "nominal_max": nominal_max,
+            "soft_threshold_percent": soft,
+        }
+    )
+
+
+class SqliteStore:
+    """The hub's store in one SQLite file (see the module's doc)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        facilities: Sequence[FacilityConfig] = (),
+        *,
+        max_readers: int = 4,
+    ) -> None:
+        self.path = Path(path)
+        self.facilities: Mapping[str, FacilityConfig] = {f.id: f for f in facilities}
+        self._lock = threading.Lock()
+        self._readers: list[sqlite3.Connection] = []
+        self._all_readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._max_readers = max_readers
+        self._closed = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f"{self.path}: cannot open the database: {err}") from err
+        self._db = sqlite_utils.Database(conn)
+        try:
+            self._db.enable_wal()
+            # FULL: a batch is acked to its node right after the commit, and the node then
+            # forgets it, so a commit must survive a power cut, not just a crash.
+            conn.execute("PRAGMA synchronous = FULL")
+            self._migrate()
+            self._load_capacity_settings()
+        except sqlite3.Error as err:
+            self._db.close()
+            raise StoreError(f"{self.path}: cannot prepare the database: {err}") from err
+        except StoreError:
+            self._db.close()
+            raise
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection = self._db.conn
+        return conn
+
+    # --- plumbing -------------------------------------------------------------------------
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path}: schema version {version} is newer than this hub knows "
+                f"({len(MIGRATIONS)}); upgrade the hub"
+            )
+        for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self._write() as conn:
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+            logger.info("%s: migrated the store to schema %d", self.path, number)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """The writer connection inside one transaction, committed when the block ends."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("the store is closed")
+            conn = self.conn
+            try:
+                # IMMEDIATE takes the write lock now, so a reader in another process never
+                # turns this transaction into a busy error half way through.
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as err:
+                raise StoreError(f"{self.path}: cannot start a transaction: {err}") from err
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as err:
+                conn.execute("ROLLBACK")
+                raise StoreError(f"{self.path}: cannot commit: {err}") from err
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection from the pool; it sees every committed write."""
+        with self._readers_lock:
+            if self._closed:
+                raise StoreError("the store is closed")
+            conn = self._readers.pop() if self._readers else None
+        if conn is None:
+            try:
+                conn = sqlite3.connect(
+                    self.path.resolve().as_uri() + "?mode=ro",
+                    uri=True,
+                    check_same_thread=False,
+                    isolation_level=None,
+                    timeout=30,
+                )
+            except sqlite3.Error as err:
+                raise StoreError(f"{self.path}: cannot open for reading: {err}") from err
+            conn.row_factory = sqlite3.Row
+            with self._readers_lock:
+                self._all_readers.append(conn)
+        try:
+            yield conn
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: read failed: {err}") from err
+        finally:
+            with self._readers_lock:
+                if self._closed or len(self._readers) >= self._max_readers:
+                    self._all_readers.remove(conn)
+                    conn.close()
+                else:
+                    self._readers.append(conn)
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._read() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self._lock, self._readers_lock:
+            if self._closed:
+                return
+            self._closed = True
+            for conn in self._all_readers:
+                conn.close()
+            self._all_readers.clear()
+            self._readers.clear()
+            self._db.close()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- events and occupancy ---------------------------------------------------------
+    def store_batch(
+        self, events: Sequence[Event], received_at: datetime | None = None
+    ) -> BatchResult:
+        if not events:
+            return BatchResult()
+        for event in events:
+            if event.ts.tzinfo is None:
+                raise ValueError(f"event {event.event_id}: ts has no time zone")
+        now = received_at or utcnow()
+        now_text = iso(now)
+        try:
+            with self._write() as conn:
+                return self._store_batch(conn, events, now, now_text)
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: cannot store events: {err}") from err
+
+    def _store_batch(
+        self, conn: sqlite3.Connection, events: Sequence[Event], now: datetime, now_text: str
+    ) -> BatchResult:
+        known = self._known_ids(conn, [e.event_id for e in events])
+        new: list[Event] = []
+        duplicates: list[str] = []
+        for event in events:
+            if event.event_id in known:
+                duplicates.append(event.event_id)
+            else:
+                known.add(event.event_id)
+                new.append(event)
+        if not new:
+            return BatchResult(duplicates=duplicates)
+
+        tally = Tally(self.facilities, self._load_counts(conn, {e.facility_id for e in new}))
+        rows: list[tuple[Any, ...]] = []
+        flagged: list[Flagged] = []
+        alerts: dict[int, Alert] = {}
+        peaks: dict[str, int] = {}
+        for event in new:
+            counted = tally.apply_event(event)
+            rows.append((*self._event_values(event), now_text, counted.delta, counted.flag))
+            peaks[event.facility_id] = max(
+                peaks.get(event.facility_id, 0), tally.get(event.facility_id)
+            )
+            if counted.flag:
+                flagged.append(
+                    Flagged(event.event_id, event.facility_id, event.door_id, counted.flag)
+                )
+                alert = self._raise(
+                    conn,
+                    event.facility_id,
+                    AlertKind.EXIT_WITHOUT_ENTRY,
+                    f"An exit at door {event.door_id} was counted while nobody was inside",
+                    now,
+                    node_id=event.node_id,
+                    door_id=event.door_id,
+                    event_id=event.event_id,
+                )
+                alerts[alert.id] = alert
+            raised = alert_for(event)
+            if raised:
+                alert = self._raise(
+                    conn,
+                    event.facility_id,
+                    raised[0],
+                    raised[1],
+                    now,
+                    node_id=event.node_id,
+                    door_id=event.door_id,
+                    event_id=event.event_id,
+                )
+                alerts[alert.id] = alert
+        conn.executemany(_INSERT_EVENT, rows)
+        self._save_counts(conn, tally, now_text)
+        self._sample(conn, tally, peaks, now)
+        gaps, gap_alerts, cleared = self._track_nodes(conn, new, now)
+        alerts.update((a.id, a) for a in gap_alerts)
+        return BatchResult(
+            stored=new,
+            duplicates=duplicates,
+            gaps=gaps,
+            flagged=flagged,
+            alerts=list(alerts.values()),
+            cleared=cleared,
+            occupancy={f: tally.occupancy(f, now) for f in sorted(tally.changed_facilities())},
+        )
+
+    @staticmethod
+    def _event_values(event: Event) -> tuple[Any, ...]:
+        return (
+            event.event_id,
+            event.facility_id,
+            event.node_id,
+            event.door_id,
+            event.seq,
+            iso(event.ts),
+            event.kind.value,
+            event.direction,
+            event.subject,
+            event.signal,
+            None if event.admit is None else int(event.admit),
+            event.reason,
+            event.message,
+            event.detail,
+            int(event.late),
+        )
+
+    @staticmethod
+    def _known_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+        known: set[str] = set()
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start : start + _CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            sql = f"SELECT event_id FROM events WHERE event_id IN ({marks})"  # noqa: S608 - placeholders only
+            known.update(row[0] for row in conn.execute(sql, chunk))
+        return known
+
+    @staticmethod
+    def _load_counts(
+        conn: sqlite3.Connection, facility_ids: set[str]
+    ) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        for facility_id in facility_ids:
+            for zone_id, value in conn.execute(
+                "SELECT zone_id, value FROM occupancy WHERE facility_id = ?", (facility_id,)
+            ):
+                counts[(facility_id, zone_id)] = value
+        return counts
+
+    @staticmethod
+    def _save_counts(conn: sqlite3.Connection, tally: Tally, now_text: str) -> None:
+        conn.executemany(
+            _UPSERT_COUNT,
+            [(f, z, tally.counts[(f, z)], now_text) for f, z in sorted(tally.changed)],
+        )
+
+    @staticmethod
+    def _sample(
+        conn: sqlite3.Connection, tally: Tally, peaks: Mapping[str, int], now: datetime
+    ) -> None:
+        minute = _minute(now)
+        conn.executemany(
+            _SAMPLE,
+            [
+                (f, minute, tally.get(f), max(peaks.get(f, 0), tally.get(f)))
+                for f in sorted(tally.changed_facilities())
+            ],
+        )
+
+    def _track_nodes(
+        self, conn: sqlite3.Connection, new: Sequence[Event], now: datetime
+    ) -> tuple[list[Gap], list[Alert], list[Alert]]:
+        """Update each node's last seq and time; find seq gaps, fill old ones."""
+        by_node: dict[tuple[str, str], list[Event]] = {}
+        for event in new:
+            by_node.setdefault((event.facility_id, event.node_id), []).append(event)
+        found: list[Gap] = []
+        alerts: list[Alert] = []
+        cleared: list[Alert] = []
+        now_text = iso(now)
+        for (facility_id, node_id), node_events in by_node.items():
+            row = conn.execute(
+                "SELECT last_seq, last_event_ts FROM nodes WHERE facility_id = ? AND node_id = ?",
+                (facility_id, node_id),
+            ).fetchone()
+            last_seq = row[0] if row else 0
+            last_ts = row[1] if row else None
+            seqs = [e.seq for e in node_events]
+            new_last = max([last_seq, *seqs])
+            ranges = gap_ranges(last_seq, seqs)
+            for first, last in ranges:
+                alert = self._raise(
+                    conn,
+                    facility_id,
+                    AlertKind.SEQ_GAP,
+                    f"Node {node_id}: event {first} is missing"
+                    if first == last
+                    else f"Node {node_id}: events {first} to {last} are missing",
+                    now,
+                    node_id=node_id,
+                )
+                alerts.append(alert)
+                cursor = conn.execute(
+                    "INSERT INTO gaps (facility_id, node_id, first_seq, last_seq, missing, "
+                    "detected_at, alert_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (facility_id, node_id, first, last, last - first + 1, now_text, alert.id),
+                )
+                found.append(
+                    Gap(
+                        id=int(cursor.lastrowid or 0),
+                        facility_id=facility_id,
+                        node_id=node_id,
+                        first_seq=first,
+                        last_seq=last,
+                        missing=last - first + 1,
+                        detected_at=now,
+                        alert_id=alert.id,
+                    )
+                )
+            late = sorted({s for s in seqs if s <= last_seq})
+            if late:
+                reset, closed = self._fill_gaps(conn, facility_id, node_id, late, now)
+                cleared.extend(closed)
+                if reset:
+                    alerts.append(
+                        self._raise(
+                            conn,
+                            facility_id,
+                            AlertKind.SEQ_RESET,
+                            f"Node {node_id} sent seq {reset[0]} after {last_seq}: its journal "
+                            "may have been reset",
+                            now,
+                            node_id=node_id,
+                        )
+                    )
+                    # Follow the node's new numbering, so its next events are not all "late".
+                    higher = [s for s in seqs if s > last_seq]
+                    new_last = max(higher) if higher else max(reset)
+            newest = max(node_events, key=lambda e: e.seq)
+            event_ts = iso(max(e.ts for e in node_events))
+            if last_ts and last_ts > event_ts:
+                event_ts = last_ts
+            conn.execute(
+                "INSERT INTO nodes (facility_id, node_id, door_id, last_seen, last_event_ts, "
+                "last_seq) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (facility_id, node_id) DO UPDATE "
+                "SET door_id = excluded.door_id, last_seen = excluded.last_seen, "
+                "last_event_ts = excluded.last_event_ts, last_seq = excluded.last_seq",
+                (facility_id, node_id, newest.door_id, now_text, event_ts, new_last),
+            )
+        return found, alerts, cleared
+
+    def _fill_gaps(
+        self,
+        conn: sqlite3.Connection,
+        facility_id: str,
+        node_id: str,
+        late: Sequence[int],
+        now: datetime,
+    ) -> tuple[list[int], list[Alert]]:
+        """Count late seqs against the node's open gaps; the seqs that fit none, and the
+        alerts closed because every gap of the node is filled."""
+        open_gaps = conn.execute(
+            "SELECT id, first_seq, last_seq, missing, alert_id FROM gaps "
+            "WHERE facility_id = ? AND node_id = ? AND filled_at IS NULL",
+            (facility_id, node_id),
+        ).fetchall()
+        missing = {row[0]: row[3] for row in open_gaps}
+        unmatched: list[int] = []
+        for seq in late:
+            gap = next((row for row in open_gaps if row[1] <= seq <= row[2]), None)
+            if gap is None:
+                unmatched.append(seq)
+            else:
+                missing[gap[0]] -= 1
+        now_text = iso(now)
+        for row in open_gaps:
+            if missing[row[0]] != row[3]:
+                conn.execute(
+                    "UPDATE gaps SET missing = ?, filled_at = ? WHERE id = ?",
+                    (missing[row[0]], now_text if missing[row[0]] <= 0 else None, row[0]),
+                )
+        closed: list[Alert] = []
+        if open_gaps and all(value <= 0 for value in missing.values()):
+            alert_ids = {row[4] for row in open_gaps if row[4] is not None}
+            for alert_id in sorted(alert_ids):
+                conn.execute(
+                    f"UPDATE alerts SET cleared_at = ? WHERE id = ? AND {_OPEN}",  # noqa: S608
+                    (now_text, alert_id),
+                )
+                alert = self._alert_by_id(conn, alert_id)
+                if alert:
+                    closed.append(alert)
+        return unmatched, closed
+
+    def occupancy(self, facility_id: str) -> Occupancy:
+        rows = self._rows(
+            "SELECT zone_id, value, updated_at FROM occupancy WHERE facility_id = ?",
+            (facility_id,),
+        )
+        facility = self.facilities.get(facility_id)
+        if facility is None and not rows:
+            raise NotFound(f"unknown facility {facility_id!r}")
+        return self._occupancy_of(facility_id, rows)
+
+    def _occupancy_of(self, facility_id: str, rows: Sequence[sqlite3.Row]) -> Occupancy:
+        counts = {row[0]: row[1] for row in rows}
+        updated = max((row[2] for row in rows), default=None)
+        return make_occupancy(
+            self.facilities.get(facility_id),
+            facility_id,
+            counts.pop(WHOLE, 0),
+            counts,
+            _time(updated),
+        )
+
+    def occupancies(self) -> list[Occupancy]:
+        rows = self._rows(
+            "SELECT facility_id, zone_id, value, updated_at FROM occupancy ORDER BY facility_id"
+        )
+        by_facility: dict[str, list[Any]] = {f: [] for f in self.facilities}
+        for row in rows:
+            by_facility.setdefault(row[0], []).append(tuple(row)[1:])
+        return [self._occupancy_of(f, rows) for f, rows in by_facility.items()]
+
+    def rebuild_occupancy(self) -> dict[str, Occupancy]:
+        now = utcnow()
+        now_text = iso(now)
+        with self._write() as conn:
+            tally = Tally(self.facilities)
+            adjustments = conn.execute(
+                "SELECT facility_id, zone_id, kind, value, after_event FROM adjustments ORDER BY id"
+            ).fetchall()
+            pending = 0
+            fixes: list[tuple[int, str | None, int]] = []
+            cursor = conn.execute(
+                "SELECT id, facility_id, door_id, kind, direction, delta, flag FROM events "
+                "ORDER BY id"
+            )
+            for row in cursor:
+                # Adjustments made before this event arrived apply before it, as they did.
+                while pending < len(adjustments) and adjustments[pending][4] < row[0]:
+                    facility_id, zone_id, kind, value, _ = adjustments[pending]
+                    tally.adjust(facility_id, zone_id, kind, value)
+                    pending += 1
+                counted = tally.apply(row[1], row[2], row[3], row[4])
+                if (counted.delta, counted.flag) != (row[5], row[6]):
+                    fixes.append((counted.delta, counted.flag, row[0]))
+            for facility_id, zone_id, kind, value, _ in adjustments[pending:]:
+                tally.adjust(facility_id, zone_id, kind, value)
+            if fixes:
+                logger.warning("rebuild: %d events counted differently now", len(fixes))
+                conn.executemany("UPDATE events SET delta = ?, flag = ? WHERE id = ?", fixes)
+            conn.execute("DELETE FROM occupancy")
+            conn.executemany(
+                "INSERT INTO occupancy (facility_id, zone_id, value, updated_at) "
+                "VALUES (?, ?, ?, ?)",
+                [(f, z, v, now_text) for (f, z), v in sorted(tally.counts.items())],
+            )
+        facility_ids = sorted({f for f, _ in tally.counts} | set(self.facilities))
+        return {f: tally.occupancy(f, now) for f in facility_ids}
+
+    def events(
+        self,
+        *,
+        facility_id: str | None = None,
+        door_id: str | None = None,
+        node_id: str | None = None,
+        kind: str | None = None,
+        subject: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> EventPage:
+        limit = max(1, min(limit, _MAX_PAGE))
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("facility_id", facility_id),
+            ("door_id", door_id),
+            ("node_id", node_id),
+            ("kind", kind),
+            ("subject", subject),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(str(value))
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(iso(since))
+        if until is not None:
+            where.append("ts < ?")
+            params.append(iso(until))
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._rows(
+            f"SELECT id, {', '.join(_EVENT_COLUMNS)}, received_at, delta, flag FROM events "  # noqa: S608 - fixed column names
+            f"{clause} ORDER BY id DESC LIMIT ?",
+            [*params, limit + 1],
+        )
+        page = [self._stored_event(row) for row in rows[:limit]]
+        return EventPage(page, page[-1].id if len(rows) > limit else None)
+
+    def count_events(self, facility_id: str | None = None, *, since: datetime | None = None) -> int:
+        where: list[str] = []
+        params: list[Any] = []
+        if facility_id is not None:
+            where.append("facility_id = ?")
+            params.append(facility_id)
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(iso(since))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._rows(f"SELECT COUNT(*) FROM events {clause}", params)  # noqa: S608
+        return int(rows[0][0])
+
+    def event(self, event_id: str) -> StoredEvent | None:
+        rows = self._rows(
+            f"SELECT id, {', '.join(_EVENT_COLUMNS)}, received_at, delta, flag FROM events "  # noqa: S608 - fixed column names
+            "WHERE event_id = ?",
+            (event_id,),
+        )
+        return self._stored_event(rows[0]) if rows else None
+
+    @staticmethod
+    def _stored_event(row: sqlite3.Row) -> StoredEvent:
+        data = {name: row[name] for name in _EVENT_COLUMNS if row[name] is not None}
+        data["late"] = bool(data.get("late"))
+        if "admit" in data:
+            data["admit"] = bool(data["admit"])
+        return StoredEvent(
+            id=row["id"],
+            event=Event.model_validate(data),
+            received_at=parse_iso(row["received_at"]),
+            delta=row["delta"],
+            flag=row["flag"],
+        )
+
+    def gaps(self, facility_id: str | None = None, *, open_only: bool = True) -> list[Gap]:
+        where: list[str] = []
+        params: list[Any] = []
+        if facility_id is not None:
+            where.append("facility_id = ?")
+            params.append(facility_id)
+        if open_only:
+            where.append("filled_at IS NULL")
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._rows(f"SELECT * FROM gaps {clause} ORDER BY id", params)  # noqa: S608
+        return [
+            Gap(
+                id=row["id"],
+                facility_id=row["facility_id"],
+                node_id=row["node_id"],
+                first_seq=row["first_seq"],
+                last_seq=row["last_seq"],
+                missing=row["missing"],
+                detected_at=parse_iso(row["detected_at"]),
+                filled_at=_time(row["filled_at"]),
+                alert_id=row["alert_id"],
+            )
+            for row in rows
+        ]
+
+    # --- alerts -----------------------------------------------------------------------
+    def add_alert(
+        self,
+        facility_id: str,
+        kind: str,
+        message: str,
+        *,
+        node_id: str | None = None,
+        door_id: str | None = None,
+        event_id: str | None = None,
+        coalesce: bool = False,
+    ) -> Alert:
+        with self._write() as conn:
+            return self._raise(
+                conn,
+                facility_id,
+                kind,
+                message,
+                utcnow(),
+                node_id=node_id,
+                door_id=door_id,
+                event_id=event_id,
+                coalesce=coalesce,
+            )
+
+    def _raise(
+        self,
+        conn: sqlite3.Connection,
+        facility_id: str,
+        kind: str,
+        message: str,
+        now: datetime,
+        *,
+        node_id: str | None = None,
+        door_id: str | None = None,
+        event_id: str | None = None,
+        coalesce: bool | None = None,
+    ) -> Alert:
+        """A new alert, or the open one of its kind counted again (see ``COALESCED``)."""
+        now_text = iso(now)
+        if coalesce if coalesce is not None else kind in COALESCED:
+            row = conn.execute(
+                f"SELECT id FROM alerts WHERE facility_id = ? AND kind = ? "  # noqa: S608
+                f"AND COALESCE(node_id, '') = ? AND {_OPEN} ORDER BY id DESC LIMIT 1",
+                (facility_id, kind, node_id or ""),
+            ).fetchone()
+            if row:
+                conn.execute(
+                    "UPDATE alerts SET count = count + 1, last_at = ?, message = ?, "
+                    "door_id = ?, event_id = ? WHERE id = ?",
+                    (now_text, message, door_id, event_id, row[0]),
+                )
+                alert = self._alert_by_id(conn, row[0])
+                assert alert is not None  # noqa: S101 - read back in the same transaction
+                return alert
+        cursor = conn.execute(
+            "INSERT INTO alerts (facility_id, kind, message, node_id, door_id, event_id, "
+            "created_at, last_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (facility_id, str(kind), message, node_id, door_id, event_id, now_text, now_text),
+        )
+        logger.info("alert %s at %s: %s", kind, facility_id, message)
+        return Alert(
+            id=int(cursor.lastrowid or 0),
+            facility_id=facility_id,
+            kind=str(kind),
+            message=message,
+            created_at=parse_iso(now_text),
+            last_at=parse_iso(now_text),
+            node_id=node_id,
+            door_id=door_id,
+            event_id=event_id,
+        )
+
+    @staticmethod
+    def _alert(row: sqlite3.Row | tuple[Any, ...]) -> Alert:
+        (id_, facility_id, kind, message, node_id, door_id, event_id, count, created_at,
+         last_at, acked_by, acked_at, cleared_at) = tuple(row)  # fmt: skip
+        return Alert(
+            id=id_,
+            facility_id=facility_id,
+            kind=kind,
+            message=message,
+            created_at=parse_iso(created_at),
+            last_at=parse_iso(last_at),
+            count=count,
+            node_id=node_id,
+            door_id=door_id,
+            event_id=event_id,
+            acknowledged_by=acked_by,
+            acknowledged_at=_time(acked_at),
+            cleared_at=_time(cleared_at),
+        )
+
+    _ALERT_COLUMNS = (
+        "id, facility_id, kind, message, node_id, door_id, event_id, count, created_at, "
+        "last_at, acknowledged_by, acknowledged_at, cleared_at"
+    )
+
+    def _alert_by_id(self, conn: sqlite3.Connection, alert_id: int) -> Alert | None:
+        row = conn.execute(
+            f"SELECT {self._ALERT_COLUMNS} FROM alerts WHERE id = ?",  # noqa: S608
+            (alert_id,),
+        ).fetchone()
+        return self._alert(row) if row else None
+
+    def alerts(
+        self,
+        facility_id: str | None = None,
+        *,
+        open_only: bool = True,
+        kind: str | None = None,
+        limit: int = 200,
+    ) -> list[Alert]:
+        where: list[str] = []
+        params: list[Any] = []
+        if facility_id is not None:
+            where.append("facility_id = ?")
+            params.append(facility_id)
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(str(kind))
+        if open_only:
+            where.append(_OPEN)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._rows(
+            f"SELECT {self._ALERT_COLUMNS} FROM alerts {clause} ORDER BY id DESC LIMIT ?",  # noqa: S608
+            [*params, max(1, min(limit, _MAX_PAGE))],
+        )
+        return [self._alert(row) for row in rows]
+
+    def ack_alert(self, alert_id: int, user: str) -> Alert:
+        now_text = iso(utcnow())
+        with self._write() as conn:
+            alert = self._alert_by_id(conn, alert_id)
+            if alert is None:
+                raise NotFound(f"no alert {alert_id}")
+            if alert.acknowledged_at is not None:
+                return alert
+            conn.execute(
+                "UPDATE alerts SET acknowledged_by = ?, acknowledged_at = ? WHERE id = ?",
+                (user, now_text, alert_id),
+            )
+            self._audit(conn, user, "alert.ack", alert.facility_id, str(alert_id), alert.kind)
+            acked = self._alert_by_id(conn, alert_id)
+        assert acked is not None  # noqa: S101 - read back in the same transaction
+        return acked
+
+    def clear_alerts(self, facility_id: str, kind: str, node_id: str | None = None) -> list[Alert]:
+        now_text = iso(utcnow())
+        with self._write() as conn:
+            rows = conn.execute(
+                f"SELECT id FROM alerts WHERE facility_id = ? AND kind = ? "  # noqa: S608
+                f"AND COALESCE(node_id, '') = ? AND {_OPEN}",
+                (facility_id, str(kind), node_id or ""),
+            ).fetchall()
+            cleared = []
+            for (alert_id,) in rows:
+                conn.execute("UPDATE alerts SET cleared_at = ? WHERE id = ?", (now_text, alert_id))
+                alert = self._alert_by_id(conn, alert_id)
+                if alert:
+                    cleared.append(alert)
+        return cleared
+
+    # --- nodes ------------------------------------------------------------------------
+    _NODE_COLUMNS = (
+        "facility_id, node_id, door_id, state, problems, trust_list_age_s, status_list_age_s, "
+        "direction, status_ts, state_since, last_seen, last_event_ts, last_seq"
+    )
+
+    @staticmethod
+    def _node(row: sqlite3.Row | tuple[Any, ...]) -> NodeView:
+        (facility_id, node_id, door_id, state, problems, trust_age, status_age, direction,
+         status_ts, state_since, last_seen, last_event_ts, last_seq) = tuple(row)  # fmt: skip
+        return NodeView(
+            facility_id=facility_id,
+            node_id=node_id,
+            door_id=door_id,
+            state=state,
+            problems=list(json.loads(problems)),
+            trust_list_age_s=trust_age,
+            status_list_age_s=status_age,
+            direction=direction,
+            status_ts=_time(status_ts),
+            state_since=_time(state_since),
+            last_seen=_time(last_seen),
+            last_event_ts=_time(last_event_ts),
+            last_seq=last_seq,
+        )
+
+    def upsert_node_status(
+        self,
+        facility_id: str,
+        node_id: str,
+        status: NodeStatus,
+        *,
+        door_id: str | None = None,
+        seen_at: datetime | None = None,
+    ) -> NodeChange:
+        now_text = iso(seen_at or utcnow())
+        sql_get = f"SELECT {self._NODE_COLUMNS} FROM nodes WHERE facility_id = ? AND node_id = ?"  # noqa: S608
+        with self._write() as conn:
+            row = conn.execute(sql_get, (facility_id, node_id)).fetchone()
+            previous = self._node(row) if row else None
+            state = status.state.value
+            changed = previous is None or previous.state != state
+            conn.execute(
+                "INSERT INTO nodes (facility_id, node_id, door_id, state, problems, "
+                "trust_list_age_s, status_list_age_s, direction, status_ts, state_since, "
+                "last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (facility_id, node_id) DO UPDATE SET "
+                "door_id = COALESCE(excluded.door_id, nodes.door_id), state = excluded.state, "
+                "problems = excluded.problems, trust_list_age_s = excluded.trust_list_age_s, "
+                "status_list_age_s = excluded.status_list_age_s, "
+                "direction = excluded.direction, status_ts = excluded.status_ts, "
+                "state_since = excluded.state_since, last_seen = excluded.last_seen",
+                (
+                    facility_id,
+                    node_id,
+                    door_id,
+                    state,
+                    json.dumps(list(status.problems)),
+                    status.trust_list_age_s,
+                    status.status_list_age_s,
+                    status.direction,
+                    iso(status.ts) if status.ts and status.ts.tzinfo else None,
+                    now_text if changed or previous is None else _iso_or_none(previous.state_since),
+                    now_text,
+                ),
+            )
+            node = self._node(conn.execute(sql_get, (facility_id, node_id)).fetchone())
+        return NodeChange(node=node, previous=previous.state if previous else "unknown")
+
+    def nodes(self, facility_id: str | None = None) -> list[NodeView]:
+        if facility_id is None:
+            rows = self._rows(
+                f"SELECT {self._NODE_COLUMNS} FROM nodes ORDER BY facility_id, node_id"  # noqa: S608
+            )
+        else:
+            rows = self._rows(
+                f"SELECT {self._NODE_COLUMNS} FROM nodes WHERE facility_id = ? "  # noqa: S608
+                "ORDER BY node_id",
+                (facility_id,),
+            )
+        return [self._node(row) for row in rows]
+
+    # --- capacity set by staff -------------------------------------------------------
+    def _load_capacity_settings(self) -> None:
+        rows = self.conn.execute(
+            "SELECT facility_id, capacity, capacity_percent, nominal_max, "
+            "soft_threshold_percent, username, updated_at FROM capacity_settings"
+        ).fetchall()
+        facilities = dict(self.facilities)
+        for facility_id, capacity, percent, nominal, soft, user, updated_at in rows:
+            facility = facilities.get(facility_id)
+            if facility is None:
+                continue
+            facilities[facility_id] = _with_capacity(facility, capacity, percent, nominal, soft)
+            logger.info(
+                "capacity of %s as %s set it at %s overrides the config: %s",
+                facility_id,
+                user,
+                updated_at,
+                facilities[facility_id].effective_capacity,
+            )
+        self.facilities = facilities
+
+    def facility_config(self, facility_id: str) -> FacilityConfig | None:
+        return self.facilities.get(facility_id)
+
+    def set_capacity(
+        self,
+        facility_id: str,
+        user: str,
+        *,
+        capacity: int | None = None,
+        capacity_percent: float | None = None,
+        nominal_max: int | None = None,
+        soft_threshold_percent: float | None = None,
+    ) -> FacilityConfig:
+        facility = self.facilities.get(facility_id)
+        if facility is None:
+            raise NotFound(f"unknown facility {facility_id!r}")
+        if (capacity is None) == (capacity_percent is None):
+            raise ValueError("give either capacity or capacity_percent")
+        if capacity is not None and capacity < 0:
+            raise ValueError("a capacity cannot be negative")
+        if capacity_percent is not None:
+            nominal_max = nominal_max if nominal_max is not None else facility.nominal_max
+            if not 0 < capacity_percent <= 100:
+                raise ValueError("capacity_percent must be above 0 and at most 100")
+            if nominal_max is None or nominal_max < 0:
+                raise ValueError("capacity_percent needs nominal_max")
+        else:
+            # An absolute capacity keeps the building's nominal maximum for reference.
+            nominal_max = nominal_max if nominal_max is not None else facility.nominal_max
+        soft = (
+            facility.soft_threshold_percent
+            if soft_threshold_percent is None
+            else soft_threshold_percent
+        )
+        if not 0 < soft <= 100:
+            raise ValueError("soft_threshold_percent must be above 0 and at most 100")
+        if not user:
+            raise ValueError("a capacity change needs the user who made it")
+        updated = _with_capacity(facility, capacity, capacity_percent, nominal_max, soft)
+        now_text = iso(utcnow())
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO capacity_settings (facility_id, capacity, capacity_percent, "
+                "nominal_max, soft_threshold_percent, username, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (facility_id) DO UPDATE SET "
+                "capacity = excluded.capacity, capacity_percent = excluded.capacity_percent, "
+                "nominal_max = excluded.nominal_max, "
+                "soft_threshold_percent = excluded.soft_threshold_percent, "
+                "username = excluded.username, updated_at = excluded.updated_at",
+                (facility_id, capacity, capacity_percent, nominal_max, soft, user, now_text),
+            )
+            shown = f"{capacity_percent:g} % of {nominal_max}" if capacity is None else capacity
+            self._audit(
+                conn,
+                user,
+                "capacity.set",
+                facility_id,
+                facility_id,
+                f"{shown} = {updated.effective_capacity}, soft at {soft:g} %",
+            )
+            # Swapped whole under the write lock: readers see the old or the new, never half.
+            self.facilities = {**self.facilities, facility_id: updated}
+        return updated
+
+    # --- adjustments and history ------------------------------------------------------
+    def adjust(
+        self,
+        facility_id: str,
+        kind: AdjustmentKind,
+        value: int,
+        user: str,
+        note: str = "",
+        *,
+        zone_id: str | None = None,
+    ) -> Adjustment:
+        if kind not in ("reset", "correction"):
+            raise ValueError(f"unknown adjustment {kind!r}: expected reset or correction")
+        facility = self.facilities.get(facility_id)
+        if facility is None:
+            raise NotFound(f"unknown facility {facility_id!r}")
+        if zone_id is not None and zone_id not in {z.id for z in facility.zones}:
+            raise NotFound(f"facility {facility_id!r} has no zone {zone_id!r}")
+        if kind == "reset":
+            value, zone_id = 0, None
+        if value < 0:
+            raise ValueError("a headcount cannot be negative")
+        if not user:
+            raise ValueError("an adjustment needs the user who made it")
+        now = utcnow()
+        now_text = iso(now)
+        with self._write() as conn:
+            tally = Tally(self.facilities, self._load_counts(conn, {facility_id}))
+            delta = tally.adjust(facility_id, zone_id, kind, value)
+            after = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+            cursor = conn.execute(
+                "INSERT INTO adjustments (facility_id, zone_id, kind, value, delta, after_event, "
+                "username, note, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (facility_id, zone_id, kind, value, delta, after, user, note, now_text),
+            )
+            self._save_counts(conn, tally, now_text)
+            self._sample(conn, tally, {}, now)
+            target = f"{facility_id}/{zone_id}" if zone_id else facility_id
+            self._audit(
+                conn, user, f"occupancy.{kind}", facility_id, target, f"{value} ({delta:+d}) {note}"
+            )
+        return Adjustment(
+            id=int(cursor.lastrowid or 0),
+            facility_id=facility_id,
+            zone_id=zone_id,
+            kind=kind,
+            value=value,
+            delta=delta,
+            user=user,
+            note=note,
+            created_at=parse_iso(now_text),
+            occupancy=tally.occupancy(facility_id, now),
+        )
+
+    def adjustments(self, facility_id: str, *, limit: int = 100) -> list[Adjustment]:
+        rows = self._rows(
+            "SELECT id, facility_id, zone_id, kind, value, delta, username, note, created_at "
+            "FROM adjustments WHERE facility_id = ? ORDER BY id DESC LIMIT ?",
+            (facility_id, max(1, min(limit, _MAX_PAGE))),
+        )
+        return [
+            Adjustment(
+                id=row[0],
+                facility_id=row[1],
+                zone_id=row[2],
+                kind=cast(AdjustmentKind, row[3]),
+                value=row[4],
+                delta=row[5],
+                user=row[6],
+                note=row[7],
+                created_at=parse_iso(row[8]),
+            )
+            for row in rows
+        ]
+
+    def history(
+        self, facility_id: str, since: datetime | None = None, until: datetime | None = None
+    ) -> list[HistorySample]:
+        where = ["facility_id = ?"]
+        params: list[Any] = [facility_id]
+        if since is not None:
+            where.append("minute >= ?")
+            params.append(_minute(since))
+        if until is not None:
+            where.append("minute < ?")
+            params.append(iso(until))
+        rows = self._rows(
+            "SELECT facility_id, minute, occupancy, peak FROM occupancy_history "  # noqa: S608
+            f"WHERE {' AND '.join(where)} ORDER BY minute",
+            params,
+        )
+        return [HistorySample(row[0], parse_iso(row[1]), row[2], row[3]) for row in rows]
+
+    # --- accounts and audit -----------------------------------------------------------
+    _USER_COLUMNS = "id, username, password_hash, role, created_at, disabled"
+
+    @staticmethod
+    def _user(row: sqlite3.Row | tuple[Any, ...]) -> User:
+        id_, username, password_hash, role, created_at, disabled = tuple(row)
+        return User(
+            id=id_,
+            username=username,
+            password_hash=password_hash,
+            role=cast(Role, role),
+            created_at=parse_iso(created_at),
+            disabled=bool(disabled),
+        )
+
+    def add_user(self, username: str, password_hash: str, role: Role) -> User:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+        if not username or not password_hash:
+            raise ValueError("a user needs a name and a password hash")
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
+                raise AlreadyExists(f"user {username!r} already exists")
+            conn.execute(
+                "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
+                (username, password_hash, role, iso(utcnow())),
+            )
+            row = conn.execute(
+                f"SELECT {self._USER_COLUMNS} FROM users WHERE username = ?",  # noqa: S608
+                (username,),
+            ).fetchone()
+        return self._user(row)
+
+    def get_user(self, username: str) -> User | None:
+        rows = self._rows(
+            f"SELECT {self._USER_COLUMNS} FROM users WHERE username = ?",  # noqa: S608
+            (username,),
+        )
+        return self._user(rows[0]) if rows else None
+
+    def list_users(self) -> list[User]:
+        rows = self._rows(f"SELECT {self._USER_COLUMNS} FROM users ORDER BY username")  # noqa: S608
+        return [self._user(row) for row in rows]
+
+    def update_user(
+        self,
+        username: str,
+        *,
+        password_hash: str | None = None,
+        role: Role | None = None,
+        disabled: bool | None = None,
+    ) -> User:
+        if role is not None and role not in ROLES:
+            raise ValueError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+        with self._write() as conn:
+            sql_get = f"SELECT {self._USER_COLUMNS} FROM users WHERE username = ?"  # noqa: S608
+            if conn.execute(sql_get, (username,)).fetchone() is None:
+                raise NotFound(f"no user {username!r}")
+            for column, value in (
+                ("password_hash", password_hash),
+                ("role", role),
+                ("disabled", None if disabled is None else int(disabled)),
+            ):
+                if value is not None:
+                    conn.execute(
+                        f"UPDATE users SET {column} = ? WHERE username = ?",  # noqa: S608
+                        (value, username),
+                    )
+            row = conn.execute(sql_get, (username,)).fetchone()
+        return self._user(row)
+
+    def delete_user(self, username: str) -> None:
+        with self._write() as conn:
+            cursor = conn.execute("DELETE FROM users WHERE username = ?", (username,))
+            if cursor.rowcount == 0:
+                raise NotFound(f"no user {username!r}")
+
+    @staticmethod
+    def _audit(
+        conn: sqlite3.Connection,
+        user: str,
+        action: str,
+        facility_id: str | None,
+        target: str | None,
+        detail: str,
+    ) -> AuditEntry:
+        now_text = iso(utcnow())
+        cursor = conn.execute(
+            "INSERT INTO audit (ts, username, action, facility_id, target, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (now_text, user, action, facility_id, target, detail),
+        )
+        return AuditEntry(
+            int(cursor.lastrowid or 0), parse_iso(now_text), user, action, facility_id, target,
+            detail,
+        )  # fmt: skip
+
+    def audit(
+        self,
+        user: str,
+        action: str,
+        *,
+        facility_id: str | None = None,
+        target: str | None = None,
+        detail: str = "",
+    ) -> AuditEntry:
+        with self._write() as conn:
+            return self._audit(conn, user, action, facility_id, target, detail)
+
+    def audit_log(
+        self,
+        *,
+        facility_id: str | None = None,
+        user: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("facility_id", facility_id), ("username", user), ("id", before)):
+            if value is not None:
+                where.append(f"{column} {'<' if column == 'id' else '='} ?")
+                params.append(value)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._rows(
+            "SELECT id, ts, username, action, facility_id, target, detail FROM audit "  # noqa: S608
+            f"{clause} ORDER BY id DESC LIMIT ?",
+            [*params, max(1, min(limit, _MAX_PAGE))],
+        )
+        return [
+            AuditEntry(row[0], parse_iso(row[1]), row[2], row[3], row[4], row[5], row[6])
+            for row in rows
+        ]

@@ -1,0 +1,412 @@
+"""The SQLite store on its own: counting, de-duplication, gaps, alerts, adjustments,
+accounts, migrations."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.config import FacilityConfig, HubConfig
+from hub.errors import AlreadyExists, NotFound, StoreError, UnsupportedBackend
+from hub.schema import MIGRATIONS
+from hub.sqlite_store import SqliteStore
+from hub.store import open_store
+from protocol.events import Event, NodeState, NodeStatus, new_event_id
+
+F = "mall-a"
+FACILITY = FacilityConfig.model_validate(
+    {
+        "id": F,
+        "name": "Mall A",
+        "capacity": 4,
+        "soft_threshold_percent": 75,
+        "zones": [{"id": "north", "name": "North", "doors": ["north"]}],
+        "doors": [
+            {"id": "main", "name": "Main", "direction": "both"},
+            {"id": "north", "name": "North", "direction": "both"},
+        ],
+    }
+)
+
+
+class Node:
+    def __init__(self, node_id: str = "n1", door_id: str = "main") -> None:
+        self.node_id, self.door_id, self.seq = node_id, door_id, 0
+
+    def __call__(self, kind: str = "entry", **fields: Any) -> Event:
+        self.seq += 1
+        data: dict[str, Any] = {
+            "event_id": new_event_id(),
+            "node_id": self.node_id,
+            "facility_id": F,
+            "door_id": self.door_id,
+            "seq": self.seq,
+            "ts": datetime.now(UTC),
+            "kind": kind,
+        }
+        data.update(fields)
+        # As it arrives: through the wire format, with its millisecond times.
+        event: Event = Event.parse(Event.model_validate(data).dumps())
+        return event
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "hub.db"
+
+
+@pytest.fixture
+def store(path: Path) -> Iterator[SqliteStore]:
+    with SqliteStore(path, [FACILITY]) as opened:
+        yield opened
+
+
+def test_entries_exits_and_manual_by_direction(store: SqliteStore) -> None:
+    node = Node()
+    result = store.store_batch(
+        [
+            node("entry"),
+            node("manual", direction="entry"),
+            node("entry"),
+            node("exit"),
+            node("manual", direction="exit"),
+            node("manual"),  # no direction: counts nothing
+            node("denied", admit=False),
+            node("not_passed"),
+            node("alarm", detail="forced_passage"),
+            node("node_start"),
+            node("node_stop"),
+        ]
+    )
+    assert len(result.stored) == 11
+    assert result.occupancy[F].occupancy == 1
+    assert store.occupancy(F).occupancy == 1
+
+
+def test_never_negative_an_exit_with_nobody_inside_is_flagged(store: SqliteStore) -> None:
+    node = Node()
+    exits = [node("exit"), node("exit")]
+    result = store.store_batch(exits)
+    assert result.occupancy == {}  # nothing changed
+    assert [(f.event_id, f.flag) for f in result.flagged] == [
+        (e.event_id, "exit_without_entry") for e in exits
+    ]
+    [alert] = result.alerts
+    assert (alert.kind, alert.count) == ("exit_without_entry", 2)
+    assert store.occupancy(F).occupancy == 0
+    store.store_batch([node("entry")])
+    assert store.occupancy(F).occupancy == 1
+
+
+def test_zones_count_the_doors_of_the_zone(store: SqliteStore) -> None:
+    main, north = Node("n1", "main"), Node("n2", "north")
+    store.store_batch([main("entry"), north("entry"), north("entry"), main("exit")])
+    occupancy = store.occupancy(F)
+    assert occupancy.occupancy == 2
+    assert occupancy.zones == {"north": 2}
+    store.store_batch([north("exit"), north("exit"), north("exit")])
+    assert store.occupancy(F).zones == {"north": 0}  # clamped at zero on its own
+
+
+def test_full_and_soft_follow_capacity(store: SqliteStore) -> None:
+    node = Node()
+    assert store.store_batch([node(), node()]).occupancy[F].soft is False
+    third = store.store_batch([node()]).occupancy[F]
+    assert (third.soft, third.full) == (True, False)  # 3 of 4 is 75 %
+    fourth = store.store_batch([node()]).occupancy[F]
+    assert (fourth.occupancy, fourth.capacity, fourth.full) == (4, 4, True)
+
+
+def test_duplicates_are_stored_once(store: SqliteStore) -> None:
+    node = Node()
+    first = node()
+    result = store.store_batch([first, first])
+    assert [e.event_id for e in result.stored] == [first.event_id]
+    assert result.duplicates == [first.event_id]
+    again = store.store_batch([first.model_copy(update={"late": True})])
+    assert again.stored == [] and again.duplicates == [first.event_id]
+    assert again.occupancy == {}
+    assert store.occupancy(F).occupancy == 1
+    assert len(store.events(facility_id=F).events) == 1
+
+
+def test_every_field_of_an_event_is_kept(store: SqliteStore) -> None:
+    event = Node()(
+        "entry",
+        direction="entry",
+        subject="00112233445566778899aabb",
+        signal="green",
+        admit=True,
+        reason="ok",
+        message="Welcome",
+        late=True,
+    )
+    store.store_batch([event])
+    stored = store.event(event.event_id)
+    assert stored is not None
+    assert stored.event == event
+    assert stored.delta == 1 and stored.flag is None
+    assert stored.as_dict()["received_at"].endswith("Z")
+
+
+def test_gaps_are_found_and_filled(store: SqliteStore) -> None:
+    node = Node()
+    events = [node() for _ in range(8)]
+    result = store.store_batch([events[0], events[3], events[2], events[6]])
+    # 2 is missing, 3 and 4 arrived out of order in one batch, 6 is missing
+    assert [(g.first_seq, g.last_seq) for g in result.gaps] == [(2, 2), (5, 6)]
+    [alert] = store.alerts(F)  # one open alert per node, counted again
+    assert (alert.kind, alert.count) == ("seq_gap", 2)
+    store.store_batch([events[1], events[4]])
+    assert [(g.first_seq, g.missing) for g in store.gaps(F)] == [(5, 1)]
+    assert store.alerts(F) != []
+    result = store.store_batch([events[5], events[7]])
+    assert result.gaps == [] and store.gaps(F) == []
+    assert [a.kind for a in result.cleared] == ["seq_gap"]
+    assert store.alerts(F) == []
+    assert store.nodes(F)[0].last_seq == 8
+
+
+def test_a_node_whose_numbering_starts_again_is_reported(store: SqliteStore) -> None:
+    node = Node()
+    store.store_batch([node() for _ in range(5)])
+    node.seq = 0
+    result = store.store_batch([node(), node()])
+    assert [a.kind for a in result.alerts] == ["seq_reset"]
+    assert store.nodes(F)[0].last_seq == 2
+    assert store.store_batch([node()]).alerts == []  # follows the new numbering
+
+
+def test_alarms_raise_alerts_and_acks_record_who(store: SqliteStore) -> None:
+    node = Node()
+    result = store.store_batch(
+        [
+            node("alarm", detail="black_pass", message="status black"),
+            node("alarm", detail="black_pass_exit"),
+            node("alarm", detail="forced_door"),
+            node("alarm", detail="camera_failed"),
+            node("alarm", detail="tamper"),
+        ]
+    )
+    kinds = [a.kind for a in result.alerts]
+    assert kinds == ["black_pass", "black_pass", "forced_door", "camera_failed", "alarm"]
+    assert "status black" in result.alerts[0].message
+    acked = store.ack_alert(result.alerts[0].id, "guard1")
+    assert acked.acknowledged_by == "guard1" and acked.acknowledged_at is not None
+    assert len(store.alerts(F)) == 4
+    assert len(store.alerts(F, open_only=False)) == 5
+    assert store.ack_alert(acked.id, "someone-else").acknowledged_by == "guard1"
+    with pytest.raises(NotFound):
+        store.ack_alert(999, "guard1")
+    assert store.audit_log()[0].action == "alert.ack"
+
+
+def test_coalesced_alerts_and_clearing(store: SqliteStore) -> None:
+    first = store.add_alert(F, "node_offline", "n1 offline", node_id="n1", coalesce=True)
+    again = store.add_alert(F, "node_offline", "n1 offline", node_id="n1", coalesce=True)
+    other = store.add_alert(F, "node_offline", "n2 offline", node_id="n2", coalesce=True)
+    assert again.id == first.id and again.count == 2
+    assert other.id != first.id
+    cleared = store.clear_alerts(F, "node_offline", "n1")
+    assert [a.id for a in cleared] == [first.id]
+    assert [a.id for a in store.alerts(F)] == [other.id]
+
+
+def test_corrections_and_resets_are_recorded_with_the_user(store: SqliteStore) -> None:
+    main, north = Node("n1", "main"), Node("n2", "north")
+    store.store_batch([main(), main(), north()])
+    correction = store.adjust(F, "correction", 7, "guard1", "counted by hand")
+    assert (correction.value, correction.delta, correction.user) == (7, 4, "guard1")
+    assert correction.occupancy is not None and correction.occupancy.occupancy == 7
+    assert store.occupancy(F).occupancy == 7
+    store.store_batch([main("exit")])
+    assert store.occupancy(F).occupancy == 6
+    zone = store.adjust(F, "correction", 3, "guard1", zone_id="north")
+    assert zone.occupancy is not None and zone.occupancy.zones == {"north": 3}
+    reset = store.adjust(F, "reset", 99, "system", "end of day")
+    assert (reset.value, reset.delta) == (0, -6)
+    occupancy = store.occupancy(F)
+    assert (occupancy.occupancy, occupancy.zones) == (0, {"north": 0})
+    history = store.adjustments(F)
+    assert [(a.kind, a.user) for a in history] == [
+        ("reset", "system"),
+        ("correction", "guard1"),
+        ("correction", "guard1"),
+    ]
+    actions = [entry.action for entry in store.audit_log(facility_id=F)]
+    assert actions == ["occupancy.reset", "occupancy.correction", "occupancy.correction"]
+    with pytest.raises(ValueError, match="negative"):
+        store.adjust(F, "correction", -1, "guard1")
+    with pytest.raises(NotFound):
+        store.adjust("elsewhere", "reset", 0, "guard1")
+    with pytest.raises(NotFound):
+        store.adjust(F, "correction", 1, "guard1", zone_id="south")
+
+
+def test_rebuild_equals_the_incremental_counters(store: SqliteStore) -> None:
+    rng = random.Random(7)
+    nodes = [Node("n1", "main"), Node("n2", "north")]
+    for round_ in range(30):
+        batch = [
+            rng.choice(nodes)(
+                rng.choice(["entry", "entry", "exit", "exit", "manual", "denied"]),
+                direction=rng.choice(["entry", "exit"]),
+            )
+            for _ in range(rng.randint(1, 12))
+        ]
+        store.store_batch(batch)
+        if round_ % 7 == 3:
+            store.adjust(F, "correction", rng.randint(0, 5), "guard1")
+        if round_ % 11 == 5:
+            store.adjust(F, "reset", 0, "system")
+        if round_ % 13 == 6:
+            store.adjust(F, "correction", rng.randint(0, 3), "guard1", zone_id="north")
+    incremental = store.occupancy(F)
+    flags = [(e.id, e.delta, e.flag) for e in store.events(limit=1000).events]
+    rebuilt = store.rebuild_occupancy()[F]
+    assert (rebuilt.occupancy, rebuilt.zones) == (incremental.occupancy, incremental.zones)
+    assert store.occupancy(F).occupancy == incremental.occupancy
+    assert [(e.id, e.delta, e.flag) for e in store.events(limit=1000).events] == flags
+
+
+def test_rebuild_after_the_counters_are_lost(store: SqliteStore, path: Path) -> None:
+    node = Node()
+    store.store_batch([node(), node(), node("exit"), node()])
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM occupancy")
+    conn.close()
+    assert store.occupancy(F).occupancy == 0
+    assert store.rebuild_occupancy()[F].occupancy == 2
+    assert store.occupancy(F).occupancy == 2
+
+
+def test_events_are_paged_newest_first_and_filtered(store: SqliteStore) -> None:
+    main, north = Node("n1", "main"), Node("n2", "north")
+    start = datetime.now(UTC)
+    events = [main(), north(), main("exit"), main("denied"), north(), main()]
+    for event in events:
+        store.store_batch([event])
+    page = store.events(facility_id=F, limit=4)
+    assert [e.event for e in page.events] == events[::-1][:4]
+    rest = store.events(facility_id=F, limit=4, before=page.next_before)
+    assert [e.event for e in rest.events] == events[::-1][4:]
+    assert rest.next_before is None
+    assert [e.event for e in store.events(door_id="north").events] == [events[4], events[1]]
+    assert [e.event for e in store.events(kind="denied").events] == [events[3]]
+    assert len(store.events(since=start - timedelta(minutes=1)).events) == 6
+    assert store.events(until=start - timedelta(minutes=1)).events == []
+    assert store.event("0" * 32) is None
+    assert store.count_events() == 6
+    assert store.count_events(F, since=start + timedelta(minutes=1)) == 0
+
+
+def test_history_has_a_sample_per_minute(store: SqliteStore) -> None:
+    node = Node()
+    minute = datetime(2026, 1, 5, 8, 30, tzinfo=UTC)
+    store.store_batch([node(), node(), node()], received_at=minute + timedelta(seconds=5))
+    store.store_batch([node("exit")], received_at=minute + timedelta(seconds=40))
+    store.store_batch([node()], received_at=minute + timedelta(seconds=70))
+    samples = store.history(F, since=minute)
+    assert [(s.minute, s.occupancy, s.peak) for s in samples] == [
+        (minute, 2, 3),
+        (minute + timedelta(minutes=1), 3, 3),
+    ]
+
+
+def test_node_status_is_kept(store: SqliteStore) -> None:
+    status = NodeStatus(
+        state=NodeState.DEGRADED,
+        problems=["camera: no frames"],
+        trust_list_age_s=10.0,
+        status_list_age_s=20.0,
+        direction="entry",
+    )
+    change = store.upsert_node_status(F, "n1", status, door_id="main")
+    assert change.previous == "unknown"
+    assert (change.node.state, change.node.problems) == ("degraded", ["camera: no frames"])
+    store.store_batch([Node("n1")()])
+    change = store.upsert_node_status(F, "n1", NodeStatus(state=NodeState.OFFLINE))
+    assert change.previous == "degraded"
+    [node] = store.nodes(F)
+    assert (node.state, node.door_id, node.last_seq) == ("offline", "main", 1)
+    assert node.last_event_ts is not None and node.state_since is not None
+
+
+def test_users(store: SqliteStore) -> None:
+    user = store.add_user("ayu", "$argon2id$...", "guard")
+    assert (user.username, user.role, user.disabled) == ("ayu", "guard", False)
+    assert "password_hash" not in user.as_dict()
+    with pytest.raises(AlreadyExists):
+        store.add_user("ayu", "x", "admin")
+    with pytest.raises(ValueError, match="role"):
+        store.add_user("budi", "x", "root")  # type: ignore[arg-type]
+    store.add_user("budi", "x", "viewer")
+    assert [u.username for u in store.list_users()] == ["ayu", "budi"]
+    updated = store.update_user("budi", role="admin", disabled=True, password_hash="y")  # noqa: S106
+    assert (updated.role, updated.disabled, updated.password_hash) == ("admin", True, "y")
+    store.delete_user("budi")
+    assert store.get_user("budi") is None
+    with pytest.raises(NotFound):
+        store.delete_user("budi")
+    entry = store.audit("ayu", "login", detail="from the desk")
+    assert store.audit_log(user="ayu") == [entry]
+
+
+def test_reopening_keeps_data_and_migrates_once(path: Path) -> None:
+    with SqliteStore(path, [FACILITY]) as first:
+        first.store_batch([Node()()])
+        assert first.schema_version == len(MIGRATIONS)
+    with SqliteStore(path, [FACILITY]) as second:
+        assert second.schema_version == len(MIGRATIONS)
+        assert second.occupancy(F).occupancy == 1
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        SqliteStore(path, [FACILITY])
+
+
+def test_readers_see_writes_from_other_threads(store: SqliteStore) -> None:
+    node = Node()
+    seen: list[int] = []
+
+    def read() -> None:
+        seen.append(store.occupancy(F).occupancy)
+
+    for expected in range(1, 4):
+        store.store_batch([node()])
+        reader = threading.Thread(target=read)
+        reader.start()
+        reader.join()
+        assert seen[-1] == expected
+
+
+def test_a_closed_store_refuses_work(path: Path) -> None:
+    store = SqliteStore(path, [FACILITY])
+    store.close()
+    store.close()  # twice is fine
+    with pytest.raises(StoreError, match="closed"):
+        store.store_batch([Node()()])
+    with pytest.raises(StoreError, match="closed"):
+        store.occupancy(F)
+
+
+def test_unknown_facility_and_unsupported_backend(store: SqliteStore, tmp_path: Path) -> None:
+    with pytest.raises(NotFound):
+        store.occupancy("elsewhere")
+    config = HubConfig.model_validate(
+        {
+            "store": {"backend": "postgresql", "dsn": "host=db dbname=pintu"},
+            "facilities": [{"id": F, "name": "Mall A"}],
+        }
+    )
+    with pytest.raises(UnsupportedBackend, match="not yet supported"):
+        open_store(config)
