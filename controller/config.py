@@ -7,12 +7,10 @@ comes from a file or from systemd's credentials directory.
 
 from __future__ import annotations
 
-import re
-import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from controller.errors import ConfigError
 from controller.policy import PolicyConfig
@@ -21,6 +19,7 @@ from firmware.camera import SourceConfig
 from firmware.decoder import DecoderConfig
 from firmware.model import StrictModel
 from firmware.pins import PinMap
+from protocol.configtext import ConfigTextError, parse_model, read_text
 from protocol.events import Ident
 
 
@@ -85,70 +84,20 @@ class NodeConfig(StrictModel):
         return relative if relative.is_absolute() else self.state_dir / relative
 
 
-_TABLE = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+\s*(#.*)?$")
-_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"']+)\s*=")
-
-
-def find_line(text: str, loc: tuple[str | int, ...]) -> int | None:
-    """The line (1-based) where the dotted key ``loc`` is set in TOML ``text``, if found."""
-    names = [str(part) for part in loc if not isinstance(part, int)]
-    if not names:
-        return None
-    table: list[str] = []
-    best: int | None = None
-    for number, line in enumerate(text.splitlines(), start=1):
-        header = _TABLE.match(line)
-        if header:
-            table = [p.strip().strip("\"'") for p in header.group(1).split(".")]
-            if table == names:
-                best = best or number
-            continue
-        key = _KEY.match(line)
-        if key and [*table, key.group(1).strip("\"'")] == names[: len(table) + 1]:
-            if len(table) + 1 == len(names):
-                return number
-            best = best or number
-    return best
-
-
-def _describe(err: ValidationError, text: str, where: str) -> list[str]:
-    problems = []
-    for item in err.errors():
-        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
-        key = ".".join(str(p) for p in loc) or "(top level)"
-        line = find_line(text, loc)
-        at = f"{where}:{line}" if line else where
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        problems.append(f"{at}: {key}: {message}")
-    return problems
-
-
 # Discriminated unions put the tag's value in the error location; it is not a key.
 _UNION_TAGS = {"folder", "video", "synthetic", "picamera2", "three", "rgb"}
 
 
 def parse_config(text: str, where: str = "node.toml") -> NodeConfig:
     try:
-        data: dict[str, Any] = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{where}: not valid TOML: {err}") from err
-    try:
-        return NodeConfig.model_validate(data)
-    except ValidationError as err:
-        problems = _describe(err, text, where)
-        raise ConfigError("\n".join(problems)) from err
+        return parse_model(text, NodeConfig, where, _UNION_TAGS)
+    except ConfigTextError as err:
+        raise ConfigError(str(err)) from err
 
 
 def load_config(path: str | Path) -> NodeConfig:
-    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config: {err.strerror}") from err
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text") from err
+        text = read_text(path)
+    except ConfigTextError as err:
+        raise ConfigError(str(err)) from err
     return parse_config(text, str(path))

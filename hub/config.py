@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import math
 import os
-import re
-import tomllib
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hub.errors import ConfigError
+from protocol.configtext import ConfigTextError, parse_model, read_text
 from protocol.events import Ident
 
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
@@ -341,104 +340,20 @@ def read_secret(path: Path) -> str:
     raise ConfigError(f"{path}: secret file not found")
 
 
-_TABLE = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+\s*(#.*)?$")
-_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"']+)\s*=")
-
-
-def find_line(text: str, loc: tuple[str | int, ...]) -> int | None:
-    """The line (1-based) where the dotted key ``loc`` is set in TOML ``text``, if found.
-
-    List indexes in ``loc`` (``facilities.1.doors.0.id``) pick the n-th ``[[table]]`` of
-    that name, so an error in the second facility points at the second facility.
-    """
-    parts = list(loc)
-    if not parts:
-        return None
-    wanted = [str(p) for p in parts if not isinstance(p, int)]
-    # The index of each array-of-tables header level, counted as the file is read.
-    counters: dict[tuple[str, ...], int] = {}
-    index_path: dict[tuple[str, ...], int] = {}
-    table: list[str] = []
-    best: int | None = None
-    best_depth = 0
-    for number, line in enumerate(text.splitlines(), start=1):
-        header = _TABLE.match(line)
-        if header:
-            table = [p.strip().strip("\"'") for p in header.group(1).split(".")]
-            if line.lstrip().startswith("[["):
-                key = tuple(table)
-                counters[key] = counters.get(key, -1) + 1
-                index_path[key] = counters[key]
-                # A new parent entry starts the numbering of its child tables again.
-                for other in list(counters):
-                    if len(other) > len(key) and other[: len(key)] == key:
-                        del counters[other]
-            # A missing key is reported at the deepest table that should hold it.
-            if _matches(table, parts, index_path) and len(table) > best_depth:
-                best, best_depth = number, len(table)
-            continue
-        match = _KEY.match(line)
-        if match and _matches([*table, match.group(1).strip("\"'")], parts, index_path):
-            if len(table) + 1 == len(wanted):
-                return number
-            if len(table) + 1 > best_depth:
-                best, best_depth = number, len(table) + 1
-    return best
-
-
-def _matches(
-    names: list[str], loc: list[str | int], index_path: dict[tuple[str, ...], int]
-) -> bool:
-    """Whether the table path ``names`` (as read) leads to the location ``loc``."""
-    position = 0
-    for depth, name in enumerate(names):
-        if position >= len(loc) or str(loc[position]) != name:
-            return False
-        position += 1
-        if position < len(loc) and isinstance(loc[position], int):
-            if index_path.get(tuple(names[: depth + 1])) != loc[position]:
-                return False
-            position += 1
-    return True
-
-
-def _describe(err: ValidationError, text: str, where: str) -> list[str]:
-    problems = []
-    for item in err.errors():
-        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
-        key = ".".join(str(p) for p in loc) or "(top level)"
-        line = find_line(text, loc)
-        at = f"{where}:{line}" if line else where
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        problems.append(f"{at}: {key}: {message}")
-    return problems
-
-
 # Discriminated unions put the tag's value in the error location; it is not a key.
 _UNION_TAGS = {"sqlite", "postgresql", "local", "http"}
 
 
 def parse_config(text: str, where: str = "hub.toml") -> HubConfig:
     try:
-        data: dict[str, Any] = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{where}: not valid TOML: {err}") from err
-    try:
-        return HubConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError("\n".join(_describe(err, text, where))) from err
+        return parse_model(text, HubConfig, where, _UNION_TAGS)
+    except ConfigTextError as err:
+        raise ConfigError(str(err)) from err
 
 
 def load_config(path: str | Path) -> HubConfig:
-    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config: {err.strerror}") from err
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text") from err
+        text = read_text(path)
+    except ConfigTextError as err:
+        raise ConfigError(str(err)) from err
     return parse_config(text, str(path))

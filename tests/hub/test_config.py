@@ -11,12 +11,12 @@ from hub.config import (
     DEFAULT_SESSION_EXPIRY_S,
     PostgresStoreConfig,
     SqliteStoreConfig,
-    find_line,
     load_config,
     parse_config,
     read_secret,
 )
 from hub.errors import ConfigError, HubError
+from protocol.configtext import find_line
 
 EXAMPLE = """\
 node_offline_after_s = 90
