@@ -9,6 +9,8 @@ import click
 
 from pintu import __version__
 from pintu.commands.decode import decode
+from pintu.commands.demo import demo
+from pintu.commands.hub import hub
 from pintu.commands.keys import keys
 from pintu.commands.node import node
 from pintu.commands.passes import pass_group
@@ -41,6 +43,8 @@ cli.add_command(keys)
 cli.add_command(pass_group)
 cli.add_command(decode)
 cli.add_command(node)
+cli.add_command(hub)
+cli.add_command(demo)
 
 
 def main() -> None:

@@ -1,0 +1,191 @@
+"""The web application: pages, API, event stream, metrics and health, on a running ``Hub``.
+
+The app must run on the hub's own event loop: live updates and command replies are
+handed to that loop (``hub.web.server`` runs both together).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hub import api
+from hub.auth import Accounts, LoginThrottle
+from hub.errors import HubError
+from hub.metrics import HubMetrics
+from hub.registry_client import RegistryClient
+from hub.service import Hub
+from hub.web import pages
+from hub.web.context import WebContext, context_of
+from hub.web.desk import Desk
+from hub.web.errors import ApiError, api_error_handler, error_response
+from hub.web.stream import Streams, event_stream
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent.parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+SESSION_COOKIE = "pintu_session"
+
+# Scripts, styles and connections from the hub itself only: an injected script tag or a
+# page framing the dashboard (clickjacking the acknowledge button) gets nowhere.
+_SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class SecurityHeaders:
+    """Adds the headers above to every response (pure ASGI, so streams stay streams)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def static_version() -> str:
+    """A digest of the static files, appended to their URLs so browsers fetch new ones."""
+    digest = hashlib.sha256()
+    for path in sorted(STATIC.rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+async def metrics(request: Request) -> Response:
+    ctx = context_of(request)
+    if ctx.metrics_token is not None:
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {ctx.metrics_token}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return error_response(
+                401,
+                "not_logged_in",
+                "Send the metrics token as a bearer token.",
+                {"WWW-Authenticate": "Bearer"},
+            )
+    return Response(ctx.hub.metrics_text(), media_type=HubMetrics.CONTENT_TYPE)
+
+
+async def health(request: Request) -> Response:
+    ctx = context_of(request)
+    hub = ctx.hub
+    try:
+        mqtt = hub.ingest.connected.is_set()
+    except HubError:  # not started yet, or stopping
+        mqtt = False
+    ok = hub.healthy and mqtt
+    return JSONResponse(
+        {"ok": ok, "mqtt": mqtt, "writer": hub.healthy, "streams": ctx.streams.count},
+        status_code=200 if ok else 503,
+    )
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
+    if request.url.path.startswith(api.PREFIX) or request.url.path in ("/metrics", "/healthz"):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        return error_response(exc.status_code, code, exc.detail, dict(exc.headers or {}))
+    return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    # Starlette logs the traceback after this; the client gets no internals.
+    if request.url.path.startswith(api.PREFIX):
+        return error_response(500, "internal", "Something went wrong in the hub; it is logged.")
+    return PlainTextResponse("Internal Server Error", status_code=500)
+
+
+def make_templates() -> Jinja2Templates:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return Jinja2Templates(env=env)
+
+
+def create_app(
+    hub: Hub,
+    *,
+    secret_key: str,
+    registry: RegistryClient | None = None,
+    metrics_token: str | None = None,
+    throttle: LoginThrottle | None = None,
+) -> Starlette:
+    """The web app for ``hub`` (which must be started, on the loop the app will run on)."""
+    web = hub.config.web
+    accounts = Accounts(hub.store, session_max_age_s=web.session_max_age_s, throttle=throttle)
+    desk = Desk(hub, registry, command_timeout_s=web.command_timeout_s)
+    routes = [
+        Route("/", pages.home, methods=["GET"]),
+        Route("/login", pages.login_page, methods=["GET"]),
+        Route("/login", pages.login_submit, methods=["POST"]),
+        Route("/logout", pages.logout_submit, methods=["POST"]),
+        Route("/facilities/{facility_id}", pages.dashboard, methods=["GET"]),
+        Route("/events/stream", event_stream, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/healthz", health, methods=["GET"]),
+        *api.routes(),
+        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+    ]
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(
+            SessionMiddleware,
+            secret_key=secret_key,
+            session_cookie=SESSION_COOKIE,
+            max_age=web.session_max_age_s,
+            same_site="strict",
+            https_only=web.secure_cookies,
+        ),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={
+            ApiError: api_error_handler,
+            HTTPException: http_error,
+            Exception: server_error,
+        },
+    )
+    app.state.ctx = WebContext(
+        hub=hub, accounts=accounts, desk=desk, streams=Streams(), metrics_token=metrics_token
+    )
+    app.state.templates = make_templates()
+    app.state.static_version = static_version()
+    return app
