@@ -14,6 +14,7 @@ from pintu.commands.hub import hub
 from pintu.commands.keys import keys
 from pintu.commands.node import node
 from pintu.commands.passes import pass_group
+from pintu.commands.registry import registry
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -45,6 +46,7 @@ cli.add_command(decode)
 cli.add_command(node)
 cli.add_command(hub)
 cli.add_command(demo)
+cli.add_command(registry)
 
 
 def main() -> None:

@@ -1,0 +1,154 @@
+"""What the registry keeps, as small frozen records passed between the store and the rest.
+
+Times are whole Unix seconds (UTC); subject ids are 24 lower-case hex digits. Nothing here
+holds a NIK: the registry only ever keeps the subject id derived from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal, get_args
+
+from protocol.status import Status
+
+Role = Literal["operator", "pic"]
+TokenKind = Literal["session", "hub"]
+Direction = Literal["entrance", "exit"]
+FacilityType = Literal[
+    "office",
+    "mall",
+    "market",
+    "shop",
+    "restaurant",
+    "clinic",
+    "hospital",
+    "school",
+    "government",
+    "worship",
+    "transport",
+    "sports",
+    "tourism",
+    "other",
+]
+FACILITY_TYPES: tuple[str, ...] = get_args(FacilityType)
+
+
+class FacilityState(StrEnum):
+    """The steps of a facility's registration, in order (``rejected`` ends a request)."""
+
+    REQUESTED = "requested"
+    VERIFIED = "verified"
+    ACTIVE = "active"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Person:
+    subject: str
+    name: str
+    status: Status
+    doses: int
+    changed_at: int
+    created_at: int
+
+
+@dataclass(frozen=True)
+class PersonRow:
+    """A person as an import or an operator gives it: the NIK already turned into a subject."""
+
+    subject: str
+    name: str
+    status: Status
+    doses: int
+
+
+class Outcome(StrEnum):
+    """What applying one ``PersonRow`` did."""
+
+    CREATED = "created"
+    UPDATED = "updated"  # status or doses changed: a new entry in the feed
+    RENAMED = "renamed"  # only the name changed: nothing for the feed
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    cursor: int
+    subject: str
+    status: Status
+    doses: int
+    changed_at: int
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    password_hash: str
+    role: Role
+    created_at: int
+
+
+@dataclass(frozen=True)
+class Token:
+    """A bearer credential, kept as the SHA-256 of the token a caller holds."""
+
+    token_hash: str
+    kind: TokenKind
+    username: str | None  # sessions
+    facility_id: str | None  # hub tokens
+    created_at: int
+    expires_at: int | None
+
+
+@dataclass(frozen=True)
+class Facility:
+    id: str
+    name: str
+    address: str
+    type: str
+    capacity: int
+    pic_name: str
+    pic_email: str
+    state: FacilityState
+    created_at: int
+    updated_at: int
+    reason: str | None = None  # why it was rejected
+    activation_hash: str | None = None
+    activation_expires_at: int | None = None
+
+
+@dataclass(frozen=True)
+class Door:
+    facility_id: str
+    door_id: str
+    name: str
+    direction: Direction
+    created_at: int
+
+
+@dataclass(frozen=True)
+class Visit:
+    facility_id: str
+    visit_id: str
+    subject: str
+    door_id: str
+    check_in: int
+    check_out: int
+
+    def same_as(self, other: Visit) -> bool:
+        return (self.subject, self.door_id, self.check_in, self.check_out) == (
+            other.subject,
+            other.door_id,
+            other.check_in,
+            other.check_out,
+        )
+
+
+@dataclass(frozen=True)
+class VisitIntake:
+    """What a batch of visits did: ``stored`` new ones, ``duplicates`` seen before."""
+
+    stored: int
+    duplicates: int
+    duplicate_ids: tuple[str, ...] = ()

@@ -1,0 +1,162 @@
+"""The registry's storage seam: everything it keeps goes through ``RegistryStore``.
+
+``SqliteStore`` (``registry.sqlite_store``) is the implementation; the SQL it runs keeps to
+what PostgreSQL also speaks (``ON CONFLICT``, plain types, integer Unix times), so that a
+PostgreSQL store can follow behind the same interface when one machine is not enough.
+
+Every method is synchronous and either does all it says or nothing: a method that raises
+has changed nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+from registry.config import StoreConfig
+from registry.records import (
+    Account,
+    Door,
+    Facility,
+    FacilityState,
+    Outcome,
+    Person,
+    PersonRow,
+    StatusChange,
+    Token,
+    Visit,
+    VisitIntake,
+)
+
+
+class RegistryStore(Protocol):
+    def close(self) -> None: ...
+
+    def ping(self) -> None:
+        """Raise ``StoreError`` when the store cannot answer."""
+        ...
+
+    # Persons and the status feed.
+    def get_person(self, subject: str) -> Person | None: ...
+
+    def apply_persons(self, rows: Sequence[PersonRow], at: int) -> list[Outcome]:
+        """Create or update each person in order, in one transaction.
+
+        A change of status or doses appends to the feed with ``changed_at = at``; a new
+        name alone does not (the feed carries no names).
+        """
+        ...
+
+    def changes_since(self, cursor: int, limit: int) -> list[StatusChange]:
+        """Feed entries after ``cursor``, oldest first, at most ``limit``."""
+        ...
+
+    def last_cursor(self) -> int: ...
+
+    def status_snapshot(self) -> tuple[int, Iterator[tuple[str, str, int]]]:
+        """The feed's last cursor and every person's ``(subject, status, changed_at)``.
+
+        Both are read in one consistent view; the iterator must be consumed before the
+        next call.
+        """
+        ...
+
+    # Accounts and bearer tokens.
+    def add_account(self, account: Account) -> None:
+        """``AlreadyExists`` when the user name is taken."""
+        ...
+
+    def set_password(self, username: str, password_hash: str) -> None: ...
+
+    def get_account(self, username: str) -> Account | None: ...
+
+    def add_token(self, token: Token) -> None: ...
+
+    def get_token(self, token_hash: str) -> Token | None: ...
+
+    def delete_token(self, token_hash: str) -> None: ...
+
+    def replace_hub_token(self, token: Token) -> int:
+        """Store a facility's new hub token and drop its older ones; how many were dropped."""
+        ...
+
+    def purge_tokens(self, now: int) -> int:
+        """Delete expired tokens; how many."""
+        ...
+
+    # Facilities and doors.
+    def add_facility(self, facility: Facility) -> None: ...
+
+    def get_facility(self, facility_id: str) -> Facility | None: ...
+
+    def list_facilities(
+        self, state: FacilityState | None = None, pic_email: str | None = None
+    ) -> list[Facility]:
+        """Facilities by id, optionally only those in ``state`` or of one PIC."""
+        ...
+
+    def transition(
+        self,
+        facility_id: str,
+        from_states: Sequence[FacilityState],
+        to_state: FacilityState,
+        at: int,
+        *,
+        reason: str | None = None,
+        activation_hash: str | None = None,
+        activation_expires_at: int | None = None,
+    ) -> Facility:
+        """Move a facility to ``to_state`` if it is in one of ``from_states``.
+
+        The check and the change are one step, so two operators acting at once cannot both
+        succeed. ``NotFound`` for an unknown id; ``Conflict`` naming the current state.
+        ``reason`` and the activation fields are set as given (None clears them).
+        """
+        ...
+
+    def add_door(self, door: Door) -> None:
+        """``AlreadyExists`` when the facility has a door with that id."""
+        ...
+
+    def list_doors(self, facility_id: str) -> list[Door]: ...
+
+    def get_door(self, facility_id: str, door_id: str) -> Door | None: ...
+
+    # Visits.
+    def add_visits(self, facility_id: str, visits: Sequence[Visit], at: int) -> VisitIntake:
+        """Store the batch, skipping visits already stored with the same content.
+
+        ``Conflict`` (naming the 0-based row) when a visit id was stored before with other
+        content; then nothing of the batch is stored.
+        """
+        ...
+
+    def visits_of(self, subject: str, start: int, end: int) -> list[Visit]:
+        """The subject's visits that overlap ``[start, end)``, by check-in time."""
+        ...
+
+    def overlapping(
+        self, facility_id: str, start: int, end: int, exclude_subject: str
+    ) -> list[Visit]:
+        """Other subjects' visits at the facility overlapping ``(start, end)``."""
+        ...
+
+    def purge_visits(self, before: int) -> int:
+        """Delete visits that ended before ``before``; how many."""
+        ...
+
+    def count_visits(self) -> int: ...
+
+    # Audit trail of what operators and PICs did.
+    def audit(self, at: int, actor: str, action: str, target: str, detail: str = "") -> None: ...
+
+    def audit_entries(self) -> list[tuple[int, str, str, str, str]]:
+        """The audit trail, oldest first: (at, actor, action, target, detail)."""
+        ...
+
+
+def open_store(config: StoreConfig) -> RegistryStore:
+    """The store the configuration names, opened and migrated."""
+    from registry.sqlite_store import SqliteStore
+
+    return SqliteStore(config.path, busy_timeout_s=config.busy_timeout_s)
