@@ -10,15 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hub.config import FacilityConfig, HubConfig, load_config
+from hub.config import FacilityConfig, HubConfig
 from hub.errors import HubError, NotFound
 from hub.ingest import Ingest
 from hub.live import LiveBus
@@ -293,17 +291,3 @@ class Hub:
                 await self.reset(facility.id, SYSTEM_USER, "end of day")
             except HubError as err:
                 logger.error("the end-of-day reset of %s failed: %s", facility.id, err)
-
-
-def serve(config_path: str | Path) -> None:
-    """Run the hub described by ``config_path`` until SIGTERM or SIGINT."""
-    config = load_config(config_path)
-    asyncio.run(_serve(config))
-
-
-async def _serve(config: HubConfig) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await Hub(config).run(stop, notifier=Notifier())

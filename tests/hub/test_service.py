@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,8 +15,7 @@ import hub.service
 from hub.errors import NotFound, UnsupportedBackend
 from hub.service import Hub, next_reset
 from protocol import topics
-from protocol.events import FacilityState, NodeState, NodeStatus
-from provisioning.mosquitto import Mosquitto
+from protocol.events import FacilityState
 
 FACILITY = "mall-a"
 Factory = Callable[..., Any]
@@ -109,53 +102,3 @@ def test_an_unsupported_store_stops_the_start(make_config: Factory) -> None:
         asyncio.run(Hub(config).start())
 
 
-def test_serve_runs_until_sigterm_and_tells_systemd(
-    broker: Mosquitto, tmp_path: Path, clients: Factory
-) -> None:
-    config = tmp_path / "hub.toml"
-    config.write_text(
-        f"""
-[mqtt]
-host = "{broker.host}"
-port = {broker.port}
-
-[store]
-backend = "sqlite"
-path = "{tmp_path / "hub.db"}"
-
-[[facilities]]
-id = "{FACILITY}"
-name = "Mall A"
-capacity = 10
-""",
-        encoding="utf-8",
-    )
-    listener = clients(topics=[topics.hub_status(FACILITY)])
-    notify_path = tmp_path / "notify.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        notify.bind(str(notify_path))
-        notify.settimeout(20)
-        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path)}
-        code = "import sys; from hub.service import serve; serve(sys.argv[1])"
-        with subprocess.Popen([sys.executable, "-c", code, str(config)], env=env) as process:
-            try:
-                assert notify.recv(4096).startswith(b"READY=1")
-                listener.wait_for(
-                    lambda: any(
-                        NodeStatus.parse(p).state == NodeState.ONLINE
-                        for p in listener.on(topics.hub_status(FACILITY))
-                    ),
-                    what="hub online",
-                )
-                process.send_signal(signal.SIGTERM)
-                assert process.wait(20) == 0
-            finally:
-                if process.poll() is None:
-                    process.kill()
-        assert notify.recv(4096) == b"STOPPING=1"
-    listener.wait_for(
-        lambda: (
-            NodeStatus.parse(listener.last(topics.hub_status(FACILITY))).state == NodeState.OFFLINE
-        ),
-        what="hub offline",
-    )
