@@ -100,5 +100,3 @@ def test_an_unsupported_store_stops_the_start(make_config: Factory) -> None:
     config = make_config(store={"backend": "postgresql", "dsn": "host=db"})
     with pytest.raises(UnsupportedBackend):
         asyncio.run(Hub(config).start())
-
-
