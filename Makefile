@@ -6,8 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # System packages: the zbar library for pyzbar, the MQTT broker the tests and the demo
-# start, and the browser the dashboard tests drive.
-APT_PACKAGES := libzbar0 mosquitto mosquitto-clients chromium
+# start, the browser the dashboard tests drive, and systemd-analyze to check the unit files.
+APT_PACKAGES := libzbar0 mosquitto mosquitto-clients chromium systemd
 
 .PHONY: install system-packages test lint typecheck unit demo bench clean
 

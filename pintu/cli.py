@@ -14,6 +14,7 @@ from pintu.commands.hub import hub
 from pintu.commands.keys import keys
 from pintu.commands.node import node
 from pintu.commands.passes import pass_group
+from pintu.commands.provision import provision
 from pintu.commands.registry import registry
 
 
@@ -47,6 +48,7 @@ cli.add_command(node)
 cli.add_command(hub)
 cli.add_command(demo)
 cli.add_command(registry)
+cli.add_command(provision)
 
 
 def main() -> None:

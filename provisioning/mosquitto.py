@@ -58,7 +58,9 @@ class Mosquitto:
     """A private Mosquitto on 127.0.0.1.
 
     ``extra_conf`` is appended to the generated configuration (listeners, ACLs and
-    password files written by provisioning go there).
+    password files written by provisioning go there). ``config_file`` runs the broker on
+    that file as it is instead (a facility's configuration written by
+    ``pintu provision broker init``); its listener must be ``127.0.0.1`` and ``port``.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class Mosquitto:
         anonymous: bool = True,
         max_queued_messages: int = 1_000_000,
         extra_conf: str = "",
+        config_file: str | Path | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.port = port or free_port()
@@ -76,12 +79,13 @@ class Mosquitto:
         self.anonymous = anonymous
         self.max_queued_messages = max_queued_messages
         self.extra_conf = extra_conf
+        self.config_file = Path(config_file) if config_file is not None else None
         self.process: subprocess.Popen[bytes] | None = None
         self.binary = find_mosquitto()
 
     @property
     def conf_path(self) -> Path:
-        return self.workdir / "mosquitto.conf"
+        return self.config_file or self.workdir / "mosquitto.conf"
 
     @property
     def log_path(self) -> Path:
@@ -89,6 +93,8 @@ class Mosquitto:
 
     def write_conf(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.config_file is not None:
+            return  # a configuration written elsewhere, used as it is
         lines = [
             # Started as root, Mosquitto switches to the `mosquitto` user, which could not
             # write the persistence file or read the password file in our directory; as
