@@ -25,7 +25,3 @@ class BrokerSetupError(ProvisioningError, OSError):
 
 class BundleError(ProvisioningError, OSError):
     """A node's bundle cannot be written."""
-
-
-class PosterError(ProvisioningError, ValueError):
-    """A door poster cannot be made."""

@@ -1,148 +1,21 @@
-"""A printable poster for a door: the facility, the door, its QR code and how to check in.
-
-An A4 page at 150 dpi drawn with Pillow, saved as PNG (or as a one-page PDF when the file
-name ends in ``.pdf``). The QR code holds ``pintu-door:<facility>/<door>``, the same door URI
-the registry prints, at error correction level M and large enough to scan across a doorway.
-"""
+"""Door posters for the technician: drawn by ``protocol.poster``, written to a file."""
 
 from __future__ import annotations
 
-import io
 import logging
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
-import segno
-from PIL import Image, ImageDraw, ImageFont
-
-from provisioning.errors import PosterError
+from protocol.poster import DoorSign, door_uri, poster_bytes
 from provisioning.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
-DPI = 150
-PAGE = (1240, 1754)  # A4 at 150 dpi
-MARGIN = 90
-QR_SIZE = 800
-BAND = (0, 105, 92)  # dark enough for white text on a cheap printer
-INK = (20, 20, 20)
-GREY = (95, 95, 95)
-DOOR_SCHEME = "pintu-door:"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-STEPS = (
-    "Open your Pintu pass on your phone, or take out your printed pass.",
-    "Hold it up to the camera at the door until the light comes on.",
-    "Green: go ahead. Yellow: go ahead, with care. Red or black: wait for the staff.",
-    "No phone? The staff check you in with your NIK and name.",
-    "Check in at the entrance and check out at the exit, every time.",
-)
-LABELS = {"entry": "ENTRANCE", "exit": "EXIT", "both": "ENTRANCE AND EXIT"}
-
-
-@dataclass(frozen=True)
-class DoorSign:
-    facility_id: str
-    facility_name: str
-    door_id: str
-    door_name: str
-    direction: str = "both"
-
-
-def door_uri(facility_id: str, door_id: str) -> str:
-    """What a door's QR code holds; ids never contain '/', so it splits unambiguously."""
-    for what, value in (("facility", facility_id), ("door", door_id)):
-        if not _ID.match(value):
-            raise PosterError(f"not a valid {what} id: {value!r}")
-    return f"{DOOR_SCHEME}{facility_id}/{door_id}"
-
-
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
-
-
-def _wrap(
-    draw: ImageDraw.ImageDraw,
-    text: str,
-    font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
-    width: int,
-) -> list[str]:
-    lines: list[str] = []
-    line = ""
-    for word in text.split():
-        candidate = f"{line} {word}".strip()
-        if draw.textlength(candidate, font=font) <= width or not line:
-            line = candidate
-        else:
-            lines.append(line)
-            line = word
-    if line:
-        lines.append(line)
-    return lines
-
-
-def _qr(data: str, size: int) -> Image.Image:
-    code = segno.make(data, error="m", micro=False)
-    modules, _ = code.symbol_size(scale=1, border=4)
-    buffer = io.BytesIO()
-    code.save(buffer, kind="png", scale=max(1, size // modules), border=4)
-    buffer.seek(0)
-    with Image.open(buffer) as img:
-        return img.convert("RGB")
-
-
-def render(sign: DoorSign) -> Image.Image:
-    """The poster as an RGB image."""
-    uri = door_uri(sign.facility_id, sign.door_id)
-    if sign.direction not in LABELS:
-        raise PosterError(f"direction must be entry, exit or both, not {sign.direction!r}")
-    page = Image.new("RGB", PAGE, "white")
-    draw = ImageDraw.Draw(page)
-    centre = PAGE[0] // 2
-    width = PAGE[0] - 2 * MARGIN
-    draw.rectangle((0, 0, PAGE[0], 150), fill=BAND)
-    draw.text((centre, 75), "PINTU CHECK-IN", font=_font(64), fill="white", anchor="mm")
-    y = 185
-    name_font = _font(56)
-    for line in _wrap(draw, sign.facility_name, name_font, width)[:2]:
-        draw.text((centre, y), line, font=name_font, fill=INK, anchor="mt")
-        y += 70
-    door_font = _font(44)
-    for line in _wrap(draw, f"{LABELS[sign.direction]}: {sign.door_name}", door_font, width)[:2]:
-        draw.text((centre, y + 5), line, font=door_font, fill=BAND, anchor="mt")
-        y += 56
-    y += 20
-    code = _qr(uri, QR_SIZE)
-    page.paste(code, ((PAGE[0] - code.width) // 2, y))
-    y += code.height + 5
-    draw.text((centre, y), uri, font=_font(26), fill=GREY, anchor="mt")
-    y += 60
-    draw.text((MARGIN, y), "How to check in", font=_font(40), fill=INK)
-    y += 58
-    body = _font(30)
-    for number, step in enumerate(STEPS, 1):
-        for i, line in enumerate(_wrap(draw, step, body, width - 50)):
-            if i == 0:
-                draw.text((MARGIN, y), f"{number}.", font=body, fill=BAND)
-            draw.text((MARGIN + 50, y), line, font=body, fill=INK)
-            y += 40
-        y += 6
-    if y > PAGE[1] - MARGIN // 2:
-        raise PosterError("the names are too long for the page; shorten them")
-    return page
+__all__ = ["DoorSign", "door_uri", "save"]
 
 
 def save(sign: DoorSign, path: Path) -> Path:
     """Write the poster to ``path``: PDF when it ends in .pdf, PNG otherwise."""
-    page = render(sign)
-    buffer = io.BytesIO()
-    if path.suffix.lower() == ".pdf":
-        page.save(
-            buffer, format="PDF", resolution=DPI, title=f"{sign.facility_name}: {sign.door_name}"
-        )
-    else:
-        page.save(buffer, format="PNG", dpi=(DPI, DPI), optimize=True)
-    write_atomic(path, buffer.getvalue(), 0o644)
+    data = poster_bytes(sign, "pdf" if path.suffix.lower() == ".pdf" else "png")
+    write_atomic(path, data, 0o644)
     logger.info("poster for %s written to %s", door_uri(sign.facility_id, sign.door_id), path)
     return path

@@ -24,11 +24,12 @@ DEFAULT_BROKER_DIR = "/etc/pintu/broker"
 @contextmanager
 def _errors() -> Iterator[None]:
     """Turn the tools' errors into one clear line and exit status 1."""
+    from protocol.errors import ProtocolError
     from provisioning.errors import ProvisioningError
 
     try:
         yield
-    except ProvisioningError as err:
+    except (ProvisioningError, ProtocolError) as err:
         raise click.ClickException(str(err)) from err
 
 

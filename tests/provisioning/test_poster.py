@@ -8,7 +8,7 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from provisioning.errors import PosterError
+from protocol.poster import PosterError
 from provisioning.poster import DoorSign, door_uri, save
 
 
