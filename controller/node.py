@@ -21,6 +21,7 @@ from controller.config import NodeConfig
 from controller.door import Door, RemoteOpen
 from controller.errors import ControllerError
 from controller.journal import Journal
+from controller.lists import InUse, ListKind, ListReceiver
 from controller.notify import Notifier
 from controller.policy import Policy, PolicyConfig
 from controller.scanner import Scanner
@@ -69,6 +70,7 @@ class Node:
         self.door: Door | None = None
         self.scanner: Scanner | None = None
         self.uplink: Uplink | None = None
+        self.lists: ListReceiver | None = None
 
     # -- health ----------------------------------------------------------------------
 
@@ -223,6 +225,14 @@ class Node:
             clock=self.clock,
         )
         self.door.record(EventKind.NODE_START, detail=f"direction={config.direction}")
+        self.lists = ListReceiver(
+            config.path(config.trust_list),
+            config.path(config.status_list),
+            in_use=lambda: InUse(self.policy.trust, self.policy.statuses),
+            reload=self.reload_lists,
+            applied=self._lists_applied,
+        )
+        self.lists.start()
         self.uplink = Uplink(
             config.mqtt,
             facility_id=config.facility_id,
@@ -231,6 +241,7 @@ class Node:
             status=self.status,
             on_command=self.handle_command,
             on_facility_state=self.on_facility_state,
+            on_lists=self.lists.submit,
         )
         self.uplink.start()
         self.door.start()
@@ -253,6 +264,11 @@ class Node:
             config.direction,
         )
 
+    def _lists_applied(self, kind: ListKind) -> None:
+        # The hub watches list ages in the retained status: tell it at once.
+        if self.uplink is not None:
+            self.uplink.publish_status()
+
     def _on_event(self) -> None:
         if self.uplink is not None:
             self.uplink.wake()
@@ -270,6 +286,8 @@ class Node:
             self.door.record(EventKind.NODE_STOP, detail="stopped")
         if self.uplink is not None:
             self.uplink.stop()
+        if self.lists is not None:
+            self.lists.stop()
         if self.devices is not None:
             self.devices.close()
         if self.journal is not None:

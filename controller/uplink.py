@@ -9,7 +9,9 @@ again, marked ``late``, after a reconnect or an ack timeout; the hub de-duplicat
 Threads: paho's network thread runs the callbacks, which only hand work over; a sender
 thread owns the journal traffic (publishing due events, applying acks); a command thread
 runs the node's command handler; a state thread passes facility state to the node (only
-the latest one matters, so a slow handler never builds a backlog).
+the latest one matters, so a slow handler never builds a backlog). The hub's retained
+trust and status lists go straight to ``on_lists``, which only hands them to a worker of
+its own (``controller.lists``).
 """
 
 from __future__ import annotations
@@ -195,6 +197,7 @@ class Uplink:
         status: Callable[[], NodeStatus],
         on_command: Callable[[Command], CommandReply],
         on_facility_state: Callable[[FacilityState], None],
+        on_lists: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.config = config
         self.facility_id = facility_id
@@ -203,6 +206,8 @@ class Uplink:
         self._status = status
         self._on_command = on_command
         self._on_facility_state = on_facility_state
+        # The hub's retained trust and status lists; the callee hands them to a worker.
+        self._on_lists = on_lists
 
         self._t_events = topics.node_events(facility_id, node_id)
         self._t_status = topics.node_status(facility_id, node_id)
@@ -210,6 +215,8 @@ class Uplink:
         self._t_cmd = topics.node_cmd(facility_id, node_id)
         self._t_cmd_resp = topics.node_cmd_resp(facility_id, node_id)
         self._t_state = topics.facility_state(facility_id)
+        self._t_lists = topics.lists_filter(facility_id)
+        self._lists_prefix = self._t_lists.removesuffix("#")
 
         self._client = self._make_client(read_password(config))
 
@@ -373,7 +380,10 @@ class Uplink:
         if reason_code.is_failure:
             logger.warning("broker refused the connection: %s", reason_code)
             return
-        client.subscribe([(self._t_ack, 1), (self._t_cmd, 1), (self._t_state, 1)])
+        wanted = [(self._t_ack, 1), (self._t_cmd, 1), (self._t_state, 1)]
+        if self._on_lists is not None:
+            wanted.append((self._t_lists, 1))
+        client.subscribe(wanted)
         with self._cond:
             self._connected = True
             self._link_up = True
@@ -420,6 +430,8 @@ class Uplink:
             with self._state_cond:
                 self._state_payload = payload
                 self._state_cond.notify_all()
+        elif self._on_lists is not None and topic.startswith(self._lists_prefix):
+            self._on_lists(topic, payload)
         else:
             logger.debug("ignored a message on %s", topic)
 

@@ -9,6 +9,8 @@
     pintu/<facility>/node/<node>/cmd_resp   node -> hub   QoS 1   CommandReply
     pintu/<facility>/state                  hub -> nodes  retained  FacilityState
     pintu/<facility>/hub/status             hub -> all    retained, Last Will
+    pintu/<facility>/lists/trust            hub -> nodes  retained  trust list (JSON)
+    pintu/<facility>/lists/status           hub -> nodes  retained  status list (.psl)
 
 The hub reads every node's events through the MQTT v5 shared subscription
 ``$share/pintu-hub/pintu/+/node/+/events``, so several hub workers split the load.
@@ -52,6 +54,19 @@ def facility_state(facility_id: str) -> str:
 
 def hub_status(facility_id: str) -> str:
     return f"{ROOT}/{facility_id}/hub/status"
+
+
+def lists_trust(facility_id: str) -> str:
+    return f"{ROOT}/{facility_id}/lists/trust"
+
+
+def lists_status(facility_id: str) -> str:
+    return f"{ROOT}/{facility_id}/lists/status"
+
+
+def lists_filter(facility_id: str) -> str:
+    """Both of a facility's lists, for a node's subscription and the broker's ACL."""
+    return f"{ROOT}/{facility_id}/lists/#"
 
 
 ALL_NODE_EVENTS = f"{ROOT}/+/node/+/events"
