@@ -68,8 +68,15 @@ class Result:
         return self.events / self.seconds
 
 
-def make_payloads(count: int, nodes: int) -> list[tuple[str, bytes]]:
-    """(topic, payload) of ``count`` events from ``nodes`` nodes, each going in then out."""
+def facility_ids(facilities: int) -> list[str]:
+    """The ids of the benchmark's facilities."""
+    return [FACILITY] if facilities == 1 else [f"{FACILITY}-{i}" for i in range(facilities)]
+
+
+def make_payloads(count: int, nodes: int, facilities: int = 1) -> list[tuple[str, bytes]]:
+    """(topic, payload) of ``count`` events from ``nodes`` nodes, each going in then out;
+    the nodes are dealt out over ``facilities`` facilities."""
+    ids = facility_ids(facilities)
     payloads = []
     for index in range(count):
         node = index % nodes
@@ -77,7 +84,7 @@ def make_payloads(count: int, nodes: int) -> list[tuple[str, bytes]]:
         event = Event(
             event_id=new_event_id(),
             node_id=f"node-{node}",
-            facility_id=FACILITY,
+            facility_id=ids[node % len(ids)],
             door_id=f"door-{node}",
             seq=seq,
             ts=datetime.now(UTC),
@@ -87,7 +94,7 @@ def make_payloads(count: int, nodes: int) -> list[tuple[str, bytes]]:
             reason="ok",
             subject=f"{index:024x}",
         )
-        payloads.append((topics.node_events(FACILITY, event.node_id), event.dumps()))
+        payloads.append((topics.node_events(event.facility_id, event.node_id), event.dumps()))
     return payloads
 
 
@@ -349,15 +356,18 @@ def render(raws: list[Result], hubs: list[Result], details: dict[str, float], co
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
+def write_section(
+    path: Path, section: str, start: str = START, end: str = END, title: str = "Hub ingest"
+) -> None:
+    """Put ``section`` between the ``start`` and ``end`` marks, or append it under ``title``."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    block = f"{START}\n{section}{END}"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
+    block = f"{start}\n{section}{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
         text = head + block + tail
     else:
-        text = text.rstrip("\n") + "\n\n## Hub ingest\n\n" + block + "\n"
+        text = text.rstrip("\n") + f"\n\n## {title}\n\n" + block + "\n"
     path.write_text(text, encoding="utf-8")
 
 

@@ -184,24 +184,30 @@ def hub_token(registry: Registry) -> tuple[str, str]:
     return token, facility.id
 
 
+def seed_statuses(registry: Registry, changes: int, rng: random.Random) -> float:
+    """``changes`` status changes, one per new person, written through the store's batched
+    import path (as a CSV import writes them); the seconds it took."""
+    statuses = list(Status)
+    started = time.perf_counter()
+    batch = 10_000
+    for first in range(0, changes, batch):
+        rows = [
+            PersonRow(rng.randbytes(12).hex(), f"Person {i}", rng.choice(statuses), 2)
+            for i in range(first, min(changes, first + batch))
+        ]
+        registry.store.apply_persons(rows, int(time.time()))
+    return time.perf_counter() - started
+
+
 def measure_sync(changes: int, page_size: int, seed: int) -> Sync:
     rng = random.Random(seed)
-    statuses = list(Status)
     with tempfile.TemporaryDirectory(prefix="pintu-bench-registry-") as tmp:
         port = free_port()
         config, config_path = make_config(Path(tmp), port)
         registry = Registry.open(config)
         try:
             token, _ = hub_token(registry)
-            started = time.perf_counter()
-            batch = 10_000
-            for first in range(0, changes, batch):
-                rows = [
-                    PersonRow(rng.randbytes(12).hex(), f"Person {i}", rng.choice(statuses), 2)
-                    for i in range(first, min(changes, first + batch))
-                ]
-                registry.store.apply_persons(rows, int(time.time()))
-            load_s = time.perf_counter() - started
+            load_s = seed_statuses(registry, changes, rng)
         finally:
             registry.close()
         server = Server(config_path, port)
@@ -226,19 +232,25 @@ def measure_sync(changes: int, page_size: int, seed: int) -> Sync:
             server.stop()
         if total != changes:
             raise RuntimeError(f"the feed gave {total} changes, expected {changes}")
-        db = sqlite3.connect(config.store.path)
-        try:
-            started = time.perf_counter()
-            rows_read = db.execute(
-                "SELECT cursor, subject, status, doses, changed_at FROM status_changes "
-                "ORDER BY cursor"
-            ).fetchall()
-            sql_s = time.perf_counter() - started
-        finally:
-            db.close()
-        if len(rows_read) != changes:
-            raise RuntimeError("the SQL baseline read a different number of rows")
+        sql_s = read_feed_sql(config.store.path, changes)
     return Sync(changes, load_s, pages, page_size, http_s, received, sql_s)
+
+
+def read_feed_sql(path: Path, changes: int) -> float:
+    """The baseline: one plain SQL ``SELECT`` of the whole feed from the registry's database
+    file; the seconds it took."""
+    db = sqlite3.connect(path)
+    try:
+        started = time.perf_counter()
+        rows_read = db.execute(
+            "SELECT cursor, subject, status, doses, changed_at FROM status_changes ORDER BY cursor"
+        ).fetchall()
+        sql_s = time.perf_counter() - started
+    finally:
+        db.close()
+    if len(rows_read) != changes:
+        raise RuntimeError("the SQL baseline read a different number of rows")
+    return sql_s
 
 
 def bulk_load_visits(
@@ -510,15 +522,17 @@ def report(sync: Sync, tracing: Tracing, lists: Lists, command: str) -> str:
     )
 
 
-def write_section(path: Path, section: str) -> None:
+def write_section(
+    path: Path, section: str, start: str = START, end: str = END, heading: str = HEADING
+) -> None:
     """Replace the text between the markers in ``path``; append them if absent."""
-    block = f"{START}\n{section}\n{END}"
+    block = f"{start}\n{section}\n{end}"
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text, count=1)
     else:
-        text = text.rstrip("\n") + f"\n\n{HEADING}\n\n{block}\n"
+        text = text.rstrip("\n") + f"\n\n{heading}\n\n{block}\n"
     path.write_text(text, encoding="utf-8")
 
 

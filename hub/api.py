@@ -44,6 +44,7 @@ from hub.web.openapi import (
     parse_int,
     parse_time,
 )
+from hub.web.registry_api import OPERATIONS as REGISTRY_OPERATIONS
 from hub.web.schemas import (
     AdjustmentOut,
     AdjustmentsOut,
@@ -547,6 +548,7 @@ OPERATIONS: tuple[Operation, ...] = (
                       Param("user", "query", {"type": "string"}, "Only this user."),
                       _cursor("entries"), _limit(100, 1000)),
               response=AuditPageOut),
+    *REGISTRY_OPERATIONS,
 )  # fmt: skip
 
 _SSE_DOC = {
@@ -693,6 +695,8 @@ def _endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
             ) from err
         except ValueError as err:
             raise ApiError(422, "invalid", str(err)) from err
+        if isinstance(result, Response):
+            return result  # an answer in another format than JSON (a CSV export)
         if op.response is not None:
             result = op.response.model_validate(result).model_dump(mode="json")
         return JSONResponse(result, status_code=op.status)

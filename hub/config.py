@@ -137,19 +137,72 @@ class LocalRegistryConfig(Section):
 
 
 class HttpRegistryConfig(Section):
-    kind: Literal["http"] = Field(
-        description="The central registry over HTTPS (not supported yet)."
-    )
+    kind: Literal["http"] = Field(description="The central registry over HTTPS.")
     url: str = Field(min_length=1, description="The registry's base URL.")
     credentials_file: Path | None = Field(
         None,
-        description="File holding the hub's registry credentials; relative names are looked "
-        "up in $CREDENTIALS_DIRECTORY when set.",
+        description="File holding the facility's hub token (rh_...), for a hub that serves "
+        "one facility; relative names are looked up in $CREDENTIALS_DIRECTORY when set.",
+    )
+    credentials: dict[Ident, Path] = Field(
+        default_factory=dict,
+        description="For a hub that serves several facilities: each facility's id and the "
+        "file holding its own hub token (a token speaks for one facility only).",
     )
     timeout_s: float = Field(5.0, gt=0, le=60, description="How long one lookup may take.")
+    sync_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="How long one sync request (a feed page, a push) may take."
+    )
+    sync_interval_s: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="How often the trust list and the status feed are synced; a status "
+        "change reaches the doors within about this long.",
+    )
+    page_size: int = Field(
+        10_000, ge=1, le=10_000, description="Status changes asked for in one feed request."
+    )
+    push_interval_s: float = Field(
+        10.0, gt=0, le=3600, description="How often closed visits are pushed to the registry."
+    )
+    push_batch: int = Field(1000, ge=1, le=10_000, description="Most visits pushed in one request.")
+    retry_max_s: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="Longest wait between retries while the registry cannot be reached.",
+    )
+    lists_refresh_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Re-publish unchanged lists to the doors at least this often (with the "
+        "time the registry last confirmed them), so a door's list age shows how long ago "
+        "the hub last heard from the registry.",
+    )
 
 
 RegistryConfig = Annotated[LocalRegistryConfig | HttpRegistryConfig, Field(discriminator="kind")]
+
+
+class RetentionConfig(Section):
+    days: int = Field(
+        21,
+        ge=1,
+        le=3650,
+        description="The tracing window: visits are kept, and subject ids kept on events, "
+        "for this many days; older ones are purged.",
+    )
+    max_visit_hours: float = Field(
+        24.0,
+        gt=0,
+        le=24 * 31,
+        description="An exit closes the subject's check-in at the facility only if it came "
+        "within this many hours (the registry refuses longer visits).",
+    )
+    purge_interval_s: float = Field(
+        3600.0, gt=0, le=86_400, description="How often old visits and subject ids are purged."
+    )
 
 
 class HomeAssistantConfig(Section):
@@ -286,8 +339,9 @@ class HubConfig(Section):
     )
     registry: RegistryConfig | None = Field(
         None,
-        description="Where staff look people up by NIK and name; without it the desk's "
-        "manual check-in is unavailable.",
+        description="Where staff look people up by NIK and name, and (http) what the hub "
+        "syncs the doors' lists with and pushes visits to; without it the desk's manual "
+        "check-in is unavailable.",
     )
     facilities: list[FacilityConfig] = Field(
         min_length=1, description="The facilities this hub serves."
@@ -303,10 +357,44 @@ class HubConfig(Section):
         gt=0,
         description="Raise an alert when a node's trust or status list is older than this.",
     )
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig,
+        description="How long visits and subject ids are kept (the tracing window).",
+    )
 
     @model_validator(mode="after")
     def _unique_facilities(self) -> HubConfig:
         _unique("facility", [f.id for f in self.facilities])
+        return self
+
+    @model_validator(mode="after")
+    def _registry_tokens(self) -> HubConfig:
+        # A hub token speaks for one facility: each facility needs its own.
+        registry = self.registry
+        if not isinstance(registry, HttpRegistryConfig):
+            return self
+        ids = [f.id for f in self.facilities]
+        if registry.credentials:
+            if registry.credentials_file is not None:
+                raise ValueError(
+                    "registry: give credentials_file (one facility) or credentials (one token "
+                    "file per facility), not both"
+                )
+            unknown = sorted(set(registry.credentials) - set(ids))
+            if unknown:
+                raise ValueError(f"registry.credentials: unknown facility {unknown[0]!r}")
+            missing = [i for i in ids if i not in registry.credentials]
+            if missing:
+                raise ValueError(f"registry.credentials: no token file for facility {missing[0]!r}")
+        elif registry.credentials_file is None:
+            raise ValueError(
+                "registry.credentials_file: the http registry needs the hub token's file"
+            )
+        elif len(ids) > 1:
+            raise ValueError(
+                "registry.credentials_file: a hub token speaks for one facility; with several "
+                "facilities give [registry.credentials] with a token file for each"
+            )
         return self
 
     def facility(self, facility_id: str) -> FacilityConfig | None:

@@ -8,11 +8,13 @@ counts nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from hub.config import FacilityConfig
+from hub.errors import NotFound
 from hub.records import AdjustmentKind, AlertKind, Occupancy
 from protocol.events import Event, EventKind
 
@@ -188,3 +190,200 @@ def gap_ranges(last_seq: int, seqs: Iterable[int]) -> list[tuple[int, int]]:
             ranges.append((previous + 1, seq - 1))
         previous = seq
     return ranges
+
+
+# --- sequence numbers --------------------------------------------------------------------
+def seq_gap_message(node_id: str, first: int, last: int) -> str:
+    if first == last:
+        return f"Node {node_id}: event {first} is missing"
+    return f"Node {node_id}: events {first} to {last} are missing"
+
+
+def seq_reset_message(node_id: str, seq: int, last_seq: int) -> str:
+    return f"Node {node_id} sent seq {seq} after {last_seq}: its journal may have been reset"
+
+
+@dataclass(frozen=True)
+class OpenGap:
+    """A node's gap not filled yet, as a store keeps it."""
+
+    id: int
+    first_seq: int
+    last_seq: int
+    missing: int
+    alert_id: int | None = None
+
+
+@dataclass(frozen=True)
+class GapFill:
+    """What late seq numbers did to a node's open gaps."""
+
+    missing: dict[int, int]  # gap id -> still missing, for the gaps that changed
+    unmatched: list[int]  # late seqs in no open gap: the node's numbering went back
+    all_filled: bool  # every open gap of the node is filled now: its gap alerts end
+
+
+def fill_gaps(open_gaps: Sequence[OpenGap], late: Iterable[int]) -> GapFill:
+    """Count late (new, below the node's last) seqs against the node's open gaps."""
+    missing = {gap.id: gap.missing for gap in open_gaps}
+    unmatched: list[int] = []
+    for seq in late:
+        gap = next((g for g in open_gaps if g.first_seq <= seq <= g.last_seq), None)
+        if gap is None:
+            unmatched.append(seq)
+        else:
+            missing[gap.id] -= 1
+    changed = {gap.id: missing[gap.id] for gap in open_gaps if missing[gap.id] != gap.missing}
+    filled = bool(open_gaps) and all(value <= 0 for value in missing.values())
+    return GapFill(changed, unmatched, filled)
+
+
+def followed_seq(last_seq: int, seqs: Sequence[int], reset: Sequence[int]) -> int:
+    """The node's last seq after these new ``seqs``; after a reset, its new numbering's."""
+    if not reset:
+        return max([last_seq, *seqs])
+    # Follow the node's new numbering, so its next events are not all "late".
+    higher = [s for s in seqs if s > last_seq]
+    return max(higher) if higher else max(reset)
+
+
+# --- what staff change ---------------------------------------------------------------------
+def with_capacity(
+    facility: FacilityConfig,
+    capacity: int | None,
+    percent: float | None,
+    nominal_max: int | None,
+    soft: float,
+) -> FacilityConfig:
+    """The facility with the capacity settings staff made (kept by the store)."""
+    return facility.model_copy(
+        update={
+            "capacity": capacity,
+            "capacity_percent": percent,
+            "nominal_max": nominal_max,
+            "soft_threshold_percent": soft,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class CapacityChange:
+    facility: FacilityConfig  # with the change
+    capacity: int | None
+    capacity_percent: float | None
+    nominal_max: int | None
+    soft_threshold_percent: float
+    detail: str  # for the audit log
+
+
+def capacity_change(
+    facility: FacilityConfig,
+    user: str,
+    *,
+    capacity: int | None = None,
+    capacity_percent: float | None = None,
+    nominal_max: int | None = None,
+    soft_threshold_percent: float | None = None,
+) -> CapacityChange:
+    """A capacity change checked; ``ValueError`` for a bad value."""
+    if (capacity is None) == (capacity_percent is None):
+        raise ValueError("give either capacity or capacity_percent")
+    if capacity is not None and capacity < 0:
+        raise ValueError("a capacity cannot be negative")
+    # An absolute capacity keeps the building's nominal maximum for reference.
+    nominal_max = nominal_max if nominal_max is not None else facility.nominal_max
+    if capacity_percent is not None:
+        if not 0 < capacity_percent <= 100:
+            raise ValueError("capacity_percent must be above 0 and at most 100")
+        if nominal_max is None or nominal_max < 0:
+            raise ValueError("capacity_percent needs nominal_max")
+    soft = soft_threshold_percent
+    if soft is None:
+        soft = facility.soft_threshold_percent
+    if not 0 < soft <= 100:
+        raise ValueError("soft_threshold_percent must be above 0 and at most 100")
+    if not user:
+        raise ValueError("a capacity change needs the user who made it")
+    updated = with_capacity(facility, capacity, capacity_percent, nominal_max, soft)
+    shown = f"{capacity_percent:g} % of {nominal_max}" if capacity is None else capacity
+    detail = f"{shown} = {updated.effective_capacity}, soft at {soft:g} %"
+    return CapacityChange(updated, capacity, capacity_percent, nominal_max, soft, detail)
+
+
+def check_adjustment(
+    facility_id: str,
+    facility: FacilityConfig | None,
+    kind: str,
+    value: int,
+    user: str,
+    zone_id: str | None,
+) -> tuple[int, str | None]:
+    """The headcount and zone an adjustment sets; ``ValueError`` or ``NotFound`` if bad."""
+    if kind not in ("reset", "correction"):
+        raise ValueError(f"unknown adjustment {kind!r}: expected reset or correction")
+    if facility is None:
+        raise NotFound(f"unknown facility {facility_id!r}")
+    if zone_id is not None and zone_id not in {z.id for z in facility.zones}:
+        raise NotFound(f"facility {facility_id!r} has no zone {zone_id!r}")
+    if kind == "reset":
+        value, zone_id = 0, None
+    if value < 0:
+        raise ValueError("a headcount cannot be negative")
+    if not user:
+        raise ValueError("an adjustment needs the user who made it")
+    return value, zone_id
+
+
+# --- recounting ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CountedRow:
+    """A stored event as a recount sees it."""
+
+    id: int
+    facility_id: str
+    door_id: str
+    kind: str
+    direction: str | None
+    delta: int
+    flag: str | None
+
+
+@dataclass(frozen=True)
+class MadeAdjustment:
+    """A stored adjustment as a recount sees it: it came after event ``after_event``."""
+
+    facility_id: str
+    zone_id: str | None
+    kind: AdjustmentKind
+    value: int
+    after_event: int
+
+
+def recount(
+    facilities: Mapping[str, FacilityConfig],
+    events: Iterable[CountedRow],
+    adjustments: Sequence[MadeAdjustment],
+) -> tuple[Tally, list[tuple[int, str | None, int]]]:
+    """Replay the events in store order with the adjustments between them.
+
+    Returns the counters and the events counted differently now, as (delta, flag, id). An
+    adjustment applies before its facility's first event stored after it; facilities are
+    counted apart, so only the order within each facility matters.
+    """
+    tally = Tally(facilities)
+    pending: dict[str, deque[MadeAdjustment]] = {}
+    for adjustment in adjustments:
+        pending.setdefault(adjustment.facility_id, deque()).append(adjustment)
+    fixes: list[tuple[int, str | None, int]] = []
+    for row in events:
+        queue = pending.get(row.facility_id)
+        while queue and queue[0].after_event < row.id:
+            made = queue.popleft()
+            tally.adjust(made.facility_id, made.zone_id, made.kind, made.value)
+        counted = tally.apply(row.facility_id, row.door_id, row.kind, row.direction)
+        if (counted.delta, counted.flag) != (row.delta, row.flag):
+            fixes.append((counted.delta, counted.flag, row.id))
+    for queue in pending.values():
+        for made in queue:
+            tally.adjust(made.facility_id, made.zone_id, made.kind, made.value)
+    return tally, fixes

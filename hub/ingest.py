@@ -24,7 +24,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -169,6 +169,8 @@ class Ingest:
         self._stale: set[tuple[str, str]] = set()
         self._announced: set[tuple[str, str]] = set()
         self._reject_log = _RejectLog()
+        # Called from the writer thread after every (re)connect, once the state is out.
+        self.connect_hooks: list[Callable[[], None]] = []
         password = config.mqtt.password()
         first = config.facilities[0].id
         self._client = self._make_client(config.mqtt.client_id, first, password)
@@ -563,6 +565,12 @@ class Ingest:
             extra = [(f, n, self._node_doors.get((f, n))) for f, n in sorted(self._announced)]
             for topic, payload in discovery_messages(self.config, extra):
                 self._client.publish(topic, payload, qos=1, retain=True)
+        for hook in list(self.connect_hooks):
+            hook()
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish with QoS 1 on the hub's connection (the registry's lists to the doors)."""
+        self._client.publish(topic, payload, qos=1, retain=retain)
 
     # --- node availability ------------------------------------------------------------
     def _handle_status(self, where: topics.NodeTopic, item: _Inbound) -> None:

@@ -23,7 +23,9 @@ from hub.live import LiveBus
 from hub.metrics import HubMetrics
 from hub.notify import Notifier
 from hub.records import Adjustment, Alert, Occupancy
+from hub.retention import Retention
 from hub.store import Store, open_store
+from hub.sync import RegistryLink
 from protocol.events import CommandReply, utcnow
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,8 @@ class Hub:
         self._own_store = store is None
         self._ingest: Ingest | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # With an http registry: the sync, the doors' lists and the visits outbox.
+        self.registry: RegistryLink | None = None
 
     @property
     def store(self) -> Store:
@@ -75,11 +79,17 @@ class Hub:
         self.live.bind(loop)
         if self._store is None:
             self._store = await asyncio.to_thread(open_store, self.config)
+        self._store.configure_visits(self.config.retention.max_visit_hours * 3600)
         try:
             self._ingest = Ingest(self.config, self._store, metrics=self.metrics, live=self.live)
+            self.registry = RegistryLink.create(
+                self.config, self._store, self._ingest.publish, self.metrics
+            )
         except HubError:
             await self._close_store()
             raise
+        if self.registry is not None:
+            self._ingest.connect_hooks.append(self.registry.publisher.on_connect)
         for configured in self.config.facilities:
             # A capacity staff set at run time outlives a restart; the store has it.
             facility = self._store.facility_config(configured.id) or configured
@@ -92,6 +102,16 @@ class Hub:
                 self._tasks.append(
                     asyncio.create_task(self._daily_reset(facility), name=f"reset-{facility.id}")
                 )
+        retention = self.config.retention
+        purge = Retention(
+            self._store,
+            days=retention.days,
+            interval_s=retention.purge_interval_s,
+            metrics=self.metrics,
+        )
+        self._tasks.append(asyncio.create_task(purge.run(), name="retention"))
+        if self.registry is not None:
+            self._tasks += self.registry.start()
         self._ingest.start(loop)
 
     async def stop(self) -> None:
@@ -99,6 +119,9 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.registry is not None:
+            await self.registry.aclose()
+            self.registry = None
         if self._ingest is not None:
             await asyncio.to_thread(self._ingest.stop)
             self._ingest = None

@@ -28,10 +28,21 @@ from hub.config import FacilityConfig
 from hub.counting import (
     COALESCED,
     WHOLE,
+    CountedRow,
+    MadeAdjustment,
+    OpenGap,
     Tally,
     alert_for,
+    capacity_change,
+    check_adjustment,
+    fill_gaps,
+    followed_seq,
     gap_ranges,
     make_occupancy,
+    recount,
+    seq_gap_message,
+    seq_reset_message,
+    with_capacity,
 )
 from hub.errors import AlreadyExists, NotFound, StoreError
 from hub.records import (
@@ -56,6 +67,7 @@ from hub.records import (
     parse_iso,
 )
 from hub.schema import MIGRATIONS
+from hub.sqlite_registry import SqliteRegistryMixin
 from protocol.events import Event, NodeStatus, utcnow
 
 logger = logging.getLogger(__name__)
@@ -110,24 +122,7 @@ def _minute(ts: datetime) -> str:
     return iso(ts.astimezone(UTC).replace(second=0, microsecond=0))
 
 
-def _with_capacity(
-    facility: FacilityConfig,
-    capacity: int | None,
-    percent: float | None,
-    nominal_max: int | None,
-    soft: float,
-) -> FacilityConfig:
-    return facility.model_copy(
-        update={
-            "capacity": capacity,
-            "capacity_percent": percent,
-            "nominal_max": nominal_max,
-            "soft_threshold_percent": soft,
-        }
-    )
-
-
-class SqliteStore:
+class SqliteStore(SqliteRegistryMixin):
     """The hub's store in one SQLite file (see the module's doc)."""
 
     def __init__(
@@ -342,6 +337,8 @@ class SqliteStore:
                 )
                 alerts[alert.id] = alert
         conn.executemany(_INSERT_EVENT, rows)
+        # In this same transaction: an exit and the visit it closes are stored together.
+        self._record_visits(conn, new)
         self._save_counts(conn, tally, now_text)
         self._sample(conn, tally, peaks, now)
         gaps, gap_alerts, cleared = self._track_nodes(conn, new, now)
@@ -438,16 +435,13 @@ class SqliteStore:
             last_seq = row[0] if row else 0
             last_ts = row[1] if row else None
             seqs = [e.seq for e in node_events]
-            new_last = max([last_seq, *seqs])
-            ranges = gap_ranges(last_seq, seqs)
-            for first, last in ranges:
+            reset: list[int] = []
+            for first, last in gap_ranges(last_seq, seqs):
                 alert = self._raise(
                     conn,
                     facility_id,
                     AlertKind.SEQ_GAP,
-                    f"Node {node_id}: event {first} is missing"
-                    if first == last
-                    else f"Node {node_id}: events {first} to {last} are missing",
+                    seq_gap_message(node_id, first, last),
                     now,
                     node_id=node_id,
                 )
@@ -479,15 +473,12 @@ class SqliteStore:
                             conn,
                             facility_id,
                             AlertKind.SEQ_RESET,
-                            f"Node {node_id} sent seq {reset[0]} after {last_seq}: its journal "
-                            "may have been reset",
+                            seq_reset_message(node_id, reset[0], last_seq),
                             now,
                             node_id=node_id,
                         )
                     )
-                    # Follow the node's new numbering, so its next events are not all "late".
-                    higher = [s for s in seqs if s > last_seq]
-                    new_last = max(higher) if higher else max(reset)
+            new_last = followed_seq(last_seq, seqs, reset)
             newest = max(node_events, key=lambda e: e.seq)
             event_ts = iso(max(e.ts for e in node_events))
             if last_ts and last_ts > event_ts:
@@ -511,29 +502,24 @@ class SqliteStore:
     ) -> tuple[list[int], list[Alert]]:
         """Count late seqs against the node's open gaps; the seqs that fit none, and the
         alerts closed because every gap of the node is filled."""
-        open_gaps = conn.execute(
-            "SELECT id, first_seq, last_seq, missing, alert_id FROM gaps "
-            "WHERE facility_id = ? AND node_id = ? AND filled_at IS NULL",
-            (facility_id, node_id),
-        ).fetchall()
-        missing = {row[0]: row[3] for row in open_gaps}
-        unmatched: list[int] = []
-        for seq in late:
-            gap = next((row for row in open_gaps if row[1] <= seq <= row[2]), None)
-            if gap is None:
-                unmatched.append(seq)
-            else:
-                missing[gap[0]] -= 1
+        open_gaps = [
+            OpenGap(*row)
+            for row in conn.execute(
+                "SELECT id, first_seq, last_seq, missing, alert_id FROM gaps "
+                "WHERE facility_id = ? AND node_id = ? AND filled_at IS NULL",
+                (facility_id, node_id),
+            )
+        ]
+        fill = fill_gaps(open_gaps, late)
         now_text = iso(now)
-        for row in open_gaps:
-            if missing[row[0]] != row[3]:
-                conn.execute(
-                    "UPDATE gaps SET missing = ?, filled_at = ? WHERE id = ?",
-                    (missing[row[0]], now_text if missing[row[0]] <= 0 else None, row[0]),
-                )
+        for gap_id, missing in fill.missing.items():
+            conn.execute(
+                "UPDATE gaps SET missing = ?, filled_at = ? WHERE id = ?",
+                (missing, now_text if missing <= 0 else None, gap_id),
+            )
         closed: list[Alert] = []
-        if open_gaps and all(value <= 0 for value in missing.values()):
-            alert_ids = {row[4] for row in open_gaps if row[4] is not None}
+        if fill.all_filled:
+            alert_ids = {gap.alert_id for gap in open_gaps if gap.alert_id is not None}
             for alert_id in sorted(alert_ids):
                 conn.execute(
                     f"UPDATE alerts SET cleared_at = ? WHERE id = ? AND {_OPEN}",  # noqa: S608
@@ -542,7 +528,7 @@ class SqliteStore:
                 alert = self._alert_by_id(conn, alert_id)
                 if alert:
                     closed.append(alert)
-        return unmatched, closed
+        return fill.unmatched, closed
 
     def occupancy(self, facility_id: str) -> Occupancy:
         rows = self._rows(
@@ -578,27 +564,21 @@ class SqliteStore:
         now = utcnow()
         now_text = iso(now)
         with self._write() as conn:
-            tally = Tally(self.facilities)
-            adjustments = conn.execute(
-                "SELECT facility_id, zone_id, kind, value, after_event FROM adjustments ORDER BY id"
-            ).fetchall()
-            pending = 0
-            fixes: list[tuple[int, str | None, int]] = []
+            adjustments = [
+                MadeAdjustment(*row)
+                for row in conn.execute(
+                    "SELECT facility_id, zone_id, kind, value, after_event FROM adjustments "
+                    "ORDER BY id"
+                )
+            ]
             cursor = conn.execute(
                 "SELECT id, facility_id, door_id, kind, direction, delta, flag FROM events "
                 "ORDER BY id"
             )
-            for row in cursor:
-                # Adjustments made before this event arrived apply before it, as they did.
-                while pending < len(adjustments) and adjustments[pending][4] < row[0]:
-                    facility_id, zone_id, kind, value, _ = adjustments[pending]
-                    tally.adjust(facility_id, zone_id, kind, value)
-                    pending += 1
-                counted = tally.apply(row[1], row[2], row[3], row[4])
-                if (counted.delta, counted.flag) != (row[5], row[6]):
-                    fixes.append((counted.delta, counted.flag, row[0]))
-            for facility_id, zone_id, kind, value, _ in adjustments[pending:]:
-                tally.adjust(facility_id, zone_id, kind, value)
+            # Adjustments made before an event arrived apply before it, as they did.
+            tally, fixes = recount(
+                self.facilities, (CountedRow(*row) for row in cursor), adjustments
+            )
             if fixes:
                 logger.warning("rebuild: %d events counted differently now", len(fixes))
                 conn.executemany("UPDATE events SET delta = ?, flag = ? WHERE id = ?", fixes)
@@ -971,7 +951,7 @@ class SqliteStore:
             facility = facilities.get(facility_id)
             if facility is None:
                 continue
-            facilities[facility_id] = _with_capacity(facility, capacity, percent, nominal, soft)
+            facilities[facility_id] = with_capacity(facility, capacity, percent, nominal, soft)
             logger.info(
                 "capacity of %s as %s set it at %s overrides the config: %s",
                 facility_id,
@@ -997,29 +977,15 @@ class SqliteStore:
         facility = self.facilities.get(facility_id)
         if facility is None:
             raise NotFound(f"unknown facility {facility_id!r}")
-        if (capacity is None) == (capacity_percent is None):
-            raise ValueError("give either capacity or capacity_percent")
-        if capacity is not None and capacity < 0:
-            raise ValueError("a capacity cannot be negative")
-        if capacity_percent is not None:
-            nominal_max = nominal_max if nominal_max is not None else facility.nominal_max
-            if not 0 < capacity_percent <= 100:
-                raise ValueError("capacity_percent must be above 0 and at most 100")
-            if nominal_max is None or nominal_max < 0:
-                raise ValueError("capacity_percent needs nominal_max")
-        else:
-            # An absolute capacity keeps the building's nominal maximum for reference.
-            nominal_max = nominal_max if nominal_max is not None else facility.nominal_max
-        soft = (
-            facility.soft_threshold_percent
-            if soft_threshold_percent is None
-            else soft_threshold_percent
+        change = capacity_change(
+            facility,
+            user,
+            capacity=capacity,
+            capacity_percent=capacity_percent,
+            nominal_max=nominal_max,
+            soft_threshold_percent=soft_threshold_percent,
         )
-        if not 0 < soft <= 100:
-            raise ValueError("soft_threshold_percent must be above 0 and at most 100")
-        if not user:
-            raise ValueError("a capacity change needs the user who made it")
-        updated = _with_capacity(facility, capacity, capacity_percent, nominal_max, soft)
+        updated = change.facility
         now_text = iso(utcnow())
         with self._write() as conn:
             conn.execute(
@@ -1030,17 +996,17 @@ class SqliteStore:
                 "nominal_max = excluded.nominal_max, "
                 "soft_threshold_percent = excluded.soft_threshold_percent, "
                 "username = excluded.username, updated_at = excluded.updated_at",
-                (facility_id, capacity, capacity_percent, nominal_max, soft, user, now_text),
+                (
+                    facility_id,
+                    change.capacity,
+                    change.capacity_percent,
+                    change.nominal_max,
+                    change.soft_threshold_percent,
+                    user,
+                    now_text,
+                ),
             )
-            shown = f"{capacity_percent:g} % of {nominal_max}" if capacity is None else capacity
-            self._audit(
-                conn,
-                user,
-                "capacity.set",
-                facility_id,
-                facility_id,
-                f"{shown} = {updated.effective_capacity}, soft at {soft:g} %",
-            )
+            self._audit(conn, user, "capacity.set", facility_id, facility_id, change.detail)
             # Swapped whole under the write lock: readers see the old or the new, never half.
             self.facilities = {**self.facilities, facility_id: updated}
         return updated
@@ -1056,19 +1022,9 @@ class SqliteStore:
         *,
         zone_id: str | None = None,
     ) -> Adjustment:
-        if kind not in ("reset", "correction"):
-            raise ValueError(f"unknown adjustment {kind!r}: expected reset or correction")
-        facility = self.facilities.get(facility_id)
-        if facility is None:
-            raise NotFound(f"unknown facility {facility_id!r}")
-        if zone_id is not None and zone_id not in {z.id for z in facility.zones}:
-            raise NotFound(f"facility {facility_id!r} has no zone {zone_id!r}")
-        if kind == "reset":
-            value, zone_id = 0, None
-        if value < 0:
-            raise ValueError("a headcount cannot be negative")
-        if not user:
-            raise ValueError("an adjustment needs the user who made it")
+        value, zone_id = check_adjustment(
+            facility_id, self.facilities.get(facility_id), kind, value, user, zone_id
+        )
         now = utcnow()
         now_text = iso(now)
         with self._write() as conn:

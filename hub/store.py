@@ -8,12 +8,13 @@ transaction; other callers record their actions with ``audit()``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from hub.config import FacilityConfig, HubConfig, PostgresStoreConfig
+from hub.config import FacilityConfig, HubConfig, PostgresStoreConfig, SqliteStoreConfig
 from hub.errors import UnsupportedBackend
+from hub.pg_store import PgStore
 from hub.records import (
     Adjustment,
     AdjustmentKind,
@@ -30,10 +31,19 @@ from hub.records import (
     StoredEvent,
     User,
 )
+from hub.registry_records import (
+    OutboxCounts,
+    Purged,
+    StatusChange,
+    SyncState,
+    Visit,
+    VisitState,
+)
 from hub.sqlite_store import SqliteStore
 from protocol.events import Event, NodeStatus
+from protocol.status import Status
 
-__all__ = ["SqliteStore", "Store", "open_store"]
+__all__ = ["PgStore", "SqliteStore", "Store", "open_store"]
 
 
 class Store(Protocol):
@@ -206,14 +216,70 @@ class Store(Protocol):
         limit: int = 100,
     ) -> list[AuditEntry]: ...
 
+    # --- the registry: synced lists, visits, retention (hub.sqlite_registry) ----------
+    def configure_visits(self, max_visit_s: float) -> None:
+        """The longest visit an exit closes (``[retention] max_visit_hours``)."""
+        ...
+
+    def sync_state(self) -> SyncState:
+        """The feed cursor, the stored trust list and when the registry last confirmed them."""
+        ...
+
+    def save_trust(self, body: str | None, etag: str | None, at: datetime) -> None:
+        """Keep a new trust list, or (``body`` None) note that the registry confirmed it."""
+        ...
+
+    def save_statuses(
+        self, changes: Sequence[StatusChange], cursor: int, at: datetime, *, complete: bool
+    ) -> int:
+        """Upsert one feed page (the highest cursor of a subject wins) and store ``cursor``,
+        in one transaction; ``complete``: the feed was read to its end."""
+        ...
+
+    def status_items(self) -> Iterator[tuple[bytes, Status, int]]:
+        """Every subject's latest (subject, status, changed_at), for the doors' status list."""
+        ...
+
+    def pending_visits(self, facility_id: str, limit: int = 1000) -> list[Visit]:
+        """The facility's visits the registry has not taken yet, oldest first."""
+        ...
+
+    def mark_visits(
+        self, visit_ids: Sequence[str], state: VisitState, *, reason: str | None = None
+    ) -> int:
+        """Set visits ``sent``, ``failed`` (with the registry's reason) or ``pending``."""
+        ...
+
+    def outbox_counts(self) -> OutboxCounts: ...
+
+    def failed_visits(self, facility_id: str | None = None, limit: int = 100) -> list[Visit]: ...
+
+    def visits_of(
+        self, facility_id: str, subject: str, start: datetime, end: datetime
+    ) -> list[Visit]:
+        """The subject's visits at the facility overlapping ``[start, end)``."""
+        ...
+
+    def overlapping(
+        self, facility_id: str, start: datetime, end: datetime, exclude_subject: str
+    ) -> list[Visit]:
+        """Other subjects' visits at the facility overlapping ``[start, end)``."""
+        ...
+
+    def purge_before(self, before: datetime) -> Purged:
+        """Delete visits ended before ``before``; remove subject ids from older events and
+        desk audit entries."""
+        ...
+
     def close(self) -> None: ...
 
 
 def open_store(config: HubConfig, facilities: Sequence[FacilityConfig] | None = None) -> Store:
     """The store the config names, opened and migrated."""
     store = config.store
+    chosen = config.facilities if facilities is None else facilities
     if isinstance(store, PostgresStoreConfig):
-        raise UnsupportedBackend(
-            "store backend 'postgresql' is not yet supported; use backend = \"sqlite\""
-        )
-    return SqliteStore(store.path, config.facilities if facilities is None else facilities)
+        return PgStore(store.dsn, chosen)
+    if isinstance(store, SqliteStoreConfig):
+        return SqliteStore(store.path, chosen)
+    raise UnsupportedBackend(f"store backend {store.backend!r} is not supported")

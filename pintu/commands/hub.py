@@ -59,7 +59,7 @@ def check_config(config_path: Path, as_json: bool) -> None:
     """
     from hub.config import HttpRegistryConfig, LocalRegistryConfig
     from hub.errors import ConfigError
-    from hub.registry_client import LocalRegistryClient, RegistryError
+    from hub.registry_client import LocalRegistryClient, RegistryError, read_tokens
 
     config = _load(config_path)
     registry = config.registry
@@ -76,10 +76,11 @@ def check_config(config_path: Path, as_json: bool) -> None:
             except (RegistryError, ConfigError) as err:
                 raise click.ClickException(f"bad configuration:\n{err}") from err
     elif isinstance(registry, HttpRegistryConfig):
-        click.echo(
-            "warning: registry kind 'http' is not yet supported: the hub will refuse to start",
-            err=True,
-        )
+        try:
+            read_tokens(registry, [f.id for f in config.facilities])
+        except ConfigError as err:
+            # Like the other secret files, a token may only exist on the hub's machine.
+            click.echo(f"warning: {err}; the hub needs it to start", err=True)
     if as_json:
         echo_json(config.model_dump(mode="json"))
         return

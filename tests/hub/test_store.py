@@ -1,24 +1,30 @@
-"""The SQLite store on its own: counting, de-duplication, gaps, alerts, adjustments,
-accounts, migrations."""
+"""The store on its own: counting, de-duplication, gaps, alerts, adjustments, accounts,
+migrations. Every test runs on each backend: SQLite, and PostgreSQL when a server answers
+(see ``pg_server`` in conftest.py)."""
 
 from __future__ import annotations
 
 import random
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from hub.config import FacilityConfig, HubConfig
-from hub.errors import AlreadyExists, NotFound, StoreError, UnsupportedBackend
-from hub.schema import MIGRATIONS
+from hub.errors import AlreadyExists, NotFound, StoreError
+from hub.pg_store import PgStore
+from hub.registry_records import StatusChange
+from hub.schema import MIGRATIONS, PG_MIGRATIONS
 from hub.sqlite_store import SqliteStore
-from hub.store import open_store
+from hub.store import Store, open_store
 from protocol.events import Event, NodeState, NodeStatus, new_event_id
+from protocol.status import Status
 
 F = "mall-a"
 FACILITY = FacilityConfig.model_validate(
@@ -57,18 +63,54 @@ class Node:
         return event
 
 
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "hub.db"
+class Backend:
+    """One store backend: opens its store, and reaches past it into the database for what
+    a test breaks on purpose."""
+
+    def __init__(self, name: str, where: str) -> None:
+        self.name = name
+        self.where = where  # the SQLite file, or the PostgreSQL DSN
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The ``[store]`` section that names this store."""
+        if self.name == "sqlite":
+            return {"backend": "sqlite", "path": self.where}
+        return {"backend": "postgresql", "dsn": self.where}
+
+    @property
+    def migrations(self) -> int:
+        return len(MIGRATIONS if self.name == "sqlite" else PG_MIGRATIONS)
+
+    def open(self, facilities: Sequence[FacilityConfig] = (FACILITY,)) -> SqliteStore | PgStore:
+        if self.name == "sqlite":
+            return SqliteStore(self.where, facilities)
+        return PgStore(self.where, facilities)
+
+    def execute(self, sql: str) -> None:
+        """Run ``sql`` on the database directly, as someone with a SQL shell would."""
+        if self.name == "sqlite":
+            with closing(sqlite3.connect(self.where)) as conn, conn:
+                conn.execute(sql)
+        else:
+            with psycopg.connect(self.where, autocommit=True) as pg:
+                pg.execute(sql.encode())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        return Backend("sqlite", str(tmp_path / "hub.db"))
+    return Backend("postgresql", request.getfixturevalue("pg_dsn"))
 
 
 @pytest.fixture
-def store(path: Path) -> Iterator[SqliteStore]:
-    with SqliteStore(path, [FACILITY]) as opened:
+def store(backend: Backend) -> Iterator[SqliteStore | PgStore]:
+    with backend.open() as opened:
         yield opened
 
 
-def test_entries_exits_and_manual_by_direction(store: SqliteStore) -> None:
+def test_entries_exits_and_manual_by_direction(store: Store) -> None:
     node = Node()
     result = store.store_batch(
         [
@@ -90,7 +132,7 @@ def test_entries_exits_and_manual_by_direction(store: SqliteStore) -> None:
     assert store.occupancy(F).occupancy == 1
 
 
-def test_never_negative_an_exit_with_nobody_inside_is_flagged(store: SqliteStore) -> None:
+def test_never_negative_an_exit_with_nobody_inside_is_flagged(store: Store) -> None:
     node = Node()
     exits = [node("exit"), node("exit")]
     result = store.store_batch(exits)
@@ -105,7 +147,7 @@ def test_never_negative_an_exit_with_nobody_inside_is_flagged(store: SqliteStore
     assert store.occupancy(F).occupancy == 1
 
 
-def test_zones_count_the_doors_of_the_zone(store: SqliteStore) -> None:
+def test_zones_count_the_doors_of_the_zone(store: Store) -> None:
     main, north = Node("n1", "main"), Node("n2", "north")
     store.store_batch([main("entry"), north("entry"), north("entry"), main("exit")])
     occupancy = store.occupancy(F)
@@ -115,7 +157,7 @@ def test_zones_count_the_doors_of_the_zone(store: SqliteStore) -> None:
     assert store.occupancy(F).zones == {"north": 0}  # clamped at zero on its own
 
 
-def test_full_and_soft_follow_capacity(store: SqliteStore) -> None:
+def test_full_and_soft_follow_capacity(store: Store) -> None:
     node = Node()
     assert store.store_batch([node(), node()]).occupancy[F].soft is False
     third = store.store_batch([node()]).occupancy[F]
@@ -124,7 +166,7 @@ def test_full_and_soft_follow_capacity(store: SqliteStore) -> None:
     assert (fourth.occupancy, fourth.capacity, fourth.full) == (4, 4, True)
 
 
-def test_duplicates_are_stored_once(store: SqliteStore) -> None:
+def test_duplicates_are_stored_once(store: Store) -> None:
     node = Node()
     first = node()
     result = store.store_batch([first, first])
@@ -137,7 +179,7 @@ def test_duplicates_are_stored_once(store: SqliteStore) -> None:
     assert len(store.events(facility_id=F).events) == 1
 
 
-def test_every_field_of_an_event_is_kept(store: SqliteStore) -> None:
+def test_every_field_of_an_event_is_kept(store: Store) -> None:
     event = Node()(
         "entry",
         direction="entry",
@@ -156,7 +198,7 @@ def test_every_field_of_an_event_is_kept(store: SqliteStore) -> None:
     assert stored.as_dict()["received_at"].endswith("Z")
 
 
-def test_gaps_are_found_and_filled(store: SqliteStore) -> None:
+def test_gaps_are_found_and_filled(store: Store) -> None:
     node = Node()
     events = [node() for _ in range(8)]
     result = store.store_batch([events[0], events[3], events[2], events[6]])
@@ -174,7 +216,7 @@ def test_gaps_are_found_and_filled(store: SqliteStore) -> None:
     assert store.nodes(F)[0].last_seq == 8
 
 
-def test_a_node_whose_numbering_starts_again_is_reported(store: SqliteStore) -> None:
+def test_a_node_whose_numbering_starts_again_is_reported(store: Store) -> None:
     node = Node()
     store.store_batch([node() for _ in range(5)])
     node.seq = 0
@@ -184,7 +226,7 @@ def test_a_node_whose_numbering_starts_again_is_reported(store: SqliteStore) -> 
     assert store.store_batch([node()]).alerts == []  # follows the new numbering
 
 
-def test_alarms_raise_alerts_and_acks_record_who(store: SqliteStore) -> None:
+def test_alarms_raise_alerts_and_acks_record_who(store: Store) -> None:
     node = Node()
     result = store.store_batch(
         [
@@ -208,7 +250,7 @@ def test_alarms_raise_alerts_and_acks_record_who(store: SqliteStore) -> None:
     assert store.audit_log()[0].action == "alert.ack"
 
 
-def test_coalesced_alerts_and_clearing(store: SqliteStore) -> None:
+def test_coalesced_alerts_and_clearing(store: Store) -> None:
     first = store.add_alert(F, "node_offline", "n1 offline", node_id="n1", coalesce=True)
     again = store.add_alert(F, "node_offline", "n1 offline", node_id="n1", coalesce=True)
     other = store.add_alert(F, "node_offline", "n2 offline", node_id="n2", coalesce=True)
@@ -219,7 +261,7 @@ def test_coalesced_alerts_and_clearing(store: SqliteStore) -> None:
     assert [a.id for a in store.alerts(F)] == [other.id]
 
 
-def test_corrections_and_resets_are_recorded_with_the_user(store: SqliteStore) -> None:
+def test_corrections_and_resets_are_recorded_with_the_user(store: Store) -> None:
     main, north = Node("n1", "main"), Node("n2", "north")
     store.store_batch([main(), main(), north()])
     correction = store.adjust(F, "correction", 7, "guard1", "counted by hand")
@@ -250,7 +292,7 @@ def test_corrections_and_resets_are_recorded_with_the_user(store: SqliteStore) -
         store.adjust(F, "correction", 1, "guard1", zone_id="south")
 
 
-def test_rebuild_equals_the_incremental_counters(store: SqliteStore) -> None:
+def test_rebuild_equals_the_incremental_counters(store: Store) -> None:
     rng = random.Random(7)
     nodes = [Node("n1", "main"), Node("n2", "north")]
     for round_ in range(30):
@@ -276,18 +318,16 @@ def test_rebuild_equals_the_incremental_counters(store: SqliteStore) -> None:
     assert [(e.id, e.delta, e.flag) for e in store.events(limit=1000).events] == flags
 
 
-def test_rebuild_after_the_counters_are_lost(store: SqliteStore, path: Path) -> None:
+def test_rebuild_after_the_counters_are_lost(store: Store, backend: Backend) -> None:
     node = Node()
     store.store_batch([node(), node(), node("exit"), node()])
-    with sqlite3.connect(path) as conn:
-        conn.execute("DELETE FROM occupancy")
-    conn.close()
+    backend.execute("DELETE FROM occupancy")
     assert store.occupancy(F).occupancy == 0
     assert store.rebuild_occupancy()[F].occupancy == 2
     assert store.occupancy(F).occupancy == 2
 
 
-def test_events_are_paged_newest_first_and_filtered(store: SqliteStore) -> None:
+def test_events_are_paged_newest_first_and_filtered(store: Store) -> None:
     main, north = Node("n1", "main"), Node("n2", "north")
     start = datetime.now(UTC)
     events = [main(), north(), main("exit"), main("denied"), north(), main()]
@@ -307,7 +347,7 @@ def test_events_are_paged_newest_first_and_filtered(store: SqliteStore) -> None:
     assert store.count_events(F, since=start + timedelta(minutes=1)) == 0
 
 
-def test_history_has_a_sample_per_minute(store: SqliteStore) -> None:
+def test_history_has_a_sample_per_minute(store: Store) -> None:
     node = Node()
     minute = datetime(2026, 1, 5, 8, 30, tzinfo=UTC)
     store.store_batch([node(), node(), node()], received_at=minute + timedelta(seconds=5))
@@ -320,7 +360,7 @@ def test_history_has_a_sample_per_minute(store: SqliteStore) -> None:
     ]
 
 
-def test_node_status_is_kept(store: SqliteStore) -> None:
+def test_node_status_is_kept(store: Store) -> None:
     status = NodeStatus(
         state=NodeState.DEGRADED,
         problems=["camera: no frames"],
@@ -339,7 +379,7 @@ def test_node_status_is_kept(store: SqliteStore) -> None:
     assert node.last_event_ts is not None and node.state_since is not None
 
 
-def test_users(store: SqliteStore) -> None:
+def test_users(store: Store) -> None:
     user = store.add_user("ayu", "$argon2id$...", "guard")
     assert (user.username, user.role, user.disabled) == ("ayu", "guard", False)
     assert "password_hash" not in user.as_dict()
@@ -359,22 +399,24 @@ def test_users(store: SqliteStore) -> None:
     assert store.audit_log(user="ayu") == [entry]
 
 
-def test_reopening_keeps_data_and_migrates_once(path: Path) -> None:
-    with SqliteStore(path, [FACILITY]) as first:
+def test_reopening_keeps_data_and_migrates_once(backend: Backend) -> None:
+    with backend.open() as first:
         first.store_batch([Node()()])
-        assert first.schema_version == len(MIGRATIONS)
-    with SqliteStore(path, [FACILITY]) as second:
-        assert second.schema_version == len(MIGRATIONS)
+        assert first.schema_version == backend.migrations
+    with backend.open() as second:
+        assert second.schema_version == backend.migrations
         assert second.occupancy(F).occupancy == 1
-    with sqlite3.connect(path) as conn:
-        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    conn.close()
+    if backend.name == "sqlite":
+        with closing(sqlite3.connect(backend.where)) as conn:
+            conn.execute(f"PRAGMA user_version = {backend.migrations + 1}")
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    else:
+        backend.execute(f"UPDATE schema_version SET version = {backend.migrations + 1}")  # noqa: S608
     with pytest.raises(StoreError, match="newer"):
-        SqliteStore(path, [FACILITY])
+        backend.open()
 
 
-def test_readers_see_writes_from_other_threads(store: SqliteStore) -> None:
+def test_readers_see_writes_from_other_threads(store: Store) -> None:
     node = Node()
     seen: list[int] = []
 
@@ -389,8 +431,8 @@ def test_readers_see_writes_from_other_threads(store: SqliteStore) -> None:
         assert seen[-1] == expected
 
 
-def test_a_closed_store_refuses_work(path: Path) -> None:
-    store = SqliteStore(path, [FACILITY])
+def test_a_closed_store_refuses_work(backend: Backend) -> None:
+    store = backend.open()
     store.close()
     store.close()  # twice is fine
     with pytest.raises(StoreError, match="closed"):
@@ -399,14 +441,82 @@ def test_a_closed_store_refuses_work(path: Path) -> None:
         store.occupancy(F)
 
 
-def test_unknown_facility_and_unsupported_backend(store: SqliteStore, tmp_path: Path) -> None:
+def test_unknown_facility_and_the_configured_backend(store: Store, backend: Backend) -> None:
     with pytest.raises(NotFound):
         store.occupancy("elsewhere")
+    store.store_batch([Node()()])
     config = HubConfig.model_validate(
-        {
-            "store": {"backend": "postgresql", "dsn": "host=db dbname=pintu"},
-            "facilities": [{"id": F, "name": "Mall A"}],
-        }
+        {"store": backend.config, "facilities": [{"id": F, "name": "Mall A"}]}
     )
-    with pytest.raises(UnsupportedBackend, match="not yet supported"):
-        open_store(config)
+    opened = open_store(config)
+    try:
+        assert isinstance(opened, type(store))
+        assert opened.occupancy(F).occupancy == 1  # the same database
+    finally:
+        opened.close()
+
+
+# --- the registry's part: synced lists, visits, retention ---------------------------------
+def test_visits_pair_check_ins_with_check_outs_in_any_order(store: Store) -> None:
+    main = Node()
+    ayu, budi = "a" * 24, "b" * 24
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    came = main("entry", subject=ayu, ts=start)
+    left = main("exit", subject=ayu, ts=start + timedelta(minutes=30))
+    budi_in = main("manual", direction="entry", subject=budi, ts=start + timedelta(minutes=5))
+    budi_out = main("exit", subject=budi, ts=start + timedelta(minutes=50))
+    store.store_batch([came, budi_out])
+    store.store_batch([left, budi_in])  # budi's check-in arrives after his check-out
+    visits = sorted(store.pending_visits(F), key=lambda v: v.subject)
+    assert [(v.visit_id, v.exit_event_id) for v in visits] == [
+        (came.event_id, left.event_id),
+        (budi_in.event_id, budi_out.event_id),
+    ]
+    assert visits[0].check_in == start and visits[0].door_id == "main"
+    assert [v.visit_id for v in store.visits_of(F, ayu, start, start + timedelta(hours=2))] == [
+        came.event_id
+    ]
+    others = store.overlapping(F, start, start + timedelta(hours=2), exclude_subject=ayu)
+    assert [v.subject for v in others] == [budi]
+    assert store.mark_visits([came.event_id], "sent") == 1
+    assert store.mark_visits([budi_in.event_id], "failed", reason="unknown door") == 1
+    assert store.outbox_counts().counts == {"sent": 1, "failed": 1}
+    [failed] = store.failed_visits(F)
+    assert (failed.visit_id, failed.reason, failed.attempts) == (
+        budi_in.event_id,
+        "unknown door",
+        1,
+    )
+    purged = store.purge_before(start + timedelta(hours=2))
+    assert (purged.visits, purged.events) == (2, 4)
+    assert store.pending_visits(F) == [] and store.failed_visits(F) == []
+    assert all(e.event.subject is None for e in store.events().events)
+
+
+def test_the_synced_lists_are_kept(store: Store) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    assert store.sync_state().trust is None
+    store.save_trust('{"keys": []}', "etag-1", now)
+    store.save_trust(None, None, now + timedelta(minutes=5))
+    trust = store.sync_state().trust
+    assert trust is not None
+    assert (trust.body, trust.etag, trust.changed_at, trust.checked_at) == (
+        '{"keys": []}',
+        "etag-1",
+        now,
+        now + timedelta(minutes=5),
+    )
+    subject = "c" * 24
+    changes = [
+        StatusChange(subject, Status.YELLOW, 1, 1_700_000_000, 5),
+        StatusChange(subject, Status.GREEN, 2, 1_700_000_100, 6),  # the later change wins
+        StatusChange("d" * 24, Status.BLACK, 0, 1_700_000_200, 7),
+    ]
+    assert store.save_statuses(changes, 7, now, complete=True) == 3
+    store.save_statuses([StatusChange(subject, Status.RED, 0, 1, 4)], 7, now, complete=False)
+    state = store.sync_state()
+    assert (state.cursor, state.statuses, state.statuses_checked_at) == (7, 2, now)
+    assert sorted(store.status_items()) == [
+        (bytes.fromhex(subject), Status.GREEN, 1_700_000_100),
+        (bytes.fromhex("d" * 24), Status.BLACK, 1_700_000_200),
+    ]

@@ -799,21 +799,25 @@ def test_add_user_reads_the_password_from_a_file_or_asks_twice(
     assert actions.count("user.added") == 1 and actions.count("user.updated") == 1
 
 
-def test_serve_refuses_an_http_registry_until_it_exists(broker: Mosquitto, tmp_path: Path) -> None:
+def test_an_http_registry_needs_the_hubs_token(broker: Mosquitto, tmp_path: Path) -> None:
     toml = tmp_path / "hub.toml"
-    toml.write_text(
+    base = (
         f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n\n'
         f'[store]\nbackend = "sqlite"\npath = "{tmp_path / "hub.db"}"\n\n'
         f"[web]\nport = {free_port()}\n\n"
-        '[registry]\nkind = "http"\nurl = "https://registry.example"\n\n'
-        '[[facilities]]\nid = "mall-a"\nname = "Mall A"\n',
-        encoding="utf-8",
+        '[registry]\nkind = "http"\nurl = "https://registry.example"\n'
     )
+    facility = '\n[[facilities]]\nid = "mall-a"\nname = "Mall A"\n'
     runner = CliRunner()
+    toml.write_text(base + facility, encoding="utf-8")
     checked = runner.invoke(cli, ["hub", "check-config", "--config", str(toml)])
-    assert checked.exit_code == 0 and "not yet supported" in checked.output
+    assert checked.exit_code == 1 and "registry.credentials_file" in checked.output
+    missing = tmp_path / "no-such-token"
+    toml.write_text(base + f'credentials_file = "{missing}"\n' + facility, encoding="utf-8")
+    checked = runner.invoke(cli, ["hub", "check-config", "--config", str(toml)])
+    assert checked.exit_code == 0 and "warning" in checked.output, checked.output
     result = runner.invoke(cli, ["hub", "serve", "--config", str(toml)])
-    assert result.exit_code == 1 and "registry kind 'http' is not yet supported" in result.output
+    assert result.exit_code == 1 and "secret file not found" in result.output
 
 
 def test_serve_runs_until_sigterm_and_tells_systemd_when_both_are_up(

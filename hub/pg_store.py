@@ -1,0 +1,1421 @@
+"""The PostgreSQL store: one database that several hub workers write at once.
+
+It keeps the same records and follows the same rules as the SQLite store (``hub.counting``
+does the counting for both); what differs is how writers take turns. SQLite has one
+writer per file; here each hub worker writes through connections of its own, and:
+
+* Every transaction that counts or changes a facility first locks the facility's row in
+  ``facility_locks`` (``SELECT ... FOR UPDATE``), several facilities in id order. Batches
+  of one facility therefore take turns however many workers there are: each one reads the
+  counters the previous one committed, so a count is exact and never goes below zero, and
+  a node's seq numbers are checked against what every worker stored before. Batches of
+  different facilities run side by side. Taking the locks in one order means two workers
+  never wait for each other in a circle.
+* An event's row id is drawn while its facility is locked (from an identity column
+  without a per-connection cache, so ids are handed out in order whichever connection
+  asks), so within a facility the ids are in counting order and ``rebuild_occupancy``
+  replays them as they were counted.
+* ``event_id`` is unique. A batch inserts with ``ON CONFLICT DO NOTHING RETURNING``: should
+  a row go missing there (an event id some other transaction stored meanwhile), the batch
+  is rolled back and stored again, and that event is then a duplicate.
+* A deadlock or serialization failure PostgreSQL reports is retried the same way. A
+  connection the server closed is dropped; the call is tried again on a new one when
+  nothing of it had begun, and otherwise fails (the ingest retries its batch, which is
+  safe: what was committed is a duplicate the second time).
+* Capacity set by staff through one worker is read by the others from the database, in
+  the same transaction that counts.
+
+Connections are kept in a small pool, in autocommit mode: reads see everything committed,
+and writes are explicit transactions. Times are ``timestamptz``, kept to the millisecond
+as everywhere in the store. Schema changes are the numbered ``PG_MIGRATIONS``, tracked in
+the ``schema_version`` table; workers starting together migrate one at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import TransactionStatus
+from psycopg.types.json import Jsonb
+
+from hub.config import FacilityConfig
+from hub.counting import (
+    COALESCED,
+    WHOLE,
+    CapacityChange,
+    CountedRow,
+    MadeAdjustment,
+    OpenGap,
+    Tally,
+    alert_for,
+    capacity_change,
+    check_adjustment,
+    fill_gaps,
+    followed_seq,
+    gap_ranges,
+    make_occupancy,
+    recount,
+    seq_gap_message,
+    seq_reset_message,
+    with_capacity,
+)
+from hub.errors import AlreadyExists, NotFound, StoreError
+from hub.pg_registry import PgRegistryMixin
+from hub.records import (
+    ROLES,
+    Adjustment,
+    AdjustmentKind,
+    Alert,
+    AlertKind,
+    AuditEntry,
+    BatchResult,
+    EventPage,
+    Flagged,
+    Gap,
+    HistorySample,
+    NodeChange,
+    NodeView,
+    Occupancy,
+    Role,
+    StoredEvent,
+    User,
+)
+from hub.schema import PG_MIGRATIONS
+from protocol.events import Event, NodeStatus, utcnow
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+Conn = psycopg.Connection[Row]
+
+_RETRIES = 5
+_MAX_PAGE = 1000
+_OPEN = "acknowledged_at IS NULL AND cleared_at IS NULL"
+
+# Column, and the array type it is sent as when a batch is inserted in one statement.
+_EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("event_id", "text"),
+    ("facility_id", "text"),
+    ("node_id", "text"),
+    ("door_id", "text"),
+    ("seq", "bigint"),
+    ("ts", "timestamptz"),
+    ("kind", "text"),
+    ("direction", "text"),
+    ("subject", "text"),
+    ("signal", "text"),
+    ("admit", "boolean"),
+    ("reason", "text"),
+    ("message", "text"),
+    ("detail", "text"),
+    ("late", "boolean"),
+    ("delta", "smallint"),
+    ("flag", "text"),
+)
+_EVENT_NAMES = [name for name, _ in _EVENT_COLUMNS[:15]]
+_SELECT_EVENT = f"SELECT id, {', '.join(_EVENT_NAMES)}, received_at, delta, flag FROM events"  # noqa: S608 - fixed column names
+# ``WITH ORDINALITY ... ORDER BY`` keeps the batch's order in the ids, which is the order
+# the batch was counted in.
+_INSERT_EVENTS = (
+    f"INSERT INTO events ({', '.join(n for n, _ in _EVENT_COLUMNS)}, received_at) "  # noqa: S608
+    f"SELECT {', '.join(f'e.{n}' for n, _ in _EVENT_COLUMNS)}, %s::timestamptz "
+    f"FROM unnest({', '.join(f'%s::{t}[]' for _, t in _EVENT_COLUMNS)}) "
+    f"WITH ORDINALITY AS e({', '.join(n for n, _ in _EVENT_COLUMNS)}, ord) "
+    "ORDER BY e.ord ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+_LOCK = (
+    "SELECT l.facility_id, c.capacity, c.capacity_percent, c.nominal_max, "
+    "c.soft_threshold_percent FROM facility_locks l "
+    "LEFT JOIN capacity_settings c ON c.facility_id = l.facility_id "
+    "WHERE l.facility_id = ANY(%s) ORDER BY l.facility_id FOR UPDATE OF l"
+)
+_UPSERT_COUNT = (
+    "INSERT INTO occupancy (facility_id, zone_id, value, updated_at) VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (facility_id, zone_id) DO UPDATE "
+    "SET value = excluded.value, updated_at = excluded.updated_at"
+)
+_SAMPLE = (
+    "INSERT INTO occupancy_history (facility_id, minute, occupancy, peak) "
+    "VALUES (%s, %s, %s, %s) ON CONFLICT (facility_id, minute) DO UPDATE "
+    "SET occupancy = excluded.occupancy, peak = GREATEST(excluded.peak, occupancy_history.peak)"
+)
+_ALERT_COLUMNS = (
+    "id, facility_id, kind, message, node_id, door_id, event_id, count, created_at, "
+    "last_at, acknowledged_by, acknowledged_at, cleared_at"
+)
+_NODE_COLUMNS = (
+    "facility_id, node_id, door_id, state, problems, trust_list_age_s, status_list_age_s, "
+    "direction, status_ts, state_since, last_seen, last_event_ts, last_seq"
+)
+_USER_COLUMNS = "id, username, password_hash, role, created_at, disabled"
+_AUDIT_COLUMNS = "id, ts, username, action, facility_id, target, detail"
+
+
+class _Conflict(Exception):
+    """An event of the batch was stored by another transaction meanwhile: start again."""
+
+
+def _ms(ts: datetime) -> datetime:
+    """``ts`` in UTC to the millisecond, as the store keeps every time."""
+    ts = ts.astimezone(UTC)
+    return ts.replace(microsecond=ts.microsecond // 1000 * 1000)
+
+
+def _minute(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def _conninfo(dsn: str) -> str:
+    """The DSN with a connect timeout and an application name, unless it sets its own."""
+    try:
+        params: dict[str, Any] = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as err:
+        raise StoreError(f"the store's dsn is not a valid connection string: {err}") from err
+    params.setdefault("connect_timeout", 10)
+    params.setdefault("application_name", "pintu-hub")
+    return make_conninfo("", **params)
+
+
+class _Pool:
+    """Open connections, reused; one that broke is closed instead of handed out again."""
+
+    def __init__(self, conninfo: str, max_idle: int) -> None:
+        self.conninfo = conninfo
+        self.max_idle = max_idle
+        self._idle: list[Conn] = []
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def _connect(self) -> Conn:
+        try:
+            conn = psycopg.connect(self.conninfo, autocommit=True)
+        except psycopg.Error as err:
+            raise StoreError(f"cannot connect to the database: {err}") from err
+        try:
+            # Times come back as UTC datetimes, whatever the server's own time zone.
+            conn.execute("SET TIME ZONE 'UTC'")
+        except psycopg.Error as err:
+            conn.close()
+            raise StoreError(f"cannot set up the database connection: {err}") from err
+        return conn
+
+    @contextmanager
+    def connection(self) -> Iterator[Conn]:
+        with self._lock:
+            if self.closed:
+                raise StoreError("the store is closed")
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._connect()
+        try:
+            yield conn
+        finally:
+            reusable = (
+                not conn.closed
+                and not conn.broken
+                and conn.info.transaction_status == TransactionStatus.IDLE
+            )
+            with self._lock:
+                if reusable and not self.closed and len(self._idle) < self.max_idle:
+                    self._idle.append(conn)
+                    conn = None
+            if conn is not None:
+                conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+class PgStore(PgRegistryMixin):
+    """The hub's store in PostgreSQL (see the module's doc). ``dsn`` is a libpq connection
+    string; its password, if the server needs one, belongs in a ``.pgpass`` file."""
+
+    def __init__(
+        self,
+        dsn: str,
+        facilities: Sequence[FacilityConfig] = (),
+        *,
+        max_idle: int = 4,
+    ) -> None:
+        self._configured: Mapping[str, FacilityConfig] = {f.id: f for f in facilities}
+        # Swapped whole, never changed in place: a reader sees the old map or the new one.
+        self.facilities: Mapping[str, FacilityConfig] = dict(self._configured)
+        self._pool = _Pool(_conninfo(dsn), max_idle)
+        try:
+            self._migrate()
+            self._load_capacity_settings()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    # --- plumbing -------------------------------------------------------------------------
+    def _run(self, what: str, work: Callable[[Conn], T], *, write: bool = True) -> T:
+        """``work`` on a connection, in one transaction when it writes; PostgreSQL errors
+        become ``StoreError``, after retrying the ones that ask for it."""
+        for attempt in range(1, _RETRIES + 1):
+            begun = False
+            used: Conn | None = None
+            try:
+                with self._pool.connection() as conn:
+                    used = conn
+                    if not write:
+                        return work(conn)
+                    with conn.transaction():
+                        begun = True
+                        return work(conn)
+            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, _Conflict) as err:
+                if attempt == _RETRIES:
+                    raise StoreError(f"cannot {what}: {err}") from err
+                logger.info("%s: %s; trying again", what, err)
+            except psycopg.OperationalError as err:
+                # A pooled connection the server closed meanwhile (a restart, an idle
+                # timeout) fails on first use. A read, or a write that did not begin, is
+                # safe to try again on a new connection; a write cut off half way is the
+                # caller's to retry, as it may or may not have been committed.
+                if begun or attempt == _RETRIES or used is None or not used.broken:
+                    raise StoreError(f"cannot {what}: {err}") from err
+                logger.info("%s: %s; trying again on a new connection", what, err)
+            except psycopg.Error as err:
+                raise StoreError(f"cannot {what}: {err}") from err
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self._run(
+            "read the store", lambda conn: conn.execute(sql, params).fetchall(), write=False
+        )
+
+    def _migrate(self) -> None:
+        def step(conn: Conn) -> int | None:
+            """Apply the next migration; its number, or None when there is none."""
+            # One worker migrates at a time; the others find the work done.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('pintu-hub:' || current_schema()))")
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+            version = int(row[0]) if row else 0
+            if version > len(PG_MIGRATIONS):
+                raise StoreError(
+                    f"schema version {version} is newer than this hub knows "
+                    f"({len(PG_MIGRATIONS)}); upgrade the hub"
+                )
+            if version == len(PG_MIGRATIONS):
+                return None
+            for statement in PG_MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute("UPDATE schema_version SET version = %s", (version + 1,))
+            return version + 1
+
+        while (number := self._run("migrate the store", step)) is not None:
+            logger.info("migrated the store to schema %d", number)
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._rows("SELECT version FROM schema_version")[0][0])
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> PgStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- facilities and their locks ---------------------------------------------------------
+    def _lock(self, conn: Conn, facility_ids: Iterable[str]) -> Mapping[str, FacilityConfig]:
+        """Lock the facilities' rows in id order, until the transaction ends; the facilities'
+        settings in effect (capacity staff set through any worker included)."""
+        ids = sorted(set(facility_ids))
+        rows = conn.execute(_LOCK, (ids,)).fetchall()
+        if len(rows) < len(ids):
+            # A facility's first transaction makes its row. Locked out of order, but only
+            # once per facility, and a deadlock that may cause is retried.
+            found = {row[0] for row in rows}
+            missing = [f for f in ids if f not in found]
+            conn.execute(
+                "INSERT INTO facility_locks (facility_id) SELECT unnest(%s::text[]) "
+                "ON CONFLICT DO NOTHING",
+                (missing,),
+            )
+            rows += conn.execute(_LOCK, (missing,)).fetchall()
+        return self._apply_settings(rows)
+
+    def _apply_settings(self, rows: Iterable[Row]) -> Mapping[str, FacilityConfig]:
+        """Take (facility_id, capacity, percent, nominal_max, soft) rows into ``facilities``."""
+        updates: dict[str, FacilityConfig] = {}
+        for facility_id, capacity, percent, nominal, soft in rows:
+            configured = self._configured.get(facility_id)
+            if configured is None or soft is None:
+                continue  # not this hub's facility, or no change made by staff
+            updated = with_capacity(configured, capacity, percent, nominal, soft)
+            if self.facilities.get(facility_id) != updated:
+                updates[facility_id] = updated
+        if updates:
+            self.facilities = {**self.facilities, **updates}
+        return self.facilities
+
+    def _read_settings(self, conn: Conn, facility_id: str | None = None) -> None:
+        sql = (
+            "SELECT facility_id, capacity, capacity_percent, nominal_max, soft_threshold_percent "
+            "FROM capacity_settings"
+        )
+        if facility_id is None:
+            self._apply_settings(conn.execute(sql).fetchall())
+        else:
+            where = f"{sql} WHERE facility_id = %s"
+            self._apply_settings(conn.execute(where, (facility_id,)).fetchall())
+
+    def _load_capacity_settings(self) -> None:
+        rows = self._rows(
+            "SELECT facility_id, capacity, capacity_percent, nominal_max, soft_threshold_percent, "
+            "username, updated_at FROM capacity_settings"
+        )
+        self._apply_settings([row[:5] for row in rows])
+        for facility_id, *_, user, updated_at in rows:
+            facility = self.facilities.get(facility_id)
+            if facility is not None:
+                logger.info(
+                    "capacity of %s as %s set it at %s overrides the config: %s",
+                    facility_id,
+                    user,
+                    updated_at.isoformat(),
+                    facility.effective_capacity,
+                )
+
+    # --- events and occupancy ---------------------------------------------------------
+    def store_batch(
+        self, events: Sequence[Event], received_at: datetime | None = None
+    ) -> BatchResult:
+        if not events:
+            return BatchResult()
+        for event in events:
+            if event.ts.tzinfo is None:
+                raise ValueError(f"event {event.event_id}: ts has no time zone")
+        now = _ms(received_at or utcnow())
+        return self._run("store events", lambda conn: self._store_batch(conn, events, now))
+
+    def _store_batch(self, conn: Conn, events: Sequence[Event], now: datetime) -> BatchResult:
+        facilities = self._lock(conn, {e.facility_id for e in events})
+        known = self._known_ids(conn, [e.event_id for e in events])
+        new: list[Event] = []
+        duplicates: list[str] = []
+        for event in events:
+            if event.event_id in known:
+                duplicates.append(event.event_id)
+            else:
+                known.add(event.event_id)
+                new.append(event)
+        if not new:
+            return BatchResult(duplicates=duplicates)
+
+        tally = Tally(facilities, self._load_counts(conn, {e.facility_id for e in new}))
+        columns: list[list[Any]] = [[] for _ in _EVENT_COLUMNS]
+        flagged: list[Flagged] = []
+        alerts: dict[int, Alert] = {}
+        peaks: dict[str, int] = {}
+        for event in new:
+            counted = tally.apply_event(event)
+            for column, value in zip(
+                columns, (*self._event_values(event), counted.delta, counted.flag), strict=True
+            ):
+                column.append(value)
+            peaks[event.facility_id] = max(
+                peaks.get(event.facility_id, 0), tally.get(event.facility_id)
+            )
+            if counted.flag:
+                flagged.append(
+                    Flagged(event.event_id, event.facility_id, event.door_id, counted.flag)
+                )
+                alert = self._raise(
+                    conn,
+                    event.facility_id,
+                    AlertKind.EXIT_WITHOUT_ENTRY,
+                    f"An exit at door {event.door_id} was counted while nobody was inside",
+                    now,
+                    node_id=event.node_id,
+                    door_id=event.door_id,
+                    event_id=event.event_id,
+                )
+                alerts[alert.id] = alert
+            raised = alert_for(event)
+            if raised:
+                alert = self._raise(
+                    conn,
+                    event.facility_id,
+                    raised[0],
+                    raised[1],
+                    now,
+                    node_id=event.node_id,
+                    door_id=event.door_id,
+                    event_id=event.event_id,
+                )
+                alerts[alert.id] = alert
+        inserted = conn.execute(_INSERT_EVENTS, (now, *columns)).fetchall()
+        if len(inserted) != len(new):
+            # Only an event of another facility's batch can get here first (this facility
+            # is locked): a forged or reused id. Counted without it on the next try.
+            raise _Conflict(f"{len(new) - len(inserted)} events were stored meanwhile")
+        # In this same transaction: an exit and the visit it closes are stored together.
+        self._record_visits(conn, new)
+        self._save_counts(conn, tally, now)
+        self._sample(conn, tally, peaks, now)
+        gaps, gap_alerts, cleared = self._track_nodes(conn, new, now)
+        alerts.update((a.id, a) for a in gap_alerts)
+        return BatchResult(
+            stored=new,
+            duplicates=duplicates,
+            gaps=gaps,
+            flagged=flagged,
+            alerts=list(alerts.values()),
+            cleared=cleared,
+            occupancy={f: tally.occupancy(f, now) for f in sorted(tally.changed_facilities())},
+        )
+
+    @staticmethod
+    def _event_values(event: Event) -> tuple[Any, ...]:
+        return (
+            event.event_id,
+            event.facility_id,
+            event.node_id,
+            event.door_id,
+            event.seq,
+            event.ts,
+            event.kind.value,
+            event.direction,
+            event.subject,
+            event.signal,
+            event.admit,
+            event.reason,
+            event.message,
+            event.detail,
+            event.late,
+        )
+
+    @staticmethod
+    def _known_ids(conn: Conn, ids: Sequence[str]) -> set[str]:
+        rows = conn.execute(
+            "SELECT event_id FROM events WHERE event_id = ANY(%s)", (list(dict.fromkeys(ids)),)
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    @staticmethod
+    def _load_counts(conn: Conn, facility_ids: set[str]) -> dict[tuple[str, str], int]:
+        rows = conn.execute(
+            "SELECT facility_id, zone_id, value FROM occupancy WHERE facility_id = ANY(%s)",
+            (sorted(facility_ids),),
+        ).fetchall()
+        return {(row[0], row[1]): row[2] for row in rows}
+
+    @staticmethod
+    def _save_counts(conn: Conn, tally: Tally, now: datetime) -> None:
+        if tally.changed:
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    _UPSERT_COUNT,
+                    [(f, z, tally.counts[(f, z)], now) for f, z in sorted(tally.changed)],
+                )
+
+    @staticmethod
+    def _sample(conn: Conn, tally: Tally, peaks: Mapping[str, int], now: datetime) -> None:
+        minute = _minute(now)
+        rows = [
+            (f, minute, tally.get(f), max(peaks.get(f, 0), tally.get(f)))
+            for f in sorted(tally.changed_facilities())
+        ]
+        if rows:
+            with conn.cursor() as cursor:
+                cursor.executemany(_SAMPLE, rows)
+
+    def _track_nodes(
+        self, conn: Conn, new: Sequence[Event], now: datetime
+    ) -> tuple[list[Gap], list[Alert], list[Alert]]:
+        """Update each node's last seq and time; find seq gaps, fill old ones.
+
+        The same rules as the SQLite store's, with the batch's nodes read, and their gaps
+        written, a statement for all of them: when several workers share a node's events,
+        each batch finds gaps the others fill, and a round trip per gap would add up.
+        """
+        by_node: dict[tuple[str, str], list[Event]] = {}
+        for event in new:
+            by_node.setdefault((event.facility_id, event.node_id), []).append(event)
+        keys = sorted(by_node)
+        known = {
+            (row[0], row[1]): (row[2], row[3])
+            for row in conn.execute(
+                "SELECT facility_id, node_id, last_seq, last_event_ts FROM nodes "
+                "WHERE (facility_id, node_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+                ([k[0] for k in keys], [k[1] for k in keys]),
+            )
+        }
+        open_gaps = self._open_gaps(
+            conn,
+            [
+                key
+                for key in keys
+                if any(e.seq <= known.get(key, (0, None))[0] for e in by_node[key])
+            ],
+        )
+        alerts: list[Alert] = []
+        new_gaps: list[tuple[str, str, int, int, int]] = []  # facility, node, first, last, alert
+        filled: dict[int, int] = {}  # gap id -> still missing
+        to_clear: set[int] = set()
+        updates: list[tuple[Any, ...]] = []
+        for key in keys:
+            facility_id, node_id = key
+            node_events = by_node[key]
+            last_seq, last_ts = known.get(key, (0, None))
+            seqs = [e.seq for e in node_events]
+            ranges = gap_ranges(last_seq, seqs)
+            if ranges:
+                # One open alert per node, counted once per gap, as ``_raise`` would do a
+                # gap at a time.
+                alert = self._raise(
+                    conn,
+                    facility_id,
+                    AlertKind.SEQ_GAP,
+                    seq_gap_message(node_id, *ranges[-1]),
+                    now,
+                    node_id=node_id,
+                    times=len(ranges),
+                )
+                alerts.append(alert)
+                new_gaps += [
+                    (facility_id, node_id, first, last, alert.id) for first, last in ranges
+                ]
+            reset: list[int] = []
+            late = sorted({s for s in seqs if s <= last_seq})
+            if late:
+                gaps = open_gaps.get(key, [])
+                fill = fill_gaps(gaps, late)
+                filled.update(fill.missing)
+                # A gap found by this batch is open (and shares the node's alert): the alert
+                # ends only when nothing of the node is missing any more.
+                if fill.all_filled and not ranges:
+                    to_clear.update(g.alert_id for g in gaps if g.alert_id is not None)
+                reset = fill.unmatched
+                if reset:
+                    alerts.append(
+                        self._raise(
+                            conn,
+                            facility_id,
+                            AlertKind.SEQ_RESET,
+                            seq_reset_message(node_id, reset[0], last_seq),
+                            now,
+                            node_id=node_id,
+                        )
+                    )
+            newest = max(node_events, key=lambda e: e.seq)
+            event_ts = max(e.ts for e in node_events)
+            if last_ts is not None and last_ts > event_ts:
+                event_ts = last_ts
+            updates.append(
+                (
+                    facility_id,
+                    node_id,
+                    newest.door_id,
+                    now,
+                    event_ts,
+                    followed_seq(last_seq, seqs, reset),
+                )
+            )
+        found = self._add_gaps(conn, new_gaps, now)
+        if filled:
+            conn.execute(
+                "UPDATE gaps SET missing = f.missing, "
+                "filled_at = CASE WHEN f.missing <= 0 THEN %s::timestamptz END "
+                "FROM unnest(%s::bigint[], %s::integer[]) AS f(id, missing) WHERE gaps.id = f.id",
+                (now, list(filled), list(filled.values())),
+            )
+        cleared: list[Alert] = []
+        if to_clear:
+            rows = conn.execute(
+                f"UPDATE alerts SET cleared_at = %s WHERE id = ANY(%s) AND {_OPEN} "  # noqa: S608
+                f"RETURNING {_ALERT_COLUMNS}",
+                (now, sorted(to_clear)),
+            ).fetchall()
+            cleared = sorted((self._alert(row) for row in rows), key=lambda a: a.id)
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO nodes (facility_id, node_id, door_id, last_seen, last_event_ts, "
+                "last_seq) VALUES (%s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (facility_id, node_id) DO UPDATE SET door_id = excluded.door_id, "
+                "last_seen = excluded.last_seen, last_event_ts = excluded.last_event_ts, "
+                "last_seq = excluded.last_seq",
+                updates,
+            )
+        return found, alerts, cleared
+
+    @staticmethod
+    def _open_gaps(
+        conn: Conn, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[OpenGap]]:
+        """The open gaps of these nodes, oldest first."""
+        if not keys:
+            return {}
+        gaps: dict[tuple[str, str], list[OpenGap]] = {}
+        for facility_id, node_id, *gap in conn.execute(
+            "SELECT facility_id, node_id, id, first_seq, last_seq, missing, alert_id FROM gaps "
+            "WHERE (facility_id, node_id) IN (SELECT * FROM unnest(%s::text[], %s::text[])) "
+            "AND filled_at IS NULL ORDER BY id",
+            ([k[0] for k in keys], [k[1] for k in keys]),
+        ):
+            gaps.setdefault((facility_id, node_id), []).append(OpenGap(*gap))
+        return gaps
+
+    @staticmethod
+    def _add_gaps(
+        conn: Conn, new_gaps: Sequence[tuple[str, str, int, int, int]], now: datetime
+    ) -> list[Gap]:
+        """Insert the gaps found, in order; their records."""
+        if not new_gaps:
+            return []
+        columns = list(zip(*new_gaps, strict=True))
+        rows = conn.execute(
+            "INSERT INTO gaps (facility_id, node_id, first_seq, last_seq, missing, detected_at, "
+            "alert_id) SELECT g.facility_id, g.node_id, g.first_seq, g.last_seq, "
+            "g.last_seq - g.first_seq + 1, %s, g.alert_id "
+            "FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[]) "
+            "WITH ORDINALITY AS g(facility_id, node_id, first_seq, last_seq, alert_id, ord) "
+            "ORDER BY g.ord RETURNING id",
+            (now, *(list(c) for c in columns)),
+        ).fetchall()
+        # Ids are drawn in the order inserted; RETURNING's order is not promised.
+        ids = sorted(row[0] for row in rows)
+        return [
+            Gap(
+                id=gap_id,
+                facility_id=facility_id,
+                node_id=node_id,
+                first_seq=first,
+                last_seq=last,
+                missing=last - first + 1,
+                detected_at=now,
+                alert_id=alert_id,
+            )
+            for gap_id, (facility_id, node_id, first, last, alert_id) in zip(
+                ids, new_gaps, strict=True
+            )
+        ]
+
+    def occupancy(self, facility_id: str) -> Occupancy:
+        def read(conn: Conn) -> list[Row]:
+            self._read_settings(conn, facility_id)
+            return conn.execute(
+                "SELECT zone_id, value, updated_at FROM occupancy WHERE facility_id = %s",
+                (facility_id,),
+            ).fetchall()
+
+        rows = self._run("read the occupancy", read, write=False)
+        if facility_id not in self.facilities and not rows:
+            raise NotFound(f"unknown facility {facility_id!r}")
+        return self._occupancy_of(facility_id, rows)
+
+    def _occupancy_of(self, facility_id: str, rows: Sequence[Row]) -> Occupancy:
+        counts = {row[0]: row[1] for row in rows}
+        updated = max((row[2] for row in rows), default=None)
+        return make_occupancy(
+            self.facilities.get(facility_id), facility_id, counts.pop(WHOLE, 0), counts, updated
+        )
+
+    def occupancies(self) -> list[Occupancy]:
+        def read(conn: Conn) -> list[Row]:
+            self._read_settings(conn)
+            return conn.execute(
+                "SELECT facility_id, zone_id, value, updated_at FROM occupancy "
+                'ORDER BY facility_id COLLATE "C"'
+            ).fetchall()
+
+        rows = self._run("read the occupancy", read, write=False)
+        by_facility: dict[str, list[Row]] = {f: [] for f in self.facilities}
+        for row in rows:
+            by_facility.setdefault(row[0], []).append(row[1:])
+        return [self._occupancy_of(f, rows) for f, rows in by_facility.items()]
+
+    def rebuild_occupancy(self) -> dict[str, Occupancy]:
+        now = _ms(utcnow())
+
+        def rebuild(conn: Conn) -> Tally:
+            # Waits for every transaction holding a facility's lock, and keeps new ones out
+            # until the counters are rebuilt.
+            conn.execute("LOCK TABLE facility_locks IN EXCLUSIVE MODE")
+            self._read_settings(conn)
+            adjustments = [
+                MadeAdjustment(*row)
+                for row in conn.execute(
+                    "SELECT facility_id, zone_id, kind, value, after_event FROM adjustments "
+                    "ORDER BY id"
+                )
+            ]
+            # A server-side cursor: the events are read a slice at a time, not all at once.
+            with conn.cursor(name="pintu_rebuild") as cursor:
+                cursor.itersize = 10_000
+                cursor.execute(
+                    "SELECT id, facility_id, door_id, kind, direction, delta, flag FROM events "
+                    "ORDER BY id"
+                )
+                tally, fixes = recount(
+                    self.facilities, (CountedRow(*row) for row in cursor), adjustments
+                )
+            if fixes:
+                logger.warning("rebuild: %d events counted differently now", len(fixes))
+                with conn.cursor() as cursor:
+                    cursor.executemany(
+                        "UPDATE events SET delta = %s, flag = %s WHERE id = %s", fixes
+                    )
+            conn.execute("DELETE FROM occupancy")
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO occupancy (facility_id, zone_id, value, updated_at) "
+                    "VALUES (%s, %s, %s, %s)",
+                    [(f, z, v, now) for (f, z), v in sorted(tally.counts.items())],
+                )
+            return tally
+
+        tally = self._run("rebuild the occupancy", rebuild)
+        facility_ids = sorted({f for f, _ in tally.counts} | set(self.facilities))
+        return {f: tally.occupancy(f, now) for f in facility_ids}
+
+    def events(
+        self,
+        *,
+        facility_id: str | None = None,
+        door_id: str | None = None,
+        node_id: str | None = None,
+        kind: str | None = None,
+        subject: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> EventPage:
+        limit = max(1, min(limit, _MAX_PAGE))
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("facility_id", facility_id),
+            ("door_id", door_id),
+            ("node_id", node_id),
+            ("kind", kind),
+            ("subject", subject),
+        ):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(str(value))
+        if since is not None:
+            where.append("ts >= %s")
+            params.append(since)
+        if until is not None:
+            where.append("ts < %s")
+            params.append(until)
+        if before is not None:
+            where.append("id < %s")
+            params.append(before)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._rows(
+            f"{_SELECT_EVENT} {clause} ORDER BY id DESC LIMIT %s", [*params, limit + 1]
+        )
+        page = [self._stored_event(row) for row in rows[:limit]]
+        return EventPage(page, page[-1].id if len(rows) > limit else None)
+
+    def count_events(self, facility_id: str | None = None, *, since: datetime | None = None) -> int:
+        where: list[str] = []
+        params: list[Any] = []
+        if facility_id is not None:
+            where.append("facility_id = %s")
+            params.append(facility_id)
+        if since is not None:
+            where.append("ts >= %s")
+            params.append(since)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return int(self._rows(f"SELECT COUNT(*) FROM events {clause}", params)[0][0])  # noqa: S608
+
+    def event(self, event_id: str) -> StoredEvent | None:
+        rows = self._rows(f"{_SELECT_EVENT} WHERE event_id = %s", (event_id,))
+        return self._stored_event(rows[0]) if rows else None
+
+    @staticmethod
+    def _stored_event(row: Row) -> StoredEvent:
+        data = {
+            name: value
+            for name, value in zip(_EVENT_NAMES, row[1:16], strict=True)
+            if value is not None
+        }
+        return StoredEvent(
+            id=row[0],
+            event=Event.model_validate(data),
+            received_at=row[16],
+            delta=row[17],
+            flag=row[18],
+        )
+
+    def gaps(self, facility_id: str | None = None, *, open_only: bool = True) -> list[Gap]:
+        where: list[str] = []
+        params: list[Any] = []
+        if facility_id is not None:
+            where.append("facility_id = %s")
+            params.append(facility_id)
+        if open_only:
+            where.append("filled_at IS NULL")
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._rows(
+            "SELECT id, facility_id, node_id, first_seq, last_seq, missing, detected_at, "  # noqa: S608
+            f"filled_at, alert_id FROM gaps {clause} ORDER BY id",
+            params,
+        )
+        return [Gap(*row) for row in rows]
+
+    # --- alerts -----------------------------------------------------------------------
+    def add_alert(
+        self,
+        facility_id: str,
+        kind: str,
+        message: str,
+        *,
+        node_id: str | None = None,
+        door_id: str | None = None,
+        event_id: str | None = None,
+        coalesce: bool = False,
+    ) -> Alert:
+        now = _ms(utcnow())
+
+        def add(conn: Conn) -> Alert:
+            if coalesce:
+                # Two workers raising the same alert count one alert twice, not open two.
+                self._lock(conn, [facility_id])
+            return self._raise(
+                conn,
+                facility_id,
+                kind,
+                message,
+                now,
+                node_id=node_id,
+                door_id=door_id,
+                event_id=event_id,
+                coalesce=coalesce,
+            )
+
+        return self._run("add an alert", add)
+
+    def _raise(
+        self,
+        conn: Conn,
+        facility_id: str,
+        kind: str,
+        message: str,
+        now: datetime,
+        *,
+        node_id: str | None = None,
+        door_id: str | None = None,
+        event_id: str | None = None,
+        coalesce: bool | None = None,
+        times: int = 1,
+    ) -> Alert:
+        """A new alert, or the open one of its kind counted again (see ``COALESCED``);
+        ``times``: it happened that often (only for an alert that coalesces)."""
+        coalesced = coalesce if coalesce is not None else kind in COALESCED
+        if times != 1 and not coalesced:
+            raise ValueError("only a coalesced alert is raised several times at once")
+        if coalesced:
+            # Counted again only while still open: an alert acknowledged meanwhile is
+            # left alone, and the repeat opens a new one.
+            row = conn.execute(
+                "UPDATE alerts SET count = count + %s, last_at = %s, message = %s, "  # noqa: S608
+                "door_id = %s, event_id = %s WHERE id = (SELECT id FROM alerts "
+                "WHERE facility_id = %s AND kind = %s AND COALESCE(node_id, '') = %s "
+                f"AND {_OPEN} ORDER BY id DESC LIMIT 1) AND {_OPEN} "
+                f"RETURNING {_ALERT_COLUMNS}",
+                (times, now, message, door_id, event_id, facility_id, str(kind), node_id or ""),
+            ).fetchone()
+            if row is not None:
+                return self._alert(row)
+        row = conn.execute(
+            "INSERT INTO alerts (facility_id, kind, message, node_id, door_id, event_id, "  # noqa: S608
+            "count, created_at, last_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            f"RETURNING {_ALERT_COLUMNS}",
+            (facility_id, str(kind), message, node_id, door_id, event_id, times, now, now),
+        ).fetchone()
+        assert row is not None  # noqa: S101 - INSERT ... RETURNING gives one row
+        logger.info("alert %s at %s: %s", kind, facility_id, message)
+        return self._alert(row)
+
+    @staticmethod
+    def _alert(row: Row) -> Alert:
+        (id_, facility_id, kind, message, node_id, door_id, event_id, count, created_at,
+         last_at, acked_by, acked_at, cleared_at) = row  # fmt: skip
+        return Alert(
+            id=id_,
+            facility_id=facility_id,
+            kind=kind,
+            message=message,
+            created_at=created_at,
+            last_at=last_at,
+            count=count,
+            node_id=node_id,
+            door_id=door_id,
+            event_id=event_id,
+            acknowledged_by=acked_by,
+            acknowledged_at=acked_at,
+            cleared_at=cleared_at,
+        )
+
+    def alerts(
+        self,
+        facility_id: str | None = None,
+        *,
+        open_only: bool = True,
+        kind: str | None = None,
+        limit: int = 200,
+    ) -> list[Alert]:
+        where: list[str] = []
+        params: list[Any] = []
+        if facility_id is not None:
+            where.append("facility_id = %s")
+            params.append(facility_id)
+        if kind is not None:
+            where.append("kind = %s")
+            params.append(str(kind))
+        if open_only:
+            where.append(_OPEN)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._rows(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts {clause} ORDER BY id DESC LIMIT %s",  # noqa: S608
+            [*params, max(1, min(limit, _MAX_PAGE))],
+        )
+        return [self._alert(row) for row in rows]
+
+    def ack_alert(self, alert_id: int, user: str) -> Alert:
+        now = _ms(utcnow())
+
+        def ack(conn: Conn) -> Alert:
+            row = conn.execute(
+                "UPDATE alerts SET acknowledged_by = %s, acknowledged_at = %s "  # noqa: S608
+                f"WHERE id = %s AND acknowledged_at IS NULL RETURNING {_ALERT_COLUMNS}",
+                (user, now, alert_id),
+            ).fetchone()
+            if row is None:
+                row = conn.execute(
+                    f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = %s",  # noqa: S608
+                    (alert_id,),
+                ).fetchone()
+                if row is None:
+                    raise NotFound(f"no alert {alert_id}")
+                return self._alert(row)  # acknowledged before: by whoever did it first
+            alert = self._alert(row)
+            self._audit(conn, user, "alert.ack", alert.facility_id, str(alert_id), alert.kind)
+            return alert
+
+        return self._run("acknowledge an alert", ack)
+
+    def clear_alerts(self, facility_id: str, kind: str, node_id: str | None = None) -> list[Alert]:
+        now = _ms(utcnow())
+        rows = self._run(
+            "clear alerts",
+            lambda conn: conn.execute(
+                f"UPDATE alerts SET cleared_at = %s WHERE facility_id = %s AND kind = %s "  # noqa: S608
+                f"AND COALESCE(node_id, '') = %s AND {_OPEN} RETURNING {_ALERT_COLUMNS}",
+                (now, facility_id, str(kind), node_id or ""),
+            ).fetchall(),
+        )
+        return sorted((self._alert(row) for row in rows), key=lambda a: a.id)
+
+    # --- nodes ------------------------------------------------------------------------
+    @staticmethod
+    def _node(row: Row) -> NodeView:
+        (facility_id, node_id, door_id, state, problems, trust_age, status_age, direction,
+         status_ts, state_since, last_seen, last_event_ts, last_seq) = row  # fmt: skip
+        return NodeView(
+            facility_id=facility_id,
+            node_id=node_id,
+            door_id=door_id,
+            state=state,
+            problems=list(problems),
+            trust_list_age_s=trust_age,
+            status_list_age_s=status_age,
+            direction=direction,
+            status_ts=status_ts,
+            state_since=state_since,
+            last_seen=last_seen,
+            last_event_ts=last_event_ts,
+            last_seq=last_seq,
+        )
+
+    def upsert_node_status(
+        self,
+        facility_id: str,
+        node_id: str,
+        status: NodeStatus,
+        *,
+        door_id: str | None = None,
+        seen_at: datetime | None = None,
+    ) -> NodeChange:
+        now = _ms(seen_at or utcnow())
+
+        def upsert(conn: Conn) -> NodeChange:
+            # Every worker hears every status: locked, the second one to record it sees
+            # the state the first one wrote, and reports no change.
+            self._lock(conn, [facility_id])
+            row = conn.execute(
+                f"SELECT {_NODE_COLUMNS} FROM nodes WHERE facility_id = %s AND node_id = %s",  # noqa: S608
+                (facility_id, node_id),
+            ).fetchone()
+            previous = self._node(row) if row else None
+            state = status.state.value
+            changed = previous is None or previous.state != state
+            row = conn.execute(
+                "INSERT INTO nodes (facility_id, node_id, door_id, state, problems, "  # noqa: S608
+                "trust_list_age_s, status_list_age_s, direction, status_ts, state_since, "
+                "last_seen) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (facility_id, node_id) DO UPDATE SET "
+                "door_id = COALESCE(excluded.door_id, nodes.door_id), state = excluded.state, "
+                "problems = excluded.problems, trust_list_age_s = excluded.trust_list_age_s, "
+                "status_list_age_s = excluded.status_list_age_s, "
+                "direction = excluded.direction, status_ts = excluded.status_ts, "
+                "state_since = excluded.state_since, last_seen = excluded.last_seen "
+                f"RETURNING {_NODE_COLUMNS}",
+                (
+                    facility_id,
+                    node_id,
+                    door_id,
+                    state,
+                    Jsonb(list(status.problems)),
+                    status.trust_list_age_s,
+                    status.status_list_age_s,
+                    status.direction,
+                    _ms(status.ts) if status.ts and status.ts.tzinfo else None,
+                    now if changed or previous is None else previous.state_since,
+                    now,
+                ),
+            ).fetchone()
+            assert row is not None  # noqa: S101 - INSERT ... RETURNING gives one row
+            return NodeChange(
+                node=self._node(row), previous=previous.state if previous else "unknown"
+            )
+
+        return self._run("record a node's status", upsert)
+
+    def nodes(self, facility_id: str | None = None) -> list[NodeView]:
+        if facility_id is None:
+            rows = self._rows(
+                f"SELECT {_NODE_COLUMNS} FROM nodes "  # noqa: S608
+                'ORDER BY facility_id COLLATE "C", node_id COLLATE "C"'
+            )
+        else:
+            rows = self._rows(
+                f"SELECT {_NODE_COLUMNS} FROM nodes WHERE facility_id = %s "  # noqa: S608
+                'ORDER BY node_id COLLATE "C"',
+                (facility_id,),
+            )
+        return [self._node(row) for row in rows]
+
+    # --- capacity set by staff -------------------------------------------------------
+    def facility_config(self, facility_id: str) -> FacilityConfig | None:
+        if facility_id not in self._configured:
+            return None
+        self._run(
+            "read the capacity settings",
+            lambda conn: self._read_settings(conn, facility_id),
+            write=False,
+        )
+        return self.facilities.get(facility_id)
+
+    def set_capacity(
+        self,
+        facility_id: str,
+        user: str,
+        *,
+        capacity: int | None = None,
+        capacity_percent: float | None = None,
+        nominal_max: int | None = None,
+        soft_threshold_percent: float | None = None,
+    ) -> FacilityConfig:
+        if facility_id not in self._configured:
+            raise NotFound(f"unknown facility {facility_id!r}")
+        now = _ms(utcnow())
+
+        def save(conn: Conn) -> CapacityChange:
+            # Locked, and read afresh: what is left out (the soft threshold, the nominal
+            # maximum) stays as staff last set it through any worker.
+            facility = self._lock(conn, [facility_id])[facility_id]
+            change = capacity_change(
+                facility,
+                user,
+                capacity=capacity,
+                capacity_percent=capacity_percent,
+                nominal_max=nominal_max,
+                soft_threshold_percent=soft_threshold_percent,
+            )
+            conn.execute(
+                "INSERT INTO capacity_settings (facility_id, capacity, capacity_percent, "
+                "nominal_max, soft_threshold_percent, username, updated_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (facility_id) DO UPDATE SET "
+                "capacity = excluded.capacity, capacity_percent = excluded.capacity_percent, "
+                "nominal_max = excluded.nominal_max, "
+                "soft_threshold_percent = excluded.soft_threshold_percent, "
+                "username = excluded.username, updated_at = excluded.updated_at",
+                (
+                    facility_id,
+                    change.capacity,
+                    change.capacity_percent,
+                    change.nominal_max,
+                    change.soft_threshold_percent,
+                    user,
+                    now,
+                ),
+            )
+            self._audit(conn, user, "capacity.set", facility_id, facility_id, change.detail)
+            return change
+
+        change = self._run("set the capacity", save)
+        self._apply_settings(
+            [
+                (
+                    facility_id,
+                    change.capacity,
+                    change.capacity_percent,
+                    change.nominal_max,
+                    change.soft_threshold_percent,
+                )
+            ]
+        )
+        return change.facility
+
+    # --- adjustments and history ------------------------------------------------------
+    def adjust(
+        self,
+        facility_id: str,
+        kind: AdjustmentKind,
+        value: int,
+        user: str,
+        note: str = "",
+        *,
+        zone_id: str | None = None,
+    ) -> Adjustment:
+        value, zone_id = check_adjustment(
+            facility_id, self._configured.get(facility_id), kind, value, user, zone_id
+        )
+        now = _ms(utcnow())
+
+        def make(conn: Conn) -> Adjustment:
+            tally = Tally(self._lock(conn, [facility_id]), self._load_counts(conn, {facility_id}))
+            delta = tally.adjust(facility_id, zone_id, kind, value)
+            # The facility is locked: its events so far have ids up to this, later ones above.
+            after = conn.execute(
+                "SELECT COALESCE(MAX(id), 0) FROM events WHERE facility_id = %s", (facility_id,)
+            ).fetchone()
+            row = conn.execute(
+                "INSERT INTO adjustments (facility_id, zone_id, kind, value, delta, after_event, "
+                "username, note, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "RETURNING id",
+                (
+                    facility_id,
+                    zone_id,
+                    kind,
+                    value,
+                    delta,
+                    after[0] if after else 0,
+                    user,
+                    note,
+                    now,
+                ),
+            ).fetchone()
+            assert row is not None  # noqa: S101 - INSERT ... RETURNING gives one row
+            self._save_counts(conn, tally, now)
+            self._sample(conn, tally, {}, now)
+            target = f"{facility_id}/{zone_id}" if zone_id else facility_id
+            self._audit(
+                conn, user, f"occupancy.{kind}", facility_id, target, f"{value} ({delta:+d}) {note}"
+            )
+            return Adjustment(
+                id=row[0],
+                facility_id=facility_id,
+                zone_id=zone_id,
+                kind=kind,
+                value=value,
+                delta=delta,
+                user=user,
+                note=note,
+                created_at=now,
+                occupancy=tally.occupancy(facility_id, now),
+            )
+
+        return self._run("adjust the occupancy", make)
+
+    def adjustments(self, facility_id: str, *, limit: int = 100) -> list[Adjustment]:
+        rows = self._rows(
+            "SELECT id, facility_id, zone_id, kind, value, delta, username, note, created_at "
+            "FROM adjustments WHERE facility_id = %s ORDER BY id DESC LIMIT %s",
+            (facility_id, max(1, min(limit, _MAX_PAGE))),
+        )
+        return [
+            Adjustment(
+                id=row[0],
+                facility_id=row[1],
+                zone_id=row[2],
+                kind=cast(AdjustmentKind, row[3]),
+                value=row[4],
+                delta=row[5],
+                user=row[6],
+                note=row[7],
+                created_at=row[8],
+            )
+            for row in rows
+        ]
+
+    def history(
+        self, facility_id: str, since: datetime | None = None, until: datetime | None = None
+    ) -> list[HistorySample]:
+        where = ["facility_id = %s"]
+        params: list[Any] = [facility_id]
+        if since is not None:
+            where.append("minute >= %s")
+            params.append(_minute(since))
+        if until is not None:
+            where.append("minute < %s")
+            params.append(until)
+        rows = self._rows(
+            "SELECT facility_id, minute, occupancy, peak FROM occupancy_history "  # noqa: S608
+            f"WHERE {' AND '.join(where)} ORDER BY minute",
+            params,
+        )
+        return [HistorySample(*row) for row in rows]
+
+    # --- accounts and audit -----------------------------------------------------------
+    @staticmethod
+    def _user(row: Row) -> User:
+        id_, username, password_hash, role, created_at, disabled = row
+        return User(
+            id=id_,
+            username=username,
+            password_hash=password_hash,
+            role=cast(Role, role),
+            created_at=created_at,
+            disabled=bool(disabled),
+        )
+
+    def add_user(self, username: str, password_hash: str, role: Role) -> User:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+        if not username or not password_hash:
+            raise ValueError("a user needs a name and a password hash")
+        rows = self._run(
+            "add a user",
+            lambda conn: conn.execute(
+                "INSERT INTO users (username, password_hash, role, created_at) "  # noqa: S608
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (username) DO NOTHING "
+                f"RETURNING {_USER_COLUMNS}",
+                (username, password_hash, role, _ms(utcnow())),
+            ).fetchall(),
+        )
+        if not rows:
+            raise AlreadyExists(f"user {username!r} already exists")
+        return self._user(rows[0])
+
+    def get_user(self, username: str) -> User | None:
+        rows = self._rows(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE username = %s",  # noqa: S608
+            (username,),
+        )
+        return self._user(rows[0]) if rows else None
+
+    def list_users(self) -> list[User]:
+        rows = self._rows(f'SELECT {_USER_COLUMNS} FROM users ORDER BY username COLLATE "C"')  # noqa: S608
+        return [self._user(row) for row in rows]
+
+    def update_user(
+        self,
+        username: str,
+        *,
+        password_hash: str | None = None,
+        role: Role | None = None,
+        disabled: bool | None = None,
+    ) -> User:
+        if role is not None and role not in ROLES:
+            raise ValueError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+        rows = self._run(
+            "update a user",
+            lambda conn: conn.execute(
+                "UPDATE users SET password_hash = COALESCE(%s, password_hash), "  # noqa: S608
+                "role = COALESCE(%s, role), disabled = COALESCE(%s, disabled) "
+                f"WHERE username = %s RETURNING {_USER_COLUMNS}",
+                (password_hash, role, disabled, username),
+            ).fetchall(),
+        )
+        if not rows:
+            raise NotFound(f"no user {username!r}")
+        return self._user(rows[0])
+
+    def delete_user(self, username: str) -> None:
+        deleted = self._run(
+            "delete a user",
+            lambda conn: (
+                conn.execute("DELETE FROM users WHERE username = %s", (username,)).rowcount
+            ),
+        )
+        if deleted == 0:
+            raise NotFound(f"no user {username!r}")
+
+    @staticmethod
+    def _audit(
+        conn: Conn,
+        user: str,
+        action: str,
+        facility_id: str | None,
+        target: str | None,
+        detail: str,
+    ) -> AuditEntry:
+        row = conn.execute(
+            "INSERT INTO audit (ts, username, action, facility_id, target, detail) "  # noqa: S608
+            f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_AUDIT_COLUMNS}",
+            (_ms(utcnow()), user, action, facility_id, target, detail),
+        ).fetchone()
+        assert row is not None  # noqa: S101 - INSERT ... RETURNING gives one row
+        return AuditEntry(*row)
+
+    def audit(
+        self,
+        user: str,
+        action: str,
+        *,
+        facility_id: str | None = None,
+        target: str | None = None,
+        detail: str = "",
+    ) -> AuditEntry:
+        return self._run(
+            "write the audit log",
+            lambda conn: self._audit(conn, user, action, facility_id, target, detail),
+        )
+
+    def audit_log(
+        self,
+        *,
+        facility_id: str | None = None,
+        user: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("facility_id", facility_id), ("username", user), ("id", before)):
+            if value is not None:
+                where.append(f"{column} {'<' if column == 'id' else '='} %s")
+                params.append(value)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._rows(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit {clause} ORDER BY id DESC LIMIT %s",  # noqa: S608
+            [*params, max(1, min(limit, _MAX_PAGE))],
+        )
+        return [AuditEntry(*row) for row in rows]

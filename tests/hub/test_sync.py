@@ -1,0 +1,452 @@
+"""The hub's sync with a real registry (its ASGI app in-process, or served over HTTP): the
+trust list with its ETag, the status feed page by page with a stored cursor, the lists the
+doors get, the desk lookup, and ``POST /api/v1/sync``."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from argon2 import PasswordHasher
+
+import hub.auth
+import hub.sync
+from hub.auth import hash_password
+from hub.config import HubConfig
+from hub.errors import ConfigError, StoreError
+from hub.metrics import HubMetrics
+from hub.registry_client import HttpRegistryClient
+from hub.sqlite_store import SqliteStore
+from hub.sync import ListPublisher, RegistrySync, SyncMetrics, SyncResult
+from hub.web.server import ServiceThread, bind
+from protocol import topics
+from protocol.status import Status
+from protocol.statuslist import StatusList
+from protocol.trust import TrustList
+from provisioning.mosquitto import Mosquitto
+from registry.app import create_app
+from registry.config import parse_config
+from registry.models import FacilityRequestIn
+from registry.server import bind as bind_registry
+from registry.server import run as run_registry
+from registry.server import url_of
+from registry.service import Registry
+
+
+class Recorder(httpx.AsyncBaseTransport):
+    """The registry's app in-process; records each request and its answer's status."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.inner: httpx.AsyncBaseTransport = httpx.ASGITransport(app=create_app(registry))
+        self.seen: list[tuple[str, dict[str, str], int]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        self.seen.append((request.url.path, dict(request.url.params), response.status_code))
+        return response
+
+    def statuses_since(self) -> list[int]:
+        return [int(p["since"]) for path, p, _ in self.seen if path.endswith("/statuses")]
+
+    def trust_answers(self) -> list[int]:
+        return [status for path, _, status in self.seen if path.endswith("/trust")]
+
+
+class World:
+    """A registry with an active facility and people, and a hub store that syncs with it."""
+
+    def __init__(self, tmp_path: Path, people: int = 25) -> None:
+        (tmp_path / "registry").mkdir()
+        self.registry = Registry.open(parse_config("[web]\nport = 0\n", base=tmp_path / "registry"))
+        facility = self.registry.request_facility(
+            FacilityRequestIn(
+                name="Mall A",
+                address="Jl. Sudirman 1",
+                type="mall",
+                capacity=300,
+                pic_name="Dewi",
+                pic_email="pic@mall.example",
+            )
+        )
+        verification = self.registry.verify_facility(facility.id, "operator")
+        self.token = self.registry.activate_facility(
+            facility.id, verification.token, "a long password"
+        ).hub_token
+        self.facility_id = facility.id
+        for i in range(people):
+            self.person(i, Status(i % 4))
+        self.store = SqliteStore(tmp_path / "hub.db")
+        self.transport = Recorder(self.registry)
+        self.published: list[tuple[str, bytes]] = []
+        self.metrics = HubMetrics()
+        self.clients: list[HttpRegistryClient] = []
+
+    @staticmethod
+    def nik(i: int) -> str:
+        return f"3174050101{i:06d}"
+
+    def person(self, i: int, status: Status, doses: int = 2) -> str:
+        person, _ = self.registry.set_person(self.nik(i), f"Person {i}", status, doses, "operator")
+        return person.subject
+
+    def sync(self, page_size: int = 10, refresh_s: float = 3600.0) -> RegistrySync:
+        client = HttpRegistryClient(
+            "http://registry", {self.facility_id: self.token}, transport=self.transport
+        )
+        self.clients.append(client)
+        metrics = SyncMetrics(self.metrics)
+        publisher = ListPublisher(
+            self.store,
+            self.publish,
+            [self.facility_id],
+            refresh_s=refresh_s,
+            metrics=metrics,
+        )
+        return RegistrySync(self.store, client, publisher, metrics=metrics, page_size=page_size)
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool) -> None:
+        assert retain, "the doors' lists are retained: a door that connects later gets them"
+        self.published.append((topic, payload))
+
+    def last(self, topic: str) -> bytes:
+        return [payload for t, payload in self.published if t == topic][-1]
+
+    def status_list(self) -> StatusList:
+        return StatusList.loads(self.last(topics.lists_status(self.facility_id)))
+
+    def trust_list(self) -> TrustList:
+        return TrustList.loads(self.last(topics.lists_trust(self.facility_id)))
+
+    def close(self) -> None:
+        for client in self.clients:
+            asyncio.run(client.aclose())
+        self.store.close()
+        self.registry.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    made = World(tmp_path)
+    yield made
+    made.close()
+
+
+def run(sync: RegistrySync, times: int = 1) -> list[SyncResult]:
+    async def go() -> list[SyncResult]:
+        return [await sync.sync_now() for _ in range(times)]
+
+    return asyncio.run(go())
+
+
+def test_a_fresh_hub_reads_everything_then_only_what_changed(world: World) -> None:
+    first, again = run(world.sync(page_size=10), times=2)
+    assert (first.ok, first.trust, first.statuses, first.pages) == (True, "changed", 25, 3)
+    assert first.cursor == world.registry.store.last_cursor() == 25
+    assert first.published == ["trust", "status"]
+    # The second time: the trust list is not sent again (304), the feed is empty.
+    assert (again.trust, again.statuses, again.pages, again.published) == ("unchanged", 0, 1, [])
+    assert world.transport.trust_answers() == [200, 304]
+    assert world.transport.statuses_since() == [0, 10, 20, 25]
+    # What the doors get: every subject with its status, and the registry's keys.
+    doors = world.status_list()
+    assert len(doors) == 25
+    for i in range(25):
+        entry = doors.lookup(bytes.fromhex(world.registry.subject_of(world.nik(i))))
+        assert entry is not None and entry.status is Status(i % 4)
+    trust = world.trust_list()
+    registry_trust = world.registry.keyring.trust_list()
+    assert set(trust.keys) == set(registry_trust.keys)
+    state = world.store.sync_state()
+    assert state.statuses == 25 and state.statuses_checked_at is not None
+    assert trust.updated_at == int(state.trust.checked_at.timestamp())  # type: ignore[union-attr]
+    assert 'pintu_hub_lists_published_total{list="status"} 1' in world.metrics.render()
+
+
+def test_a_change_goes_out_with_a_newer_list_at_once(world: World) -> None:
+    sync = world.sync()
+    first = run(sync)[0]
+    stamp = world.status_list().updated_at
+    subject = world.person(0, Status.BLACK)  # person 0 was green
+    second = run(sync)[0]
+    assert (first.statuses, second.statuses, second.published) == (25, 1, ["status"])
+    doors = world.status_list()
+    entry = doors.lookup(bytes.fromhex(subject))
+    assert entry is not None and entry.status is Status.BLACK
+    # Newer even within the same second, so a door can refuse an older copy.
+    assert doors.updated_at is not None and stamp is not None and doors.updated_at > stamp
+
+
+def test_unchanged_lists_are_published_again_with_a_fresh_time_when_due(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync = world.sync(refresh_s=3600)
+    run(sync)
+    stamp = world.status_list().updated_at
+    count = len(world.published)
+    assert run(sync)[0].published == []  # a minute later: nothing new to say
+    later = datetime.now(UTC) + timedelta(hours=1)
+    monkeypatch.setattr(hub.sync, "utcnow", lambda: later)
+    result = run(sync)[0]
+    # Nothing changed, but the registry confirmed both lists an hour later: the doors
+    # hear it, so their list ages stay small while the hub is in touch.
+    assert result.published == ["trust", "status"]
+    assert len(world.published) == count + 2
+    assert world.status_list().updated_at == world.trust_list().updated_at == int(later.timestamp())
+    assert stamp is not None and int(later.timestamp()) > stamp
+
+
+def test_a_sync_stopped_half_way_resumes_from_the_last_stored_page(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save = world.store.save_statuses
+    calls = 0
+
+    def fail_on_the_second_page(*args: Any, **kwargs: Any) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise StoreError("the disk is full")
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(world.store, "save_statuses", fail_on_the_second_page)
+    sync = world.sync(page_size=10)
+    broken = run(sync)[0]
+    assert not broken.ok and broken.error is not None and "disk is full" in broken.error
+    state = world.store.sync_state()
+    assert (state.cursor, state.statuses, state.statuses_checked_at) == (10, 10, None)
+    healed = run(sync)[0]
+    assert healed.ok and healed.statuses == 15 and healed.cursor == 25
+    assert world.transport.statuses_since()[-2:] == [10, 20]  # from the stored cursor
+    assert world.store.sync_state().statuses == 25
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        {"changes": [{"subject": "x", "status": "green", "doses": 2, "cursor": 1,
+                      "changed_at": "2026-11-22T08:00:00Z"}], "next": 1, "more": False},
+        {"changes": [{"subject": "a" * 24, "status": "purple", "doses": 2, "cursor": 1,
+                      "changed_at": "2026-11-22T08:00:00Z"}], "next": 1, "more": False},
+        {"changes": [], "next": "1", "more": False},
+        "not a page",
+    ],
+    ids=["bad subject", "bad status", "bad cursor", "not an object"],
+)  # fmt: skip
+def test_junk_from_the_registry_changes_nothing(world: World, junk: Any) -> None:
+    registry = world.transport.inner
+
+    class Junk(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/statuses"):
+                return httpx.Response(200, json=junk)
+            return await registry.handle_async_request(request)
+
+    world.transport.inner = Junk()
+    result = run(world.sync())[0]
+    assert not result.ok and result.error is not None and "feed" in result.error
+    assert world.store.sync_state().cursor == 0 and world.store.sync_state().statuses == 0
+    # The trust list (good) still went out; no status list was made from junk.
+    assert [t for t, _ in world.published] == [topics.lists_trust(world.facility_id)]
+
+
+def test_a_bad_trust_list_never_reaches_the_doors(world: World) -> None:
+    sync = world.sync()
+    run(sync)
+    good = world.store.sync_state().trust
+    registry = world.transport.inner
+    published = len(world.published)
+
+    class ForgedKid(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            response = await registry.handle_async_request(request)
+            if not request.url.path.endswith("/trust"):
+                return response
+            doc = json.loads(world.registry.trust_document().body)
+            doc["keys"][0]["kid"] = "00000000"
+            return httpx.Response(200, json=doc, headers={"ETag": '"forged"'})
+
+    world.transport.inner = ForgedKid()
+    result = run(sync)[0]
+    assert not result.ok and result.trust == "error"
+    assert world.store.sync_state().trust == good
+    assert len(world.published) == published
+
+
+def test_rotation_and_revocation_reach_the_doors_trust_list(world: World) -> None:
+    sync = world.sync()
+    run(sync)
+    old = world.registry.keyring.current().kid
+    rotation = world.registry.rotate_key("operator")
+    result = run(sync)[0]
+    assert result.trust == "changed" and "trust" in result.published
+    trust = world.trust_list()
+    assert trust.keys[old].not_after is not None and not trust.keys[old].revoked
+    assert bytes.fromhex(rotation.new_kid) in trust.keys
+    world.registry.revoke_key(old.hex(), "operator")
+    run(sync)
+    assert world.trust_list().keys[old].revoked
+
+
+def test_the_desk_asks_the_registry(world: World) -> None:
+    subject = world.person(7, Status.GREEN)
+    client = HttpRegistryClient(
+        "http://registry", {world.facility_id: world.token}, transport=world.transport
+    )
+
+    async def ask() -> list[Any]:
+        try:
+            return [
+                await client.lookup(world.nik(7), "  person   7 "),
+                await client.lookup(world.nik(7), "Someone Else"),
+                await client.lookup("1074050101900003", "Bad Province"),
+            ]
+        finally:
+            await client.aclose()
+
+    found, wrong_name, typo = asyncio.run(ask())
+    assert (found.found, found.status, found.subject) == (True, "green", subject)
+    assert (wrong_name.found, wrong_name.status) == (False, None)
+    assert not typo.found and "province" in typo.reason
+
+
+def test_each_facility_needs_its_own_token(tmp_path: Path) -> None:
+    def config(registry: dict[str, Any], facilities: int = 1) -> HubConfig:
+        return HubConfig.model_validate(
+            {
+                "store": {"backend": "sqlite", "path": str(tmp_path / "hub.db")},
+                "registry": {"kind": "http", "url": "https://registry.example", **registry},
+                "facilities": [{"id": f"f{i}", "name": f"F {i}"} for i in range(facilities)],
+            }
+        )
+
+    config({"credentials_file": "token"})
+    config({"credentials": {"f0": "t0", "f1": "t1"}}, facilities=2)
+    for bad, facilities, message in (
+        ({}, 1, "needs the hub token"),
+        ({"credentials_file": "token"}, 2, "speaks for one facility"),
+        ({"credentials": {"f0": "t0"}}, 2, "no token file for facility 'f1'"),
+        ({"credentials": {"f0": "t0", "zz": "t"}}, 1, "unknown facility 'zz'"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            config(bad, facilities)
+    with pytest.raises(ConfigError, match="secret file not found"):
+        HttpRegistryClient.from_config(
+            config({"credentials_file": str(tmp_path / "nope")}).registry
+        )  # type: ignore[arg-type]
+
+
+# --- over HTTP: the admin's sync, and the retained lists on the broker ---------------------
+class RegistryServer:
+    """The registry's API served over HTTP from a thread of its own."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.sock = bind_registry("127.0.0.1", 0)
+        self.url = url_of(self.sock)
+        self.loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, args=(registry,), daemon=True)
+        self._thread.start()
+
+    def _main(self, registry: Registry) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(run_registry(registry, self.sock, self._stop))
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+        self.sock.close()
+        self.loop.close()
+
+
+@pytest.fixture
+def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        hub.auth, "HASHER", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+    )
+
+
+def test_an_admin_syncs_now_and_the_doors_get_retained_lists(
+    world: World,
+    tmp_path: Path,
+    make_config: Callable[..., HubConfig],
+    broker: Mosquitto,
+    clients: Callable[..., Any],
+    cheap_hashes: None,
+) -> None:
+    server = RegistryServer(world.registry)
+    token = tmp_path / "registry-token"
+    token.write_text(world.token + "\n")
+    config = make_config(
+        facility={"id": world.facility_id, "doors": [], "zones": []},
+        registry={
+            "kind": "http",
+            "url": server.url,
+            "credentials_file": str(token),
+            "sync_interval_s": 3600,  # only the admin's sync runs in this test
+        },
+        web={"secret_key_file": str(tmp_path / "secret")},
+    )
+    thread = ServiceThread(config, sock=bind("127.0.0.1", 0)).start()
+    try:
+        thread.hub.store.add_user("admin1", hash_password("admin-pass-1"), "admin")
+        thread.hub.store.add_user("viewer1", hash_password("viewer-pass-1"), "viewer")
+        with httpx.Client(base_url=thread.url, timeout=30) as http:
+            csrf = http.get("/api/v1/session").json()["csrf_token"]
+            r = http.post(
+                "/api/v1/session",
+                json={"username": "admin1", "password": "admin-pass-1"},
+                headers={"X-CSRF-Token": csrf},
+            )
+            csrf = r.json()["csrf_token"]
+            # The scheduled first sync may have run already; this one must succeed.
+            r = http.post("/api/v1/sync", headers={"X-CSRF-Token": csrf})
+            assert r.status_code == 200, r.text
+            assert r.json()["ok"] is True and r.json()["cursor"] == 25
+            world.person(1, Status.BLACK)
+            r = http.post("/api/v1/sync", headers={"X-CSRF-Token": csrf})
+            assert (r.json()["statuses"], r.json()["published"]) == (1, ["status"])
+            state = http.get("/api/v1/sync").json()
+            assert (state["registry"], state["cursor"], state["statuses"]) == (True, 26, 25)
+            assert state["outbox"] == {"pending": 0, "sent": 0, "failed": 0}
+            doc = http.get("/api/v1/openapi.json").json()
+            assert doc["paths"]["/api/v1/sync"]["post"]["x-pintu-role"] == "admin"
+        # A door connecting later still gets both lists: they are retained.
+        door = clients(
+            topics=[topics.lists_trust(world.facility_id), topics.lists_status(world.facility_id)]
+        )
+        status = StatusList.loads(door.last(topics.lists_status(world.facility_id)))
+        entry = status.lookup(bytes.fromhex(world.registry.subject_of(world.nik(1))))
+        assert entry is not None and entry.status is Status.BLACK
+        TrustList.loads(door.last(topics.lists_trust(world.facility_id)))
+        with httpx.Client(base_url=thread.url, timeout=30) as http:
+            csrf = http.get("/api/v1/session").json()["csrf_token"]
+            http.post(
+                "/api/v1/session",
+                json={"username": "viewer1", "password": "viewer-pass-1"},
+                headers={"X-CSRF-Token": csrf},
+            )
+            csrf = http.get("/api/v1/session").json()["csrf_token"]
+            assert http.post("/api/v1/sync", headers={"X-CSRF-Token": csrf}).status_code == 403
+    finally:
+        thread.stop()
+        server.close()
+
+
+def test_the_sync_benchmark_still_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The benchmarks live beside the packages, not in them: importable from the checkout.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
+    bench = importlib.import_module("bench.sync")
+    figures = bench.measure(2_500, 1_000, seed=1)
+    assert (figures.changes, figures.pages) == (2_500, 3)
+    assert figures.sync_s > 0 and figures.read_s > 0 and figures.sql_s > 0
+    assert figures.list_bytes == 16 + 17 * 2_500
+    assert "| **hub: sync into SQLite" in bench.report(figures, "python -m bench.sync")

@@ -1,0 +1,470 @@
+"""A status change at the registry reaches a door's decision, end to end.
+
+A real ``pintu registry serve`` process, a private Mosquitto, the hub (in-process, syncing
+every half second) and a door node (in-process, mock pins, a synthetic camera):
+
+* a green pass is admitted; the registry marks the person black; after the next sync the
+  same pass is refused as black, and the node's list ages show at the hub;
+* the registry goes away: the hub and the doors keep working, the outbox grows, and when
+  the registry is back every visit arrives there once;
+* a rotated key's passes keep working; a revoked key's passes are refused after a sync;
+* junk on the lists topics changes nothing at the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory, MockPin
+from paho.mqtt.enums import CallbackAPIVersion
+
+from controller.config import NodeConfig
+from controller.node import Node
+from firmware.synthetic import PRESETS, SyntheticSource
+from hub.config import HubConfig
+from hub.records import AlertKind
+from hub.service import Hub
+from protocol import topics
+from protocol.events import Event, EventKind, new_event_id
+from protocol.trust import TrustList
+from provisioning.mosquitto import Mosquitto
+from registry.auth import Principal
+from registry.config import parse_config
+from registry.models import DoorIn, FacilityRequestIn
+from registry.service import Registry
+
+ROOT = Path(__file__).resolve().parents[1]
+SYNC_S = 0.5
+OPERATOR, PASSWORD = "dewi", "a long operator password"
+STALE = 2 * 86_400  # the node's trust list at start: two days old
+_nik = itertools.count(1)
+
+
+def wait(condition: Callable[[], Any], timeout_s: float = 15.0, what: str = "") -> Any:
+    """Poll ``condition`` until it is true (and return it), or fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    pause = threading.Event()
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout_s} s: {what or condition}")
+        pause.wait(0.02)
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RegistryProcess:
+    """``pintu registry serve`` in its own process, stopped and started at will."""
+
+    def __init__(self, config_path: Path, port: int) -> None:
+        self.config_path = config_path
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env.pop("NOTIFY_SOCKET", None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pintu", "registry", "serve", "--config", str(self.config_path)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        with httpx.Client(base_url=self.url, timeout=2) as http:
+
+            def answers() -> bool:
+                assert self.process is not None and self.process.poll() is None, "it died"
+                try:
+                    return http.get("/api/v1/health").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait(answers, 20, "the registry to answer")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.communicate()
+        self.process = None
+
+
+class Operator:
+    """The registry's operator, over its HTTP API."""
+
+    def __init__(self, url: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=10)
+        self.token = ""
+
+    def login(self) -> None:
+        r = self.http.post("/api/v1/login", json={"username": OPERATOR, "password": PASSWORD})
+        r.raise_for_status()
+        self.token = r.json()["token"]
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        r = self.http.request(
+            method, f"/api/v1{path}", headers={"Authorization": f"Bearer {self.token}"}, **kwargs
+        )
+        assert r.status_code < 300, r.text
+        return r.json()
+
+    def person(self, status: str, name: str = "Siti Rahayu") -> str:
+        """A new person with ``status``; their NIK."""
+        nik = f"31740501019{next(_nik):05d}"
+        self.call("POST", "/persons", json={"nik": nik, "name": name, "status": status, "doses": 2})
+        return nik
+
+    def set_status(self, nik: str, status: str) -> None:
+        self.call(
+            "POST",
+            "/persons",
+            json={"nik": nik, "name": "Siti Rahayu", "status": status, "doses": 2},
+        )
+
+    def issue(self, nik: str) -> dict[str, Any]:
+        pass_: dict[str, Any] = self.call("POST", "/passes", json={"nik": nik})
+        return pass_
+
+
+class HubThread:
+    """The hub on an event loop of its own."""
+
+    def __init__(self, config: HubConfig) -> None:
+        self.hub = Hub(config)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.call(self.hub.start())
+        assert self.call(self.hub.wait_ready(10))
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def stop(self) -> None:
+        self.call(self.hub.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+class Doors:
+    """Door events sent the way a node sends them, for visits at other doors."""
+
+    def __init__(self, broker: Mosquitto, facility_id: str) -> None:
+        self.facility_id = facility_id
+        self.seq = 0
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def send(self, kind: str, subject: str, at: datetime, door: str) -> Event:
+        self.seq += 1
+        event = Event(
+            event_id=new_event_id(),
+            node_id="side-1",
+            facility_id=self.facility_id,
+            door_id=door,
+            seq=self.seq,
+            ts=at,
+            kind=EventKind(kind),
+            subject=subject,
+            admit=True,
+        )
+        info = self.client.publish(topics.node_events(self.facility_id, "side-1"), event.dumps(), 1)
+        info.wait_for_publish(5)
+        return event
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@dataclass
+class Facility:
+    registry: RegistryProcess
+    operator: Operator
+    facility_id: str
+    hub: HubThread
+    node: Node
+    source: SyntheticSource
+    doors: Doors
+
+    def events(self, kind: EventKind) -> list[Event]:
+        page = self.hub.hub.store.events(facility_id=self.facility_id, kind=kind.value, limit=1000)
+        return [e.event for e in page.events]
+
+    def show(self, text: str) -> None:
+        """Hold a pass up to the camera long enough for one decision, then take it away."""
+        scanner = self.node.scanner
+        assert scanner is not None
+        wait(lambda: self.source.pending == 0, what="the camera to be free")
+        seen = scanner.stats.frames
+        # Past the scan cooldown, so the same pass again is a new decision.
+        wait(lambda: scanner.stats.frames > seen + 8, what="idle frames")
+        self.source.show(text, 5)
+
+
+@pytest.fixture(scope="module")
+def facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facility]:
+    tmp = tmp_path_factory.mktemp("facility")
+    port = free_port()
+    (tmp / "registry").mkdir()
+    config_path = tmp / "registry" / "registry.toml"
+    config_path.write_text(f'[web]\nhost = "127.0.0.1"\nport = {port}\n', encoding="utf-8")
+    # The registry's set-up: an operator, an active facility with its doors and hub token.
+    registry = Registry.open(
+        parse_config(config_path.read_text(), str(config_path), tmp / "registry")
+    )
+    try:
+        registry.add_operator(OPERATOR, PASSWORD)
+        request = FacilityRequestIn(
+            name="Mall Kelapa",
+            address="Jl. Boulevard Raya 1",
+            type="mall",
+            capacity=300,
+            pic_name="Dewi Lestari",
+            pic_email="pic@mall.example",
+        )
+        created = registry.request_facility(request)
+        token = registry.verify_facility(created.id, OPERATOR).token
+        hub_token = registry.activate_facility(created.id, token, PASSWORD).hub_token
+        for door_id, direction in (("main-in", "entrance"), ("main-out", "exit")):
+            door = DoorIn(door_id=door_id, name=door_id, direction=direction)
+            registry.add_door(Principal("operator", OPERATOR), created.id, door)
+    finally:
+        registry.close()
+    process = RegistryProcess(config_path, port)
+    broker = Mosquitto(tmp / "broker")
+    broker.start()
+    previous = Device.pin_factory
+    Device.pin_factory = MockFactory(pin_class=MockPin)
+    node, source = start_node(tmp / "node", broker, created.id)
+    (tmp / "hub-token").write_text(hub_token + "\n", encoding="utf-8")
+    hub = HubThread(
+        HubConfig.model_validate(
+            {
+                "mqtt": {"host": broker.host, "port": broker.port, "client_id": "hub-e2e"},
+                "store": {"backend": "sqlite", "path": str(tmp / "hub.db")},
+                "registry": {
+                    "kind": "http",
+                    "url": process.url,
+                    "credentials_file": str(tmp / "hub-token"),
+                    "sync_interval_s": SYNC_S,
+                    "push_interval_s": 0.2,
+                    "retry_max_s": 0.5,
+                },
+                "facilities": [{"id": created.id, "name": "Mall Kelapa"}],
+                "node_offline_after_s": 600,
+            }
+        )
+    )
+    # The registry is not up yet: the hub keeps trying, and the node's two-day-old trust
+    # list shows on the dashboard as stale.
+    wait(
+        lambda: hub.hub.store.alerts(created.id, kind=AlertKind.STALE_LISTS),
+        what="the stale-lists alert",
+    )
+    process.start()
+    operator = Operator(process.url)
+    operator.login()
+    doors = Doors(broker, created.id)
+    try:
+        yield Facility(process, operator, created.id, hub, node, source, doors)
+    finally:
+        doors.close()
+        node.stop()
+        Device.pin_factory.reset()
+        Device.pin_factory = previous
+        hub.stop()
+        operator.http.close()
+        process.stop()
+        broker.stop()
+
+
+def start_node(
+    state_dir: Path, broker: Mosquitto, facility_id: str
+) -> tuple[Node, SyntheticSource]:
+    state_dir.mkdir()
+    TrustList(updated_at=int(time.time()) - STALE).save(state_dir / "trust.json")
+    node_config = NodeConfig.model_validate(
+        {
+            "node_id": "main-in-1",
+            "facility_id": facility_id,
+            "door_id": "main-in",
+            "direction": "entry",
+            "state_dir": str(state_dir),
+            "source": {"kind": "synthetic", "preset": "easy", "fps": 30},
+            "pins": {
+                "pin_factory": "mock",
+                "leds": {"kind": "three", "red": 17, "yellow": 27, "green": 22},
+                "buzzer": {"pin": 18},
+                "relay": {"pin": 5, "active_high": True, "pulse_ms": 150, "wiring": "fail_secure"},
+            },
+            "gate": {"passage": "assume", "signal_s": 0.1},
+            "scan": {"cooldown_s": 0.2},
+            "policy": {"anti_passback_s": 0},
+            "mqtt": {
+                "host": broker.host,
+                "port": broker.port,
+                "reconnect_min_s": 0.05,
+                "reconnect_max_s": 0.5,
+                "ack_timeout_s": 2.0,
+            },
+        }
+    )
+    source = SyntheticSource(PRESETS["easy"], seed=3, fps=30)
+    node = Node(node_config, source=source)
+    node.start()
+    return node, source
+
+
+def test_a_black_status_reaches_the_door_within_a_sync(facility: Facility) -> None:
+    node, hub = facility.node, facility.hub.hub
+    nik = facility.operator.person("green")
+    issued = facility.operator.issue(nik)
+    subject = issued["subject"]
+    # The registry is up: the hub's lists arrive, and the node tells the hub they are fresh.
+    wait(lambda: bytes.fromhex(issued["kid"]) in node.policy.trust.keys, what="the trust list")
+    wait(lambda: node.policy.statuses.lookup(bytes.fromhex(subject)), what="the person's status")
+
+    # The node reports each list as it applies it: wait for the report that has both.
+    def fresh() -> bool:
+        [seen] = [n for n in hub.store.nodes(facility.facility_id) if n.node_id == "main-in-1"]
+        ages = (seen.trust_list_age_s, seen.status_list_age_s)
+        return all(age is not None and age < 60 for age in ages)
+
+    wait(fresh, what="the node to report both lists fresh")
+    wait(
+        lambda: not hub.store.alerts(facility.facility_id, kind=AlertKind.STALE_LISTS),
+        what="the stale-lists alert to clear",
+    )
+
+    facility.show(issued["text"])
+    entry = wait(
+        lambda: [e for e in facility.events(EventKind.ENTRY) if e.subject == subject],
+        what="the entry at the hub",
+    )[0]
+    assert (entry.signal, entry.admit) == ("green", True)
+
+    facility.operator.set_status(nik, "black")
+    changed = time.monotonic()
+    wait(
+        lambda: (
+            (found := node.policy.statuses.lookup(bytes.fromhex(subject)))
+            and found.status.label == "black"
+        ),
+        what="the black status at the node",
+    )
+    latency = time.monotonic() - changed
+    # Within one sync interval, plus the time to read, build and deliver the list.
+    assert latency < SYNC_S + 2.0, latency
+    facility.show(issued["text"])
+    denied = wait(
+        lambda: [e for e in facility.events(EventKind.DENIED) if e.subject == subject],
+        what="the refusal at the hub",
+    )[0]
+    assert (denied.reason, denied.signal, denied.admit) == ("status_black", "black", False)
+
+
+def test_the_outbox_rides_out_a_registry_outage(facility: Facility) -> None:
+    hub = facility.hub.hub
+    store = hub.store
+    registry = hub.registry
+    assert registry is not None
+    subjects = [f"{i:024x}" for i in range(0xE0, 0xE4)]
+    now = datetime.now(UTC)
+    facility.registry.stop()
+    try:
+        for subject in subjects:
+            facility.doors.send("entry", subject, now - timedelta(minutes=30), "main-in")
+            facility.doors.send("exit", subject, now - timedelta(minutes=1), "main-out")
+        # The hub stores the events and records the visits; nobody takes them.
+        wait(
+            lambda: len(_ours(store.pending_visits(facility.facility_id), subjects)) == 4,
+            what="four visits in the outbox",
+        )
+        failed = wait(
+            lambda: registry.sync.last is not None and not registry.sync.last.ok,
+            what="a failed sync",
+        )
+        assert failed and hub.healthy
+        # The doors keep deciding with the lists they have.
+        assert len(facility.node.policy.trust.keys) >= 1
+    finally:
+        facility.registry.start()
+    wait(
+        lambda: not _ours(store.pending_visits(facility.facility_id), subjects),
+        what="the outbox to empty",
+    )
+    assert store.outbox_counts().get("failed") == 0
+    for subject in subjects:
+        trace = facility.operator.call("GET", "/tracing", params={"subject": subject})
+        [at] = trace["facilities"]
+        assert at["facility_id"] == facility.facility_id
+        assert [v["door_id"] for v in at["visits"]] == ["main-in"]  # once, not twice
+
+
+def _ours(visits: list[Any], subjects: list[str]) -> list[Any]:
+    return [v for v in visits if v.subject in subjects]
+
+
+def test_rotation_keeps_old_passes_and_revocation_refuses_them(facility: Facility) -> None:
+    node = facility.node
+    operator = facility.operator
+    nik = operator.person("green", name="Budi Santoso")
+    old = operator.issue(nik)
+    rotation = operator.call("POST", "/keys/rotate")
+    new_kid = bytes.fromhex(rotation["kid"])
+    wait(lambda: new_kid in node.policy.trust.keys, what="the rotated trust list")
+    new = operator.issue(nik)
+    assert new["kid"] == rotation["kid"] != old["kid"]
+    now = time.time()
+    assert node.policy.decide(old["text"], "entry", now).admit  # signed before the rotation
+    assert node.policy.decide(new["text"], "entry", now).admit
+    operator.call("POST", f"/keys/{old['kid']}/revoke")
+    old_kid = bytes.fromhex(old["kid"])
+    wait(lambda: node.policy.trust.keys[old_kid].revoked, what="the revocation at the node")
+    refused = node.policy.decide(old["text"], "entry", time.time())
+    assert (refused.admit, refused.reason) == (False, "key_revoked")
+    assert node.policy.decide(new["text"], "entry", time.time()).admit
+
+
+def test_junk_on_the_lists_topics_changes_nothing(facility: Facility) -> None:
+    node = facility.node
+    assert node.lists is not None
+    before = (dict(node.policy.trust.keys), node.policy.statuses.dumps())
+    ignored = node.lists.stats.ignored
+    for topic, junk in (
+        (topics.lists_trust(facility.facility_id), b'{"format": "pintu-trust", "v": 1}'),
+        (topics.lists_status(facility.facility_id), b"PSL1\xff\xff\xff\xff"),
+    ):
+        facility.doors.client.publish(topic, junk, qos=1).wait_for_publish(5)
+    wait(
+        lambda: node.lists is not None and node.lists.stats.ignored >= ignored + 2,
+        what="the junk to be looked at and ignored",
+    )
+    assert (dict(node.policy.trust.keys), node.policy.statuses.dumps()) == before
