@@ -46,7 +46,7 @@ from protocol.status import Status
 from protocol.statuslist import StatusList
 from protocol.trust import format_time
 from registry.auth import Principal
-from registry.config import RegistryConfig, parse_config
+from registry.config import RegistryConfig, SqliteStoreConfig, parse_config
 from registry.models import DoorIn, FacilityRequestIn
 from registry.records import PersonRow
 from registry.service import Registry
@@ -153,6 +153,13 @@ def make_config(directory: Path, port: int) -> tuple[RegistryConfig, Path]:
     return parse_config(path.read_text(), str(path), directory), path
 
 
+def db_path(config: RegistryConfig) -> Path:
+    """The SQLite file of a benchmark's registry (make_config always gives one)."""
+    if not isinstance(config.store, SqliteStoreConfig):
+        raise TypeError("the benchmark's registry keeps its data in SQLite")
+    return config.store.path
+
+
 def credentials(registry: Registry) -> str:
     """An operator account (the feed and tracing both accept operators); returns the name."""
     registry.add_operator("bench", PASSWORD)
@@ -232,7 +239,7 @@ def measure_sync(changes: int, page_size: int, seed: int) -> Sync:
             server.stop()
         if total != changes:
             raise RuntimeError(f"the feed gave {total} changes, expected {changes}")
-        sql_s = read_feed_sql(config.store.path, changes)
+        sql_s = read_feed_sql(db_path(config), changes)
     return Sync(changes, load_s, pages, page_size, http_s, received, sql_s)
 
 
@@ -306,9 +313,9 @@ def measure_tracing(
             token, facility_id = hub_token(registry)
         finally:
             registry.close()
-        load_s = bulk_load_visits(config.store.path, visits, facilities, pool, now, seed)
+        load_s = bulk_load_visits(db_path(config), visits, facilities, pool, now, seed)
         # Subjects with several visits: the case a tracer cares about.
-        db = sqlite3.connect(config.store.path)
+        db = sqlite3.connect(db_path(config))
         try:
             chosen = []
             for subject in rng.sample(pool, min(len(pool), 50 * traced)):
