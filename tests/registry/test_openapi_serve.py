@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pytest
 from click.testing import CliRunner
 from starlette.routing import Route
 
@@ -36,6 +37,7 @@ def refs(node: Any) -> list[str]:
     return []
 
 
+@pytest.mark.parametrize("store_kind", ["sqlite"])  # the routes, not the store
 def test_document_describes_exactly_the_routes(client: TestClient, registry: Registry) -> None:
     r = client.get("/api/v1/openapi.json")
     assert r.status_code == 200
