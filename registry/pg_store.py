@@ -176,6 +176,13 @@ _INSERT_VISITS = (
     "AS v(f, i, s, d, a, b) ORDER BY v.i "
     "ON CONFLICT (facility_id, visit_id) DO NOTHING RETURNING visit_id"
 )
+# A batch's persons are read and updated by joining an unnest() of their subjects: with a
+# million persons the planner looks each one up in the primary key, where
+# ``subject = ANY(...)`` of a few thousand would scan the whole table.
+_SELECT_PERSONS = (
+    "SELECT p.subject, p.name, p.status, p.doses, p.changed_at, p.created_at "
+    "FROM unnest(%s::text[]) AS s(subject) JOIN persons AS p ON p.subject = s.subject"
+)
 _UPDATE_PERSONS = (
     "UPDATE persons AS p SET name = u.name, status = u.status, doses = u.doses, "
     "changed_at = u.changed_at, created_at = u.created_at "
@@ -388,8 +395,7 @@ class PgStore:
         state: dict[str, tuple[str, Status, int, int, int]] = {}
         subjects = sorted({row.subject for row in rows})
         for subject, name, status, doses, changed_at, created_at in conn.execute(
-            f"SELECT {_PERSON_COLUMNS} FROM persons WHERE subject = ANY(%s)",  # noqa: S608
-            (subjects,),
+            _SELECT_PERSONS, (subjects,)
         ):
             state[subject] = (name, Status.parse(status), doses, changed_at, created_at)
         existed = set(state)
