@@ -782,23 +782,18 @@ class PgStore:
     def overlapping(
         self, facility_id: str, start: int, end: int, exclude_subject: str
     ) -> list[Visit]:
-        def work(conn: Conn) -> list[Visit]:
-            row = conn.execute(
-                "SELECT max_length FROM visit_bounds WHERE facility_id = %s", (facility_id,)
-            ).fetchone()
-            if row is None:
-                return []
-            # No visit there lasted longer than max_length, so one that began before
-            # start - max_length ended before start: the index range stays short.
-            rows = conn.execute(
-                f"SELECT {_VISIT_COLUMNS} FROM visits "  # noqa: S608 - constant
-                "WHERE facility_id = %s AND check_in >= %s AND check_in < %s "
-                "AND check_out > %s AND subject <> %s ORDER BY check_in, visit_id",
-                (facility_id, start - int(row[0]), end, start, exclude_subject),
-            )
-            return [_visit(r) for r in rows]
-
-        return self._run("read the store", work, write=False)
+        # No visit there lasted longer than max_length, so one that began before
+        # start - max_length ended before start: the index range stays short. The bound is
+        # read in the same statement (one round trip); without one, nothing was stored.
+        rows = self._all(
+            f"SELECT {_VISIT_COLUMNS} FROM visits "  # noqa: S608 - constant
+            "WHERE facility_id = %s AND check_in >= %s - "
+            "(SELECT max_length FROM visit_bounds WHERE facility_id = %s) "
+            "AND check_in < %s AND check_out > %s AND subject <> %s "
+            "ORDER BY check_in, visit_id",
+            (facility_id, start, facility_id, end, start, exclude_subject),
+        )
+        return [_visit(r) for r in rows]
 
     def purge_visits(self, before: int) -> int:
         return self._run(
