@@ -3,6 +3,7 @@
     python -m bench.registry                 # print the tables
     python -m bench.registry --write         # ... and put them into docs/benchmarks.md
     python -m bench.registry --changes 100000 --visits 100000 --subjects 100000   # quicker
+    python -m bench.registry --pg-dsn "host=127.0.0.1 dbname=test user=postgres"  # and PostgreSQL
 
 (a) **Status sync.** A registry store gets 1,000,000 status changes (one per person, through
     the same batched path as a CSV import), then ``pintu registry serve`` runs in its own
@@ -12,7 +13,9 @@
 (b) **Tracing.** 1,000,000 visits over 21 days at 5,000 facilities, bulk-loaded with plain
     SQL; a hub then pushes more through ``POST /api/v1/visits`` (the intake rate), and the
     tracing query runs for subjects with several visits, timed through the HTTP API and in
-    the registry itself, median of several subjects.
+    the registry itself, median of several subjects. With ``--pg-dsn``, the same visits are
+    also loaded (with ``COPY``) into a PostgreSQL store in a schema of their own, and the
+    same subjects traced there, in the registry and over HTTP, beside SQLite's figures.
 (c) **The node's status list.** A ``protocol.statuslist.StatusList`` of 1,000,000 subjects:
     its bytes per subject, and the time of single lookups (median and p99 of 100,000)
     beside the same lookups in a Python dict built from the same entries.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import os
 import platform
@@ -35,18 +39,23 @@ import sys
 import tempfile
 import time
 import tracemalloc
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from protocol.status import Status
 from protocol.statuslist import StatusList
 from protocol.trust import format_time
 from registry.auth import Principal
-from registry.config import RegistryConfig, parse_config
+from registry.config import RegistryConfig, SqliteStoreConfig, parse_config
 from registry.models import DoorIn, FacilityRequestIn
 from registry.records import PersonRow
 from registry.service import Registry
@@ -85,6 +94,18 @@ class Tracing:
     traced: int
     visits_per_trace: float
     contacts_per_trace: float
+    service_ms: list[float]
+    http_ms: list[float]
+
+
+@dataclass(frozen=True)
+class PgTracing:
+    """The same visits and subjects as ``Tracing``'s, traced on PostgreSQL."""
+
+    visits: int
+    server: str
+    load_s: float
+    traced: int
     service_ms: list[float]
     http_ms: list[float]
 
@@ -147,10 +168,18 @@ class Server:
                 self.process.communicate()
 
 
-def make_config(directory: Path, port: int) -> tuple[RegistryConfig, Path]:
+def make_config(directory: Path, port: int, store: str = "") -> tuple[RegistryConfig, Path]:
+    """A registry's configuration file; ``store`` is its ``[store]`` section (SQLite if "")."""
     path = directory / "registry.toml"
-    path.write_text(f'[web]\nhost = "127.0.0.1"\nport = {port}\n', encoding="utf-8")
+    path.write_text(f'[web]\nhost = "127.0.0.1"\nport = {port}\n{store}', encoding="utf-8")
     return parse_config(path.read_text(), str(path), directory), path
+
+
+def db_path(config: RegistryConfig) -> Path:
+    """The SQLite file of a benchmark's registry (make_config always gives one)."""
+    if not isinstance(config.store, SqliteStoreConfig):
+        raise TypeError("the benchmark's registry keeps its data in SQLite")
+    return config.store.path
 
 
 def credentials(registry: Registry) -> str:
@@ -232,7 +261,7 @@ def measure_sync(changes: int, page_size: int, seed: int) -> Sync:
             server.stop()
         if total != changes:
             raise RuntimeError(f"the feed gave {total} changes, expected {changes}")
-        sql_s = read_feed_sql(config.store.path, changes)
+        sql_s = read_feed_sql(db_path(config), changes)
     return Sync(changes, load_s, pages, page_size, http_s, received, sql_s)
 
 
@@ -253,10 +282,10 @@ def read_feed_sql(path: Path, changes: int) -> float:
     return sql_s
 
 
-def bulk_load_visits(
-    path: Path, visits: int, facilities: int, pool: list[str], now: int, seed: int
-) -> float:
-    """Fill the visits table with plain SQL in one transaction; seconds taken."""
+def visit_rows(
+    visits: int, facilities: int, pool: list[str], now: int, seed: int
+) -> tuple[list[tuple[str, str, str, str, int, int, int]], dict[str, int]]:
+    """The stored visits, in index order, and the longest visit per facility."""
     rng = random.Random(seed)
     window = 21 * DAY
     rows = []
@@ -271,6 +300,14 @@ def bulk_load_visits(
         longest[facility_id] = max(longest.get(facility_id, 0), length)
     # In index order, so that the primary key and the facility index grow at their end.
     rows.sort(key=lambda r: (r[0], r[4]))
+    return rows, longest
+
+
+def bulk_load_visits(
+    path: Path, visits: int, facilities: int, pool: list[str], now: int, seed: int
+) -> float:
+    """Fill the visits table with plain SQL in one transaction; seconds taken."""
+    rows, longest = visit_rows(visits, facilities, pool, now, seed)
     db = sqlite3.connect(path, isolation_level=None)
     try:
         db.execute("PRAGMA cache_size = -262144")  # 256 MiB: a one-off load, not the service
@@ -291,6 +328,76 @@ def bulk_load_visits(
         db.close()
 
 
+def bulk_load_visits_pg(
+    dsn: str, visits: int, facilities: int, pool: list[str], now: int, seed: int
+) -> float:
+    """The same visits into a PostgreSQL store with COPY, in one transaction, then ANALYZE
+    (as autovacuum would soon do); seconds taken."""
+    rows, longest = visit_rows(visits, facilities, pool, now, seed)
+    with psycopg.connect(dsn) as conn:
+        started = time.perf_counter()
+        with conn.cursor() as cur:
+            columns = "facility_id, visit_id, subject, door_id, check_in, check_out, received_at"
+            with cur.copy(f"COPY visits ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            with cur.copy("COPY visit_bounds (facility_id, max_length) FROM STDIN") as copy:
+                for item in sorted(longest.items()):
+                    copy.write_row(item)
+        conn.commit()
+        conn.execute("ANALYZE visits")
+        conn.commit()
+        return time.perf_counter() - started
+
+
+def traced_subjects(
+    rng: random.Random, pool: list[str], traced: int, visits_of: Callable[[str], int]
+) -> list[str]:
+    """Subjects with several visits (the case a tracer cares about), drawn from ``pool``;
+    ``visits_of(subject)`` counts a subject's stored visits."""
+    chosen = []
+    for subject in rng.sample(pool, min(len(pool), 50 * traced)):
+        if visits_of(subject) >= 5:
+            chosen.append(subject)
+        if len(chosen) == traced:
+            break
+    return chosen
+
+
+def time_traces(
+    config: RegistryConfig, config_path: Path, port: int, chosen: list[str], operator: str
+) -> tuple[list[float], list[float], int, int, int]:
+    """Trace each subject over HTTP, then in the registry itself: the milliseconds of each,
+    the visits stored, and the visits and contacts found."""
+    server = Server(config_path, port)
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            headers = login(http, operator)
+            http.get("/api/v1/tracing", params={"subject": chosen[0]}, headers=headers)
+            http_ms = []
+            for subject in chosen:
+                started = time.perf_counter()
+                r = http.get("/api/v1/tracing", params={"subject": subject}, headers=headers)
+                r.raise_for_status()
+                r.json()
+                http_ms.append((time.perf_counter() - started) * 1000)
+    finally:
+        server.stop()
+    registry = Registry.open(config)
+    try:
+        stored = registry.store.count_visits()
+        service_ms, found_visits, found_contacts = [], 0, 0
+        for subject in chosen:
+            started = time.perf_counter()
+            result = registry.trace(subject)
+            service_ms.append((time.perf_counter() - started) * 1000)
+            found_visits += sum(len(f.visits) for f in result.facilities)
+            found_contacts += len(result.contacts)
+    finally:
+        registry.close()
+    return service_ms, http_ms, stored, found_visits, found_contacts
+
+
 def measure_tracing(
     visits: int, facilities: int, subjects: int, traced: int, intake: int, seed: int
 ) -> Tracing:
@@ -306,17 +413,17 @@ def measure_tracing(
             token, facility_id = hub_token(registry)
         finally:
             registry.close()
-        load_s = bulk_load_visits(config.store.path, visits, facilities, pool, now, seed)
-        # Subjects with several visits: the case a tracer cares about.
-        db = sqlite3.connect(config.store.path)
+        load_s = bulk_load_visits(db_path(config), visits, facilities, pool, now, seed)
+        db = sqlite3.connect(db_path(config))
         try:
-            chosen = []
-            for subject in rng.sample(pool, min(len(pool), 50 * traced)):
-                row = db.execute("SELECT COUNT(*) FROM visits WHERE subject = ?", (subject,))
-                if row.fetchone()[0] >= 5:
-                    chosen.append(subject)
-                if len(chosen) == traced:
-                    break
+            chosen = traced_subjects(
+                rng,
+                pool,
+                traced,
+                lambda subject: db.execute(
+                    "SELECT COUNT(*) FROM visits WHERE subject = ?", (subject,)
+                ).fetchone()[0],
+            )
         finally:
             db.close()
         server = Server(config_path, port)
@@ -345,29 +452,11 @@ def measure_tracing(
                     r = http.post("/api/v1/visits", json=batch, headers=hub)
                     r.raise_for_status()
                 intake_s = time.perf_counter() - started
-                headers = login(http, operator)
-                http.get("/api/v1/tracing", params={"subject": chosen[0]}, headers=headers)
-                http_ms = []
-                for subject in chosen:
-                    started = time.perf_counter()
-                    r = http.get("/api/v1/tracing", params={"subject": subject}, headers=headers)
-                    r.raise_for_status()
-                    r.json()
-                    http_ms.append((time.perf_counter() - started) * 1000)
         finally:
             server.stop()
-        registry = Registry.open(config)
-        try:
-            stored = registry.store.count_visits()
-            service_ms, found_visits, found_contacts = [], 0, 0
-            for subject in chosen:
-                started = time.perf_counter()
-                result = registry.trace(subject)
-                service_ms.append((time.perf_counter() - started) * 1000)
-                found_visits += sum(len(f.visits) for f in result.facilities)
-                found_contacts += len(result.contacts)
-        finally:
-            registry.close()
+        service_ms, http_ms, stored, found_visits, found_contacts = time_traces(
+            config, config_path, port, chosen, operator
+        )
     n = max(1, len(chosen))
     return Tracing(
         stored,
@@ -382,6 +471,50 @@ def measure_tracing(
         service_ms,
         http_ms,
     )
+
+
+def measure_tracing_pg(
+    server_dsn: str, visits: int, facilities: int, subjects: int, traced: int, seed: int
+) -> PgTracing:
+    """``measure_tracing``'s visits and subjects (the same seed draws the same ones), on a
+    PostgreSQL store in a fresh schema of ``server_dsn``'s database, dropped afterwards.
+    Without the HTTP intake: that is not what is compared."""
+    rng = random.Random(seed)
+    now = int(time.time())
+    pool = [rng.randbytes(12).hex() for _ in range(subjects)]
+    schema = f"pintu_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        version = admin.execute("SHOW server_version").fetchone()
+        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    dsn = make_conninfo(server_dsn, options=f"-c search_path={schema}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="pintu-bench-registry-") as tmp:
+            port = free_port()
+            store = f'[store]\nkind = "postgresql"\ndsn = {json.dumps(dsn)}\n'
+            config, config_path = make_config(Path(tmp), port, store)
+            registry = Registry.open(config)
+            try:
+                operator = credentials(registry)
+            finally:
+                registry.close()
+            load_s = bulk_load_visits_pg(dsn, visits, facilities, pool, now, seed)
+            with psycopg.connect(dsn) as conn:
+
+                def count(subject: str) -> int:
+                    row = conn.execute(
+                        "SELECT COUNT(*) FROM visits WHERE subject = %s", (subject,)
+                    ).fetchone()
+                    return int(row[0]) if row else 0
+
+                chosen = traced_subjects(rng, pool, traced, count)
+            service_ms, http_ms, stored, _, _ = time_traces(
+                config, config_path, port, chosen, operator
+            )
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    server = f"PostgreSQL {version[0].split()[0] if version else '?'}"
+    return PgTracing(stored, server, load_s, len(chosen), service_ms, http_ms)
 
 
 def measure_lists(subjects: int, lookups: int, seed: int) -> Lists:
@@ -439,12 +572,36 @@ def verdict(ok: bool) -> str:
     return "within the target" if ok else "OVER the target"
 
 
-def report(sync: Sync, tracing: Tracing, lists: Lists, command: str) -> str:
+def pg_lines(tracing: Tracing, pg: PgTracing | None) -> list[str]:
+    """The tracing table's PostgreSQL rows, and what they mean beside SQLite's."""
+    if pg is None:
+        return []
+    sqlite_med = statistics.median(tracing.service_ms)
+    pg_med = statistics.median(pg.service_ms)
+    return [
+        f"| `Registry.trace` on {pg.server} (in the registry) | {pg_med:.2f} ms "
+        f"| {max(pg.service_ms):.2f} ms |",
+        f"| `GET /api/v1/tracing` on {pg.server} (HTTP, JSON) "
+        f"| {statistics.median(pg.http_ms):.2f} ms | {max(pg.http_ms):.2f} ms |",
+        "",
+        f"On PostgreSQL (the server on this machine, a fresh schema), the same "
+        f"{pg.visits:,} visits were loaded with `COPY` and `ANALYZE`d ({pg.load_s:.1f} s) "
+        f"and the same {pg.traced} subjects traced, without the hub's pushes: a trace in "
+        f"the registry takes {pg_med / sqlite_med:.1f}x its SQLite median, the cost of "
+        "asking a server (a round trip a query) rather than reading a local file.",
+    ]
+
+
+def report(
+    sync: Sync, tracing: Tracing, lists: Lists, command: str, pg: PgTracing | None = None
+) -> str:
     rate = sync.changes / sync.http_s
     sync_1m = sync.http_s * 1_000_000 / sync.changes
     trace_med = statistics.median(tracing.service_ms)
     http_med = statistics.median(tracing.http_ms)
     worst_trace = max(max(tracing.service_ms), max(tracing.http_ms))
+    if pg is not None:
+        worst_trace = max(worst_trace, max(pg.service_ms), max(pg.http_ms))
     bytes_per = lists.file_bytes / lists.subjects
     list_med = statistics.median(lists.list_ns) / 1000
     list_p99 = percentile(lists.list_ns, 99) / 1000
@@ -496,6 +653,7 @@ def report(sync: Sync, tracing: Tracing, lists: Lists, command: str) -> str:
             f"| {max(tracing.service_ms):.2f} ms |",
             f"| `GET /api/v1/tracing` (HTTP, JSON) | {http_med:.2f} ms "
             f"| {max(tracing.http_ms):.2f} ms |",
+            *pg_lines(tracing, pg),
             "",
             f"Target: under {TRACE_TARGET_S * 1000:g} ms; slowest in this run "
             f"{worst_trace:.2f} ms ({verdict(worst_trace < TRACE_TARGET_S * 1000)}).",
@@ -551,6 +709,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lookups", type=int, default=100_000, help="lookups timed (c)")
     parser.add_argument("--seed", type=int, default=2021, help="random seed")
     parser.add_argument(
+        "--pg-dsn",
+        default=None,
+        help="a PostgreSQL server to trace the same visits on too, in a schema of their own "
+        "(created and dropped); without it, only SQLite is measured",
+    )
+    parser.add_argument(
         "--out", type=Path, default=ROOT / "docs" / "benchmarks.md", help="file for --write"
     )
     parser.add_argument("--write", action="store_true", help="update the registry section of --out")
@@ -576,15 +740,23 @@ def main(argv: list[str] | None = None) -> int:
         for name, default in defaults.items()
         if getattr(args, name) != default
     ]
+    if args.pg_dsn:
+        shown.append(f"--pg-dsn '{args.pg_dsn}'")
     print(f"(a) {args.changes:,} status changes, read through the feed ...", flush=True)
     sync = measure_sync(args.changes, args.page_size, args.seed)
     print(f"(b) {args.visits:,} visits, {args.traces} traces ...", flush=True)
     tracing = measure_tracing(
         args.visits, args.facilities, args.visitors, args.traces, args.intake, args.seed
     )
+    pg = None
+    if args.pg_dsn:
+        print("(b) the same on PostgreSQL ...", flush=True)
+        pg = measure_tracing_pg(
+            args.pg_dsn, args.visits, args.facilities, args.visitors, args.traces, args.seed
+        )
     print(f"(c) a status list of {args.subjects:,} subjects ...", flush=True)
     lists = measure_lists(args.subjects, args.lookups, args.seed)
-    section = report(sync, tracing, lists, " ".join(shown))
+    section = report(sync, tracing, lists, " ".join(shown), pg)
     print()
     print(section)
     if args.write:

@@ -31,6 +31,7 @@ from pathlib import Path
 from bench.registry import (
     ROOT,
     Server,
+    db_path,
     free_port,
     hub_token,
     machine,
@@ -126,7 +127,7 @@ def measure(changes: int, page_size: int, seed: int) -> Figures:
             load_s = seed_statuses(registry, changes, rng)
         finally:
             registry.close()
-        sql_s = read_feed_sql(config.store.path, changes)
+        sql_s = read_feed_sql(db_path(config), changes)
         server = Server(config_path, port)
         try:
             read_s, read_total, read_bytes = asyncio.run(read_only(server.url, token, page_size))

@@ -12,9 +12,19 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+)
 
 from registry.errors import ConfigError
 
@@ -46,11 +56,9 @@ class WebConfig(Section):
     )
 
 
-class StoreConfig(Section):
+class SqliteStoreConfig(Section):
     kind: Literal["sqlite"] = Field(
-        "sqlite",
-        description="Store backend. Only 'sqlite' exists so far; the store sits behind an "
-        "interface so that a PostgreSQL backend can be added.",
+        "sqlite", description="Store backend: 'sqlite' (the default) or 'postgresql'."
     )
     path: Path = Field(Path("registry.db"), description="The SQLite database file.")
     busy_timeout_s: float = Field(
@@ -59,6 +67,57 @@ class StoreConfig(Section):
         description="How long a writer waits for another process (a CLI command beside the "
         "running service) to finish its transaction.",
     )
+
+    def describe(self) -> str:
+        return f"SQLite {self.path}"
+
+
+class PostgresStoreConfig(Section):
+    kind: Literal["postgresql"] = Field(
+        description="PostgreSQL, for a registry run by several processes or machines."
+    )
+    dsn: str = Field(
+        min_length=1,
+        description="libpq connection string without a password (put that in a .pgpass "
+        "file, or the file $PGPASSFILE names).",
+    )
+
+    @field_validator("dsn")
+    @classmethod
+    def _no_secret(cls, dsn: str) -> str:
+        try:
+            params = conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError as err:
+            raise ValueError(f"not a libpq connection string: {err}") from err
+        if "password" in params:
+            # The configuration is readable by whoever may read the service's settings.
+            raise ValueError("holds a password; put it in a .pgpass file instead")
+        return dsn
+
+    def describe(self) -> str:
+        params = conninfo_to_dict(self.dsn)
+        host = params.get("host", "localhost")
+        database = params.get("dbname", params.get("user", ""))
+        return f"PostgreSQL {host}:{params.get('port', 5432)}/{database}"
+
+
+def _store_kind(value: Any) -> str:
+    # Without a kind the store is SQLite, as it was before PostgreSQL was supported.
+    if isinstance(value, dict):
+        return str(value.get("kind", "sqlite"))
+    return str(getattr(value, "kind", "sqlite"))
+
+
+StoreConfig = Annotated[
+    Annotated[SqliteStoreConfig, Tag("sqlite")] | Annotated[PostgresStoreConfig, Tag("postgresql")],
+    Discriminator(
+        _store_kind,
+        custom_error_type="store_kind",
+        custom_error_message="Input should be 'sqlite' or 'postgresql'",
+    ),
+]
+# The tag of the store's kind appears in an error's location; it is not a key.
+_STORE_KINDS = {"sqlite", "postgresql"}
 
 
 class RegistryConfig(Section):
@@ -92,7 +151,7 @@ class RegistryConfig(Section):
         3600.0, gt=0, description="How often the running service purges old visits."
     )
     web: WebConfig = Field(default_factory=WebConfig, description="The HTTP API.")
-    store: StoreConfig = Field(default_factory=StoreConfig, description="Where data is kept.")
+    store: StoreConfig = Field(default_factory=SqliteStoreConfig, description="Where data is kept.")
 
     def resolved(self, base: Path) -> RegistryConfig:
         """This configuration with its relative paths taken from ``base``."""
@@ -100,11 +159,14 @@ class RegistryConfig(Section):
         def at(path: Path) -> Path:
             return path if path.is_absolute() else base / path
 
+        store = self.store
+        if isinstance(store, SqliteStoreConfig):
+            store = store.model_copy(update={"path": at(store.path)})
         return self.model_copy(
             update={
                 "subject_key_file": at(self.subject_key_file),
                 "keys_dir": at(self.keys_dir),
-                "store": self.store.model_copy(update={"path": at(self.store.path)}),
+                "store": store,
             }
         )
 
@@ -128,8 +190,13 @@ def _problems(err: ValidationError, text: str, where: str) -> list[str]:
     lines = key_lines(text)
     problems = []
     for item in err.errors():
-        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        parent = ".".join(str(p) for p in item["loc"][:-1])
+        loc = [str(p) for p in item["loc"]]
+        if loc[:1] == ["store"]:
+            loc = [p for p in loc if p not in _STORE_KINDS]
+            if item["type"] == "store_kind":
+                loc.append("kind")
+        key = ".".join(loc) or "(top level)"
+        parent = ".".join(loc[:-1])
         line = lines.get(key) or lines.get(parent)
         at = f"{where}:{line}" if line else where
         message = item["msg"]

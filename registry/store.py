@@ -1,8 +1,9 @@
 """The registry's storage seam: everything it keeps goes through ``RegistryStore``.
 
-``SqliteStore`` (``registry.sqlite_store``) is the implementation; the SQL it runs keeps to
-what PostgreSQL also speaks (``ON CONFLICT``, plain types, integer Unix times), so that a
-PostgreSQL store can follow behind the same interface when one machine is not enough.
+``SqliteStore`` (``registry.sqlite_store``) is the default implementation, one file on one
+machine; ``PgStore`` (``registry.pg_store``) keeps the same tables in PostgreSQL for a
+registry that outgrows it. The configuration's ``[store] kind`` chooses; both pass the same
+tests.
 
 Every method is synchronous and either does all it says or nothing: a method that raises
 has changed nothing.
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from registry.config import StoreConfig
+from registry.config import PostgresStoreConfig, StoreConfig
 from registry.records import (
     Account,
     Door,
@@ -157,6 +158,10 @@ class RegistryStore(Protocol):
 
 def open_store(config: StoreConfig) -> RegistryStore:
     """The store the configuration names, opened and migrated."""
+    if isinstance(config, PostgresStoreConfig):
+        from registry.pg_store import PgStore
+
+        return PgStore(config.dsn)
     from registry.sqlite_store import SqliteStore
 
     return SqliteStore(config.path, busy_timeout_s=config.busy_timeout_s)

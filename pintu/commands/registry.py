@@ -90,7 +90,7 @@ def check_config(config_path: Path, as_json: bool) -> None:
         return
     click.echo(
         f"{config_path}: ok: API on {config.web.host}:{config.web.port}; store "
-        f"{config.store.path}; keys in {config.keys_dir}; tracing window "
+        f"{config.store.describe()}; keys in {config.keys_dir}; tracing window "
         f"{config.tracing_window_days} days; passes valid {config.pass_valid_days} days"
     )
 

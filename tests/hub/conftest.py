@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
-import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from hub.config import HubConfig
 from hub.service import Hub
@@ -46,43 +41,6 @@ def _wait_until(condition: Callable[[], bool], timeout_s: float = 10.0, what: st
 def wait_until() -> Callable[..., None]:
     """``wait_until(condition, timeout_s=10, what="")``: poll until it holds, or fail."""
     return _wait_until
-
-
-# The PostgreSQL server the tests use; each test works in a schema of its own.
-PG_DSN_VARIABLE = "PINTU_TEST_PG_DSN"
-DEFAULT_PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> str:
-    """The DSN of the test server; the test is skipped (once asked, for the whole run) when
-    no PostgreSQL answers there."""
-    dsn = os.environ.get(PG_DSN_VARIABLE, DEFAULT_PG_DSN)
-    try:
-        with psycopg.connect(dsn, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as err:
-        params = conninfo_to_dict(dsn)
-        where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
-        pytest.skip(
-            f"PostgreSQL is not reachable at {where} ({str(err).strip().splitlines()[0]}); "
-            f"install and start it (apt-get install postgresql) or point ${PG_DSN_VARIABLE} "
-            "at a server"
-        )
-    return dsn
-
-
-@pytest.fixture
-def pg_dsn(pg_server: str) -> Iterator[str]:
-    """A DSN whose tables live in a fresh schema of this test's own, dropped after it."""
-    schema = f"pintu_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    try:
-        yield make_conninfo(pg_server, options=f"-c search_path={schema}")
-    finally:
-        with psycopg.connect(pg_server, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.fixture

@@ -1,7 +1,12 @@
-"""A registry in a temporary directory, its API in-process, and callers of every kind."""
+"""A registry in a temporary directory, its API in-process, and callers of every kind.
+
+Every test that opens the registry runs twice: on SQLite, and on PostgreSQL in a schema of
+its own (skipped when no server answers; see ``pg_server`` in ``tests/conftest.py``).
+"""
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,9 +55,29 @@ def clock() -> Clock:
     return Clock()
 
 
+def store_section(kind: str, request: pytest.FixtureRequest) -> str:
+    """The ``[store]`` section of a ``kind`` store for this test ("" for the default)."""
+    if kind == "sqlite":
+        return ""
+    dsn: str = request.getfixturevalue("pg_dsn")
+    return f'[store]\nkind = "postgresql"\ndsn = {json.dumps(dsn)}\n'
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Which store backend the test runs on."""
+    return str(request.param)
+
+
 @pytest.fixture
-def config(tmp_path: Path) -> RegistryConfig:
-    return parse_config("[web]\nport = 0\n", base=tmp_path)
+def store_toml(store_kind: str, request: pytest.FixtureRequest) -> str:
+    """The ``[store]`` section naming this test's store, to append to a configuration."""
+    return store_section(store_kind, request)
+
+
+@pytest.fixture
+def config(tmp_path: Path, store_toml: str) -> RegistryConfig:
+    return parse_config("[web]\nport = 0\n" + store_toml, base=tmp_path)
 
 
 @pytest.fixture
@@ -156,8 +181,9 @@ def world(client: TestClient, registry: Registry, clock: Clock) -> World:
 
 
 @pytest.fixture
-def config_file(tmp_path: Path) -> Path:
-    """A configuration file for the CLI, with its state beside it."""
+def config_file(tmp_path: Path, store_toml: str) -> Path:
+    """A configuration file for the CLI, with its state beside it (and the same store as
+    the ``registry`` fixture's)."""
     path = tmp_path / "registry.toml"
-    path.write_text("tracing_window_days = 21\n\n[web]\nport = 0\n")
+    path.write_text("tracing_window_days = 21\n\n[web]\nport = 0\n" + store_toml)
     return path

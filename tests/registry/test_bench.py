@@ -6,6 +6,7 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
+import psycopg
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,3 +41,20 @@ def test_registry_benchmark_gives_sane_figures(bench: ModuleType, tmp_path: Path
     assert "<!-- other:start -->\nkept\n<!-- other:end -->" in text
     assert f"{bench.START}\n{section}\n{bench.END}" in text
     assert "placeholder-one" not in text and text.count(bench.HEADING) == 1
+
+
+def test_the_tracing_benchmark_runs_on_postgresql(bench: ModuleType, pg_server: str) -> None:
+    pg = bench.measure_tracing_pg(pg_server, 3_000, 20, 300, traced=3, seed=1)
+    assert (pg.visits, pg.traced) == (3_000, 3)
+    assert len(pg.service_ms) == len(pg.http_ms) == 3 and pg.load_s > 0
+    assert pg.server.startswith("PostgreSQL ")
+    # Beside SQLite figures (here: the same ones again, so the ratio is known).
+    sqlite = bench.Tracing(3_000, 20, 300, 1.0, 0, 1.0, 3, 5.0, 1.0, pg.service_ms, pg.http_ms)
+    lines = bench.pg_lines(sqlite, pg)
+    assert lines[0].startswith(f"| `Registry.trace` on {pg.server} (in the registry) |")
+    assert "takes 1.0x its SQLite median" in lines[-1]
+    with psycopg.connect(pg_server) as conn:  # its schema is gone again
+        left = conn.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pintu_bench_%'"
+        ).fetchone()
+    assert left == (0,)

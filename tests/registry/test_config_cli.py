@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from pintu.cli import cli
-from registry.config import load_config, parse_config
+from registry.config import PostgresStoreConfig, load_config, parse_config
 from registry.errors import ConfigError, StoreError
 from registry.sqlite_store import MIGRATIONS, SqliteStore
 
@@ -95,3 +95,53 @@ def test_add_operator_from_a_password_file(config_file: Path, tmp_path: Path) ->
     assert r.exit_code == 1 and "at least 10 characters" in r.output
     r = runner.invoke(cli, ["registry", "check-config", "--config", str(config_file), "--json"])
     assert json.loads(r.stdout)["tracing_window_days"] == 21
+
+
+def test_a_postgresql_store_is_configured_by_kind_and_dsn(tmp_path: Path) -> None:
+    path = tmp_path / "registry.toml"
+    path.write_text(
+        '[store]\nkind = "postgresql"\ndsn = "host=db.internal port=5433 dbname=registry"\n'
+    )
+    config = load_config(path)
+    assert isinstance(config.store, PostgresStoreConfig)
+    assert config.store.dsn == "host=db.internal port=5433 dbname=registry"
+    r = CliRunner().invoke(cli, ["registry", "check-config", "--config", str(path)])
+    assert r.exit_code == 0, r.output
+    assert "store PostgreSQL db.internal:5433/registry;" in r.stdout
+    r = CliRunner().invoke(cli, ["registry", "check-config", "--config", str(path), "--json"])
+    assert json.loads(r.stdout)["store"] == {
+        "kind": "postgresql",
+        "dsn": "host=db.internal port=5433 dbname=registry",
+    }
+    # The example shows the PostgreSQL section, commented out, and it is valid as shown.
+    lines = EXAMPLE.read_text().splitlines()
+    start = lines.index("# [store]")
+    shown = "\n".join(line.removeprefix("# ") for line in lines[start : start + 3])
+    assert isinstance(parse_config(shown).store, PostgresStoreConfig)
+
+
+@pytest.mark.parametrize(
+    ("store", "problem"),
+    [
+        ('kind = "postgresql"', "registry.toml:1: store.dsn: required key is missing"),
+        (
+            'kind = "postgresql"\ndsn = "dbname=registry"\npath = "r.db"',
+            "registry.toml:4: store.path: unknown key",
+        ),
+        (
+            'kind = "postgresql"\ndsn = "dbname=registry password=hunter2"',
+            "registry.toml:3: store.dsn: Value error, holds a password; put it in a .pgpass "
+            "file instead",
+        ),
+        (
+            'kind = "postgresql"\ndsn = "dbname=\'registry"',
+            "registry.toml:3: store.dsn: Value error, not a libpq connection string",
+        ),
+        ('dsn = "dbname=registry"', "registry.toml:2: store.dsn: unknown key"),
+        ('kind = "sqlite"\ndsn = "dbname=registry"', "registry.toml:3: store.dsn: unknown key"),
+    ],
+)
+def test_bad_store_sections_are_named(store: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"[store]\n{store}\n")
+    assert str(info.value).startswith(problem), str(info.value)

@@ -195,6 +195,7 @@ def test_a_pic_cannot_touch_another_facility(world: World) -> None:
     assert sorted(me["facilities"]) == sorted([world.facility_id, fid])
 
 
+@pytest.mark.parametrize("store_kind", ["sqlite"])  # drawing, not storage
 @pytest.mark.parametrize("kind", ["png", "pdf"])
 def test_poster_renders_with_a_readable_door_code(world: World, kind: str) -> None:
     r = world.client.get(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pytest
 from click.testing import CliRunner
 from starlette.routing import Route
 
@@ -36,6 +37,7 @@ def refs(node: Any) -> list[str]:
     return []
 
 
+@pytest.mark.parametrize("store_kind", ["sqlite"])  # the routes, not the store
 def test_document_describes_exactly_the_routes(client: TestClient, registry: Registry) -> None:
     r = client.get("/api/v1/openapi.json")
     assert r.status_code == 200
@@ -85,10 +87,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_serve_runs_until_sigterm(tmp_path: Path) -> None:
+def test_serve_runs_until_sigterm(tmp_path: Path, store_toml: str) -> None:
+    # On each store: the operator the CLI adds is the one the running service logs in.
     port = free_port()
     config = tmp_path / "registry.toml"
-    config.write_text(f'[web]\nhost = "127.0.0.1"\nport = {port}\n')
+    config.write_text(f'[web]\nhost = "127.0.0.1"\nport = {port}\n' + store_toml)
     password = tmp_path / "password"
     password.write_text("a long enough password\n")
     r = CliRunner().invoke(
@@ -145,13 +148,13 @@ def test_serve_runs_until_sigterm(tmp_path: Path) -> None:
     assert "the registry has stopped" in log
 
 
-def test_the_service_purges_old_visits_periodically(tmp_path: Path) -> None:
+def test_the_service_purges_old_visits_periodically(tmp_path: Path, store_toml: str) -> None:
     from registry.config import parse_config
     from registry.records import Visit
     from registry.server import bind, run
     from registry.service import Registry
 
-    config = parse_config("purge_interval_s = 0.05\n", base=tmp_path)
+    config = parse_config("purge_interval_s = 0.05\n" + store_toml, base=tmp_path)
     registry = Registry.open(config)
     now = int(time.time())
     old_end = now - 22 * 86_400

@@ -156,6 +156,7 @@ def test_feed_pages_with_a_cursor(world: World) -> None:
     assert r.json() == {"changes": [], "next": since, "more": False}
 
 
+@pytest.mark.parametrize("store_kind", ["sqlite"])  # refused before the store is asked
 @pytest.mark.parametrize(
     "query", ["since=-1", "since=x", "limit=0", "limit=10001", "sinse=3", "since=1&since=2"]
 )

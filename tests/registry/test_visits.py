@@ -132,6 +132,7 @@ BAD_ROWS = [
 ]
 
 
+@pytest.mark.parametrize("store_kind", ["sqlite"])  # refused before the store is asked
 @pytest.mark.parametrize(("change", "field"), BAD_ROWS, ids=[f for _, f in BAD_ROWS])
 def test_a_malformed_row_names_row_and_field_and_stores_nothing(
     world: World, change: dict[str, Any], field: str
@@ -254,6 +255,7 @@ def test_tracing_csv_export(world: World) -> None:
     )
 
 
+@pytest.mark.parametrize("store_kind", ["sqlite"])  # refused before the store is asked
 @pytest.mark.parametrize(
     ("query", "code"),
     [
