@@ -20,6 +20,8 @@ that turned black after the hub's next sync. Ctrl-C stops every process.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import pwd
@@ -37,9 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+import click
 import numpy as np
 
 from pintu import demo_config
+from pintu.commands import hub as hub_commands
 from pintu.demo_config import Person
 from pintu.demo_registry import (
     DoorRequest,
@@ -164,7 +168,11 @@ class Demo:
         self.provision_broker()
         self.start_broker()
         self.start_hub()
+        # The nodes need only the broker: they start while the hub does, and journal
+        # whatever they decide until the hub acks it.
         self.start_nodes()
+        self.wait_http(f"{self.url}/healthz", "the hub")
+        self.step(f"hub answering at {self.url}")
 
     def fresh_workdir(self) -> None:
         """An empty work directory: a second run starts over, with new keys and accounts."""
@@ -184,9 +192,12 @@ class Demo:
         directory.mkdir()
         config_path = directory / "registry.toml"
         config_path.write_text(demo_config.registry_config(self.registry_port), encoding="utf-8")
-        # What `pintu registry add-operator` does, before the service runs. Opening the
-        # registry the first time makes its subject key and signing key; its advice to
-        # back the subject key up does not apply to a registry the next run clears.
+        self.people = demo_config.population(self.options.population, self.rng)
+        csv_path = self.workdir / "people.csv"
+        csv_path.write_text(demo_config.people_csv(self.people), encoding="utf-8")
+        # Opening the registry the first time makes its subject key and signing key; its
+        # advice to back the subject key up does not apply to a registry the next run
+        # clears. The service starts after that, so that only one process makes them.
         registry_log = logging.getLogger("registry")
         level = registry_log.level
         registry_log.setLevel(logging.ERROR)
@@ -195,37 +206,29 @@ class Demo:
         finally:
             registry_log.setLevel(level)
         try:
+            # What `pintu registry add-operator` and `pintu registry import-csv` do; the
+            # import runs while the service starts, as it may beside a running registry.
             registry.add_operator(OPERATOR, self.secrets.operator_password)
-        finally:
-            registry.close()
-        self._spawn("registry", "-v", "registry", "serve", "--config", str(config_path))
-        self.wait_http(f"{self.registry_url}/api/v1/health", "the registry")
-        self.step(f"registry at {self.registry_url} (operator {OPERATOR!r})")
-
-    def seed_registry(self) -> None:
-        from registry.config import load_config
-        from registry.service import Registry
-
-        self.people = demo_config.population(self.options.population, self.rng)
-        csv_path = self.workdir / "people.csv"
-        csv_path.write_text(demo_config.people_csv(self.people), encoding="utf-8")
-        # What `pintu registry import-csv` does; the registry may be running meanwhile.
-        registry = Registry.open(load_config(self.workdir / "registry" / "registry.toml"))
-        try:
+            self._spawn("registry", "-v", "registry", "serve", "--config", str(config_path))
             with csv_path.open(encoding="utf-8", newline="") as fh:
                 report = registry.import_csv(fh, "demo:seed")
         finally:
             registry.close()
         if report.rejected:
             raise DemoError(f"the registry rejected {report.rejected} people: {report.errors[:3]}")
+        self.step(
+            f"registry: operator {OPERATOR!r} added, {report.created} people imported from "
+            f"{csv_path.name}"
+        )
+        self.wait_http(f"{self.registry_url}/api/v1/health", "the registry")
+        self.step(f"registry serving at {self.registry_url}")
+
+    def seed_registry(self) -> None:
         self.operator.login(OPERATOR, self.secrets.operator_password)
         codes = [self.operator.issue_pass(p.nik) for p in self.people]
         (self.workdir / "visitors.txt").write_text("\n".join(codes) + "\n", encoding="utf-8")
         (self.workdir / "trust.json").write_bytes(self.operator.trust())
-        self.step(
-            f"registry seeded: {report.created} people imported from {csv_path.name}, "
-            f"{len(codes)} passes issued with its signing key"
-        )
+        self.step(f"{len(codes)} passes issued for the simulated visitors with its signing key")
 
     def register_facility(self) -> None:
         request = FacilityRequest(
@@ -311,14 +314,14 @@ class Demo:
         if problems:
             raise DemoError("hub.toml disagrees with the fleet: " + "; ".join(problems))
         staff = _write_secret(hub_dir / "staff-password", self.secrets.staff_password)
-        self._run(
-            "hub", "add-user", "--config", str(hub_toml), "--username", STAFF,
+        self._command(
+            hub_commands.add_user, "--config", str(hub_toml), "--username", STAFF,
             "--role", "admin", "--password-file", str(staff),
         )  # fmt: skip
         self._spawn("hub", "-v", "hub", "serve", "--config", str(hub_toml))
-        self.wait_http(f"{self.url}/healthz", "the hub")
         self.step(
-            f"hub at {self.url}, syncing with the registry every {settings.sync_interval_s:g} s"
+            f"hub starting, staff account {STAFF!r}, syncing with the registry every "
+            f"{settings.sync_interval_s:g} s"
         )
 
     def start_nodes(self) -> None:
@@ -347,7 +350,8 @@ class Demo:
                 record.node_id, "-v", "node", "run", "--config", str(config),
                 credentials=enrolment.bundle_dir,
             )  # fmt: skip
-        self.step(f"door nodes running: {', '.join(e.record.node_id for e in self.enrolments)}")
+        nodes = ", ".join(e.record.node_id for e in self.enrolments)
+        self.step(f"door nodes starting from their bundles: {nodes}")
 
     # -- while it runs -------------------------------------------------------------------
 
@@ -408,12 +412,14 @@ class Demo:
         log.close()
         self.processes.append((name, process))
 
-    def _run(self, *args: str) -> None:
-        result = subprocess.run(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "pintu", *args], capture_output=True, text=True, check=False
-        )
-        if result.returncode != 0:
-            raise DemoError(f"pintu {' '.join(args[:2])} failed: {result.stderr.strip()}")
+    def _command(self, command: click.Command, *args: str) -> None:
+        """Run a ``pintu`` command here, as a technician runs it, without its output."""
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                command.main(list(args), prog_name=f"pintu {command.name}", standalone_mode=False)
+        except click.ClickException as err:
+            raise DemoError(f"pintu {command.name} failed: {err.format_message()}") from err
 
     def wait_http(self, url: str, what: str, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s

@@ -165,7 +165,7 @@ def test_demo_runs_a_provisioned_facility_live_and_stops_cleanly_on_ctrl_c(
     password = run.wait_for(r"log in as:\s+admin / (\S+)", 5).group(1)
     desk = run.wait_for(r"try NIK (\d{16}) and name (.+)$", 5)
     broker_port = int(run.wait_for(r"broker at mqtt://127\.0\.0\.1:(\d+)", 5).group(1))
-    assert run.wait_for(r"registry at http://", 5)
+    assert run.wait_for(r"registry serving at http://", 5)
     assert run.wait_for(r"operator:\s+operator / \S+", 5)
 
     children = processes_of(run)
