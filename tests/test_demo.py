@@ -86,7 +86,7 @@ def start_demo(tmp_path: Path) -> Iterator[Callable[[], DemoRun]]:
                 "--registry-port", str(registry_port),
                 "--visitors-per-minute", "120",
                 "--capacity", "500",
-                "--population", "60",
+                "--population", "30",
                 "--sync-interval", "1",
                 "--status-every", "3",
             ],
