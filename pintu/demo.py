@@ -105,6 +105,23 @@ def _port(wanted: int | None, usual: int) -> int:
     return usual if not port_open("127.0.0.1", usual) else free_port()
 
 
+def _running_pid(marker: Path) -> int | None:
+    """The pid a demo's marker names, when that process still runs."""
+    try:
+        pid = int(marker.read_text(encoding="utf-8").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid  # somebody else's process: running
+    return pid
+
+
 def _write_secret(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -177,12 +194,20 @@ class Demo:
     def fresh_workdir(self) -> None:
         """An empty work directory: a second run starts over, with new keys and accounts."""
         work = self.workdir
+        marker = work / MARKER
         if work.exists() and any(work.iterdir()):
-            if not (work / MARKER).exists():
+            if not marker.exists():
                 raise DemoError(f"{work} is not empty and not a demo's; give another --workdir")
+            owner = _running_pid(marker)
+            if owner is not None:
+                raise DemoError(
+                    f"another demo (pid {owner}) is running in {work}: stop it first, or "
+                    "give another --workdir"
+                )
             shutil.rmtree(work)
         (work / "logs").mkdir(parents=True)
-        (work / MARKER).write_text("made by `pintu demo`; it is cleared on the next run\n")
+        # The pid tells a second demo started meanwhile that this directory is in use.
+        marker.write_text(f"{os.getpid()}\n", encoding="utf-8")
 
     def start_registry(self) -> None:
         from registry.config import load_config
@@ -524,6 +549,9 @@ def run_demo(options: DemoOptions, duration_s: float | None, say: Callable[[str]
     except Interrupted:
         pass
     finally:
-        say("stopping...")
+        started = bool(demo.processes) or demo.broker.running
+        if started:
+            say("stopping...")
         demo.stop()
-        say("stopped.")
+        if started:
+            say("stopped.")

@@ -1,16 +1,20 @@
-"""The demo's facility on paper: a population the registry accepts, and configs the hub and
-the nodes accept, the nodes' taken from real enrolment bundles."""
+"""The demo's facility on paper: a population the registry accepts, configs the hub and the
+nodes accept (the nodes' taken from real enrolment bundles), and a work directory that a
+second run clears only when it is a stopped demo's."""
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from controller.config import parse_config as parse_node_config
 from hub.config import HubConfig
 from pintu import demo_config
+from pintu.demo import MARKER, Demo, DemoError, DemoOptions
 from provisioning import hubdoors
 from provisioning.enroll import EnrolRequest, enroll
 from provisioning.inventory import Facility, init_fleet, open_fleet
@@ -90,3 +94,24 @@ def test_hub_and_node_configs_come_from_the_provisioned_broker_directory(tmp_pat
     assert node.source.kind == "synthetic"
     assert node.pins.pin_factory == "mock"
     assert node.state_dir == tmp_path / "state"
+
+
+def test_a_second_demo_clears_a_stopped_ones_directory_and_no_other(tmp_path: Path) -> None:
+    work = tmp_path / "demo"
+    work.mkdir()
+    (work / "old.db").write_text("from the last run")
+    (work / MARKER).write_text("999999999\n")  # a pid no process has
+    Demo(DemoOptions(workdir=work)).fresh_workdir()
+    assert sorted(p.name for p in work.iterdir()) == [MARKER, "logs"]
+
+    (work / MARKER).write_text(f"{os.getppid()}\n")  # a running process
+    with pytest.raises(DemoError, match=r"another demo \(pid \d+\) is running"):
+        Demo(DemoOptions(workdir=work)).fresh_workdir()
+    assert (work / "logs").is_dir()
+
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(DemoError, match="not a demo's"):
+        Demo(DemoOptions(workdir=other)).fresh_workdir()
+    assert (other / "notes.txt").read_text() == "keep me"
