@@ -44,6 +44,7 @@ import numpy as np
 
 from pintu import demo_config
 from pintu.commands import hub as hub_commands
+from pintu.demo_config import DemoError as DemoError  # re-exported for callers
 from pintu.demo_config import Person
 from pintu.demo_registry import (
     DoorRequest,
@@ -66,10 +67,6 @@ MARKER = ".pintu-demo"
 OPERATOR = "operator"
 STAFF = "admin"
 PIC_EMAIL = "pic@demo-mall.example"
-
-
-class DemoError(RuntimeError):
-    """The demo cannot start, or a part of it stopped."""
 
 
 class Interrupted(DemoError):
@@ -522,7 +519,7 @@ def run_demo(options: DemoOptions, duration_s: float | None, say: Callable[[str]
     try:
         try:
             demo.start()
-        except (ProvisioningError, RegistryCallError, BrokerError) as err:
+        except (ProvisioningError, BrokerError) as err:
             raise DemoError(str(err)) from err
         example = demo.desk_example()
         say("")

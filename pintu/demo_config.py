@@ -31,6 +31,10 @@ NAMES = (
 SURNAMES = ("Santoso", "Wijaya", "Saputra", "Lestari", "Hidayat", "Kusuma", "Pratama", "Nugroho")
 
 
+class DemoError(RuntimeError):
+    """The demo cannot start, or a part of it stopped: the root of the demo's errors."""
+
+
 @dataclass(frozen=True)
 class Person:
     nik: str

@@ -15,12 +15,14 @@ from typing import Any
 
 import httpx
 
+from pintu.demo_config import DemoError
+
 logger = logging.getLogger(__name__)
 
 API = "/api/v1"
 
 
-class RegistryCallError(RuntimeError):
+class RegistryCallError(DemoError):
     """The registry answered a call with an error."""
 
 
