@@ -13,7 +13,8 @@ import click
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".demo"),
     show_default=True,
-    help="Where the demo keeps its keys, configs, databases and logs.",
+    help="Where the demo keeps its keys, configs, bundles, databases and logs; a stopped "
+    "demo's is cleared at the start.",
 )
 @click.option(
     "--entries",
