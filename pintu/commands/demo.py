@@ -108,7 +108,7 @@ def demo(
     \b
     Example:
       pintu demo --entries 2 --exits 1 --capacity 30
-      pintu demo --workdir /tmp/pintu-demo --port 8081 --duration 120
+      pintu demo --workdir ~/pintu-demo --port 8081 --duration 120
     """
     from pintu.demo import DemoError, DemoOptions, run_demo
 
