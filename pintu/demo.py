@@ -1,17 +1,32 @@
-"""A whole simulated facility on one machine: broker, hub with dashboard, door nodes.
+"""A whole facility on one machine, set up the way a real one is, fed by synthetic crowds.
 
-Everything runs as real processes talking real MQTT: a private Mosquitto, ``pintu hub
-serve`` and one ``pintu node run`` per door, each node fed by a synthetic camera scene in
-which simulated visitors hold up passes of a mixed population (mostly green, some yellow,
-red and black). GPIO runs on gpiozero's mock pins. Ctrl-C stops every process.
+Every part is the real one, run as its own process:
+
+1. ``pintu registry serve``, with an operator account and a population seeded through the
+   registry's CSV import; the simulated visitors' passes are issued by its signing key;
+2. the facility requested by its PIC, verified by the operator, activated (which gives the
+   hub its token) and given its doors, all through the registry's API;
+3. the facility's Mosquitto configured by the provisioning tools (no anonymous clients, a
+   password for the hub and each node, per-node ACLs), each door node enrolled through
+   :func:`provisioning.enroll.enroll` and run from its bundle;
+4. ``pintu hub serve`` syncing statuses and the trust list from the registry and pushing
+   visits to it, with a staff account for the dashboard;
+5. one ``pintu node run`` per door, its camera a synthetic scene of visitors holding up
+   their passes, its GPIO on gpiozero's mock pins.
+
+While it runs, a few people's statuses change at the registry, so the doors refuse a pass
+that turned black after the hub's next sync. Ctrl-C stops every process.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import io
 import logging
 import os
+import pwd
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,31 +35,42 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+import click
 import numpy as np
 
-from protocol import passes
+from pintu import demo_config
+from pintu.commands import hub as hub_commands
+from pintu.demo_config import DemoError as DemoError  # re-exported for callers
+from pintu.demo_config import Person
+from pintu.demo_registry import (
+    DoorRequest,
+    FacilityRequest,
+    RegistryCallError,
+    RegistryOperator,
+)
 from protocol.status import Status
-from protocol.trust import SigningKey, TrustList
-from provisioning.mosquitto import Mosquitto, free_port, port_open
+from provisioning import hubdoors
+from provisioning.broker import HUB_PASSWORD
+from provisioning.enroll import Enrolment, EnrolRequest, enroll
+from provisioning.errors import ProvisioningError
+from provisioning.inventory import Facility, init_fleet
+from provisioning.mosquitto import BrokerError, Mosquitto, free_port, port_open
 
 logger = logging.getLogger(__name__)
 
-FACILITY = "demo-mall"
-# The population's mix of statuses: mostly fully vaccinated, as in 2021's rollout.
-STATUS_MIX = {Status.GREEN: 0.70, Status.YELLOW: 0.12, Status.RED: 0.12, Status.BLACK: 0.06}
-NAMES = (
-    "Ayu", "Budi", "Citra", "Dewi", "Eko", "Fitri", "Gilang", "Hadi", "Indah", "Joko",
-    "Kartika", "Lestari", "Made", "Nur", "Oki", "Putri", "Rizky", "Sari", "Taufik", "Wulan",
-)  # fmt: skip
-SURNAMES = ("Santoso", "Wijaya", "Saputra", "Lestari", "Hidayat", "Kusuma", "Pratama", "Nugroho")
+# Marks a directory as the demo's own, so a second run may clear it and no other.
+MARKER = ".pintu-demo"
+OPERATOR = "operator"
+STAFF = "admin"
+PIC_EMAIL = "pic@demo-mall.example"
 
 
-class DemoError(RuntimeError):
-    """The demo cannot start."""
+class Interrupted(DemoError):
+    """Ctrl-C (or SIGTERM) came while the demo was starting."""
 
 
 @dataclass(frozen=True)
@@ -56,181 +82,348 @@ class DemoOptions:
     population: int = 200
     visitors_per_minute: float = 20.0
     web_port: int | None = None
+    registry_port: int | None = None
+    sync_interval_s: float = 5.0
+    status_change_s: float = 30.0
     seed: int = 2021
 
 
-@dataclass(frozen=True)
-class Door:
-    door_id: str
-    node_id: str
-    direction: str
-    name: str
+@dataclass
+class Secrets:
+    operator_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    staff_password: str = field(default_factory=lambda: secrets.token_urlsafe(9))
+    pic_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
 
 
-def doors_of(options: DemoOptions) -> list[Door]:
-    doors = [
-        Door(f"entrance-{i}", f"node-in-{i}", "entry", f"Entrance {i}")
-        for i in range(1, options.entries + 1)
-    ]
-    doors += [
-        Door(f"exit-{i}", f"node-out-{i}", "exit", f"Exit {i}") for i in range(1, options.exits + 1)
-    ]
-    return doors
+def _port(wanted: int | None, usual: int) -> int:
+    """The given port, else the usual one when it is free, else any free one."""
+    if wanted:
+        return wanted
+    return usual if not port_open("127.0.0.1", usual) else free_port()
 
 
-def _toml_value(value: object) -> str:
-    # JSON strings, numbers and booleans are valid TOML values.
-    return json.dumps(value)
+def _running_pid(marker: Path) -> int | None:
+    """The pid a demo's marker names, when that process still runs."""
+    try:
+        pid = int(marker.read_text(encoding="utf-8").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid  # somebody else's process: running
+    return pid
 
 
-def _toml(tables: list[tuple[str, dict[str, object]]]) -> str:
-    lines: list[str] = []
-    for name, table in tables:
-        if name:
-            lines.append(f"\n{name}")
-        lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
-    return "\n".join(lines).lstrip() + "\n"
+def _write_secret(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text + "\n")
+    return path
 
 
 class Demo:
-    def __init__(self, options: DemoOptions, say: Callable[[str], None] = logger.info) -> None:
+    def __init__(
+        self,
+        options: DemoOptions,
+        say: Callable[[str], None] = logger.info,
+        stopping: threading.Event | None = None,
+    ) -> None:
         self.options = options
         self.say = say
+        self.stopping = stopping or threading.Event()
         self.workdir = options.workdir.resolve()
-        self.doors = doors_of(options)
-        self.broker: Mosquitto | None = None
+        self.doors = demo_config.doors_of(options.entries, options.exits)
+        self.secrets = Secrets()
+        self.rng = np.random.default_rng(options.seed)
+        self.people: list[Person] = []
+        self.web_port = _port(options.web_port, 8080)
+        self.registry_port = _port(options.registry_port, 8090)
+        self.broker = Mosquitto(
+            self.workdir / "broker-run",
+            free_port(),
+            config_file=self.workdir / "broker" / "mosquitto.conf",
+        )
+        self.operator = RegistryOperator(self.registry_url)
+        self.facility_id = ""
+        self.enrolments: list[Enrolment] = []
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self.web_port = options.web_port or (8080 if not port_open("127.0.0.1", 8080) else 0)
-        self.web_port = self.web_port or free_port()
-        self.admin_password = ""
+        self._steps = 0
+        self._changes = 0
+        self._example: Person | None = None
 
-    # -- preparation -------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
 
-    def prepare(self) -> None:
-        """Keys, a population of passes, and the config of every process."""
+    @property
+    def registry_url(self) -> str:
+        return f"http://127.0.0.1:{self.registry_port}"
+
+    def step(self, text: str) -> None:
+        if self.stopping.is_set():
+            raise Interrupted("stopped while starting")
+        self._steps += 1
+        self.say(f"[{self._steps}] {text}")
+
+    # -- the whole start-up --------------------------------------------------------------
+
+    def start(self) -> None:
+        self.fresh_workdir()
+        self.step(f"work directory {self.workdir}")
+        self.start_registry()
+        self.seed_registry()
+        self.register_facility()
+        self.provision_broker()
+        self.start_broker()
+        self.start_hub()
+        # The nodes need only the broker: they start while the hub does, and journal
+        # whatever they decide until the hub acks it.
+        self.start_nodes()
+        self.wait_http(f"{self.url}/healthz", "the hub")
+        self.step(f"hub answering at {self.url}")
+
+    def fresh_workdir(self) -> None:
+        """An empty work directory: a second run starts over, with new keys and accounts."""
         work = self.workdir
-        (work / "logs").mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng(self.options.seed)
-        key = SigningKey.generate()
-        key.save(work / "signing.pem")
-        trust = TrustList.of([key.trusted(not_before=int(time.time()) - 86_400)], int(time.time()))
-        trust.save(work / "trust.json")
-        codes, people = self._population(key, rng)
-        (work / "visitors.txt").write_text("\n".join(codes) + "\n", encoding="utf-8")
-        (work / "people.csv").write_text(
-            "nik,name,status\n" + "".join(f"{n},{name},{s}\n" for n, name, s in people),
-            encoding="utf-8",
-        )
-        self.admin_password = secrets.token_urlsafe(9)
-        secret = work / "admin-password"
-        secret.write_text(self.admin_password + "\n", encoding="utf-8")
-        secret.chmod(0o600)
-        for door in self.doors:
-            state = work / door.node_id
-            state.mkdir(exist_ok=True)
-            trust.save(state / "trust.json")
-
-    def _population(
-        self, key: SigningKey, rng: np.random.Generator
-    ) -> tuple[list[str], list[tuple[str, str, str]]]:
-        statuses = list(STATUS_MIX)
-        weights = np.array([STATUS_MIX[s] for s in statuses])
-        now = int(time.time())
-        codes, people = [], []
-        for i in range(self.options.population):
-            status = statuses[int(rng.choice(len(statuses), p=weights))]
-            doses = {Status.GREEN: 2, Status.YELLOW: 1}.get(status, 0)
-            subject = rng.bytes(passes.SUBJECT_BYTES)
-            codes.append(passes.issue(key, subject, status, doses, now - 3600, now + 7 * 86_400))
-            nik = f"3171{int(rng.integers(10**11, 10**12)):012d}"
-            name = f"{NAMES[i % len(NAMES)]} {SURNAMES[int(rng.integers(len(SURNAMES)))]}"
-            people.append((nik, name, status.label))
-        return codes, people
-
-    def hub_config(self, broker: Mosquitto) -> str:
-        work = self.workdir
-        tables: list[tuple[str, dict[str, object]]] = [
-            ("[mqtt]", {"host": broker.host, "port": broker.port, "client_id": "demo-hub"}),
-            ("[store]", {"backend": "sqlite", "path": str(work / "hub.db")}),
-            (
-                "[web]",
-                {
-                    "host": "127.0.0.1",
-                    "port": self.web_port,
-                    "secret_key_file": str(work / "web-secret"),
-                },
-            ),
-            ("[registry]", {"kind": "local", "path": str(work / "people.csv")}),
-            (
-                "[[facilities]]",
-                {
-                    "id": FACILITY,
-                    "name": "Demo Mall",
-                    "capacity": self.options.capacity,
-                    "soft_threshold_percent": 80,
-                    "timezone": "Asia/Jakarta",
-                },
-            ),
-        ]
-        for door in self.doors:
-            tables.append(
-                (
-                    "[[facilities.doors]]",
-                    {
-                        "id": door.door_id,
-                        "name": door.name,
-                        "direction": door.direction,
-                        "nodes": [door.node_id],
-                    },
+        marker = work / MARKER
+        if work.exists() and any(work.iterdir()):
+            if not marker.exists():
+                raise DemoError(f"{work} is not empty and not a demo's; give another --workdir")
+            owner = _running_pid(marker)
+            if owner is not None:
+                raise DemoError(
+                    f"another demo (pid {owner}) is running in {work}: stop it first, or "
+                    "give another --workdir"
                 )
-            )
-        return _toml(tables)
+            shutil.rmtree(work)
+        (work / "logs").mkdir(parents=True)
+        # The pid tells a second demo started meanwhile that this directory is in use.
+        marker.write_text(f"{os.getpid()}\n", encoding="utf-8")
 
-    def node_config(self, door: Door, broker: Mosquitto) -> str:
-        per_minute = self.options.visitors_per_minute / max(
-            1, self.options.entries if door.direction == "entry" else self.options.exits
+    def start_registry(self) -> None:
+        from registry.config import load_config
+        from registry.service import Registry
+
+        directory = self.workdir / "registry"
+        directory.mkdir()
+        config_path = directory / "registry.toml"
+        config_path.write_text(demo_config.registry_config(self.registry_port), encoding="utf-8")
+        self.people = demo_config.population(self.options.population, self.rng)
+        csv_path = self.workdir / "people.csv"
+        csv_path.write_text(demo_config.people_csv(self.people), encoding="utf-8")
+        # Opening the registry the first time makes its subject key and signing key; its
+        # advice to back the subject key up does not apply to a registry the next run
+        # clears. The service starts after that, so that only one process makes them.
+        registry_log = logging.getLogger("registry")
+        level = registry_log.level
+        registry_log.setLevel(logging.ERROR)
+        try:
+            registry = Registry.open(load_config(config_path))
+        finally:
+            registry_log.setLevel(level)
+        try:
+            # What `pintu registry add-operator` and `pintu registry import-csv` do; the
+            # import runs while the service starts, as it may beside a running registry.
+            registry.add_operator(OPERATOR, self.secrets.operator_password)
+            self._spawn("registry", "-v", "registry", "serve", "--config", str(config_path))
+            with csv_path.open(encoding="utf-8", newline="") as fh:
+                report = registry.import_csv(fh, "demo:seed")
+        finally:
+            registry.close()
+        if report.rejected:
+            raise DemoError(f"the registry rejected {report.rejected} people: {report.errors[:3]}")
+        self.step(
+            f"registry: operator {OPERATOR!r} added, {report.created} people imported from "
+            f"{csv_path.name}"
         )
-        if door.direction == "exit":
-            per_minute *= 0.8  # people stay a while: the building fills up
-        tables: list[tuple[str, dict[str, object]]] = [
-            (
-                "",
-                {
-                    "node_id": door.node_id,
-                    "facility_id": FACILITY,
-                    "door_id": door.door_id,
-                    "direction": door.direction,
-                    "state_dir": str(self.workdir / door.node_id),
-                },
-            ),
-            (
-                "[source]",
-                {
-                    "kind": "synthetic",
-                    "preset": "default",
-                    "fps": 8.0,
-                    "visitors_file": str(self.workdir / "visitors.txt"),
-                    "visitors_per_minute": round(per_minute, 2),
-                    "visit_frames": 6,
-                },
-            ),
-            ("[pins]", {"pin_factory": "mock"}),
-            ("[pins.leds]", {"kind": "three", "red": 17, "yellow": 27, "green": 22}),
-            ("[pins.buzzer]", {"pin": 18}),
-            (
-                "[pins.relay]",
-                {"pin": 5, "active_high": False, "pulse_ms": 1500, "wiring": "fail_secure"},
-            ),
-            ("[gate]", {"passage": "assume", "signal_s": 1.5}),
-            ("[mqtt]", {"host": broker.host, "port": broker.port}),
+        self.wait_http(f"{self.registry_url}/api/v1/health", "the registry")
+        self.step(f"registry serving at {self.registry_url}")
+
+    def seed_registry(self) -> None:
+        self.operator.login(OPERATOR, self.secrets.operator_password)
+        codes = [self.operator.issue_pass(p.nik) for p in self.people]
+        (self.workdir / "visitors.txt").write_text("\n".join(codes) + "\n", encoding="utf-8")
+        (self.workdir / "trust.json").write_bytes(self.operator.trust())
+        self.step(f"{len(codes)} passes issued for the simulated visitors with its signing key")
+
+    def register_facility(self) -> None:
+        request = FacilityRequest(
+            name="Demo Mall",
+            address="Jl. Demo Raya 1, Jakarta",
+            type="mall",
+            capacity=self.options.capacity,
+            pic_name="Dewi Lestari",
+            pic_email=PIC_EMAIL,
+            pic_password=self.secrets.pic_password,
+        )
+        doors = [DoorRequest(d.door_id, d.name, d.registry_direction) for d in self.doors]
+        active = self.operator.register_facility(request, doors)
+        self.facility_id = active.facility_id
+        _write_secret(self.workdir / "hub" / "registry-token", active.hub_token)
+        self.step(
+            f"facility {self.facility_id} requested, verified and activated at the registry, "
+            f"{len(doors)} doors added; hub token issued"
+        )
+
+    def provision_broker(self) -> None:
+        broker_dir = self.workdir / "broker"
+        port = self.broker.port
+        state = self.workdir / "broker-state"
+        state.mkdir()
+        # What `pintu provision broker init` does.
+        init_fleet(
+            broker_dir,
+            [Facility(id=self.facility_id, name="Demo Mall")],
+            settings={
+                "listen": "127.0.0.1",
+                "port": port,
+                "persistence_dir": state,
+                # Started as root, Mosquitto would drop to `mosquitto`, which cannot read
+                # this directory; as anyone else this changes nothing.
+                "run_as": pwd.getpwuid(os.geteuid()).pw_name,
+            },
+        )
+        # What `pintu provision node enroll` does, before the broker runs (no reload).
+        for door in self.doors:
+            request = EnrolRequest(
+                facility_id=self.facility_id,
+                door_id=door.door_id,
+                direction=door.direction,  # type: ignore[arg-type]  # entry | exit
+                broker=f"127.0.0.1:{port}",
+                hub_url=self.url,
+                door_name=door.name,
+                node_id=door.node_id,
+                trust=self.workdir / "trust.json",
+            )
+            self.enrolments.append(enroll(broker_dir, request, self.workdir / "bundles"))
+        nodes = ", ".join(e.record.node_id for e in self.enrolments)
+        self.step(f"broker configured (auth and ACLs on); nodes enrolled: {nodes}")
+
+    def start_broker(self) -> None:
+        self.broker.start()
+        self.step(f"broker at mqtt://{self.broker.host}:{self.broker.port}")
+
+    def start_hub(self) -> None:
+        from provisioning.inventory import open_fleet
+
+        broker_dir = self.workdir / "broker"
+        with open_fleet(broker_dir) as fleet:
+            hub_user = fleet.inventory.hub.username
+            records = fleet.nodes(facility_id=self.facility_id)
+        hub_dir = self.workdir / "hub"
+        hub_toml = hub_dir / "hub.toml"
+        settings = demo_config.HubSettings(
+            workdir=hub_dir,
+            web_port=self.web_port,
+            broker_port=self.broker.port,
+            mqtt_username=hub_user,
+            mqtt_password_file=broker_dir / HUB_PASSWORD,
+            registry_url=self.registry_url,
+            registry_token_file=hub_dir / "registry-token",
+            sync_interval_s=self.options.sync_interval_s,
+            facility_id=self.facility_id,
+            capacity=self.options.capacity,
+            doors_snippet=hubdoors.snippet_path(broker_dir, self.facility_id),
+        )
+        hub_toml.write_text(demo_config.hub_config(settings), encoding="utf-8")
+        problems = hubdoors.check_hub_config(hub_toml, self.facility_id, records)
+        if problems:
+            raise DemoError("hub.toml disagrees with the fleet: " + "; ".join(problems))
+        staff = _write_secret(hub_dir / "staff-password", self.secrets.staff_password)
+        self._command(
+            hub_commands.add_user, "--config", str(hub_toml), "--username", STAFF,
+            "--role", "admin", "--password-file", str(staff),
+        )  # fmt: skip
+        self._spawn("hub", "-v", "hub", "serve", "--config", str(hub_toml))
+        self.step(
+            f"hub starting, staff account {STAFF!r}, syncing with the registry every "
+            f"{settings.sync_interval_s:g} s"
+        )
+
+    def start_nodes(self) -> None:
+        per_door = {
+            "entry": self.options.visitors_per_minute / self.options.entries,
+            # People stay a while: the building fills up.
+            "exit": 0.8 * self.options.visitors_per_minute / self.options.exits,
+        }
+        for enrolment in self.enrolments:
+            record = enrolment.record
+            state = self.workdir / "nodes" / record.node_id
+            state.mkdir(parents=True)
+            # As the bundle's install.sh does: the node starts with the registry's keys.
+            shutil.copyfile(enrolment.bundle_dir / "trust.json", state / "trust.json")
+            sim = demo_config.SimulatedDoor(
+                state_dir=state,
+                visitors_file=self.workdir / "visitors.txt",
+                visitors_per_minute=per_door[record.direction],
+            )
+            config = self.workdir / "nodes" / f"{record.node_id}.toml"
+            config.write_text(
+                demo_config.node_config(enrolment.bundle_dir / "node.toml", sim), encoding="utf-8"
+            )
+            # The MQTT password is read from the credentials directory, as under systemd.
+            self._spawn(
+                record.node_id, "-v", "node", "run", "--config", str(config),
+                credentials=enrolment.bundle_dir,
+            )  # fmt: skip
+        nodes = ", ".join(e.record.node_id for e in self.enrolments)
+        self.step(f"door nodes starting from their bundles: {nodes}")
+
+    # -- while it runs -------------------------------------------------------------------
+
+    def desk_example(self) -> Person:
+        """Somebody the staff desk can look up at the registry."""
+        if self._example is None:
+            greens = [p for p in self.people if p.status is Status.GREEN]
+            self._example = (greens or self.people)[0]
+        return self._example
+
+    def change_a_status(self) -> str | None:
+        """One person's status changes at the registry, as health offices report them.
+
+        Every other change turns somebody green to black (a positive test), which the
+        doors show by refusing a pass they admitted before; the others turn somebody red
+        or yellow to green (vaccinated). The desk's example person keeps their status.
+        """
+        self._changes += 1
+        if self._changes % 2:
+            turns = {Status.GREEN: Status.BLACK}
+        else:
+            turns = {Status.RED: Status.GREEN, Status.YELLOW: Status.GREEN}
+        example = self.desk_example()
+        candidates = [
+            i for i, p in enumerate(self.people) if p.status in turns and p.nik != example.nik
         ]
-        return _toml(tables)
+        if not candidates:
+            return None
+        index = candidates[int(self.rng.integers(len(candidates)))]
+        person = self.people[index]
+        changed = Person(person.nik, person.name, turns[person.status])
+        try:
+            self.operator.set_person(changed.nik, changed.name, changed.status.label, changed.doses)
+        except RegistryCallError as err:
+            logger.warning("could not change a status at the registry: %s", err)
+            return None
+        self.people[index] = changed
+        return (
+            f"registry: {changed.name} ({changed.nik}) is now {changed.status.label}, was "
+            f"{person.status.label}; the doors act on it after the hub's next sync"
+        )
 
-    # -- processes ---------------------------------------------------------------
+    # -- processes -----------------------------------------------------------------------
 
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, *args: str, credentials: Path | None = None) -> None:
         log = (self.workdir / "logs" / f"{name}.log").open("ab")
         env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "PYTHONUNBUFFERED": "1"}
+        env.pop("NOTIFY_SOCKET", None)  # the demo is not a systemd service
+        if credentials is not None:
+            env["CREDENTIALS_DIRECTORY"] = str(credentials)
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "pintu", *args],
             stdout=log,
@@ -240,43 +433,18 @@ class Demo:
         )
         log.close()
         self.processes.append((name, process))
-        return process
 
-    def _run(self, *args: str) -> None:
-        result = subprocess.run(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "pintu", *args], capture_output=True, text=True, check=False
-        )
-        if result.returncode != 0:
-            raise DemoError(f"pintu {' '.join(args[:2])} failed: {result.stderr.strip()}")
-
-    def start(self, broker: Mosquitto | None = None) -> None:
-        self.prepare()
-        self.say(f"workdir: {self.workdir}")
-        self.broker = broker or Mosquitto(self.workdir / "broker")
-        if broker is None:
-            self.broker.start()
-        self.say(f"broker: mqtt://{self.broker.host}:{self.broker.port}")
-        hub_toml = self.workdir / "hub.toml"
-        hub_toml.write_text(self.hub_config(self.broker), encoding="utf-8")
-        self._run(
-            "hub", "add-user", "--config", str(hub_toml), "--username", "admin",
-            "--role", "admin", "--password-file", str(self.workdir / "admin-password"),
-        )  # fmt: skip
-        self._spawn("hub", "-v", "hub", "serve", "--config", str(hub_toml))
-        self.wait_http(f"{self.url}/healthz", "the hub")
-        for door in self.doors:
-            path = self.workdir / f"{door.node_id}.toml"
-            path.write_text(self.node_config(door, self.broker), encoding="utf-8")
-            self._spawn(door.node_id, "-v", "node", "run", "--config", str(path))
-        self.say(f"door nodes: {', '.join(d.node_id for d in self.doors)}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+    def _command(self, command: click.Command, *args: str) -> None:
+        """Run a ``pintu`` command here, as a technician runs it, without its output."""
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                command.main(list(args), prog_name=f"pintu {command.name}", standalone_mode=False)
+        except click.ClickException as err:
+            raise DemoError(f"pintu {command.name} failed: {err.format_message()}") from err
 
     def wait_http(self, url: str, what: str, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
-        pause = threading.Event()
         while time.monotonic() < deadline:
             self.check_alive()
             try:
@@ -285,7 +453,8 @@ class Demo:
                         return
             except (urllib.error.URLError, OSError):
                 pass
-            pause.wait(0.2)
+            if self.stopping.wait(0.2):
+                raise Interrupted("stopped while starting")
         raise DemoError(f"{what} did not answer at {url} within {timeout_s:.0f} s")
 
     def check_alive(self) -> None:
@@ -294,47 +463,92 @@ class Demo:
                 log = self.workdir / "logs" / f"{name}.log"
                 tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
                 raise DemoError(f"{name} exited with {process.returncode}; its log ends:\n{tail}")
+        if self.broker.process is not None and not self.broker.running:
+            raise DemoError(f"the broker exited; see {self.broker.log_path}")
 
     def stop(self) -> None:
-        """Nodes first (their journals flush to the hub), then the hub, then the broker."""
-        for _name, process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for name, process in reversed(self.processes):
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                logger.warning("%s did not stop in 20 s; killing it", name)
-                process.kill()
-                process.wait()
+        """Nodes first (their journals flush to the hub), the hub (its outbox to the
+        registry), then the registry, then the broker."""
+        self.operator.close()
+        groups = [
+            [p for p in self.processes if p[0] not in ("hub", "registry")],
+            [p for p in self.processes if p[0] == "hub"],
+            [p for p in self.processes if p[0] == "registry"],
+        ]
+        for group in groups:
+            for _name, process in group:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for name, process in group:
+                try:
+                    process.wait(20)
+                except subprocess.TimeoutExpired:
+                    logger.warning("%s did not stop in 20 s; killing it", name)
+                    process.kill()
+                    process.wait()
         self.processes.clear()
-        if self.broker is not None:
-            self.broker.stop()
+        self.broker.stop()
+
+
+def _unfailing(say: Callable[[str], None]) -> Callable[[str], None]:
+    """``say``, but a closed terminal or pipe must not keep the demo from stopping."""
+
+    def safe(line: str) -> None:
+        try:
+            say(line)
+        except OSError as err:
+            logger.debug("cannot print %r: %s", line, err)
+
+    return safe
 
 
 def run_demo(options: DemoOptions, duration_s: float | None, say: Callable[[str], None]) -> None:
-    demo = Demo(options, say)
     stop = threading.Event()
+    say = _unfailing(say)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C, a service manager's stop, and a closed terminal all stop every process.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     try:
-        demo.start()
+        demo = Demo(options, say, stop)
+    except BrokerError as err:
+        raise DemoError(str(err)) from err
+    try:
+        try:
+            demo.start()
+        except (ProvisioningError, BrokerError) as err:
+            raise DemoError(str(err)) from err
+        example = demo.desk_example()
         say("")
         say(f"  dashboard:  {demo.url}/")
-        say(f"  log in as:  admin / {demo.admin_password}")
-        say(f"  people for the staff desk (NIK, name, status): {demo.workdir / 'people.csv'}")
+        say(f"  log in as:  {STAFF} / {demo.secrets.staff_password}")
+        say(f"  registry:   {demo.registry_url}/api/v1/openapi.json")
+        say(f"  operator:   {OPERATOR} / {demo.secrets.operator_password}")
+        say(f"  staff desk check-in, try NIK {example.nik} and name {example.name}")
+        say(f"  work directory and logs: {demo.workdir}")
         say("")
         say("Press Ctrl-C to stop everything.")
         deadline = None if duration_s is None else time.monotonic() + duration_s
+        next_change = time.monotonic() + options.status_change_s
         while not stop.wait(1.0):
             demo.check_alive()
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= next_change:
+                next_change = now + options.status_change_s
+                line = demo.change_a_status()
+                if line:
+                    say(line)
+            if deadline is not None and now >= deadline:
                 break
+    except Interrupted:
+        pass
     finally:
-        say("stopping...")
+        started = bool(demo.processes) or demo.broker.running
+        if started:
+            say("stopping...")
         demo.stop()
-        say("stopped.")
+        if started:
+            say("stopped.")

@@ -1,19 +1,24 @@
-"""`pintu demo` as a newcomer runs it: a whole facility, the dashboard live, Ctrl-C stops all."""
+"""`pintu demo` as a newcomer runs it: a whole facility provisioned for real, the dashboard
+live in Chromium, the desk looking people up at the registry, Ctrl-C stops all, and a
+second run after it starts over."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import psutil
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from paho.mqtt.enums import CallbackAPIVersion
+from playwright.sync_api import Page, expect, sync_playwright
 
 from provisioning.mosquitto import free_port
 
@@ -30,80 +35,174 @@ CHROMIUM_ARGS = [
 ]
 
 
-def read_lines(stream: object, lines: list[str], seen: threading.Event) -> None:
-    for raw in iter(stream.readline, ""):  # type: ignore[attr-defined]
-        lines.append(raw.rstrip("\n"))
-        seen.set()
+@dataclass
+class DemoRun:
+    """``pintu demo`` in a process of its own, its output read line by line."""
+
+    process: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    seen: threading.Event = field(default_factory=threading.Event)
+
+    def read(self) -> None:
+        assert self.process.stdout is not None
+        for raw in iter(self.process.stdout.readline, ""):
+            self.lines.append(raw.rstrip("\n"))
+            self.seen.set()
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if found := regex.search(line):
+                    return found
+            if self.process.poll() is not None and not self.seen.is_set():
+                break
+            self.seen.clear()
+            self.seen.wait(1.0)
+        pytest.fail(f"no line matching {pattern!r} in {timeout} s; output:\n" + self.output)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def interrupt(self) -> int:
+        """Ctrl-C, as a terminal sends it; the exit status."""
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(60)
 
 
-def wait_for_line(lines: list[str], pattern: str, seen: threading.Event, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    regex = re.compile(pattern)
-    while time.monotonic() < deadline:
-        for line in list(lines):
-            if regex.search(line):
-                return line
-        seen.clear()
-        seen.wait(1.0)
-    pytest.fail(f"no line matching {pattern!r} in {timeout}s; output:\n" + "\n".join(lines))
+@pytest.fixture
+def start_demo(tmp_path: Path) -> Iterator[Callable[[], DemoRun]]:
+    web_port, registry_port = free_port(), free_port()
+    runs: list[tuple[DemoRun, threading.Thread]] = []
+
+    def start() -> DemoRun:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "pintu", "demo",
+                "--workdir", str(tmp_path / "demo"),
+                "--port", str(web_port),
+                "--registry-port", str(registry_port),
+                "--visitors-per-minute", "120",
+                "--capacity", "500",
+                "--population", "30",
+                "--sync-interval", "1",
+                "--status-every", "3",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        run = DemoRun(process)
+        reader = threading.Thread(target=run.read, daemon=True)
+        reader.start()
+        runs.append((run, reader))
+        return run
+
+    yield start
+    for run, reader in runs:
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.wait()
+        if run.process.stdout is not None:
+            run.process.stdout.close()
+        reader.join(5)
+
+
+def anonymous_connack(port: int) -> str:
+    """What the broker answers a client that gives no user name."""
+    answered = threading.Event()
+    reasons: list[str] = []
+
+    def on_connect(
+        client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
+        reasons.append(str(reason))
+        answered.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_connect = on_connect
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        assert answered.wait(10), "the broker did not answer"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return reasons[0]
+
+
+def desk_lookup(page: Page, nik: str, name: str, status: str) -> None:
+    page.fill("#nik", nik)
+    page.fill("#person-name", name)
+    page.click("#lookup-button")
+    expect(page.locator("#verdict")).to_have_attribute("data-status", status, timeout=15_000)
+
+
+def processes_of(run: DemoRun) -> list[psutil.Process]:
+    return psutil.Process(run.process.pid).children(recursive=True)
+
+
+def left_running(processes: list[psutil.Process]) -> list[list[str]]:
+    alive = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process.cmdline())
+        except psutil.NoSuchProcess:
+            pass
+    return alive
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="needs Debian's chromium")
-def test_demo_shows_live_occupancy_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    port = free_port()
-    demo = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pintu",
-            "demo",
-            "--workdir",
-            str(tmp_path / "demo"),
-            "--port",
-            str(port),
-            "--visitors-per-minute",
-            "120",
-            "--capacity",
-            "500",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    seen = threading.Event()
-    reader = threading.Thread(target=read_lines, args=(demo.stdout, lines, seen), daemon=True)
-    reader.start()
-    try:
-        url = wait_for_line(lines, r"dashboard:\s+http://", seen, 90).split()[-1]
-        login = wait_for_line(lines, r"log in as:", seen, 10)
-        password = login.split("/")[-1].strip()
-        children = psutil.Process(demo.pid).children(recursive=True)
-        assert len(children) >= 5, "broker, hub and three nodes"
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page()
-                page.goto(url + "login")
-                page.fill("input[name=username]", "admin")
-                page.fill("input[name=password]", password)
-                page.click("button[type=submit]")
-                occupancy = page.locator("#occ-value")
-                # Visitors arrive at random: within 60 s somebody has come in.
-                expect(occupancy).not_to_have_text(re.compile(r"^\s*0\s*$"), timeout=60_000)
-                page.screenshot(path=str(tmp_path / "demo.png"))
-            finally:
-                browser.close()
-        demo.send_signal(signal.SIGINT)
-        assert demo.wait(60) == 0
-    finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
-        if demo.stdout is not None:
-            demo.stdout.close()
-        reader.join(5)
-    still_running = [p for p in children if p.is_running() and p.status() != "zombie"]
-    assert not still_running, f"left running: {[p.cmdline() for p in still_running]}"
-    assert any("stopped." in line for line in lines)
+@pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="needs Debian's chromium")
+def test_demo_runs_a_provisioned_facility_live_and_stops_cleanly_on_ctrl_c(
+    start_demo: Callable[[], DemoRun], tmp_path: Path
+) -> None:
+    run = start_demo()
+    url = run.wait_for(r"dashboard:\s+(http://\S+)", 120).group(1)
+    password = run.wait_for(r"log in as:\s+admin / (\S+)", 5).group(1)
+    desk = run.wait_for(r"try NIK (\d{16}) and name (.+)$", 5)
+    broker_port = int(run.wait_for(r"broker at mqtt://127\.0\.0\.1:(\d+)", 5).group(1))
+    assert run.wait_for(r"registry serving at http://", 5)
+    assert run.wait_for(r"operator:\s+operator / \S+", 5)
+
+    children = processes_of(run)
+    commands = [" ".join(p.cmdline()) for p in children]
+    for part in ("registry serve", "hub serve", "mosquitto -c"):
+        assert sum(part in c for c in commands) == 1, f"one {part!r} in {commands}"
+    assert sum("node run" in c for c in commands) == 3, commands
+    # Auth is on: a client without credentials is turned away.
+    assert anonymous_connack(broker_port) == "Not authorized"
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url + "login")
+            page.fill("input[name=username]", "admin")
+            page.fill("input[name=password]", password)
+            page.click("button[type=submit]")
+            # Visitors arrive at random: within 60 s somebody has come in.
+            expect(page.locator("#occ-value")).not_to_have_text(
+                re.compile(r"^\s*0\s*$"), timeout=60_000
+            )
+            # The desk asks the registry: the printed person, and one who just turned black.
+            desk_lookup(page, desk.group(1), desk.group(2).strip(), "green")
+            black = run.wait_for(r"registry: (.+) \((\d{16})\) is now black", 30)
+            desk_lookup(page, black.group(2), black.group(1), "black")
+            page.screenshot(path=str(tmp_path / "demo.png"))
+        finally:
+            browser.close()
+
+    assert run.interrupt() == 0, run.output
+    assert not left_running(children)
+    assert "stopped." in run.lines
+
+    # A second run after Ctrl-C starts over in the same directory, on the same ports.
+    again = start_demo()
+    assert again.wait_for(r"dashboard:\s+(http://\S+)", 120).group(1) == url
+    children = processes_of(again)
+    assert again.interrupt() == 0, again.output
+    assert not left_running(children)

@@ -13,7 +13,8 @@ import click
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".demo"),
     show_default=True,
-    help="Where the demo keeps its keys, configs, databases and logs.",
+    help="Where the demo keeps its keys, configs, bundles, databases and logs; a stopped "
+    "demo's is cleared at the start.",
 )
 @click.option(
     "--entries",
@@ -50,6 +51,33 @@ import click
     help="Dashboard port (default 8080, or a free one if 8080 is taken).",
 )
 @click.option(
+    "--registry-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="The registry's port (default 8090, or a free one if 8090 is taken).",
+)
+@click.option(
+    "--population",
+    type=click.IntRange(10, 5000),
+    default=200,
+    show_default=True,
+    help="People seeded into the registry, each with a pass the visitors hold up.",
+)
+@click.option(
+    "--sync-interval",
+    type=click.FloatRange(0.5, 600),
+    default=5.0,
+    show_default=True,
+    help="Seconds between the hub's syncs with the registry.",
+)
+@click.option(
+    "--status-every",
+    type=click.FloatRange(1, 3600),
+    default=30.0,
+    show_default=True,
+    help="Seconds between status changes at the registry (somebody turns black, ...).",
+)
+@click.option(
     "--duration",
     type=click.FloatRange(1),
     default=None,
@@ -62,17 +90,25 @@ def demo(
     capacity: int,
     visitors_per_minute: float,
     port: int | None,
+    registry_port: int | None,
+    population: int,
+    sync_interval: float,
+    status_every: float,
     duration: float | None,
 ) -> None:
-    """Run a simulated facility: broker, hub with dashboard, and door nodes.
+    """Run a whole facility, provisioned for real: registry, broker, hub and door nodes.
 
-    Simulated visitors with a mix of green, yellow, red and black passes arrive at the
-    entrances and leave by the exits; the dashboard shows occupancy live. Ctrl-C stops
-    every process.
+    The registry is seeded with a population and registers the facility; the broker is
+    configured by the provisioning tools (auth and ACLs on) and every door node enrolled
+    through them; the hub syncs with the registry. Simulated visitors with green, yellow,
+    red and black passes arrive at the entrances and leave by the exits, and now and then
+    somebody's status changes at the registry. The dashboard shows occupancy live. Ctrl-C
+    stops every process; the next run starts over in a cleared WORKDIR.
 
     \b
     Example:
       pintu demo --entries 2 --exits 1 --capacity 30
+      pintu demo --workdir ~/pintu-demo --port 8081 --duration 120
     """
     from pintu.demo import DemoError, DemoOptions, run_demo
 
@@ -83,6 +119,10 @@ def demo(
         capacity=capacity,
         visitors_per_minute=visitors_per_minute,
         web_port=port,
+        registry_port=registry_port,
+        population=population,
+        sync_interval_s=sync_interval,
+        status_change_s=status_every,
     )
     try:
         run_demo(options, duration, lambda line: click.echo(line, err=False))

@@ -190,6 +190,31 @@ def test_a_node_reads_its_facility_state_and_the_hub_writes_it(
     assert b"clinic" not in node.received()
 
 
+def test_a_node_reads_its_facility_lists_the_hub_keeps_retained(
+    facility_broker: FacilityBroker,
+    two_nodes: tuple[Enrolment, Enrolment],
+    peers: PeerFactory,
+    wait_for: WaitFor,
+) -> None:
+    main, _ = two_nodes
+    broker = facility_broker.broker
+    hub = peers(broker, "hub", facility_broker.hub_password)
+    trust, status = topics.lists_trust(FACILITY), topics.lists_status(FACILITY)
+    assert not hub.publish(trust, b"trust list", retain=True).is_failure
+    assert not hub.publish(status, b"status list", retain=True).is_failure
+    assert not hub.publish(topics.lists_trust("clinic"), b"clinic", retain=True).is_failure
+    node = peers(broker, main.record.username, password_of(main))
+    # A node never writes the lists the doors believe.
+    assert node.publish(trust, b"forged", retain=True).getName() == "Not authorized"
+    node.subscribe(topics.lists_trust("clinic"))  # granted, but never delivered
+    node.subscribe(topics.lists_filter(FACILITY))
+    wait_for(
+        lambda: sorted(node.received()) == [b"status list", b"trust list"],
+        what="the retained lists",
+    )
+    assert b"clinic" not in node.received()
+
+
 # -- revocation ----------------------------------------------------------------------------
 
 
