@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,19 +37,6 @@ logger = logging.getLogger(__name__)
 MAX_QR_VERSION = 10
 DEFAULT_TTL_S = 30 * 60
 MAX_TTL_S = 7 * 86_400
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
-
-
-def parse_duration(text: str) -> int:
-    """``90``, ``90s``, ``30m``, ``2h`` or ``1d`` as seconds (1 s to 7 days)."""
-    match = _DURATION.match(text.lower())
-    if not match:
-        raise ValueError(f"not a duration such as 30m, 2h or 90s: {text!r}")
-    seconds = int(match.group(1)) * _UNIT_S[match.group(2)]
-    if not 1 <= seconds <= MAX_TTL_S:
-        raise ValueError(f"a token lives from 1 s to 7 days, not {text!r}")
-    return seconds
 
 
 @dataclass(frozen=True)

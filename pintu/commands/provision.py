@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from pintu.commands.common import echo_json
+from pintu.commands.common import Duration, echo_json
+from pintu.commands.facility import facility
 
 if TYPE_CHECKING:
     from provisioning.enroll import Enrolment, FleetChange, Reload
@@ -141,15 +142,19 @@ def _report_enrolment(enrolment: Enrolment, broker_unit: str) -> None:
 
 @click.group()
 def provision() -> None:
-    """The technician's tools: the facility's broker, door nodes and door posters.
+    """The technician's tools: facility registration, the broker, door nodes, posters.
 
     \b
     Example:
+      pintu provision facility register --registry https://registry.example.id ...
       pintu provision broker init --dir /etc/pintu/broker --facility "mall-a=Mall A"
       pintu provision node enroll --facility mall-a --door main-in --direction entry \\
           --broker hub.local:1883 --out bundles/ --reload
       pintu provision poster --facility mall-a --door main-in --out main-in.png
     """
+
+
+provision.add_command(facility)
 
 
 # -- broker --------------------------------------------------------------------------
@@ -362,6 +367,7 @@ def node_group() -> None:
 )
 @click.option(
     "--token-ttl",
+    type=Duration(),
     default="30m",
     show_default=True,
     metavar="DURATION",
@@ -397,7 +403,7 @@ def node_enroll(
     pintu_source: str,
     tls_ca_file: str | None,
     qr_path: Path | None,
-    token_ttl: str,
+    token_ttl: int,
     hub_user: str | None,
     hub_password_file: Path | None,
     reload_unit: bool,
@@ -426,7 +432,7 @@ def node_enroll(
           --qr main-in.png --token-ttl 30m --hub-user admin --reload
     """
     from provisioning.enroll import EnrolRequest, enroll
-    from provisioning.qr import ProvisioningQr, QrRequest, parse_duration, publish
+    from provisioning.qr import MAX_TTL_S, ProvisioningQr, QrRequest, publish
 
     request = EnrolRequest(
         facility_id=facility,
@@ -448,16 +454,14 @@ def node_enroll(
             raise click.UsageError("--qr needs --hub-url: the node fetches its bundle there")
         if hub_user is None:
             raise click.UsageError("--qr needs --hub-user: a hub admin files the sealed bundle")
-        try:
-            ttl_s = parse_duration(token_ttl)
-        except ValueError as err:
-            raise click.BadParameter(str(err), param_hint="--token-ttl") from err
+        if token_ttl > MAX_TTL_S:
+            raise click.BadParameter("at most 7d", param_hint="--token-ttl")
         qr_request = QrRequest(
             out=qr_path,
             hub_url=hub_url,
             hub_user=hub_user,
             hub_password=_hub_password(hub_password_file, hub_user),
-            ttl_s=ttl_s,
+            ttl_s=token_ttl,
         )
 
         def file_at_hub(record: NodeRecord, staging: Path) -> None:
