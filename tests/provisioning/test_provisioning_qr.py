@@ -307,3 +307,32 @@ def test_a_blank_node_enrols_from_its_qr_and_its_first_event_is_stored(
         assert not other.done and not other.enrolment.config_path.exists()
     finally:
         node.stop()
+
+
+def test_a_hub_that_refuses_or_is_away_leaves_nothing_enrolled(
+    facility_broker: FacilityBroker, hub_service: ServiceThread, tmp_path: Path
+) -> None:
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not the password\n")
+    qr = tmp_path / "qr.png"
+    common = [
+        "provision", "node", "enroll", "--broker-dir", str(facility_broker.dir),
+        "--facility", FACILITY, "--door", DOOR, "--direction", "entry",
+        "--broker", facility_broker.address, "--out", str(tmp_path / "out"),
+        "--qr", str(qr), "--hub-user", ADMIN, "--hub-password-file", str(wrong),
+    ]  # fmt: skip
+    for hub_url, reason in [
+        (hub_service.url, "401 login_failed: Wrong user name or password."),
+        ("http://127.0.0.1:9", "cannot be reached"),
+    ]:
+        result = CliRunner().invoke(cli, [*common, "--hub-url", hub_url])
+        assert result.exit_code == 1
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1 and reason in errors[0], result.stderr
+        assert Fleet.load(facility_broker.dir).nodes() == []
+        assert not qr.exists() and list((tmp_path / "out").iterdir()) == []
+    store: Any = hub_service.hub.store
+    assert store.conn.execute("SELECT count(*) FROM enrolments").fetchone()[0] == 0
+    # --qr needs the hub's URL and an admin to file the bundle.
+    missing = CliRunner().invoke(cli, common[: common.index("--hub-user")])
+    assert missing.exit_code == 2 and "--qr needs --hub-url" in missing.stderr
