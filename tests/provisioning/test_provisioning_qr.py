@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -336,3 +340,33 @@ def test_a_hub_that_refuses_or_is_away_leaves_nothing_enrolled(
     # --qr needs the hub's URL and an admin to file the bundle.
     missing = CliRunner().invoke(cli, common[: common.index("--hub-user")])
     assert missing.exit_code == 2 and "--qr needs --hub-url" in missing.stderr
+
+
+def test_pintu_node_run_without_a_configuration_waits_and_stops_on_sigterm(
+    tmp_path: Path, wait_for: WaitFor
+) -> None:
+    config = tmp_path / "state" / "node.toml"
+    log = tmp_path / "node.log"
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
+    env.pop("NOTIFY_SOCKET", None)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pintu", "-v", "node", "run", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        wait_for(
+            lambda: "waiting for a provisioning QR" in log.read_text(), what="the waiting node"
+        )
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = log.read_text()
+    # Off the Pi there is no camera: said clearly, and the node still waits, relay locked.
+    assert "needs picamera2" in text and "released locked" in text
+    assert not config.exists()
