@@ -193,18 +193,15 @@ class Enrolment:
             response = httpx.post(url, timeout=self.settings.http_timeout_s)
         except httpx.HTTPError as err:
             raise EnrolmentFailed(f"the hub at {code.hub_url} cannot be reached: {err}") from err
-        body: Any = None
         try:
-            body = response.json()
+            body: Any = response.json()
         except ValueError:
             body = None
         if response.status_code != 200 or not isinstance(body, dict):
-            reason = body.get("detail") if isinstance(body, dict) else None
-            code_text = body.get("error") if isinstance(body, dict) else None
-            raise EnrolmentFailed(
-                f"the hub answered {response.status_code} {code_text or ''}: "
-                f"{reason or response.reason_phrase}".replace("  ", " ")
-            )
+            said = body if isinstance(body, dict) else {}
+            error = f" {said['error']}" if said.get("error") else ""
+            detail = said.get("detail") or response.reason_phrase
+            raise EnrolmentFailed(f"the hub answered {response.status_code}{error}: {detail}")
         sealed = decode_sealed(str(body.get("sealed", "")))
         return SealedBundle.loads(open_sealed(code.token, code.node_id, sealed))
 

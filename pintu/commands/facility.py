@@ -155,9 +155,12 @@ def activate(
 
     from provisioning.facility import RegistryFacilities, next_step
 
-    if (token is None) == (token_file is None):
+    if token_file is not None and token is None:
+        secret = _read_secret(token_file, "activation token")
+    elif token is not None and token_file is None:
+        secret = token
+    else:
         raise click.UsageError("give the activation token with --token or --token-file")
-    secret = token if token is not None else _read_secret(token_file, "activation token")  # type: ignore[arg-type]
     if password_file is not None:
         password = _read_secret(password_file, "password")
     else:
