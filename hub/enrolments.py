@@ -3,7 +3,8 @@
 A technician leaves a node's bundle here, sealed with a key only the provisioning QR
 holds (``protocol.enrolment``); the node, shown the QR, fetches it once by its lookup id.
 The hub keeps only the ciphertext, the lookup id, the expiry and when it was used, and drops
-the ciphertext on that one use: afterwards only the fact that it was used is left.
+the ciphertext on that one use, or once it has expired (swept when the next bundle is
+filed): afterwards only the fact that it was used or expired is left.
 
 Mixins of ``SqliteStore`` and ``PgStore`` (migration 4 in ``hub.schema``). A claim checks
 and marks the row in one transaction, so two nodes showing the same QR at once get it once.
@@ -68,6 +69,13 @@ def _refusal(lookup_id: str, expires_at: datetime, used_at: datetime | None) -> 
         )
 
 
+# Filing a bundle also drops the ciphertext of every expired one: nobody can claim it any
+# more, and a copy of the database with a QR found later must not give the bundle away.
+# The row stays, so a late claim is still told "expired" rather than "unknown".
+_SWEEP_SQLITE = "UPDATE enrolments SET sealed = NULL WHERE expires_at <= ? AND sealed IS NOT NULL"
+_SWEEP_PG = "UPDATE enrolments SET sealed = NULL WHERE expires_at <= %s AND sealed IS NOT NULL"
+
+
 def _unknown(lookup_id: str) -> EnrolmentRefused:
     return EnrolmentRefused(Refusal.UNKNOWN, "no enrolment for this provisioning QR")
 
@@ -94,6 +102,7 @@ class SqliteEnrolmentMixin:
                 "VALUES (?, ?, ?, ?)",
                 (lookup_id, sealed, iso(expires_at), iso(now)),
             )
+            conn.execute(_SWEEP_SQLITE, (iso(now),))
         return EnrolmentRecord(lookup_id, expires_at, now, None)
 
     def claim_enrolment(self, lookup_id: str) -> bytes:
@@ -149,6 +158,7 @@ class PgEnrolmentMixin:
             )
             if done.rowcount == 0:
                 raise AlreadyExists(f"an enrolment {lookup_id} exists already")
+            conn.execute(_SWEEP_PG, (now,))
 
         self._run("file an enrolment", add)
         return EnrolmentRecord(lookup_id, expires_at, now, None)

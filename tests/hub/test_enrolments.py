@@ -14,6 +14,7 @@ import pytest
 from argon2 import PasswordHasher
 
 import hub.auth
+import hub.enrolments
 from hub.auth import hash_password
 from hub.config import HubConfig
 from hub.enrolments import EnrolmentRefused, Refusal
@@ -45,6 +46,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     opened.close()
 
 
+def sealed_of(store: Store, lookup_id: str) -> bytes | None:
+    """The ciphertext the store still holds for ``lookup_id`` (the API never shows it)."""
+    mark = "?" if isinstance(store, SqliteStore) else "%s"
+    rows: Any = store._rows(f"SELECT sealed FROM enrolments WHERE lookup_id = {mark}", (lookup_id,))  # type: ignore[attr-defined]  # noqa: S608
+    return None if rows[0][0] is None else bytes(rows[0][0])
+
+
 def refusal(store: Store, lookup_id: str) -> Refusal:
     with pytest.raises(EnrolmentRefused) as caught:
         store.claim_enrolment(lookup_id)
@@ -57,6 +65,7 @@ def test_a_bundle_is_handed_out_once_and_dropped(store: Store) -> None:
     with pytest.raises(AlreadyExists):
         store.add_enrolment(lookup, b"other", utcnow() + timedelta(minutes=30))
     assert store.claim_enrolment(lookup) == b"sealed"
+    assert sealed_of(store, lookup) is None
     record = store.enrolment(lookup)
     assert record is not None and record.used_at is not None
     assert refusal(store, lookup) is Refusal.USED
@@ -64,12 +73,24 @@ def test_a_bundle_is_handed_out_once_and_dropped(store: Store) -> None:
     assert refusal(store, "0" * 32) is Refusal.UNKNOWN
 
 
-def test_an_expired_bundle_is_refused_and_left_as_it_was(store: Store) -> None:
+def test_an_expired_bundle_is_refused_and_left_as_it_was(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lookup = enrolment.lookup_id(enrolment.new_token())
-    store.add_enrolment(lookup, b"sealed", utcnow() - timedelta(seconds=1))
+    store.add_enrolment(lookup, b"sealed", utcnow() + timedelta(minutes=5))
+    later = utcnow() + timedelta(minutes=6)
+    monkeypatch.setattr(hub.enrolments, "utcnow", lambda: later)
     before = store.enrolment(lookup)
     assert refusal(store, lookup) is Refusal.EXPIRED
     assert store.enrolment(lookup) == before and before is not None and before.used_at is None
+    assert sealed_of(store, lookup) == b"sealed"
+    # The next bundle filed sweeps the expired one's ciphertext; a late claim still hears
+    # "expired", and the live bundle is untouched.
+    live = enrolment.lookup_id(enrolment.new_token())
+    store.add_enrolment(live, b"live", later + timedelta(minutes=5))
+    assert sealed_of(store, lookup) is None and sealed_of(store, live) == b"live"
+    assert refusal(store, lookup) is Refusal.EXPIRED
+    assert store.claim_enrolment(live) == b"live"
 
 
 def test_two_hub_workers_claiming_at_once_hand_it_out_once(pg_dsn: str) -> None:
