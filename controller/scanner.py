@@ -21,6 +21,7 @@ from controller.notify import Notifier
 from firmware.decoder import Decoder
 from firmware.errors import SourceError
 from firmware.frames import FrameSource
+from protocol.enrolment import is_provisioning_text
 
 logger = logging.getLogger(__name__)
 
@@ -132,9 +133,14 @@ class Scanner:
             self.stats.frames += 1
             for text in self.decoder.decode(frame.pixels):
                 self.stats.codes += 1
-                if self.deduper.fresh(text, frame.ts):
-                    self.stats.handed_on += 1
-                    self.door.submit(Scan(text, frame.ts))
+                if not self.deduper.fresh(text, frame.ts):
+                    continue
+                if is_provisioning_text(text):
+                    # The node has its configuration: a provisioning QR is no visitor.
+                    logger.info("ignored a provisioning QR: this node is provisioned already")
+                    continue
+                self.stats.handed_on += 1
+                self.door.submit(Scan(text, frame.ts))
         return not self._stop.is_set()
 
     def _camera_failed(self, reason: str) -> None:

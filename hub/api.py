@@ -31,8 +31,9 @@ from hub.auth import (
     csrf_token,
 )
 from hub.config import FacilityConfig
-from hub.errors import NotFound, StoreError
-from hub.records import Adjustment, Alert, NodeView, Occupancy, Role, StoredEvent
+from hub.enrolments import EnrolmentRefused, Refusal
+from hub.errors import AlreadyExists, NotFound, StoreError
+from hub.records import Adjustment, Alert, NodeView, Occupancy, Role, StoredEvent, iso
 from hub.registry_client import NIK_PATTERN
 from hub.web.context import Call, context_of
 from hub.web.errors import ApiError, field_errors
@@ -55,8 +56,11 @@ from hub.web.schemas import (
     CapacityOut,
     CheckinIn,
     CheckinOut,
+    ClaimOut,
     CorrectionIn,
     DoorsOut,
+    EnrolmentIn,
+    EnrolmentOut,
     ErrorOut,
     EventPageOut,
     FacilityList,
@@ -71,6 +75,7 @@ from hub.web.schemas import (
     ResetIn,
     SessionOut,
 )
+from protocol.enrolment import EnrolmentCodeError, decode_sealed, encode_sealed, is_lookup_id
 from protocol.events import EventKind, utcnow
 
 logger = logging.getLogger(__name__)
@@ -403,6 +408,45 @@ async def audit_log(call: Call) -> dict[str, Any]:
     }
 
 
+async def add_enrolment(call: Call) -> dict[str, Any]:
+    body: EnrolmentIn = call.body
+    try:
+        sealed = decode_sealed(body.sealed)
+    except EnrolmentCodeError as err:
+        raise ApiError(422, "invalid", [{"field": "sealed", "message": str(err)}]) from err
+    expires_at = utcnow() + timedelta(seconds=body.ttl_s)
+    store = call.hub.store
+    try:
+        await asyncio.to_thread(store.add_enrolment, body.lookup_id, sealed, expires_at)
+    except AlreadyExists as err:
+        raise ApiError(409, "conflict", str(err)) from err
+    await asyncio.to_thread(
+        store.audit,
+        call.user,
+        "enrolment.created",
+        target=body.node_id,
+        detail=f"lookup {body.lookup_id[:8]}, expires {iso(expires_at)}",
+    )
+    logger.info("enrolment for node %s filed by %s", body.node_id, call.user)
+    return {"lookup_id": body.lookup_id, "node_id": body.node_id, "expires_at": iso(expires_at)}
+
+
+_REFUSAL_STATUS = {Refusal.UNKNOWN: 404, Refusal.USED: 409, Refusal.EXPIRED: 410}
+
+
+async def claim_enrolment(call: Call) -> dict[str, Any]:
+    lookup_id = str(call.path["lookup_id"])
+    if not is_lookup_id(lookup_id):
+        raise ApiError(404, Refusal.UNKNOWN.value, "no enrolment for this provisioning QR")
+    try:
+        sealed = await asyncio.to_thread(call.hub.store.claim_enrolment, lookup_id)
+    except EnrolmentRefused as err:
+        logger.warning("enrolment %s… refused: %s", lookup_id[:8], err)
+        raise ApiError(_REFUSAL_STATUS[err.reason], err.reason.value, str(err)) from err
+    logger.info("enrolment %s… handed to its node", lookup_id[:8])
+    return {"sealed": encode_sealed(sealed)}
+
+
 async def openapi_document(call: Call) -> dict[str, Any]:
     return document()
 
@@ -548,6 +592,18 @@ OPERATIONS: tuple[Operation, ...] = (
                       Param("user", "query", {"type": "string"}, "Only this user."),
                       _cursor("entries"), _limit(100, 1000)),
               response=AuditPageOut),
+    Operation("POST", f"{PREFIX}/enrolments", add_enrolment,
+              "Leave a sealed node bundle for a provisioning QR", "enrolments", A,
+              body=EnrolmentIn, response=EnrolmentOut, status=201, errors=(409,),
+              description="`pintu provision node enroll --qr` calls this. The hub keeps the "
+              "ciphertext, the lookup id and the expiry; it never sees the QR's token."),
+    Operation("POST", f"{PREFIX}/enrolments/{{lookup_id}}/claim", claim_enrolment,
+              "A door node fetches its sealed bundle, once", "enrolments", None,
+              params=(_path("lookup_id", "The id derived from the QR's token."),),
+              response=ClaimOut, errors=(404, 409, 410), csrf=False,
+              description="Called by a node shown its provisioning QR. The bundle is handed "
+              "out once and then dropped: 404 unknown_token, 409 token_used, "
+              "410 token_expired."),
     *REGISTRY_OPERATIONS,
 )  # fmt: skip
 
@@ -669,8 +725,10 @@ def _endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
             staff = await ctx.accounts.current(request)
             if staff is None:
                 raise ApiError(401, "not_logged_in", "Log in first.")
-        if request.method not in SAFE_METHODS and not csrf_ok(
-            request, request.headers.get(CSRF_HEADER)
+        if (
+            op.csrf
+            and request.method not in SAFE_METHODS
+            and not csrf_ok(request, request.headers.get(CSRF_HEADER))
         ):
             raise ApiError(403, "csrf", f"The {CSRF_HEADER} header is missing or wrong.")
         if staff is not None and op.role is not None and not staff.may(op.role):

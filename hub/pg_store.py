@@ -67,6 +67,7 @@ from hub.counting import (
     seq_reset_message,
     with_capacity,
 )
+from hub.enrolments import PgEnrolmentMixin
 from hub.errors import AlreadyExists, NotFound, StoreError
 from hub.pg_registry import PgRegistryMixin
 from hub.records import (
@@ -239,7 +240,7 @@ class _Pool:
             conn.close()
 
 
-class PgStore(PgRegistryMixin):
+class PgStore(PgRegistryMixin, PgEnrolmentMixin):
     """The hub's store in PostgreSQL (see the module's doc). ``dsn`` is a libpq connection
     string; its password, if the server needs one, belongs in a ``.pgpass`` file."""
 

@@ -177,6 +177,16 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX visits_subject ON visits (subject, check_in)",
         "CREATE INDEX visits_check_out ON visits (check_out)",
     ],
+    # 4: sealed node bundles waiting for their node's provisioning QR (hub.enrolments).
+    [
+        """CREATE TABLE enrolments (
+            lookup_id TEXT PRIMARY KEY,
+            sealed BLOB,
+            expires_at TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            used_at TEXT
+        )""",
+    ],
 ]
 
 # The same schema for PostgreSQL, migration for migration: number n here is number n above,
@@ -352,5 +362,15 @@ PG_MIGRATIONS: list[list[str]] = [
         "CREATE INDEX visits_facility ON visits (facility_id, check_in)",
         "CREATE INDEX visits_subject ON visits (subject, check_in)",
         "CREATE INDEX visits_check_out ON visits (check_out)",
+    ],
+    # 4: sealed node bundles waiting for their node's provisioning QR (hub.enrolments).
+    [
+        """CREATE TABLE enrolments (
+            lookup_id TEXT PRIMARY KEY,
+            sealed BYTEA,
+            expires_at TIMESTAMPTZ NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            used_at TIMESTAMPTZ
+        )""",
     ],
 ]

@@ -44,6 +44,7 @@ from hub.counting import (
     seq_reset_message,
     with_capacity,
 )
+from hub.enrolments import SqliteEnrolmentMixin
 from hub.errors import AlreadyExists, NotFound, StoreError
 from hub.records import (
     ROLES,
@@ -122,7 +123,7 @@ def _minute(ts: datetime) -> str:
     return iso(ts.astimezone(UTC).replace(second=0, microsecond=0))
 
 
-class SqliteStore(SqliteRegistryMixin):
+class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
     """The hub's store in one SQLite file (see the module's doc)."""
 
     def __init__(

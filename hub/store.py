@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from hub.config import FacilityConfig, HubConfig, PostgresStoreConfig, SqliteStoreConfig
+from hub.enrolments import EnrolmentRecord
 from hub.errors import UnsupportedBackend
 from hub.pg_store import PgStore
 from hub.records import (
@@ -270,6 +271,17 @@ class Store(Protocol):
         """Delete visits ended before ``before``; remove subject ids from older events and
         desk audit entries."""
         ...
+
+    # --- sealed bundles for provisioning QRs (hub.enrolments) ---------------------------
+    def add_enrolment(self, lookup_id: str, sealed: bytes, expires_at: datetime) -> EnrolmentRecord:
+        """File a sealed node bundle; ``AlreadyExists`` if the lookup id is taken."""
+        ...
+
+    def claim_enrolment(self, lookup_id: str) -> bytes:
+        """The sealed bundle, once: marked used and dropped; else ``EnrolmentRefused``."""
+        ...
+
+    def enrolment(self, lookup_id: str) -> EnrolmentRecord | None: ...
 
     def close(self) -> None: ...
 

@@ -143,11 +143,23 @@ def enroll(
     *,
     reload: Reload | None = None,
     progress: Progress = _quiet,
+    before_commit: Callable[[NodeRecord, Path], None] | None = None,
 ) -> Enrolment:
-    """Enrol a node for ``request``'s door; its bundle goes to ``out/<node id>``."""
+    """Enrol a node for ``request``'s door; its bundle goes to ``out/<node id>``.
+
+    ``before_commit(record, staging)`` runs once the bundle is staged and before the fleet
+    takes the node (the provisioning QR files the sealed bundle at the hub there); if it
+    raises, nothing is enrolled.
+    """
     with open_fleet(broker_dir) as fleet:
         before = fleet.doors(request.facility_id)
         pending = _stage(fleet, request, out, progress=progress, replaces=None)
+        if before_commit is not None:
+            try:
+                before_commit(pending.record, pending.staging)
+            except BaseException:
+                shutil.rmtree(pending.staging, ignore_errors=True)
+                raise
         _commit(fleet, pending)
         after = fleet.doors(request.facility_id)
     bundle_dir, archive_path = _place(pending, progress)

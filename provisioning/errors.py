@@ -25,3 +25,12 @@ class BrokerSetupError(ProvisioningError, OSError):
 
 class BundleError(ProvisioningError, OSError):
     """A node's bundle cannot be written."""
+
+
+class RemoteError(ProvisioningError, ConnectionError):
+    """The hub or the registry cannot be reached, or refused a request (its reason given)."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code

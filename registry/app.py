@@ -70,6 +70,7 @@ from registry.models import (
     PersonOut,
     PurgeOut,
     RejectIn,
+    RequestStateOut,
     RevokeOut,
     RotateOut,
     TraceOut,
@@ -405,6 +406,24 @@ def request_facility(call: Call) -> FacilityOut:
     return facility_out(call.registry.request_facility(cast(FacilityRequestIn, call.body)))
 
 
+def request_state(call: Call) -> RequestStateOut:
+    facility_id = call.path["facility_id"]
+    found = call.registry.store.get_facility(facility_id)
+    if found is None:
+        raise NotFound(f"no facility {facility_id!r}")
+    full = facility_out(found)
+    return RequestStateOut(
+        id=full.id,
+        state=full.state,
+        reason=full.reason,
+        activation_expires_at=full.activation_expires_at,
+        activation_expired=None
+        if found.activation_expires_at is None or found.state is not FacilityState.VERIFIED
+        else call.registry.now() >= found.activation_expires_at,
+        updated_at=full.updated_at,
+    )
+
+
 def list_facilities(call: Call) -> FacilitiesOut:
     found = call.registry.store.list_facilities(call.query.get("state"))
     return FacilitiesOut(facilities=[facility_out(f) for f in found])
@@ -567,6 +586,13 @@ def operations() -> list[Operation]:
                   "facilities", FacilityOut, status=201, body=FacilityRequestIn,
                   description="Open to anyone: the facility is 'requested' until an "
                   "operator verifies or rejects it."),
+        Operation("GET", "/facilities/requests/{facility_id}", "requestState",
+                  "Where a registration stands, for whoever holds its id", request_state,
+                  PUBLIC, "facilities", RequestStateOut, params=(FACILITY_ID,),
+                  errors=(404,),
+                  description="Open to anyone who knows the id the request answered (it "
+                  "ends in random digits): the state, a rejection's reason and the "
+                  "activation token's expiry; none of the facility's or the PIC's details."),
         Operation("GET", "/facilities", "listFacilities", "Facilities, optionally by state",
                   list_facilities, OPERATOR, "facilities", FacilitiesOut,
                   params=(Param("state", "query", "requested, verified, active or rejected",

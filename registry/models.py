@@ -208,6 +208,17 @@ class FacilityOut(Out):
     updated_at: Time
 
 
+class RequestStateOut(Out):
+    id: str
+    state: Literal["requested", "verified", "active", "rejected"]
+    reason: str | None = Field(description="Why it was rejected")
+    activation_expires_at: Time | None = Field(description="While verified: token expiry")
+    activation_expired: bool | None = Field(
+        description="While verified: whether that expiry has passed, by the registry's clock"
+    )
+    updated_at: Time
+
+
 class VerifyOut(Out):
     facility: FacilityOut
     activation_token: str = Field(

@@ -30,6 +30,7 @@ _STATUS_TEXT = {
     403: "Wrong role, or the CSRF token is missing or wrong",
     404: "No such facility, door, alert or lookup",
     409: "Conflicts with the current state",
+    410: "Gone: it has expired",
     415: "The body is not application/json",
     422: "The body does not follow the schema (each bad field is named)",
     429: "Too many failed logins; see Retry-After",
@@ -107,6 +108,13 @@ class Operation:
     errors: tuple[int, ...] = ()
     description: str = ""
     extra_responses: dict[str, Any] = field(default_factory=dict)
+    # False only for a route that needs no login and reads no cookie: with no session to
+    # ride on, a forged cross-site request can do nothing its sender could not do itself.
+    csrf: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.csrf and self.role is not None:
+            raise ValueError(f"{self.path}: a route that needs a login needs the CSRF check")
 
     @property
     def operation_id(self) -> str:
@@ -146,7 +154,7 @@ def build_document(
         role_text = f"Needs the **{op.role}** role (or higher)." if op.role else "No login needed."
         csrf_text = (
             " A state-changing request: send the session's CSRF token in `X-CSRF-Token`."
-            if op.method not in ("GET",)
+            if op.method not in ("GET",) and op.csrf
             else ""
         )
         entry["description"] = f"{op.description}\n\n{role_text}{csrf_text}".strip()
@@ -154,7 +162,7 @@ def build_document(
             entry["security"] = (
                 [{"session": [], "csrf": []}] if op.method != "GET" else [{"session": []}]
             )
-        elif op.method != "GET":
+        elif op.method != "GET" and op.csrf:
             entry["security"] = [{"csrf": []}]
         else:
             entry["security"] = []

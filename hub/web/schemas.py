@@ -241,6 +241,30 @@ class OpenOut(Output):
     message: str
 
 
+class EnrolmentIn(Input):
+    lookup_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="The id derived from the provisioning QR's token (docs/protocol.md).",
+    )
+    sealed: str = Field(
+        min_length=1,
+        max_length=66_000,
+        description="The node's bundle sealed with the token's key, base64.",
+    )
+    ttl_s: int = Field(ge=1, le=7 * 86_400, description="Seconds until the QR stops working.")
+    node_id: Id = Field(description="The node the bundle is for, for the audit log.")
+
+
+class EnrolmentOut(Output):
+    lookup_id: str
+    node_id: str
+    expires_at: Time
+
+
+class ClaimOut(Output):
+    sealed: str = Field(description="The sealed bundle, base64; handed out only this once.")
+
+
 class CorrectionIn(Input):
     value: int = Field(ge=0, le=1_000_000, description="The headcount staff counted.")
     zone_id: Id | None = Field(None, description="A zone; absent: the whole facility.")

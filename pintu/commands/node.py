@@ -68,23 +68,65 @@ def check_config(config_path: Path, as_json: bool) -> None:
     "config_path",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The node's TOML configuration.",
+    help="The node's TOML configuration. When the file does not exist the node waits for "
+    "a provisioning QR and writes it.",
 )
-def run(config_path: Path) -> None:
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where a node provisioned by QR keeps its journal and lists (default: "
+    "$STATE_DIRECTORY under systemd, else the configuration's directory).",
+)
+def run(config_path: Path, state_dir: Path | None) -> None:
     """Run the door node until SIGTERM or Ctrl-C.
 
     Tells systemd when it is ready (Type=notify) and pets the watchdog from the scan loop.
 
+    With no configuration file yet, the node blinks yellow slowly and waits for a
+    provisioning QR (`pintu provision node enroll --qr`): shown one, it fetches its
+    bundle from the hub once, writes the configuration and its credentials (0600) and
+    starts as a normal node. Until then the relay stays locked and passes are ignored.
+
     \b
     Example:
       GPIOZERO_PIN_FACTORY=mock pintu -v node run --config node.toml
+      pintu node run --config /var/lib/pintu-node/node.toml   # blank: waits for its QR
     """
     from controller.errors import ControllerError
     from controller.node import Node
     from firmware.errors import FirmwareError
 
-    config = _load(config_path)
     try:
+        if config_path.exists():
+            config = _load(config_path)
+        else:
+            provisioned = _provision(config_path, state_dir)
+            if provisioned is None:
+                return
+            config = provisioned
         Node(config).run()
     except (ControllerError, FirmwareError) as err:
         raise click.ClickException(str(err)) from err
+
+
+def _provision(config_path: Path, state_dir: Path | None) -> NodeConfig | None:
+    """Wait for a provisioning QR until provisioned (the configuration) or stopped (None)."""
+    import os
+    import signal
+    import threading
+    from types import FrameType
+
+    from controller.enrolment import Enrolment
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if state_dir is None:
+        env = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+        state_dir = Path(env) if env else config_path.resolve().parent
+    return Enrolment(config_path, state_dir).wait(stop)

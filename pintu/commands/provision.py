@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from pintu.commands.common import echo_json
+from pintu.commands.common import Duration, echo_json
+from pintu.commands.facility import facility
 
 if TYPE_CHECKING:
     from provisioning.enroll import Enrolment, FleetChange, Reload
@@ -141,15 +142,19 @@ def _report_enrolment(enrolment: Enrolment, broker_unit: str) -> None:
 
 @click.group()
 def provision() -> None:
-    """The technician's tools: the facility's broker, door nodes and door posters.
+    """The technician's tools: facility registration, the broker, door nodes, posters.
 
     \b
     Example:
+      pintu provision facility register --registry https://registry.example.id ...
       pintu provision broker init --dir /etc/pintu/broker --facility "mall-a=Mall A"
       pintu provision node enroll --facility mall-a --door main-in --direction entry \\
           --broker hub.local:1883 --out bundles/ --reload
       pintu provision poster --facility mall-a --door main-in --out main-in.png
     """
+
+
+provision.add_command(facility)
 
 
 # -- broker --------------------------------------------------------------------------
@@ -352,6 +357,35 @@ def node_group() -> None:
     default=None,
     help="CA certificate path on the Pi to verify a TLS broker with.",
 )
+@click.option(
+    "--qr",
+    "qr_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also leave the bundle sealed at the hub (--hub-url) and write the provisioning "
+    "QR code that unlocks it to this PNG (mode 0600). A blank node shown it enrols itself.",
+)
+@click.option(
+    "--token-ttl",
+    type=Duration(),
+    default="30m",
+    show_default=True,
+    metavar="DURATION",
+    help="How long the provisioning QR works (90s, 30m, 2h, 1d; at most 7d). It works once.",
+)
+@click.option(
+    "--hub-user",
+    default=None,
+    envvar="PINTU_HUB_USER",
+    help="A hub admin's user name, to file the sealed bundle with --qr ($PINTU_HUB_USER).",
+)
+@click.option(
+    "--hub-password-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    envvar="PINTU_HUB_PASSWORD_FILE",
+    help="File holding that admin's password; asked for when not given.",
+)
 @_reload_options
 @_JSON
 def node_enroll(
@@ -368,6 +402,10 @@ def node_enroll(
     wheel: Path | None,
     pintu_source: str,
     tls_ca_file: str | None,
+    qr_path: Path | None,
+    token_ttl: int,
+    hub_user: str | None,
+    hub_password_file: Path | None,
     reload_unit: bool,
     broker_unit: str,
     broker_pid: int | None,
@@ -379,13 +417,22 @@ def node_enroll(
     write only its own topics. Its bundle (node.toml, mqtt-password, node key, trust list,
     the systemd unit and install.sh) is written to OUT/<node id> and OUT/<node id>.tar.gz.
 
+    With --qr the bundle is also sealed with a one-time token and left at the hub; the
+    token is only in the QR code written to the PNG. A node started with no configuration
+    (`pintu node run --config FILE` where FILE does not exist) shown that QR fetches the
+    bundle once, writes FILE and starts. If the hub refuses, nothing is enrolled.
+
     \b
     Example:
       pintu provision node enroll --facility mall-a --door main-in --direction entry \\
           --broker hub.local:1883 --hub-url http://hub.local:8080 \\
           --trust keys/trust.json --out bundles/ --reload
+      pintu provision node enroll --facility mall-a --door main-in --direction entry \\
+          --broker hub.local:1883 --hub-url http://hub.local:8080 --out bundles/ \\
+          --qr main-in.png --token-ttl 30m --hub-user admin --reload
     """
     from provisioning.enroll import EnrolRequest, enroll
+    from provisioning.qr import MAX_TTL_S, ProvisioningQr, QrRequest, publish
 
     request = EnrolRequest(
         facility_id=facility,
@@ -400,6 +447,29 @@ def node_enroll(
         pintu_source=pintu_source,
         tls_ca_file=tls_ca_file,
     )
+    published: list[ProvisioningQr] = []
+    hook: Callable[[NodeRecord, Path], None] | None = None
+    if qr_path is not None:
+        if hub_url is None:
+            raise click.UsageError("--qr needs --hub-url: the node fetches its bundle there")
+        if hub_user is None:
+            raise click.UsageError("--qr needs --hub-user: a hub admin files the sealed bundle")
+        if token_ttl > MAX_TTL_S:
+            raise click.BadParameter("at most 7d", param_hint="--token-ttl")
+        qr_request = QrRequest(
+            out=qr_path,
+            hub_url=hub_url,
+            hub_user=hub_user,
+            hub_password=_hub_password(hub_password_file, hub_user),
+            ttl_s=token_ttl,
+        )
+
+        def file_at_hub(record: NodeRecord, staging: Path) -> None:
+            _say(f"sealing the bundle and filing it at {qr_request.hub_url}")
+            published.append(publish(record, staging, qr_request))
+
+        hook = file_at_hub
+
     with _errors():
         _check_ids(facility=facility, door=door, node=node_id)
         enrolment = enroll(
@@ -408,11 +478,34 @@ def node_enroll(
             out,
             reload=_reload(reload_unit, broker_unit, broker_pid),
             progress=_say,
+            before_commit=hook,
         )
     if as_json:
-        echo_json(_enrolment_doc(enrolment))
+        doc = _enrolment_doc(enrolment)
+        if published:
+            doc["qr"] = {
+                "path": str(published[0].path),
+                "expires_at": published[0].expires_at,
+                "version": published[0].version,
+            }
+        echo_json(doc)
     else:
         _report_enrolment(enrolment, broker_unit)
+        if published:
+            qr = published[0]
+            click.echo(
+                f"provisioning QR: {qr.path} (works once, until {qr.expires_at}); show it to "
+                "the node's camera, then delete it"
+            )
+
+
+def _hub_password(path: Path | None, user: str) -> str:
+    if path is not None:
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as err:
+            raise click.ClickException(f"cannot read {path}: {err}") from err
+    return str(click.prompt(f"hub password of {user}", hide_input=True, err=True))
 
 
 def _check_ids(**ids: str | None) -> None:

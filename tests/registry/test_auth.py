@@ -12,10 +12,12 @@ from registry.openapi import Operation
 if TYPE_CHECKING:
     from conftest import World
 
-# The only routes anyone may call: a PIC asks to register, activates with the one-time
-# token (the credential is in the body), everyone logs in; health tells a load balancer.
+# The only routes anyone may call: a PIC asks to register, follows the request by its id,
+# activates with the one-time token (the credential is in the body), everyone logs in;
+# health tells a load balancer.
 PUBLIC = {
     "POST /api/v1/facilities/requests",
+    "GET /api/v1/facilities/requests/{facility_id}",
     "POST /api/v1/facilities/{facility_id}/activate",
     "POST /api/v1/login",
     "GET /api/v1/health",

@@ -1,0 +1,226 @@
+"""``pintu provision facility``: a facility's registration at the registry, from a terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pintu.commands.common import echo_json
+
+_REGISTRY = click.option(
+    "--registry",
+    "registry_url",
+    required=True,
+    envvar="PINTU_REGISTRY_URL",
+    metavar="URL",
+    help="The registry's URL, e.g. https://registry.example.id ($PINTU_REGISTRY_URL).",
+)
+_FACILITY = click.option(
+    "--facility", "facility_id", required=True, help="The id the registration request answered."
+)
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    from provisioning.errors import ProvisioningError
+
+    try:
+        yield
+    except ProvisioningError as err:
+        raise click.ClickException(str(err)) from err
+
+
+@click.group()
+def facility() -> None:
+    """Register a facility at the registry: request, activation, status.
+
+    \b
+    Example:
+      pintu provision facility register --registry https://registry.example.id \\
+          --name "Pasar Baru Blok A" --address "Jl. Pasar Baru 1, Jakarta" --type market \\
+          --capacity 300 --pic-name "Budi Santoso" --pic-email budi@pasar.example
+      pintu provision facility status --registry https://registry.example.id \\
+          --facility pasar-baru-blok-a-1a2b3c
+    """
+
+
+@facility.command("register")
+@_REGISTRY
+@click.option("--name", required=True, help="The facility's name, as on its posters.")
+@click.option("--address", required=True, help="Its street address.")
+@click.option(
+    "--type",
+    "kind",
+    required=True,
+    help="What kind of place it is: office, mall, market, shop, restaurant, clinic, "
+    "hospital, school, government, worship, transport, sports, tourism or other.",
+)
+@click.option(
+    "--capacity", required=True, type=click.IntRange(1, 1_000_000), help="Visitors at once."
+)
+@click.option("--pic-name", required=True, help="The person in charge (PIC).")
+@click.option("--pic-email", required=True, help="The PIC's e-mail: their registry login.")
+@_JSON
+def register(
+    registry_url: str,
+    name: str,
+    address: str,
+    kind: str,
+    capacity: int,
+    pic_name: str,
+    pic_email: str,
+    as_json: bool,
+) -> None:
+    """Ask the registry to register a facility; prints the request's id and state.
+
+    Keep the id: activation and status need it. A registry operator verifies the request
+    and gives the PIC a one-time activation token.
+
+    \b
+    Example:
+      pintu provision facility register --registry https://registry.example.id \\
+          --name "Pasar Baru Blok A" --address "Jl. Pasar Baru 1, Jakarta" --type market \\
+          --capacity 300 --pic-name "Budi Santoso" --pic-email budi@pasar.example
+    """
+    from provisioning.facility import FacilityRequest, RegistryFacilities, next_step
+
+    request = FacilityRequest(name, address, kind, capacity, pic_name, pic_email)
+    with _errors(), RegistryFacilities(registry_url) as registry:
+        created = registry.register(request)
+    step = next_step(created, registry_url)
+    if as_json:
+        echo_json({**created, "next_step": step})
+        return
+    click.echo(f"facility request {created['id']}: {created['state']}")
+    click.echo(f"next: {step}")
+
+
+def _read_secret(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise click.ClickException(f"cannot read the {what} from {path}: {err}") from err
+
+
+@facility.command("activate")
+@_REGISTRY
+@_FACILITY
+@click.option("--token", default=None, help="The one-time activation token from the operator.")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="A file holding the activation token instead.",
+)
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="A file holding the PIC's new password (10+ characters); asked for twice when "
+    "not given. Never on the command line.",
+)
+@click.option(
+    "--hub-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the facility's hub token here (mode 0600) instead of printing it.",
+)
+@_JSON
+def activate(
+    registry_url: str,
+    facility_id: str,
+    token: str | None,
+    token_file: Path | None,
+    password_file: Path | None,
+    hub_token_file: Path | None,
+    as_json: bool,
+) -> None:
+    """Activate a verified facility with its one-time token and set the PIC's password.
+
+    The registry answers the PIC's user name and the facility's hub token, once: the hub
+    syncs with the registry with it. An expired or used token is refused with the reason.
+
+    \b
+    Example:
+      pintu provision facility activate --registry https://registry.example.id \\
+          --facility pasar-baru-blok-a-1a2b3c --token-file activation-token \\
+          --hub-token-file /etc/pintu/registry-token
+    """
+    import os
+
+    from provisioning.facility import RegistryFacilities, next_step
+
+    if token_file is not None and token is None:
+        secret = _read_secret(token_file, "activation token")
+    elif token is not None and token_file is None:
+        secret = token
+    else:
+        raise click.UsageError("give the activation token with --token or --token-file")
+    if password_file is not None:
+        password = _read_secret(password_file, "password")
+    else:
+        password = str(
+            click.prompt(
+                "the PIC's new password", hide_input=True, confirmation_prompt=True, err=True
+            )
+        )
+    with _errors(), RegistryFacilities(registry_url) as registry:
+        done = registry.activate(facility_id, secret, password)
+    hub_token = str(done.get("hub_token", ""))
+    if hub_token_file is not None:
+        try:
+            fd = os.open(hub_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(hub_token + "\n")
+        except OSError as err:
+            raise click.ClickException(
+                f"activated, but the hub token could not be written to {hub_token_file}: "
+                f"{err}; the PIC can issue a new one"
+            ) from err
+    state: dict[str, Any] = done.get("facility", {})
+    step = next_step(state, registry_url)
+    if as_json:
+        doc = {**done, "next_step": step}
+        if hub_token_file is not None:
+            doc["hub_token"] = None
+            doc["hub_token_file"] = str(hub_token_file)
+        echo_json(doc)
+        return
+    click.echo(f"facility {facility_id}: {state.get('state')}; PIC logs in as {done['username']}")
+    if hub_token_file is not None:
+        click.echo(f"hub token written to {hub_token_file}")
+    else:
+        click.echo(f"hub token (shown once): {hub_token}")
+    click.echo(f"next: {step}")
+
+
+@facility.command("status")
+@_REGISTRY
+@_FACILITY
+@_JSON
+def status(registry_url: str, facility_id: str, as_json: bool) -> None:
+    """Show where a facility's registration stands and what the next step is.
+
+    \b
+    Example:
+      pintu provision facility status --registry https://registry.example.id \\
+          --facility pasar-baru-blok-a-1a2b3c
+    """
+    from provisioning.facility import RegistryFacilities, next_step
+
+    with _errors(), RegistryFacilities(registry_url) as registry:
+        state = registry.state(facility_id)
+    step = next_step(state, registry_url)
+    if as_json:
+        echo_json({**state, "next_step": step})
+        return
+    line = f"facility {facility_id}: {state.get('state')}"
+    if state.get("state") == "verified":
+        line += f" (activation token valid until {state.get('activation_expires_at')})"
+    click.echo(line)
+    click.echo(f"next: {step}")
