@@ -476,8 +476,12 @@ class Uplink:
 
     def _send_due(self) -> bool:
         """Publish one batch of due events; True if more may be due at once."""
-        if not self.connected:
-            return False  # paho would queue them in memory; the journal is the queue
+        with self._cond:
+            # Not connected: paho would queue them in memory; the journal is the queue. A
+            # connection the sender has not taken in yet: its pass resends everything, so
+            # sending now would only send the same events twice.
+            if not self._connected or self._link_up:
+                return False
         config = self.config
         now = time.monotonic()
         due = self.journal.due(config.batch_size, config.ack_timeout_s, now)

@@ -172,12 +172,14 @@ def test_in_flight_stays_under_the_limit_while_the_hub_is_silent(
         journal.append(EventKind.ENTRY)
     uplink = make_uplink(journal, max_in_flight=7, batch_size=5, ack_timeout_s=60)
     wait_for(lambda: len(listener.messages()) == 7, what="the first seven events")
-    assert uplink.stats.in_flight == 7
+    wait_for(lambda: uplink.stats.in_flight == 7, what="seven in flight")
     assert journal.pending_count() == 30
     # Once seven are out, nothing more goes until an ack: the next one to send is seq 8.
     hub_side.publish(ACK, Ack(event_ids=[e.event_id for e in journal.pending(3)]).dumps())
     wait_for(lambda: len(listener.messages()) == 10, what="three more after three acks")
-    assert uplink.stats.in_flight == 7
+    # The sender counts a batch once it has published all of it, which may be a moment
+    # after the listener has the last message.
+    wait_for(lambda: uplink.stats.in_flight == 7, what="seven in flight again")
     assert uplink.stats.acked == 3
     assert [Event.parse(p).seq for p in listener.payloads(topics.node_events("f1", "n1"))] == list(
         range(1, 11)
