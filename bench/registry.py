@@ -593,7 +593,12 @@ def pg_lines(tracing: Tracing, pg: PgTracing | None) -> list[str]:
 
 
 def report(
-    sync: Sync, tracing: Tracing, lists: Lists, command: str, pg: PgTracing | None = None
+    sync: Sync,
+    tracing: Tracing,
+    lists: Lists,
+    command: str,
+    pg: PgTracing | None = None,
+    load: float | None = None,
 ) -> str:
     rate = sync.changes / sync.http_s
     sync_1m = sync.http_s * 1_000_000 / sync.changes
@@ -610,6 +615,15 @@ def report(
     return "\n".join(
         [
             machine(),
+            *(
+                [
+                    "",
+                    f"Load average (1 min) when the run began: {load:.1f}. Other work on the "
+                    "machine slows every row of a run alike; compare within a run.",
+                ]
+                if load is not None
+                else []
+            ),
             "",
             f"Command: `{command}`",
             "",
@@ -742,6 +756,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.pg_dsn:
         shown.append(f"--pg-dsn '{args.pg_dsn}'")
+    load = os.getloadavg()[0]
     print(f"(a) {args.changes:,} status changes, read through the feed ...", flush=True)
     sync = measure_sync(args.changes, args.page_size, args.seed)
     print(f"(b) {args.visits:,} visits, {args.traces} traces ...", flush=True)
@@ -756,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"(c) a status list of {args.subjects:,} subjects ...", flush=True)
     lists = measure_lists(args.subjects, args.lookups, args.seed)
-    section = report(sync, tracing, lists, " ".join(shown), pg)
+    section = report(sync, tracing, lists, " ".join(shown), pg, load)
     print()
     print(section)
     if args.write:
