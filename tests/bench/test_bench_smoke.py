@@ -48,3 +48,22 @@ def test_write_section_keeps_the_rest_of_the_file(latency: ModuleType, tmp_path:
     assert f"{latency.START}\nsecond\n{latency.END}" in text
     assert "first" not in text
     assert text.count(latency.HEADING) == 1
+
+
+def test_service_memory_benchmark_gives_sane_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    bench = importlib.import_module("bench.service_memory")
+    result = bench.measure(2, rate=40.0, nodes=4, statuses=3000, page_size=1000, visits_per_s=50)
+    for run in (result.hub, result.registry):
+        assert len(run.service.rss) == len(run.baseline.rss) == 3
+        assert 0 < run.service.uss <= min(run.service.rss)
+        # The service imports at least what its baseline does, and then works.
+        assert run.service.max_mb > run.baseline.max_mb > 10
+    hub = result.hub_load
+    assert hub.events == 80 and hub.stored == 80
+    assert hub.stream.get("event", 0) > 0, "the dashboard's stream showed no events"
+    registry = result.registry_load
+    assert registry.full_reads >= 1 and registry.changes_read >= 3000
+    assert registry.visits >= 50 and registry.stored_visits == registry.visits
+    section = bench.report(result, "python -m bench.service_memory --seconds 2")
+    assert "### Hub under a steady ingest" in section and "| registry |" in section
