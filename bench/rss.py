@@ -48,8 +48,10 @@ class Samples:
         """The second at which the largest sample was first seen."""
         return self.rss.index(max(self.rss))
 
-    def at_mb(self, second: int) -> float:
-        return self.rss[min(second, len(self.rss) - 1)] / MB
+    @property
+    def first_half_growth_mb(self) -> float:
+        """Growth over the first half of the run, to set the second half's against."""
+        return (self.rss[len(self.rss) // 2] - self.rss[0]) / MB
 
     @property
     def half_growth_mb(self) -> float:

@@ -404,21 +404,35 @@ def _rows(run: Run, name: str, imports: str) -> list[str]:
     rows = []
     for samples, label in ((run.service, name), (run.baseline, f"baseline: `import {imports}`")):
         rows.append(
-            f"| {label} | {samples.first_mb:.1f} | {samples.at_mb(10):.1f} "
-            f"| {samples.max_mb:.1f} | {samples.final_mb:.1f} | {samples.uss / MB:.1f} "
-            f"| {samples.half_growth_mb:+.1f} |"
+            f"| {label} | {samples.first_mb:.1f} | {samples.max_mb:.1f} "
+            f"| {samples.final_mb:.1f} | {samples.uss / MB:.1f} "
+            f"| {samples.first_half_growth_mb:+.1f} | {samples.half_growth_mb:+.1f} |"
         )
     return rows
 
 
+def shape(samples: Samples) -> str:
+    """Whether memory stayed flat, in words, from the growth over each half of the run."""
+    first, second = samples.first_half_growth_mb, samples.half_growth_mb
+    if flat(samples):
+        return f"stayed flat ({second:+.1f} MB over the second half, against ±{FLAT_MB:g} MB)"
+    if second < first / 2:
+        return (
+            f"was still growing at the end, but more slowly: {first:+.1f} MB over the first "
+            f"half, {second:+.1f} MB over the second (flat is within ±{FLAT_MB:g} MB)"
+        )
+    return (
+        f"grew steadily: {first:+.1f} MB over the first half and {second:+.1f} MB over the "
+        "second, as a leak would"
+    )
+
+
 def _verdict(run: Run, name: str) -> str:
     s, b = run.service, run.baseline
-    shape = "stayed flat" if flat(s) else "did NOT stay flat"
     return (
         f"The {name}'s own share over its baseline: {s.max_mb - b.max_mb:+.1f} MB at its "
         f"largest (USS {(s.uss - b.uss) / MB:+.1f} MB); it was at its largest from "
-        f"{s.max_at_s} s on and {shape} (second half {s.half_growth_mb:+.1f} MB, against "
-        f"±{FLAT_MB:g} MB)."
+        f"{s.max_at_s} s on and {shape(s)}."
     )
 
 
@@ -435,7 +449,7 @@ def report(result: Result, command: str) -> str:
     h, r = result.hub_load, result.registry_load
     stream = ", ".join(f"{n:,} {kind}" for kind, n in sorted(h.stream.items())) or "nothing"
     header = (
-        "| process | RSS ready | RSS at 10 s | RSS max | RSS final | USS final "
+        "| process | RSS at start | RSS max | RSS final | USS final | first half "
         "| second half |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     )
     lines = [
@@ -446,9 +460,10 @@ def report(result: Result, command: str) -> str:
         "Each service runs as a process of its own and is sampled once a second, beside its "
         "baseline in the same run: a bare Python that has imported the libraries the service "
         "cannot do without and then waits. MB are 10^6 bytes; USS is the memory the process "
-        "alone holds (not shared with others), at the end; *second half* is what the "
-        "process gained from the middle of the run to its end: near zero when memory stays "
-        "flat.",
+        "alone holds (not shared with others), at the end; *first half* and *second half* "
+        "are what the process gained from the start of the load to the middle of the run "
+        "and from there to its end: the second near zero when memory stays flat, as large "
+        "as the first when it leaks.",
         "",
         "### Hub under a steady ingest",
         "",
