@@ -53,7 +53,7 @@ demo: install
 	$(BIN)/pintu demo
 
 # Each benchmark prints its table and rewrites its section of docs/benchmarks.md.
-BENCHES := decode latency memory ingest dashboard registry sync
+BENCHES := decode latency memory service_memory ingest dashboard registry sync
 
 bench: install
 	for b in $(BENCHES); do $(BIN)/python -m bench.$$b --write || exit 1; done

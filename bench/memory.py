@@ -20,18 +20,16 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 from PIL import Image
 
 from bench.latency import (
@@ -44,6 +42,15 @@ from bench.latency import (
     subject,
     write_section,
 )
+from bench.rss import (
+    MB,
+    ReadySocket,
+    Samples,
+    end_baseline,
+    sample_together,
+    start_baseline,
+    stop_process,
+)
 from firmware.synthetic import PRESETS, render
 from protocol import passes
 from protocol.status import Status
@@ -54,34 +61,12 @@ START = "<!-- bench:memory:start -->"
 END = "<!-- bench:memory:end -->"
 HEADING = "## Node memory"
 BUDGET_MB = 100.0  # resident set size of a node process, in 10^6 bytes
-MB = 1e6
 FPS = 15.0
 PASSES = 20  # different subjects in the folder
 PASS_FRAMES = 2  # frames each pass is held up for ...
 IDLE_FRAMES = 4  # ... followed by this many empty frames
 BASELINE_IMPORTS = "numpy, zxingcpp, paho.mqtt.client, gpiozero, pydantic"
 READY_TIMEOUT_S = 60.0
-
-
-@dataclass
-class Samples:
-    """Resident set sizes of one process, in bytes, one a second."""
-
-    label: str
-    rss: list[int] = field(default_factory=list)
-    uss: int = 0  # memory the process alone holds, at the end
-
-    @property
-    def first_mb(self) -> float:
-        return self.rss[0] / MB
-
-    @property
-    def max_mb(self) -> float:
-        return max(self.rss) / MB
-
-    @property
-    def final_mb(self) -> float:
-        return self.rss[-1] / MB
 
 
 @dataclass(frozen=True)
@@ -131,36 +116,6 @@ def write_frames(folder: Path, key: SigningKey, seed: int) -> int:
     return index
 
 
-def sample(process: psutil.Process, into: Samples) -> None:
-    into.rss.append(process.memory_info().rss)
-
-
-class ReadySocket:
-    """The socket systemd would listen on: the node says READY=1 on it once it runs."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.bind(str(path))
-
-    def wait(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise RuntimeError(f"the node did not report ready within {timeout_s:g} s")
-            self._sock.settimeout(left)
-            try:
-                message = self._sock.recv(4096).decode("utf-8", errors="replace")
-            except TimeoutError:
-                continue
-            if "READY=1" in message.splitlines():
-                return
-
-    def close(self) -> None:
-        self._sock.close()
-
-
 def measure(seconds: float, seed: int = 2024) -> Result:
     """Run a node process for ``seconds`` after it is ready, and a baseline beside it."""
     if seconds < 1:
@@ -205,58 +160,26 @@ def measure(seconds: float, seed: int = 2024) -> Result:
                 stderr=log,
             )
         stack.callback(stop_process, node)
-        baseline = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                f"import {BASELINE_IMPORTS}, sys\nprint('ready', flush=True)\nsys.stdin.read()",
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        baseline = start_baseline(BASELINE_IMPORTS)
         stack.callback(stop_process, baseline)
-        assert baseline.stdout is not None and baseline.stdin is not None
-        if baseline.stdout.readline().strip() != "ready":
-            raise RuntimeError("the baseline process did not start")
         try:
             ready.wait(READY_TIMEOUT_S)
         except RuntimeError as err:
-            raise RuntimeError(f"{err}; node log:\n{tail(log_path)}") from err
+            raise RuntimeError(f"the node: {err}; its log:\n{tail(log_path)}") from err
 
-        node_ps, base_ps = psutil.Process(node.pid), psutil.Process(baseline.pid)
-        started = time.monotonic()
-        for second in range(round(seconds) + 1):
-            sample(node_ps, node_samples)
-            sample(base_ps, base_samples)
-            due = started + second + 1
-            if second < round(seconds):
-                # The sampling interval; the node exiting ends it at once.
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    node.wait(max(0.0, due - time.monotonic()))
-                if node.poll() is not None:
-                    raise RuntimeError(
-                        f"the node exited with {node.returncode}; log:\n{tail(log_path)}"
-                    )
-        node_samples.uss = node_ps.memory_full_info().uss
-        base_samples.uss = base_ps.memory_full_info().uss
-        elapsed = time.monotonic() - started
+        elapsed = sample_together(
+            seconds,
+            [(node, node_samples), (baseline, base_samples)],
+            died=lambda p: f"exit code {p.returncode}; node log:\n{tail(log_path)}",
+        )
 
         node.send_signal(signal.SIGTERM)
         code = node.wait(30)
         if code != 0:
             raise RuntimeError(f"the node stopped with {code}; log:\n{tail(log_path)}")
-        baseline.stdin.close()
-        baseline.wait(10)
+        end_baseline(baseline)
         hub = helper.stop()
     return Result(node_samples, base_samples, hub, elapsed, frames)
-
-
-def stop_process(process: subprocess.Popen[Any]) -> None:
-    """Make sure a child is gone (after a failure; a clean run has stopped it already)."""
-    if process.poll() is None:
-        process.kill()
-        process.wait()
 
 
 def tail(path: Path, chars: int = 2000) -> str:
@@ -294,7 +217,7 @@ def report(result: Result, command: str) -> str:
         "",
         f"The node's own share over the baseline: {node.max_mb - base.max_mb:+.1f} MB at its "
         f"largest; it grew by {node.final_mb - node.first_mb:+.1f} MB from ready to the end "
-        f"and was at its largest from {node.rss.index(max(node.rss))} s on. "
+        f"and was at its largest from {node.max_at_s} s on. "
         f"{result.hub.node_events} events of the node reached the hub "
         f"({result.hub.acks_sent} acked).",
         "",

@@ -35,6 +35,8 @@ from registry.records import (
 
 logger = logging.getLogger(__name__)
 
+_STATUS_BY_LABEL = {status.label: status for status in Status}  # the text the store keeps
+
 # Each entry is applied once, in order, and recorded in schema_migrations. Never edit a
 # released entry: add the next number.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
@@ -359,7 +361,10 @@ class SqliteStore:
             )
             .fetchall()
         )
-        return [StatusChange(c, s, Status[st.upper()], d, t) for c, s, st, d, t in rows]
+        # A dict of the four labels, not Status[st.upper()]: this runs for every change a
+        # fresh hub reads, a million of them.
+        by_label = _STATUS_BY_LABEL
+        return [StatusChange(c, s, by_label[st], d, t) for c, s, st, d, t in rows]
 
     def last_cursor(self) -> int:
         row = self._read().execute("SELECT MAX(cursor) FROM status_changes").fetchone()

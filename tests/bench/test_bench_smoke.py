@@ -6,6 +6,7 @@ The figures themselves depend on the machine; ``python -m bench.latency`` measur
 from __future__ import annotations
 
 import importlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 
@@ -48,3 +49,27 @@ def test_write_section_keeps_the_rest_of_the_file(latency: ModuleType, tmp_path:
     assert f"{latency.START}\nsecond\n{latency.END}" in text
     assert "first" not in text
     assert text.count(latency.HEADING) == 1
+
+
+def test_service_memory_benchmark_gives_sane_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    bench = importlib.import_module("bench.service_memory")
+    # The two services side by side, to halve the wait; each has its own broker, ports
+    # and files.
+    with ThreadPoolExecutor(2) as pool:
+        hub_run = pool.submit(bench.measure_hub, 2, 40.0, 4)
+        registry_run = pool.submit(bench.measure_registry, 2, 3000, 1000, 50)
+        result = bench.Result(*hub_run.result(), *registry_run.result())
+    for run in (result.hub, result.registry):
+        assert len(run.service.rss) == len(run.baseline.rss) == 3
+        assert 0 < run.service.uss <= min(run.service.rss)
+        # The service imports at least what its baseline does, and then works.
+        assert run.service.max_mb > run.baseline.max_mb > 10
+    hub = result.hub_load
+    assert hub.events == 80 and hub.stored == 80
+    assert hub.stream.get("event", 0) > 0, "the dashboard's stream showed no events"
+    registry = result.registry_load
+    assert registry.full_reads >= 1 and registry.changes_read >= 3000
+    assert registry.visits >= 50 and registry.stored_visits == registry.visits
+    section = bench.report(result, "python -m bench.service_memory --seconds 2")
+    assert "### Hub under a steady ingest" in section and "| registry |" in section
