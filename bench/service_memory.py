@@ -58,6 +58,7 @@ from hub.config import load_config
 from hub.store import open_store
 from protocol.trust import format_time
 from provisioning.mosquitto import Mosquitto
+from registry.config import SqliteStoreConfig
 from registry.service import Registry
 
 START = "<!-- bench:service-memory:start -->"
@@ -378,7 +379,9 @@ def measure_registry(
         if server.process.returncode != 0:
             raise RuntimeError(f"the registry stopped with {server.process.returncode}")
         end_baseline(baseline)
-        stored = stored_visits(config.store.path)
+        store = config.store
+        assert isinstance(store, SqliteStoreConfig)  # the benchmark writes its own config
+        stored = stored_visits(store.path)
     load = RegistryLoad(
         statuses, page_size, hubs.full_reads, hubs.changes_read, visits_per_s, hubs.visits, stored
     )
