@@ -17,6 +17,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 
 from controller.config import NodeConfig
 from controller.node import Node
+from firmware.frames import FrameSource
 from firmware.synthetic import PRESETS, SyntheticSource
 from hub.config import HubConfig
 from hub.service import Hub
@@ -107,7 +108,13 @@ class Site:
         return [e for e in found if subject is None or e.subject == subject]
 
     def add_door(
-        self, node_id: str, door_id: str, direction: str, *, anti_passback_s: float = 600
+        self,
+        node_id: str,
+        door_id: str,
+        direction: str,
+        *,
+        anti_passback_s: float = 600,
+        wrap: Callable[[SyntheticSource], FrameSource] | None = None,
     ) -> Door:
         state_dir = self.tmp / node_id
         state_dir.mkdir()
@@ -145,7 +152,7 @@ class Site:
             }
         )
         source = SyntheticSource(PRESETS["easy"], seed=len(self.doors) + 1, fps=30)
-        node = Node(config, source=source)
+        node = Node(config, source=source if wrap is None else wrap(source))
         node.start()
         door = Door(node, source)
         self.doors[node_id] = door
