@@ -53,6 +53,8 @@ def report(name: str, tally: Tally) -> None:
         tally.server_errors,
         tally.unsatisfiable,
     )
+    for (label, status), count in sorted(tally.by_operation.items()):
+        logger.info("%s: %s -> %d (%d times)", name, label, status, count)
 
 
 @pytest.fixture
@@ -107,14 +109,20 @@ def test_the_hub_api_never_fails_and_always_says_why(hub_service: ServiceThread)
                 case.headers.pop("X-CSRF-Token", None)
             if case.cookies:
                 case.cookies.pop("pintu_session", None)
-            return case.call(base_url=url, session=session)
+            return case.call(base_url=url, session=session, timeout=30)
 
-        # Logging in and out is the session itself; its own tests cover it.
+        # Logging in and out is the session itself, and the live stream never ends by
+        # design; their own tests cover them (tests/hub/test_web.py).
         tally = run(
             schema,
             call,
             EXAMPLES,
-            skip=[("POST", "/api/v1/session"), ("DELETE", "/api/v1/session")],
+            skip=[
+                ("POST", "/api/v1/session"),
+                ("DELETE", "/api/v1/session"),
+                ("GET", "/events/stream"),
+            ],
+            known={"facility_id": "mall-a", "door_id": "main"},
         )
         report("hub", tally)
         assert tally.failures == []
