@@ -62,15 +62,15 @@ bench: install
 # pass texts through hypothesis and 100,000 through atheris, and the hub's and the
 # registry's APIs under schemathesis with many examples per operation.
 FUZZ_EXAMPLES ?= 17000
-API_EXAMPLES ?= 20
+API_EXAMPLES ?= 50
 
 fuzz: install
 	$(BIN)/python -m pip install --quiet -e '.[fuzz]'
-	PINTU_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider \
+	PINTU_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider --timeout=3600 \
 	  --hypothesis-show-statistics tests/hostile/test_fuzz_passes.py
 	$(BIN)/python tests/hostile/fuzz_passes.py -runs=100000 -seed=1
 	PINTU_API_EXAMPLES=$(API_EXAMPLES) $(BIN)/pytest -q -o log_cli=true --log-cli-level=WARNING \
-	  tests/hostile/test_api_schemathesis.py
+	  --timeout=3600 tests/hostile/test_api_schemathesis.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
