@@ -136,7 +136,7 @@ def registry_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tu
         registry.auth, "HASHER", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
     )
     config_path = tmp_path / "registry.toml"
-    config_path.write_text('[web]\nhost = "127.0.0.1"\nport = 8099\n', encoding="utf-8")
+    config_path.write_text("[web]\nport = 0\n", encoding="utf-8")
     service = Registry.open(parse_config(config_path.read_text(), str(config_path), tmp_path))
     service.add_operator(ADMIN, PASSWORD)
     try:
