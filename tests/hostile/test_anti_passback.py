@@ -13,7 +13,7 @@ from __future__ import annotations
 from protocol.events import EventKind
 from protocol.trust import SigningKey
 
-from .conftest import Site, issue, wait
+from .conftest import FACILITY, Site, issue, wait
 
 
 def test_a_pass_used_at_one_entrance_is_refused_at_another_until_its_exit(site: Site) -> None:
@@ -50,6 +50,11 @@ def test_a_pass_used_at_one_entrance_is_refused_at_another_until_its_exit(site: 
         what="the entry at B after the exit",
     )
     assert len(site.events(EventKind.DENIED, subject.hex())) == 1
+    # One passage for each stored entry and exit, none for the refusal.
+    moves = site.events(EventKind.ENTRY) + site.events(EventKind.EXIT)
+    assert len(moves) == 3
+    passages = site.hub.hub.metrics.passages
+    wait(lambda: passages.value(facility=FACILITY) == 3, what="three passages broadcast")
 
 
 def test_a_replay_at_the_same_door_is_refused_even_cut_off_from_the_hub(site: Site) -> None:
