@@ -116,3 +116,37 @@ def _test(
         tally.add(label, call(case), documented)
 
     return one
+
+
+def run_stateful(
+    schema: Any,
+    prepare: Callable[[Any], None],
+    call_kwargs: dict[str, Any],
+    examples: int,
+    steps: int = 8,
+) -> Tally:
+    """Sequences of linked calls (an id one response gives, used by the next request), as
+    schemathesis infers the links from the document; the same checks on every response."""
+    tally = Tally()
+
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def before_call(self, case: Any) -> None:
+            prepare(case)
+
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return call_kwargs
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            tally.add(f"{case.method} {case.path} (stateful)", response)
+
+    Workflow.run(
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=steps,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    return tally

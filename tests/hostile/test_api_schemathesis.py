@@ -37,7 +37,7 @@ from registry.app import create_app
 from registry.config import parse_config
 from registry.service import Registry
 
-from .apifuzz import Tally, run
+from .apifuzz import Tally, run, run_stateful
 
 EXAMPLES = int(os.environ.get("PINTU_API_EXAMPLES", "2"))
 ADMIN, PASSWORD = "admin", "a long admin password"
@@ -127,6 +127,22 @@ def test_the_hub_api_never_fails_and_always_says_why(hub_service: ServiceThread)
         report("hub", tally)
         assert tally.failures == []
         assert tally.by_status[200] > 0  # it reached the handlers, not only the 401s
+
+        def prepare(case: Any) -> None:
+            if case.headers:
+                case.headers.pop("X-CSRF-Token", None)
+            if case.cookies:
+                case.cookies.pop("pintu_session", None)
+            if case.path in ("/api/v1/session", "/events/stream"):
+                # Not logging out mid-run, not waiting on a stream that never ends.
+                case.method = "GET" if case.path == "/api/v1/session" else case.method
+                case.path = "/api/v1/session"
+
+        stateful = run_stateful(
+            schema, prepare, {"base_url": url, "session": session, "timeout": 30}, EXAMPLES
+        )
+        report("hub, stateful", stateful)
+        assert stateful.failures == []
         assert session.get(f"{url}/api/v1/session").json()["user"] is not None
 
 
@@ -162,3 +178,13 @@ def test_the_registry_api_never_fails_and_always_says_why(registry_app: tuple[An
     report("registry", tally)
     assert tally.failures == []
     assert tally.by_status[200] > 0
+
+    def prepare(case: Any) -> None:
+        if case.headers:
+            case.headers.pop("Authorization", None)
+        if case.path.endswith("/logout"):
+            case.path, case.method = "/api/v1/me", "GET"  # keep the run's token alive
+
+    stateful = run_stateful(schema, prepare, {"headers": bearer}, EXAMPLES * 5)
+    report("registry, stateful", stateful)
+    assert stateful.failures == []
