@@ -1,8 +1,10 @@
 """The hub's and the registry's APIs under schemathesis, driven from their OpenAPI
 documents as a logged-in admin (hub: session cookie and CSRF header; registry: an
-operator's bearer token), with data that fits the schema and data that does not.
+operator's bearer token), with data that fits the schema and data that does not, one
+operation at a time and then in sequences of linked calls (stateful).
 
-What a client would notice is checked: no 5xx, every 4xx with an ``error`` code. The
+What a client would notice is checked: no unhandled error (``apifuzz``), every 4xx with an
+``error`` code. The
 number of examples per operation and mode is ``PINTU_API_EXAMPLES`` (2 by default, so the
 suite stays quick); ``make fuzz`` runs many more.
 """
