@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # start, the browser the dashboard tests drive, and systemd-analyze to check the unit files.
 APT_PACKAGES := libzbar0 mosquitto mosquitto-clients chromium systemd
 
-.PHONY: install system-packages test lint typecheck unit demo bench clean
+.PHONY: install system-packages test lint typecheck unit demo bench fuzz clean
 
 install: system-packages $(STAMP)
 
@@ -57,6 +57,20 @@ BENCHES := decode latency memory service_memory ingest dashboard registry sync
 
 bench: install
 	for b in $(BENCHES); do $(BIN)/python -m bench.$$b --write || exit 1; done
+
+# Hostile input at full length (docs/reliability.md, "Hostile input"): 100,000 generated
+# pass texts through hypothesis and 100,000 through atheris, and the hub's and the
+# registry's APIs under schemathesis with many examples per operation.
+FUZZ_EXAMPLES ?= 17000
+API_EXAMPLES ?= 50
+
+fuzz: install
+	$(BIN)/python -m pip install --quiet -e '.[fuzz]'
+	PINTU_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider --timeout=3600 \
+	  --hypothesis-show-statistics tests/hostile/test_fuzz_passes.py
+	$(BIN)/python tests/hostile/fuzz_passes.py -runs=100000 -seed=1
+	PINTU_API_EXAMPLES=$(API_EXAMPLES) $(BIN)/pytest -q -o log_cli=true --log-cli-level=WARNING \
+	  --timeout=3600 tests/hostile/test_api_schemathesis.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

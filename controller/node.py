@@ -64,7 +64,7 @@ class Node:
         self.problems: dict[str, str] = {}
         self._problems_lock = threading.Lock()
         self.stopped = threading.Event()
-        self.policy = Policy(config.policy, TrustList())
+        self.policy = Policy(config.policy, TrustList(), node_id=config.node_id)
         self.journal: Journal | None = None
         self.devices: Devices | None = None
         self.door: Door | None = None
@@ -242,6 +242,7 @@ class Node:
             on_command=self.handle_command,
             on_facility_state=self.on_facility_state,
             on_lists=self.lists.submit,
+            on_passage=self.policy.note_passage,
         )
         self.uplink.start()
         self.door.start()

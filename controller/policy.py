@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import Field
@@ -16,7 +18,7 @@ from pydantic import Field
 from firmware.model import StrictModel
 from firmware.signals import Signal
 from protocol import passes
-from protocol.events import FacilityState
+from protocol.events import FacilityState, Passage
 from protocol.passes import Reason
 from protocol.status import Status
 from protocol.statuslist import StatusList
@@ -25,6 +27,10 @@ from protocol.trust import TrustList
 logger = logging.getLogger(__name__)
 
 Direction = Literal["entry", "exit"]
+
+# Entries at the facility's other doors kept for facility-wide anti-passback. The oldest
+# are forgotten first, so a hostile flood of passages costs bounded memory.
+FACILITY_MEMORY = 50_000
 
 # A text that is not a pass at all gets the "could not read" signal; a pass that is
 # readable but not acceptable gets red.
@@ -65,6 +71,18 @@ class PolicyConfig(StrictModel):
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Elsewhere:
+    """A subject's latest entry at another door of the facility, as the hub reported it."""
+
+    at: float
+    door_id: str
+
+    @property
+    def clock(self) -> str:
+        return datetime.fromtimestamp(self.at, UTC).strftime("%H:%M:%S UTC")
+
+
 @dataclass(frozen=True)
 class Decision:
     """What the door does with one pass, and why, in words a guard can read."""
@@ -87,8 +105,11 @@ class Policy:
         config: PolicyConfig,
         trust: TrustList,
         statuses: StatusList | None = None,
+        *,
+        node_id: str | None = None,
     ) -> None:
         self._lock = threading.Lock()
+        self.node_id = node_id
         self.config = config
         self.trust = trust
         self.statuses = statuses or StatusList()
@@ -96,6 +117,8 @@ class Policy:
         self.lockdown = False
         # subject hex -> time of its last entry here, cleared by an exit.
         self._inside: dict[str, float] = {}
+        # subject hex -> its last entry at another door, cleared by an exit anywhere.
+        self._elsewhere: OrderedDict[str, _Elsewhere] = OrderedDict()
 
     def replace_lists(
         self, trust: TrustList | None = None, statuses: StatusList | None = None
@@ -146,6 +169,7 @@ class Policy:
             # Nobody is kept inside. A black pass leaving is still an alarm: someone
             # infectious was in the building.
             self._inside.pop(subject, None)
+            self._elsewhere.pop(subject, None)
             if status is Status.BLACK:
                 return admit(Signal.BLACK, "exit: confirmed case leaving", alarm=True)
             return admit(Signal.GREEN, "exit")
@@ -162,6 +186,13 @@ class Policy:
             entered = self._inside.get(subject)
             if entered is not None and now - entered < config.anti_passback_s:
                 return deny(Signal.RED, "anti_passback", "already entered: exit first")
+            other = self._elsewhere.get(subject)
+            if other is not None and now - other.at < config.anti_passback_s:
+                return deny(
+                    Signal.RED,
+                    "anti_passback_facility",
+                    f"already entered at door {other.door_id} at {other.clock}: exit first",
+                )
         if config.deny_when_full and self.full:
             return deny(Signal.FULL, "facility_full", "facility is at capacity")
         if status is Status.YELLOW:
@@ -178,10 +209,50 @@ class Policy:
                 self._forget_older_than(now - self.config.anti_passback_s)
 
     def inside(self, subject: str, now: float) -> bool:
-        """Whether the subject entered here within the anti-passback window."""
+        """Whether the subject entered here, or at another door of the facility, within the
+        anti-passback window."""
         with self._lock:
+            window = self.config.anti_passback_s
             entered = self._inside.get(subject)
-            return entered is not None and now - entered < self.config.anti_passback_s
+            if entered is not None and now - entered < window:
+                return True
+            other = self._elsewhere.get(subject)
+            return other is not None and now - other.at < window
+
+    def note_passage(self, passage: Passage) -> None:
+        """Take in a passage at a door of the facility, as the hub broadcast it.
+
+        An entry elsewhere makes this door refuse the subject's entry for the anti-passback
+        window; an exit anywhere clears what this door knows of the subject, unless the
+        subject entered here again after that exit. This door's own passages come back too
+        and are skipped: what it recorded itself is already here, and is newer.
+        """
+        if passage.node_id == self.node_id:
+            return
+        at = passage.ts.timestamp()
+        with self._lock:
+            subject = passage.subject
+            if passage.direction == "exit":
+                entered = self._inside.get(subject)
+                if entered is not None and entered <= at:
+                    del self._inside[subject]
+                other = self._elsewhere.get(subject)
+                if other is not None and other.at <= at:
+                    del self._elsewhere[subject]
+                return
+            previous = self._elsewhere.get(subject)
+            if previous is not None and previous.at > at:
+                return  # a late copy of an older entry
+            self._elsewhere[subject] = _Elsewhere(at, passage.door_id)
+            self._elsewhere.move_to_end(subject)
+            while len(self._elsewhere) > FACILITY_MEMORY:
+                self._elsewhere.popitem(last=False)
+
+    @property
+    def remembered_elsewhere(self) -> int:
+        """How many entries at other doors this door keeps (bounded by FACILITY_MEMORY)."""
+        with self._lock:
+            return len(self._elsewhere)
 
     def _forget_older_than(self, cutoff: float) -> None:
         for subject in [s for s, t in self._inside.items() if t < cutoff]:

@@ -11,7 +11,9 @@ thread owns the journal traffic (publishing due events, applying acks); a comman
 runs the node's command handler; a state thread passes facility state to the node (only
 the latest one matters, so a slow handler never builds a backlog). The hub's retained
 trust and status lists go straight to ``on_lists``, which only hands them to a worker of
-its own (``controller.lists``).
+its own (``controller.lists``). The hub's passages (entries and exits at the facility's
+other doors) go to a passages thread through a bounded queue, so a flood of them costs
+bounded memory and never slows the network thread.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from protocol.events import (
     FacilityState,
     NodeState,
     NodeStatus,
+    Passage,
     PayloadError,
     utcnow,
 )
@@ -54,6 +57,10 @@ logger = logging.getLogger(__name__)
 CREDENTIAL_NAME = "mqtt-password"
 _LATENCY_SAMPLES = 1000
 _ERROR_LIMIT = 200  # CommandReply.error is short text
+# Passages waiting for the passages thread; past this they are dropped (and logged): the
+# door then only misses an entry made elsewhere, and still decides on what it saw itself.
+_PASSAGE_BACKLOG = 10_000
+_MAX_PASSAGE_BYTES = 2048
 
 
 class MqttConfig(StrictModel):
@@ -198,6 +205,7 @@ class Uplink:
         on_command: Callable[[Command], CommandReply],
         on_facility_state: Callable[[FacilityState], None],
         on_lists: Callable[[str, bytes], None] | None = None,
+        on_passage: Callable[[Passage], None] | None = None,
     ) -> None:
         self.config = config
         self.facility_id = facility_id
@@ -208,6 +216,7 @@ class Uplink:
         self._on_facility_state = on_facility_state
         # The hub's retained trust and status lists; the callee hands them to a worker.
         self._on_lists = on_lists
+        self._on_passage = on_passage
 
         self._t_events = topics.node_events(facility_id, node_id)
         self._t_status = topics.node_status(facility_id, node_id)
@@ -217,6 +226,7 @@ class Uplink:
         self._t_state = topics.facility_state(facility_id)
         self._t_lists = topics.lists_filter(facility_id)
         self._lists_prefix = self._t_lists.removesuffix("#")
+        self._t_passages = topics.facility_passages(facility_id)
 
         self._client = self._make_client(read_password(config))
 
@@ -233,6 +243,8 @@ class Uplink:
         self._first_sent: dict[str, float] = {}
 
         self._commands: queue.Queue[bytes | None] = queue.Queue()
+        self._passages: queue.Queue[bytes | None] = queue.Queue(_PASSAGE_BACKLOG)
+        self._passages_dropped = 0
         self._state_cond = threading.Condition()
         self._state_payload: bytes | None = None
 
@@ -282,6 +294,7 @@ class Uplink:
             ("sender", self._sender_main),
             ("commands", self._commands_main),
             ("state", self._state_main),
+            ("passages", self._passages_main),
         ):
             thread = threading.Thread(target=target, name=f"uplink-{name}", daemon=True)
             thread.start()
@@ -328,6 +341,12 @@ class Uplink:
         self._client.disconnect()
         self._client.loop_stop()
         self._commands.put(None)
+        try:
+            self._passages.put_nowait(None)
+        except queue.Full:
+            with self._passages.mutex:
+                self._passages.queue.clear()
+            self._passages.put_nowait(None)
         with self._state_cond:
             self._state_cond.notify_all()
         for thread in self._threads[1:]:
@@ -383,6 +402,8 @@ class Uplink:
         wanted = [(self._t_ack, 1), (self._t_cmd, 1), (self._t_state, 1)]
         if self._on_lists is not None:
             wanted.append((self._t_lists, 1))
+        if self._on_passage is not None:
+            wanted.append((self._t_passages, 1))
         client.subscribe(wanted)
         with self._cond:
             self._connected = True
@@ -432,6 +453,16 @@ class Uplink:
                 self._state_cond.notify_all()
         elif self._on_lists is not None and topic.startswith(self._lists_prefix):
             self._on_lists(topic, payload)
+        elif topic == self._t_passages and self._on_passage is not None:
+            try:
+                self._passages.put_nowait(payload)
+            except queue.Full:
+                self._passages_dropped += 1
+                if self._passages_dropped % 1000 == 1:
+                    logger.warning(
+                        "passages arrive faster than they are taken in: %d dropped",
+                        self._passages_dropped,
+                    )
         else:
             logger.debug("ignored a message on %s", topic)
 
@@ -573,6 +604,29 @@ class Uplink:
             logger.warning("reply to %s carried id %s; fixed", command.id, reply.id)
             reply = reply.model_copy(update={"id": command.id})
         return reply
+
+    def _passages_main(self) -> None:
+        while True:
+            payload = self._passages.get()
+            if payload is None:
+                return
+            if self._on_passage is None:
+                continue
+            if len(payload) > _MAX_PASSAGE_BYTES:
+                logger.warning("ignored an oversize passage (%d bytes)", len(payload))
+                continue
+            try:
+                passage: Passage = Passage.parse(payload)
+            except PayloadError as err:
+                logger.warning("ignored a bad passage on %s: %s", self._t_passages, err)
+                continue
+            if passage.facility_id != self.facility_id:
+                logger.warning("ignored a passage of facility %s", passage.facility_id)
+                continue
+            try:
+                self._on_passage(passage)
+            except Exception:
+                logger.exception("the passage handler failed")
 
     def _state_main(self) -> None:
         while True:

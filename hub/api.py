@@ -299,7 +299,11 @@ async def list_alerts(call: Call) -> dict[str, Any]:
 
 
 async def ack_alert(call: Call) -> dict[str, Any]:
-    alert = await call.hub.ack_alert(int(call.path["alert_id"]), call.user)
+    alert_id = int(call.path["alert_id"])
+    if not 1 <= alert_id <= MAX_ID:
+        # Past a 64-bit integer no store can look it up; it names no alert either way.
+        raise ApiError(404, "not_found", f"No alert {alert_id}.")
+    alert = await call.hub.ack_alert(alert_id, call.user)
     return _alert(alert)
 
 
@@ -452,8 +456,11 @@ async def openapi_document(call: Call) -> dict[str, Any]:
 
 
 # --- parameters ---------------------------------------------------------------------
+MAX_ID = 2**63 - 1  # the largest row id SQLite and PostgreSQL hold
+
+
 def _path(name: str, description: str, *, integer: bool = False) -> Param:
-    schema = {"type": "integer", "minimum": 1} if integer else {"type": "string"}
+    schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID} if integer else {"type": "string"}
     return Param(name, "path", schema, description, required=True)
 
 
@@ -571,7 +578,7 @@ OPERATIONS: tuple[Operation, ...] = (
               "body or hub.toml). Kept across restarts; the nodes get the new state at once."),
     Operation("POST", f"{PREFIX}/facilities/{{facility_id}}/checkins/lookup", lookup_person,
               "Look a visitor up by NIK and name", "desk", G, params=(FACILITY,),
-              body=LookupIn, response=LookupOut, errors=(503,),
+              body=LookupIn, response=LookupOut, errors=(409, 503),
               description="Both must match. Only the colour is shown. Audited with your name."),
     Operation("POST", f"{PREFIX}/facilities/{{facility_id}}/checkins", check_in,
               "Admit a looked-up visitor through a door", "desk", G, params=(FACILITY,),

@@ -50,9 +50,11 @@ from protocol.events import (
     Command,
     CommandReply,
     Event,
+    EventKind,
     FacilityState,
     NodeState,
     NodeStatus,
+    Passage,
     PayloadError,
     utcnow,
 )
@@ -521,6 +523,8 @@ class Ingest:
             self._client.publish(topics.node_ack(facility_id, node_id), ack, qos=1)
         for occupancy in result.occupancy.values():
             self.publish_state(occupancy)
+        for event in result.stored:
+            self._publish_passage(event)
         if self.live.subscribers:
             messages: list[Message] = [
                 {"type": "event", **event.model_dump(mode="json", exclude_none=True)}
@@ -529,6 +533,29 @@ class Ingest:
             messages += [{"type": "alert", **a.as_dict()} for a in result.alerts + result.cleared]
             messages += [{"type": "occupancy", **o.as_dict()} for o in result.occupancy.values()]
             self.live.publish_threadsafe(messages)
+
+    def _publish_passage(self, event: Event) -> None:
+        """Tell the facility's doors that a subject went in or out (facility-wide
+        anti-passback). Only stored events get here, so a duplicate is never sent twice."""
+        if event.subject is None or event.admit is False:
+            return
+        if event.kind is EventKind.ENTRY or event.kind is EventKind.EXIT:
+            direction = event.kind.value
+        elif event.kind is EventKind.MANUAL and event.direction is not None:
+            direction = event.direction
+        else:
+            return
+        passage = Passage(
+            facility_id=event.facility_id,
+            node_id=event.node_id,
+            door_id=event.door_id,
+            subject=event.subject,
+            direction=direction,
+            ts=event.ts,
+            event_id=event.event_id,
+        )
+        self._client.publish(topics.facility_passages(event.facility_id), passage.dumps(), qos=1)
+        self.metrics.passages.inc(facility=event.facility_id)
 
     def publish_state(self, occupancy: Occupancy) -> None:
         """Publish the facility's retained state; entry nodes refuse entry while full."""

@@ -175,6 +175,13 @@ class HubMetrics(Registry):
             Counter("pintu_hub_events_duplicate_total", "Events received again, acked again.")
         )
         self.acks = self._add(Counter("pintu_hub_acks_total", "Ack messages sent to nodes."))
+        self.passages = self._add(
+            Counter(
+                "pintu_hub_passages_total",
+                "Entries and exits broadcast to the facility's doors (anti-passback).",
+                ["facility"],
+            )
+        )
         self.ack_latency = self._add(
             Histogram(
                 "pintu_hub_ack_latency_seconds",

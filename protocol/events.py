@@ -150,3 +150,25 @@ class FacilityState(Payload):
     capacity: int | None = Field(default=None, ge=0)
     full: bool = False
     ts: datetime | None = None
+
+
+class Passage(Payload):
+    """The hub's word to a facility's doors that a subject passed one of them.
+
+    Sent once for every stored entry or exit that carries a subject, so an entrance refuses
+    a pass that was just used at another entrance (facility-wide anti-passback). Not
+    retained: a door that was away keeps deciding on what it saw itself.
+    """
+
+    v: Literal[1] = 1
+    facility_id: Ident
+    node_id: Ident
+    door_id: Ident
+    subject: SubjectHex
+    direction: Literal["entry", "exit"]
+    ts: datetime
+    event_id: EventId
+
+    @field_serializer("ts")
+    def _ts(self, ts: datetime) -> str:
+        return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

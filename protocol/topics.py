@@ -8,6 +8,7 @@
     pintu/<facility>/node/<node>/cmd        hub -> node   QoS 1   Command
     pintu/<facility>/node/<node>/cmd_resp   node -> hub   QoS 1   CommandReply
     pintu/<facility>/state                  hub -> nodes  retained  FacilityState
+    pintu/<facility>/passages               hub -> nodes  QoS 1   Passage (anti-passback)
     pintu/<facility>/hub/status             hub -> all    retained, Last Will
     pintu/<facility>/lists/trust            hub -> nodes  retained  trust list (JSON)
     pintu/<facility>/lists/status           hub -> nodes  retained  status list (.psl)
@@ -50,6 +51,11 @@ def node_cmd_resp(facility_id: str, node_id: str) -> str:
 
 def facility_state(facility_id: str) -> str:
     return f"{ROOT}/{facility_id}/state"
+
+
+def facility_passages(facility_id: str) -> str:
+    """Every stored entry and exit with a subject, for facility-wide anti-passback."""
+    return f"{ROOT}/{facility_id}/passages"
 
 
 def hub_status(facility_id: str) -> str:

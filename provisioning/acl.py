@@ -4,11 +4,12 @@ Mosquitto denies whatever no rule allows, so a user appears here only with what 
 (docs/protocol.md, section 5):
 
 - a node writes ``pintu/<facility>/node/<node>/{events,status,cmd_resp}`` and reads its own
-  ``ack`` and ``cmd``, its facility's retained ``state`` and the trust and status lists
-  the hub keeps retained under ``lists/``;
+  ``ack`` and ``cmd``, its facility's retained ``state``, ``passages`` and ``lists/#``;
 - the hub reads every node's ``events``, ``status`` and ``cmd_resp`` and writes ``ack``,
-  ``cmd``, each facility's ``state``, ``hub/status`` and ``lists/``, and Home Assistant
-  discovery.
+  ``cmd``, each facility's ``state``, ``passages``, ``lists/#`` and ``hub/status``, and Home
+  Assistant discovery. Only the hub writes ``passages`` and ``lists/#``: a passage there
+  makes every entrance of the facility refuse that subject, and a list there decides whose
+  pass is believed, so a node that could write them could lock anyone out or let anyone in.
 
 The hub takes events through ``$share/<group>/pintu/+/node/+/events``. Mosquitto 2.0 checks
 a shared subscription against the topic filter with the ``$share/<group>/`` prefix removed,
@@ -51,6 +52,7 @@ def node_rules(grant: NodeGrant) -> list[str]:
         f"topic read {topics.node_ack(facility, node)}",
         f"topic read {topics.node_cmd(facility, node)}",
         f"topic read {topics.facility_state(facility)}",
+        f"topic read {topics.facility_passages(facility)}",
         f"topic read {topics.lists_filter(facility)}",
     ]
 
@@ -65,8 +67,9 @@ def hub_rules(discovery_prefix: str = "homeassistant") -> list[str]:
         f"topic write {every_node}/ack",
         f"topic write {every_node}/cmd",
         f"topic write {topics.facility_state('+')}",
-        f"topic write {topics.hub_status('+')}",
+        f"topic write {topics.facility_passages('+')}",
         f"topic write {topics.lists_filter('+')}",
+        f"topic write {topics.hub_status('+')}",
         f"topic write {discovery_prefix}/#",
     ]
 

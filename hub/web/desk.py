@@ -120,7 +120,7 @@ class Desk:
         self._pace(user)
         if self.registry is None:
             raise ApiError(
-                503, "no_registry", "No registry is configured: add [registry] to hub.toml."
+                409, "no_registry", "No registry is configured: add [registry] to hub.toml."
             )
         try:
             result = await self.registry.lookup(nik, name)

@@ -105,7 +105,8 @@ class TraceOut(Output):
 async def sync_now(call: Call) -> dict[str, Any]:
     link = call.hub.registry
     if link is None:
-        raise ApiError(503, "no_registry", "No http registry is configured: nothing to sync.")
+        # A setting, not an outage: retrying cannot help, so not a 503.
+        raise ApiError(409, "no_registry", "No http registry is configured: nothing to sync.")
     result = await link.sync.sync_now()
     if not result.ok:
         raise ApiError(503, "registry_unavailable", f"The sync failed: {result.error}")
@@ -192,10 +193,10 @@ _TIME = {"type": "string", "format": "date-time"}
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", "/api/v1/sync", sync_now, "Sync with the registry now", "registry", "admin",
-              response=SyncOut, errors=(503,),
+              response=SyncOut, errors=(409, 503),
               description="Reads the trust list and the status feed now (as the schedule does "
-              "every sync_interval_s) and publishes changed lists to the doors. 503 when no "
-              "http registry is configured or it cannot be reached."),
+              "every sync_interval_s) and publishes changed lists to the doors. 409 when no "
+              "http registry is configured, 503 when it cannot be reached."),
     Operation("GET", "/api/v1/sync", sync_state, "Where the sync with the registry stands",
               "registry", "admin", response=SyncStateOut,
               description="The feed cursor, the trust list's ETag, when the registry last "

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from controller.policy import Policy, PolicyConfig
+from controller.policy import FACILITY_MEMORY, Policy, PolicyConfig
 from firmware.signals import Signal
 from protocol import passes
-from protocol.events import FacilityState
+from protocol.events import FacilityState, Passage, new_event_id
 from protocol.status import Status
 from protocol.statuslist import StatusList
 from protocol.trust import SigningKey, TrustList
@@ -114,3 +116,59 @@ def test_lockdown_denies_entry() -> None:
     p.lockdown = True
     decision = p.decide(make(Status.GREEN), "entry", NOW)
     assert (decision.admit, decision.reason) == (False, "lockdown")
+
+
+# -- facility-wide anti-passback ---------------------------------------------------------
+
+
+def passage(direction: str, at: float, node: str = "side-in-1", subject: bytes = ALICE) -> Passage:
+    return Passage(
+        facility_id="f1",
+        node_id=node,
+        door_id=node.rsplit("-", 1)[0],
+        subject=subject.hex(),
+        direction=direction,  # type: ignore[arg-type]
+        ts=datetime.fromtimestamp(at, UTC),
+        event_id=new_event_id(),
+    )
+
+
+def test_an_entry_at_another_door_refuses_entry_here_and_says_where() -> None:
+    p = Policy(PolicyConfig(anti_passback_s=600), TRUST, node_id="main-in-1")
+    p.note_passage(passage("entry", NOW - 30))
+    d = p.decide(make(Status.GREEN), "entry", NOW)
+    assert (d.admit, d.signal, d.reason) == (False, Signal.RED, "anti_passback_facility")
+    assert "door side-in" in d.message
+    assert p.inside(ALICE.hex(), NOW)
+    # Past the window, or after an exit anywhere, the pass is admitted again.
+    assert p.decide(make(Status.GREEN), "entry", NOW + 600).admit
+    p.note_passage(passage("exit", NOW - 10, node="main-out-1"))
+    assert p.decide(make(Status.GREEN), "entry", NOW).admit
+
+
+def test_an_exit_elsewhere_clears_an_entry_here_but_not_a_newer_one() -> None:
+    p = Policy(PolicyConfig(anti_passback_s=600), TRUST, node_id="main-in-1")
+    p.entered(ALICE.hex(), NOW - 100)
+    p.note_passage(passage("exit", NOW - 200, node="main-out-1"))  # before the entry
+    assert p.decide(make(Status.GREEN), "entry", NOW).reason == "anti_passback"
+    p.note_passage(passage("exit", NOW - 50, node="main-out-1"))
+    assert p.decide(make(Status.GREEN), "entry", NOW).admit
+
+
+def test_own_passages_echoed_by_the_hub_and_late_copies_change_nothing() -> None:
+    p = Policy(PolicyConfig(anti_passback_s=600), TRUST, node_id="main-in-1")
+    p.note_passage(passage("entry", NOW - 30, node="main-in-1"))
+    assert p.decide(make(Status.GREEN), "entry", NOW).admit
+    p.note_passage(passage("entry", NOW - 10))
+    p.note_passage(passage("entry", NOW - 700))  # an older copy arriving late
+    assert p.decide(make(Status.GREEN), "entry", NOW).reason == "anti_passback_facility"
+
+
+def test_a_flood_of_passages_keeps_memory_bounded() -> None:
+    p = Policy(PolicyConfig(anti_passback_s=600), TRUST, node_id="main-in-1")
+    p.note_passage(passage("entry", NOW - 1))
+    for i in range(FACILITY_MEMORY + 10):
+        p.note_passage(passage("entry", NOW, subject=i.to_bytes(12, "big")))
+    assert p.remembered_elsewhere == FACILITY_MEMORY
+    # The oldest went first: a real entry is forgotten only under a flood this size.
+    assert not p.inside(ALICE.hex(), NOW)

@@ -48,7 +48,7 @@ def test_the_hub_metrics_render_before_anything_happens() -> None:
     text = HubMetrics().render()
     assert "pintu_hub_events_duplicate_total 0\n" in text
     assert 'pintu_hub_ack_latency_seconds_bucket{le="+Inf"} 0\n' in text
-    assert text.count("# TYPE") == len(HubMetrics().metrics) == 14
+    assert text.count("# TYPE") == len(HubMetrics().metrics) == 15
 
 
 def test_live_bus_drops_the_oldest_for_a_slow_listener_and_ends_on_close() -> None:

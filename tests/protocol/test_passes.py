@@ -81,3 +81,16 @@ def test_any_body_after_the_header_is_refused_cleanly(body: bytes) -> None:
         Reason.BAD_SIGNATURE,
         Reason.OVERSIZE,
     }
+
+
+def test_a_pass_has_exactly_one_text() -> None:
+    # The last base32 character carries two bits no byte uses; set, they must not give a
+    # second text for the same pass.
+    text = make()
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    last = alphabet.index(text[-1])
+    assert last & 3 == 0
+    for bits in (1, 2, 3):
+        variant = text[:-1] + alphabet[last | bits]
+        assert passes.verify(variant, TRUST, now=NOW).reason is Reason.MALFORMED
+    assert passes.verify(text, TRUST, now=NOW).ok

@@ -215,6 +215,35 @@ def test_a_node_reads_its_facility_lists_the_hub_keeps_retained(
     assert b"clinic" not in node.received()
 
 
+def test_only_the_hub_writes_passages_and_lists_and_nodes_read_their_own(
+    facility_broker: FacilityBroker,
+    two_nodes: tuple[Enrolment, Enrolment],
+    peers: PeerFactory,
+    wait_for: WaitFor,
+) -> None:
+    main, side = two_nodes
+    broker = facility_broker.broker
+    hub = peers(broker, "hub", facility_broker.hub_password)
+    reader = peers(broker, side.record.username, password_of(side))
+    passages = topics.facility_passages(FACILITY)
+    trust = topics.lists_trust(FACILITY)
+    reader.subscribe(passages)
+    reader.subscribe(topics.lists_filter(FACILITY))
+    reader.subscribe(topics.facility_passages("clinic"))  # granted, but never delivered
+    node = peers(broker, main.record.username, password_of(main))
+    # A node that could write these could lock a subject out of every entrance, or make
+    # the doors believe a key of its own.
+    for topic in (passages, trust, topics.lists_status(FACILITY)):
+        assert node.publish(topic, b"spoofed").getName() == "Not authorized"
+    assert not hub.publish(topics.facility_passages("clinic"), b"clinic").is_failure
+    assert not hub.publish(trust, b"trust", retain=True).is_failure
+    assert not hub.publish(passages, b"marker").is_failure
+    wait_for(lambda: reader.received(passages) == [b"marker"], what="the passage")
+    wait_for(lambda: reader.received(trust) == [b"trust"], what="the trust list")
+    assert b"spoofed" not in reader.received()
+    assert b"clinic" not in reader.received()
+
+
 # -- revocation ----------------------------------------------------------------------------
 
 
