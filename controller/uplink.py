@@ -233,6 +233,10 @@ class Uplink:
         # Shared with the paho thread, guarded by ``_cond``.
         self._cond = threading.Condition()
         self._connected = False
+        # The broker confirmed this connection's subscriptions: commands, acks and state
+        # sent from now on reach the node.
+        self._subscribed = False
+        self._subscribe_mid: int | None = None
         self._kick = False
         self._link_up = False  # a (re)connect the sender has not handled yet
         self._acks: list[bytes] = []
@@ -283,6 +287,7 @@ class Uplink:
         )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         return client
 
@@ -364,6 +369,13 @@ class Uplink:
             return self._connected
 
     @property
+    def subscribed(self) -> bool:
+        """Connected, and the broker confirmed the subscriptions to acks, commands and
+        facility state."""
+        with self._cond:
+            return self._connected and self._subscribed
+
+    @property
     def stats(self) -> UplinkStats:
         return self._counters.snapshot()
 
@@ -404,8 +416,10 @@ class Uplink:
             wanted.append((self._t_lists, 1))
         if self._on_passage is not None:
             wanted.append((self._t_passages, 1))
-        client.subscribe(wanted)
+        _, mid = client.subscribe(wanted)
         with self._cond:
+            self._subscribe_mid = mid
+            self._subscribed = False
             self._connected = True
             self._link_up = True
             self._kick = True
@@ -413,6 +427,23 @@ class Uplink:
         with self._counters.lock:
             self._counters.connects += 1
         logger.info("connected to %s:%d", self.config.host, self.config.port)
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        if refused:
+            # The ACL lets a provisioned node read all of these; a refusal is a broker
+            # set up for another node, and the door would miss commands or acks.
+            logger.error("broker refused subscriptions of this node: %s", ", ".join(refused))
+        with self._cond:
+            if mid == self._subscribe_mid:
+                self._subscribed = True
 
     def _on_disconnect(
         self,
@@ -425,6 +456,7 @@ class Uplink:
         with self._cond:
             was_connected = self._connected
             self._connected = False
+            self._subscribed = False
             stopping = self._stopping
         if stopping:
             logger.info("disconnected from the broker")

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -291,11 +292,15 @@ def test_commands_open_lockdown_and_unknown(
         reply = CommandReply.parse(msg.payload)
         replies[reply.id] = reply
 
+    subscribed = threading.Event()
     client.on_message = on_message
+    client.on_subscribe = lambda *_args: subscribed.set()
     client.connect(broker.host, broker.port)
     client.subscribe(topics.node_cmd_resp(FACILITY, NODE), qos=1)
     client.loop_start()
-    wait_for(lambda: running.node.uplink is not None and running.node.uplink.connected)
+    # Both ends' subscriptions confirmed by the broker: no command or reply can be missed.
+    wait_for(subscribed.is_set, what="the hub side's subscription")
+    wait_for(lambda: running.node.uplink is not None and running.node.uplink.subscribed)
 
     def send(request_id: str, cmd: str, **args: Any) -> CommandReply:
         command = Command(id=request_id, cmd=cmd, args=args)

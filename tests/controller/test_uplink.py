@@ -287,7 +287,7 @@ def test_commands_are_answered_with_their_request_id(
     wait_for: WaitFor,
 ) -> None:
     uplink = make_uplink(journal)
-    wait_for(lambda: uplink.connected, what="a connection")
+    wait_for(lambda: uplink.subscribed, what="a connection with its subscriptions")
     hub_side = probe([CMD_RESP])
     hub_side.publish(CMD, Command(id="r1", cmd="ping").dumps())
     hub_side.publish(CMD, Command(id="r2", cmd="dance", args={"style": "jaipong"}).dumps())
@@ -311,7 +311,7 @@ def test_junk_commands_get_an_error_or_are_logged_and_nothing_breaks(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     uplink = make_uplink(journal)
-    wait_for(lambda: uplink.connected, what="a connection")
+    wait_for(lambda: uplink.subscribed, what="a connection with its subscriptions")
     hub_side = probe([CMD_RESP])
     for junk in (
         b"not json at all",
@@ -346,7 +346,7 @@ def test_a_retained_command_is_not_run(
     hub_side = probe([CMD_RESP])
     hub_side.publish(CMD, Command(id="stale", cmd="ping").dumps(), retain=True)
     uplink = make_uplink(journal)
-    wait_for(lambda: uplink.connected, what="a connection")
+    wait_for(lambda: uplink.subscribed, what="a connection with its subscriptions")
     hub_side.publish(CMD, Command(id="fresh", cmd="ping").dumps())
     wait_for(lambda: "fresh" in replies(hub_side), what="the live command's reply")
     # Commands run in arrival order and the retained one arrived first: it was refused.

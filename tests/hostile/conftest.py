@@ -157,7 +157,7 @@ class Site:
         door = Door(node, source)
         self.doors[node_id] = door
         assert node.uplink is not None
-        wait(lambda: node.uplink is not None and node.uplink.connected, what=f"{node_id} online")
+        wait(lambda: node.uplink is not None and node.uplink.subscribed, what=f"{node_id} online")
         return door
 
 
