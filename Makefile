@@ -53,7 +53,8 @@ demo: install
 	$(BIN)/pintu demo
 
 # Each benchmark prints its table and rewrites its section of docs/benchmarks.md.
-BENCHES := decode latency memory service_memory ingest dashboard registry sync
+# `workers` needs PostgreSQL (PINTU_BENCH_PG_DSN, or the local server) and comes last.
+BENCHES := decode latency memory service_memory ingest dashboard registry sync workers
 
 bench: install
 	for b in $(BENCHES); do $(BIN)/python -m bench.$$b --write || exit 1; done
