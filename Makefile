@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # start, the browser the dashboard tests drive, and systemd-analyze to check the unit files.
 APT_PACKAGES := libzbar0 mosquitto mosquitto-clients chromium systemd
 
-.PHONY: install system-packages test lint typecheck unit demo bench clean
+.PHONY: install system-packages test lint typecheck unit demo bench soak clean
 
 install: system-packages $(STAMP)
 
@@ -57,6 +57,13 @@ BENCHES := decode latency memory ingest dashboard registry sync
 
 bench: install
 	for b in $(BENCHES); do $(BIN)/python -m bench.$$b --write || exit 1; done
+
+# Several doors at a turnstile's peak with faults at random times; rewrites the Soak section
+# of docs/reliability.md. Not part of `make test`: SOAK_MINUTES=1 make soak for a smoke run.
+SOAK_MINUTES ?= 30
+
+soak: install
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) --write
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,57 @@
+"""Fixtures for the fault scenarios: a whole facility as real processes, and its invariants.
+
+The harness itself lives in ``bench/fleet.py``, beside the soak that drives it for half an
+hour; here it is started per test in the test's own directory, on free ports.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# The harness lives beside the packages, not in them: importable from the checkout.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.fleet import Fleet, Tally, check  # noqa: E402
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
+    """``fleet(**options)``: a started facility (broker, hub, door nodes); stopped at the end."""
+    made: list[Fleet] = []
+
+    def make(**options: Any) -> Fleet:
+        item = Fleet(tmp_path / f"fleet-{len(made)}", **options)
+        made.append(item)
+        item.start()
+        return item
+
+    yield make
+    for item in made:
+        item.close()
+
+
+def _assert_invariants(fleet: Fleet) -> Tally:
+    fleet.settle()
+    tally = check(fleet)
+    assert tally.ok, "; ".join(tally.problems)
+    assert tally.lost == 0 and tally.duplicated == 0
+    assert tally.stored == tally.sent > 0
+    assert tally.integrity_failures == 0 and tally.unordered_pulses == 0
+    return tally
+
+
+@pytest.fixture
+def invariants() -> Callable[[Fleet], Tally]:
+    """``invariants(fleet)``: settle the fleet, hold it to its promises, return the figures.
+
+    Every journaled event stored exactly once, occupancy = entries - exits, every journal
+    intact, no relay pulse without a decision.
+    """
+    return _assert_invariants
