@@ -391,10 +391,18 @@ class Fleet:
             if proc.process is not None and not proc.running and proc.process.returncode != -9:
                 raise FleetError(f"{proc.name} exited ({proc.process.returncode}):\n{proc.tail()}")
 
+    def run_for(self, seconds: float) -> None:
+        """Let the fleet run ``seconds``: the length of an outage, not a wait for a condition."""
+        end = time.monotonic() + seconds
+        pause = threading.Event()
+        while (left := end - time.monotonic()) > 0:
+            self.check_alive()
+            pause.wait(min(0.5, left))
+
     def restart_broker(self, down_s: float = 0.0) -> None:
         """SIGKILL Mosquitto, leave it down ``down_s`` seconds, start it on the same port."""
         self.broker.kill()
-        threading.Event().wait(down_s)  # the outage itself, not a wait for a condition
+        self.run_for(down_s)
         self.broker.start()
 
     def kill_hub(self) -> None:
@@ -420,8 +428,21 @@ class Fleet:
 
     def journal_state(self, node_id: str) -> tuple[int, set[int], bool]:
         """(last seq given out, seqs still pending, integrity ok) read from the file."""
-        with contextlib.closing(sqlite3.connect(self.journal_path(node_id), timeout=10)) as conn:
-            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        path = self.journal_path(node_id)
+        if not path.exists():
+            return 0, set(), True  # the node has not started yet
+        # Read-only, so looking never creates or changes a journal.
+        with contextlib.closing(
+            sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        ) as conn:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            if "events" not in tables:
+                return 0, set(), True  # created, not yet migrated
+            row = None
+            if "sqlite_sequence" in tables:
+                row = conn.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
+                ).fetchone()
             pending = {int(r[0]) for r in conn.execute("SELECT seq FROM events")}
             ok = conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         return (int(row[0]) if row else 0), pending, ok
@@ -454,9 +475,9 @@ class Fleet:
     def settle(self, timeout_s: float = 120.0) -> None:
         """Stop the doors and make sure every journaled event has reached the hub.
 
-        Each node is stopped with SIGTERM, then started once more with an empty camera
-        view, so anything its journal still holds goes out, and stopped again when the hub
-        has stored all it ever journaled.
+        Each node is stopped with SIGTERM; one whose journal still holds events the hub
+        lacks is started once more with an empty camera view, so they go out, and stopped
+        again when the hub has stored all it ever journaled.
         """
         for link in self.links.values():
             link.restore()
@@ -466,11 +487,16 @@ class Fleet:
             self.start_hub()
         for proc in self.nodes.values():
             proc.stop()
-        for node_id in self.nodes:
+        # A node stopped cleanly has handed everything to the broker; only a node whose
+        # journal still holds what the hub never got is started again to send it.
+        with contextlib.suppress(FleetError):
+            self._wait_all_stored(10.0, "events stored")
+        behind = [n for n in self.nodes if not self._all_stored(n)]
+        for node_id in behind:
             self.start_node(node_id, idle=True)
         self._wait_all_stored(timeout_s, "events stored")
-        for proc in self.nodes.values():
-            proc.stop()
+        for node_id in behind:
+            self.nodes[node_id].stop()
         self._wait_all_stored(timeout_s, "last events stored")
 
     def _wait_all_stored(self, timeout_s: float, what: str) -> None:

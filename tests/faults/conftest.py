@@ -23,13 +23,18 @@ from bench.fleet import Fleet, Tally, check  # noqa: E402
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
-    """``fleet(**options)``: a started facility (broker, hub, door nodes); stopped at the end."""
+    """``fleet(**options)``: a started facility (broker, hub, door nodes); stopped at the end.
+
+    ``start=False`` leaves it to the test to call ``start()`` (after mounting a small disk
+    for a node's state, say).
+    """
     made: list[Fleet] = []
 
-    def make(**options: Any) -> Fleet:
+    def make(*, start: bool = True, **options: Any) -> Fleet:
         item = Fleet(tmp_path / f"fleet-{len(made)}", **options)
         made.append(item)
-        item.start()
+        if start:
+            item.start()
         return item
 
     yield make

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from bench.fleet import Fleet, Tally, doors, wait_until
 
-KILLS = 4
+KILLS = 3
 
 
 def test_broker_killed_and_restarted_during_a_stream_from_several_nodes(
@@ -21,7 +21,8 @@ def test_broker_killed_and_restarted_during_a_stream_from_several_nodes(
         wait_until(lambda b=before: len(f.stored()) >= b + 20, 60, "a stream between kills")
         f.restart_broker(down_s=rng.uniform(0.2, 2.0))
         f.check_alive()
-    wait_until(lambda: len(f.stored()) >= 200, 60, "the stream after the last restart")
+    after = len(f.stored())
+    wait_until(lambda: len(f.stored()) >= after + 30, 60, "the stream after the last restart")
     tally = invariants(f)
     assert f.broker.workdir.exists()
     assert tally.late > 0, "some events were resent from the journals"
