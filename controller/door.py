@@ -11,6 +11,11 @@ are refused (red, reason ``journal_unavailable``) until the journal takes the ke
 again; it is retried every few seconds. Exits still open: nobody is locked in because a
 disk filled up, and a missed exit only makes the count err on the safe side. The one
 visitor whose admission found the disk full is already through; that event is kept too.
+
+A wall clock stepped backwards (NTP correcting a clock that ran ahead) is believed: it is
+the best time the door has, and passes are judged by it. Events keep their seq order, and
+an alarm (``clock_stepped_back``) goes into the journal between the last event on the old
+time and the first on the new, so the hub and a reader of the log see why times jump.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ JOURNAL_RETRY_S = 2.0
 # Events kept in memory while the journal refuses them; past this the oldest are dropped
 # (and counted): hours of a busy door, as entries are refused meanwhile.
 BACKLOG_MAX = 10_000
+# The wall clock moving against the monotonic one by more than this is a step, not drift.
+CLOCK_STEP_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,7 @@ class Door:
         self._pending_frame_ts: float | None = None
         self._backlog: deque[tuple[EventKind, dict[str, Any]]] = deque()
         self._journal_failing = False
+        self._clock_offset = self.clock() - time.monotonic()
         self._removers = [devices.relay.on_change(self._on_relay)]
         self._wire_inputs()
 
@@ -396,10 +404,30 @@ class Door:
 
     def record(self, kind: EventKind, **fields: Any) -> None:
         """Journal an event; if the disk refuses, keep it (with its time) and retry later."""
+        self._watch_clock()
         if kind is EventKind.ALARM:
             self.stats.alarms += 1
         self._keep(kind, {"ts": utcnow(), **fields})
         self._flush()
+
+    def _watch_clock(self) -> None:
+        offset = self.clock() - time.monotonic()
+        step = offset - self._clock_offset
+        self._clock_offset = offset
+        if step > -CLOCK_STEP_S:
+            if step > CLOCK_STEP_S:
+                logger.info("wall clock stepped forward by %.1f s", step)
+            return
+        logger.warning("wall clock stepped back by %.1f s; event times jump back", -step)
+        self.stats.alarms += 1
+        self._keep(
+            EventKind.ALARM,
+            {
+                "ts": utcnow(),
+                "detail": "clock_stepped_back",
+                "message": f"the wall clock stepped back by {-step:.0f} s",
+            },
+        )
 
     def _keep(self, kind: EventKind, fields: dict[str, Any]) -> None:
         if len(self._backlog) >= BACKLOG_MAX:
