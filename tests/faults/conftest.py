@@ -6,8 +6,11 @@ hour; here it is started per test in the test's own directory, on free ports.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.fleet import Fleet, Tally, check  # noqa: E402
+
+REPORT_ENV = "PINTU_FAULTS_REPORT"
 
 
 @pytest.fixture
@@ -42,9 +47,16 @@ def fleet(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
         item.close()
 
 
-def _assert_invariants(fleet: Fleet) -> Tally:
+def _assert_invariants(fleet: Fleet, **row: Any) -> Tally:
     fleet.settle()
     tally = check(fleet)
+    report = os.environ.get(REPORT_ENV)
+    if report and row:
+        # A row for docs/reliability.md (``python -m bench.faults --write`` asks for it).
+        line = {**row, "test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]}
+        line["tally"] = asdict(tally)
+        with Path(report).open("a", encoding="utf-8") as out:
+            out.write(json.dumps(line) + "\n")
     assert tally.ok, "; ".join(tally.problems)
     assert tally.lost == 0 and tally.duplicated == 0
     assert tally.stored == tally.sent > 0
@@ -53,10 +65,12 @@ def _assert_invariants(fleet: Fleet) -> Tally:
 
 
 @pytest.fixture
-def invariants() -> Callable[[Fleet], Tally]:
-    """``invariants(fleet)``: settle the fleet, hold it to its promises, return the figures.
+def invariants() -> Callable[..., Tally]:
+    """``invariants(fleet, fault=..., how=..., times=..., result=...)``: settle the fleet,
+    hold it to its promises, return the figures.
 
     Every journaled event stored exactly once, occupancy = entries - exits, every journal
-    intact, no relay pulse without a decision.
+    intact, no relay pulse without a decision. The keywords describe the run for the
+    Faults table of docs/reliability.md.
     """
     return _assert_invariants

@@ -71,7 +71,13 @@ def test_camera_failing_raises_one_alarm_degrades_and_recovers(
         frames.with_name("frames-unplugged").rename(frames)
         wait_until(lambda: node_row(f)[0] == "online", 60, "the door online again")
         wait_until(lambda p=pulses: count_pulses(log)[0] >= p + 3, 60, "admitting again")
-    invariants(f)
+    invariants(
+        f,
+        fault="camera fails and recovers",
+        how="the node's frame folder taken away (reads fail, reopening fails) and put back",
+        times=2,
+        result="one alarm per failure, degraded at the hub, no pulse without frames, online again",
+    )
 
 
 class BrokenDriver:

@@ -83,7 +83,14 @@ def test_clock_stepping_back_an_hour_keeps_seq_order_and_loses_nothing(
     pin = Device.pin_factory.pin(RELAY_PIN)
     rises = sum(1 for s in pin.states if s.state)
     assert rises == count_pulses(f.nodes[NODE].log)[0], "the log shows every pulse the pin saw"
-    tally = invariants(f)
+    tally = invariants(
+        f,
+        fault="clock steps back an hour",
+        how="the node's wall clock (door and event stamps) stepped back 3600 s mid-stream, "
+        "monotonic clock left alone",
+        times=1,
+        result="seq rises by one throughout, an alarm marks the step, passes still judged",
+    )
     with contextlib.closing(sqlite3.connect(f.hub_db)) as conn:
         rows = conn.execute(
             "SELECT seq, ts, kind, detail FROM events WHERE node_id = ? ORDER BY seq", (NODE,)
