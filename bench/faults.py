@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.latency import machine
-from bench.soak import DOC
+from bench.soak import DOC, write_doc_section
 
 ROOT = Path(__file__).resolve().parents[1]
 START = "<!-- reliability:faults:start -->"
@@ -77,22 +77,7 @@ def table(rows: list[dict[str, Any]], failed: bool) -> str:
 
 
 def write_section(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
-        head = head.rstrip()
-        if head.endswith(HEADING):
-            head = head[: -len(HEADING)].rstrip()
-        text = head + "\n\n" + section + tail
-    elif HEADING in text:
-        head, tail = text.split(HEADING, 1)
-        # Whatever stood under the heading up to the next section is replaced.
-        parts = tail.split("\n## ", 1)
-        text = head + section + ("\n## " + parts[1] if len(parts) > 1 else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    write_doc_section(path, section, START, END, HEADING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -246,26 +246,37 @@ def report(soak: Soak, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
+def write_doc_section(path: Path, section: str, start: str, end: str, heading: str) -> None:
+    """Put ``section`` (which starts with ``heading``) in place of its old text in ``path``:
+    between its markers, else under its bare heading (up to the next one), else at the end."""
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
         head = head.rstrip()
-        if head.endswith(HEADING):
-            head = head[: -len(HEADING)].rstrip()
-        text = head + "\n\n" + section + tail.lstrip("\n")
-        if not text.endswith("\n"):
-            text += "\n"
+        if head.endswith(heading):
+            head = head[: -len(heading)].rstrip()
+        tail = tail.lstrip("\n")
+        text = head + "\n\n" + section + ("\n" + tail if tail else "")
+    elif f"\n{heading}\n" in text:
+        head, tail = text.split(f"\n{heading}\n", 1)
+        parts = tail.split("\n## ", 1)
+        text = head + "\n" + section + ("\n## " + parts[1] if len(parts) > 1 else "")
     else:
         text = text.rstrip() + "\n\n" + section
     path.write_text(text, encoding="utf-8")
 
 
+def write_section(path: Path, section: str) -> None:
+    write_doc_section(path, section, START, END, HEADING)
+
+
 def flat(soak: Soak) -> list[str]:
-    """Series that grew over the soak: the second half's median over 1.5 x the first's."""
+    """Series that grew over the soak: the second half's median over 1.5 x the first's.
+
+    (A node restarted by a fault starts low again, which can only hide growth, not fake it.)"""
     grown: list[str] = []
-    for what in ("rss_mb", "fds"):
+    for what in ("rss_mb", "fds", "journal_kb"):
         names = {n for s in soak.samples for n in getattr(s, what)}
         for name in sorted(names):
             values = _series(soak.samples, what, name)
