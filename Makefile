@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # start, the browser the dashboard tests drive, and systemd-analyze to check the unit files.
 APT_PACKAGES := libzbar0 mosquitto mosquitto-clients chromium systemd
 
-.PHONY: install system-packages test lint typecheck unit demo bench fuzz clean
+.PHONY: install system-packages test lint typecheck unit demo bench fuzz soak clean
 
 install: system-packages $(STAMP)
 
@@ -72,6 +72,13 @@ fuzz: install
 	$(BIN)/python tests/hostile/fuzz_passes.py -runs=100000 -seed=1
 	PINTU_API_EXAMPLES=$(API_EXAMPLES) $(BIN)/pytest -q -o log_cli=true --log-cli-level=WARNING \
 	  --timeout=3600 tests/hostile/test_api_schemathesis.py
+
+# Several doors at a turnstile's peak with faults at random times; rewrites the Soak section
+# of docs/reliability.md. Not part of `make test`: SOAK_MINUTES=1 make soak for a smoke run.
+SOAK_MINUTES ?= 30
+
+soak: install
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) --write
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

@@ -3,6 +3,19 @@ pulses and journal events, one at a time, in the order they happened.
 
 Everything that touches GPIO runs here, so the relay is never driven from two places and
 the scan loop and the MQTT link never wait on a turnstile.
+
+A door that cannot record must not let people in uncounted. When the journal refuses a
+write (a full disk, a failing SD card) the event is kept in memory with the time it
+happened, the node reports itself degraded, an alarm is raised, and from then on entries
+are refused (red, reason ``journal_unavailable``) until the journal takes the kept events
+again; it is retried every few seconds. Exits still open: nobody is locked in because a
+disk filled up, and a missed exit only makes the count err on the safe side. The one
+visitor whose admission found the disk full is already through; that event is kept too.
+
+A wall clock stepped backwards (NTP correcting a clock that ran ahead) is believed: it is
+the best time the door has, and passes are judged by it. Events keep their seq order, and
+an alarm (``clock_stepped_back``) goes into the journal between the last event on the old
+time and the first on the new, so the hub and a reader of the log see why times jump.
 """
 
 from __future__ import annotations
@@ -14,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from controller.errors import JournalError
 from controller.journal import Journal
@@ -23,9 +36,17 @@ from firmware.errors import NotArmed
 from firmware.gpio import Devices
 from firmware.signals import Signal
 from protocol import passes
-from protocol.events import EventKind
+from protocol.events import EventKind, utcnow
 
 logger = logging.getLogger(__name__)
+
+# While the journal refuses writes, the kept events are offered to it again this often.
+JOURNAL_RETRY_S = 2.0
+# Events kept in memory while the journal refuses them; past this the oldest are dropped
+# (and counted): hours of a busy door, as entries are refused meanwhile.
+BACKLOG_MAX = 10_000
+# The wall clock moving against the monotonic one by more than this is a step, not drift.
+CLOCK_STEP_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +93,7 @@ class DoorStats:
     not_passed: int = 0
     alarms: int = 0
     journal_failures: int = 0
+    backlog_dropped: int = 0
     # Frame capture to relay energised, seconds; the latency a visitor feels.
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
@@ -88,6 +110,7 @@ class Door:
         passage_timeout_s: float,
         signal_s: float,
         on_event: Callable[[], None] = lambda: None,
+        on_journal: Callable[[str | None], None] = lambda problem: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.direction = direction
@@ -97,6 +120,7 @@ class Door:
         self.passage_timeout_s = passage_timeout_s
         self.signal_s = signal_s
         self.on_event = on_event
+        self.on_journal = on_journal  # a problem text, or None when the journal records again
         self.clock = clock
         self.stats = DoorStats()
         self.last_decision: Decision | None = None
@@ -106,7 +130,9 @@ class Door:
         self._confirm = passage == "sensor" or (passage == "auto" and self._watcher.can_confirm)
         self._releasing = threading.Event()
         self._pending_frame_ts: float | None = None
-        self._backlog: list[tuple[EventKind, dict[str, object]]] = []
+        self._backlog: deque[tuple[EventKind, dict[str, Any]]] = deque()
+        self._journal_failing = False
+        self._clock_offset = self.clock() - time.monotonic()
         self._removers = [devices.relay.on_change(self._on_relay)]
         self._wire_inputs()
 
@@ -156,7 +182,11 @@ class Door:
 
     def _run(self) -> None:
         while True:
-            work = self._queue.get()
+            try:
+                work = self._queue.get(timeout=JOURNAL_RETRY_S if self._backlog else None)
+            except queue.Empty:
+                self._flush()
+                continue
             if work is None:
                 return
             try:
@@ -213,6 +243,18 @@ class Door:
                     detail="black_pass",
                     message=decision.message,
                 )
+            return
+        if decision.direction == "entry" and not self._flush():
+            # Nobody comes in uncounted: the entry is refused while the journal refuses.
+            self.stats.denied += 1
+            self.devices.indicator.show(Signal.RED, self.signal_s)
+            self._record_decision(
+                EventKind.DENIED,
+                decision,
+                admit=False,
+                reason="journal_unavailable",
+                message="door cannot record entries: please see a guard",
+            )
             return
         self.stats.admitted += 1
         kind = EventKind.ENTRY if decision.direction == "entry" else EventKind.EXIT
@@ -360,21 +402,78 @@ class Door:
             return "exit"
         return "entry"
 
-    def record(self, kind: EventKind, **fields: object) -> None:
-        """Journal an event; if the disk refuses, keep it and try again with the next."""
+    def record(self, kind: EventKind, **fields: Any) -> None:
+        """Journal an event; if the disk refuses, keep it (with its time) and retry later."""
+        self._watch_clock()
         if kind is EventKind.ALARM:
             self.stats.alarms += 1
+        self._keep(kind, {"ts": utcnow(), **fields})
+        self._flush()
+
+    def _watch_clock(self) -> None:
+        offset = self.clock() - time.monotonic()
+        step = offset - self._clock_offset
+        self._clock_offset = offset
+        if step > -CLOCK_STEP_S:
+            if step > CLOCK_STEP_S:
+                logger.info("wall clock stepped forward by %.1f s", step)
+            return
+        logger.warning("wall clock stepped back by %.1f s; event times jump back", -step)
+        self.stats.alarms += 1
+        self._keep(
+            EventKind.ALARM,
+            {
+                "ts": utcnow(),
+                "detail": "clock_stepped_back",
+                "message": f"the wall clock stepped back by {-step:.0f} s",
+            },
+        )
+
+    def _keep(self, kind: EventKind, fields: dict[str, Any]) -> None:
+        if len(self._backlog) >= BACKLOG_MAX:
+            self._backlog.popleft()
+            self.stats.backlog_dropped += 1
+            logger.error("journal backlog full: the oldest kept event is dropped")
         self._backlog.append((kind, fields))
+
+    def _flush(self) -> bool:
+        """Write the kept events to the journal; True when none is left."""
+        wrote = 0
         while self._backlog:
-            pending_kind, pending = self._backlog[0]
+            kind, fields = self._backlog[0]
             try:
-                self.journal.append(pending_kind, **pending)  # type: ignore[arg-type]
+                self.journal.append(kind, **fields)
             except JournalError as err:
                 self.stats.journal_failures += 1
-                logger.error("journal refused an event, kept in memory: %s", err)
-                return
-            self._backlog.pop(0)
-        self.on_event()
+                if not self._journal_failing:
+                    self._journal_failing = True
+                    logger.error(
+                        "journal refused an event, kept in memory; entries refused until it "
+                        "records again: %s",
+                        err,
+                    )
+                    self.on_journal(f"journal: {err}"[:200])
+                    self.stats.alarms += 1
+                    self._keep(
+                        EventKind.ALARM,
+                        {
+                            "ts": utcnow(),
+                            "detail": "journal_failed",
+                            "message": f"events kept in memory, entries refused: {err}",
+                        },
+                    )
+                if wrote:
+                    self.on_event()
+                return False
+            self._backlog.popleft()
+            wrote += 1
+        if self._journal_failing:
+            self._journal_failing = False
+            logger.warning("journal records again; %d kept events written", wrote)
+            self.on_journal(None)
+        if wrote:
+            self.on_event()
+        return True
 
     @property
     def backlog(self) -> int:

@@ -222,6 +222,7 @@ class Node:
             passage_timeout_s=config.gate.passage_timeout_s,
             signal_s=config.gate.signal_s,
             on_event=self._on_event,
+            on_journal=lambda problem: self.set_problem("journal", problem),
             clock=self.clock,
         )
         self.door.record(EventKind.NODE_START, detail=f"direction={config.direction}")

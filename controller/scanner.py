@@ -98,8 +98,13 @@ class Scanner:
                 try:
                     self._source = self.open_source()
                     finished = self._scan(self._source)
-                except SourceError as err:
-                    self._camera_failed(str(err))
+                except Exception as err:
+                    # A source may fail in ways it does not foresee (an OSError from a
+                    # driver, a bug): that is a camera failure too, never a scan loop
+                    # that ends in silence while the node still says it is fine.
+                    if not isinstance(err, SourceError):
+                        logger.exception("frame source failed unexpectedly")
+                    self._camera_failed(str(err) or type(err).__name__)
                     # Wait, but wake at once on stop; keep the watchdog fed meanwhile:
                     # the loop is alive and retrying, which is what systemd should see.
                     deadline = time.monotonic() + self.restart_after_s

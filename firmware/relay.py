@@ -182,7 +182,9 @@ class Relay:
             self._timer = timer
             self._drive(open_=True)
             timer.start()
-            return True
+        # One line per release: the audit trail a guard (or a test) matches to decisions.
+        logger.info("relay on GPIO%d pulsed open for %.0f ms", self.config.pin, seconds * 1000)
+        return True
 
     def hold_open(self) -> bool:
         """Open until :meth:`lock` (a guard's remote open); False during a lockdown."""

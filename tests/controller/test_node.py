@@ -27,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from PIL import Image
 
 from controller.config import NodeConfig
+from controller.errors import JournalError
 from controller.journal import Journal
 from controller.node import Node
 from firmware.signals import Signal
@@ -252,6 +253,52 @@ def test_second_entry_without_exit_is_refused(
     wait_for(lambda: events_of(hub, EventKind.DENIED), what="the refused second entry")
     assert events_of(hub, EventKind.DENIED)[0].reason == "anti_passback"
     assert len(running.pulses()) == 1
+
+
+def test_a_journal_that_refuses_writes_refuses_entries_until_it_records_again(
+    start_node: Callable[..., RunningNode],
+    hub: Any,
+    wait_for: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The journal's own failure (a full disk) is shown with a real tmpfs in
+    # tests/faults/test_disk.py; here it is its error alone, so it runs without root.
+    running = start_node(scan={"cooldown_s": 0.2}, policy={"anti_passback_s": 0})
+    journal = running.node.journal
+    assert journal is not None
+    real_append = journal.append
+    full = [True]
+
+    def append(*args: Any, **kwargs: Any) -> Any:
+        if full[0]:
+            raise JournalError("event journal: cannot append an event: the disk is full")
+        return real_append(*args, **kwargs)
+
+    monkeypatch.setattr(journal, "append", append)
+    running.show(make_pass(n=20), frames=3)
+    wait_for(lambda: running.node.status().state == "degraded", what="degraded")
+    assert any(p.startswith("journal:") for p in running.node.status().problems)
+    wait_for(lambda: running.source.pending == 0)
+    running.show(make_pass(n=21), frames=3)
+    door = running.node.door
+    assert door is not None
+    wait_for(lambda: door.stats.decisions == 2, what="the second decision")
+    # The first visitor found the disk full on the way through; the second is refused.
+    assert len(running.pulses()) == 1
+    full[0] = False
+    wait_for(lambda: running.node.status().state == "online", what="recovered")
+    wait_for(lambda: len(events_of(hub, EventKind.DENIED)) == 1, what="the kept events")
+    (refused,) = events_of(hub, EventKind.DENIED)
+    assert (refused.reason, refused.admit, refused.subject) == (
+        "journal_unavailable",
+        False,
+        subject(21).hex(),
+    )
+    assert [e.subject for e in events_of(hub, EventKind.ENTRY)] == [subject(20).hex()]
+    (alarm,) = events_of(hub, EventKind.ALARM)
+    assert alarm.detail == "journal_failed"
+    running.show(make_pass(n=22), frames=3)
+    wait_for(lambda: len(events_of(hub, EventKind.ENTRY)) == 2, what="entries again")
 
 
 def test_full_facility_refuses_entry_and_admits_when_a_place_frees(
