@@ -52,10 +52,12 @@ from registry.records import (
     Outcome,
     Person,
     PersonRow,
+    PersonState,
     StatusChange,
     Token,
     Visit,
     VisitIntake,
+    plan_persons,
 )
 
 logger = logging.getLogger(__name__)
@@ -392,34 +394,15 @@ class PgStore:
     def _apply_persons(self, conn: Conn, rows: Sequence[PersonRow], at: int) -> list[Outcome]:
         self._lock_feed(conn)
         # Where each subject stands now: (name, status, doses, changed_at, created_at).
-        state: dict[str, tuple[str, Status, int, int, int]] = {}
+        state: dict[str, PersonState] = {}
         subjects = sorted({row.subject for row in rows})
         for subject, name, status, doses, changed_at, created_at in conn.execute(
             _SELECT_PERSONS, (subjects,)
         ):
             state[subject] = (name, Status.parse(status), doses, changed_at, created_at)
         existed = set(state)
-        outcomes: list[Outcome] = []
-        changes: list[tuple[str, str, int, int]] = []
-        dirty: set[str] = set()
-        for row in rows:
-            before = state.get(row.subject)
-            if before is None:
-                outcome = Outcome.CREATED
-                state[row.subject] = (row.name, row.status, row.doses, at, at)
-            elif (before[1], before[2]) != (row.status, row.doses):
-                outcome = Outcome.UPDATED
-                state[row.subject] = (row.name, row.status, row.doses, at, before[4])
-            elif before[0] != row.name:
-                outcome = Outcome.RENAMED
-                state[row.subject] = (row.name, *before[1:])
-            else:
-                outcome = Outcome.UNCHANGED
-            if outcome in (Outcome.CREATED, Outcome.UPDATED):
-                changes.append((row.subject, row.status.label, row.doses, at))
-            if outcome is not Outcome.UNCHANGED:
-                dirty.add(row.subject)
-            outcomes.append(outcome)
+        plan = plan_persons(rows, state, at)
+        outcomes, changes, dirty = plan.outcomes, plan.changes, plan.dirty
         created = [(s, *_person_values(state[s])) for s in sorted(dirty - existed)]
         if created:
             # COPY: a first import of a million persons is mostly new rows.

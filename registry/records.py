@@ -6,6 +6,7 @@ holds a NIK: the registry only ever keeps the subject id derived from it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, get_args
@@ -152,3 +153,44 @@ class VisitIntake:
     stored: int
     duplicates: int
     duplicate_ids: tuple[str, ...] = ()
+
+
+# A stored person as the import sees it: (name, status, doses, changed_at, created_at).
+PersonState = tuple[str, Status, int, int, int]
+
+
+@dataclass
+class PersonsPlan:
+    """What applying a batch of rows does, decided before either store writes it."""
+
+    outcomes: list[Outcome]
+    changes: list[tuple[str, str, int, int]]  # feed entries: (subject, status, doses, at)
+    dirty: set[str]  # subjects whose row is written
+
+
+def plan_persons(rows: Sequence[PersonRow], state: dict[str, PersonState], at: int) -> PersonsPlan:
+    """Apply ``rows`` in order to ``state`` (the stored persons they name, updated in place).
+
+    A change of status or doses is a feed entry at ``at``; a new name alone is not (the
+    feed carries no names); a row equal to what is stored changes nothing.
+    """
+    plan = PersonsPlan([], [], set())
+    for row in rows:
+        before = state.get(row.subject)
+        if before is None:
+            outcome = Outcome.CREATED
+            state[row.subject] = (row.name, row.status, row.doses, at, at)
+        elif (before[1], before[2]) != (row.status, row.doses):
+            outcome = Outcome.UPDATED
+            state[row.subject] = (row.name, row.status, row.doses, at, before[4])
+        elif before[0] != row.name:
+            outcome = Outcome.RENAMED
+            state[row.subject] = (row.name, *before[1:])
+        else:
+            outcome = Outcome.UNCHANGED
+        if outcome in (Outcome.CREATED, Outcome.UPDATED):
+            plan.changes.append((row.subject, row.status.label, row.doses, at))
+        if outcome is not Outcome.UNCHANGED:
+            plan.dirty.add(row.subject)
+        plan.outcomes.append(outcome)
+    return plan

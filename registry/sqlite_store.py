@@ -27,10 +27,12 @@ from registry.records import (
     Outcome,
     Person,
     PersonRow,
+    PersonState,
     StatusChange,
     Token,
     Visit,
     VisitIntake,
+    plan_persons,
 )
 
 logger = logging.getLogger(__name__)
@@ -295,7 +297,7 @@ class SqliteStore:
     def apply_persons(self, rows: Sequence[PersonRow], at: int) -> list[Outcome]:
         with self._write() as db:
             # Where each subject stands now: (name, status, doses, changed_at, created_at).
-            state: dict[str, tuple[str, Status, int, int, int]] = {}
+            state: dict[str, PersonState] = {}
             subjects = sorted({row.subject for row in rows})
             for chunk in _chunks(subjects):
                 marks = ",".join("?" * len(chunk))
@@ -308,27 +310,8 @@ class SqliteStore:
                 ):
                     state[subject] = (name, Status.parse(status), doses, changed_at, created_at)
             existed = set(state)
-            outcomes: list[Outcome] = []
-            changes: list[tuple[str, str, int, int]] = []
-            dirty: set[str] = set()
-            for row in rows:
-                before = state.get(row.subject)
-                if before is None:
-                    outcome = Outcome.CREATED
-                    state[row.subject] = (row.name, row.status, row.doses, at, at)
-                elif (before[1], before[2]) != (row.status, row.doses):
-                    outcome = Outcome.UPDATED
-                    state[row.subject] = (row.name, row.status, row.doses, at, before[4])
-                elif before[0] != row.name:
-                    outcome = Outcome.RENAMED
-                    state[row.subject] = (row.name, *before[1:])
-                else:
-                    outcome = Outcome.UNCHANGED
-                if outcome in (Outcome.CREATED, Outcome.UPDATED):
-                    changes.append((row.subject, row.status.label, row.doses, at))
-                if outcome is not Outcome.UNCHANGED:
-                    dirty.add(row.subject)
-                outcomes.append(outcome)
+            plan = plan_persons(rows, state, at)
+            outcomes, changes, dirty = plan.outcomes, plan.changes, plan.dirty
             db.executemany(
                 "INSERT INTO persons (subject, name, status, doses, changed_at, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
