@@ -57,7 +57,9 @@ from registry.records import (
     Token,
     Visit,
     VisitIntake,
+    facility_from_row,
     plan_persons,
+    visit_from_row,
 )
 
 logger = logging.getLogger(__name__)
@@ -191,28 +193,6 @@ _UPDATE_PERSONS = (
     "FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::bigint[], %s::bigint[]) "
     "AS u(subject, name, status, doses, changed_at, created_at) WHERE p.subject = u.subject"
 )
-
-
-def _facility(row: Sequence[Any]) -> Facility:
-    return Facility(
-        id=row[0],
-        name=row[1],
-        address=row[2],
-        type=row[3],
-        capacity=row[4],
-        pic_name=row[5],
-        pic_email=row[6],
-        state=FacilityState(row[7]),
-        created_at=row[8],
-        updated_at=row[9],
-        reason=row[10],
-        activation_hash=row[11],
-        activation_expires_at=row[12],
-    )
-
-
-def _visit(row: Sequence[Any]) -> Visit:
-    return Visit(*row)
 
 
 def conninfo(dsn: str) -> str:
@@ -606,7 +586,7 @@ class PgStore:
             f"SELECT {_FACILITY_COLUMNS} FROM facilities WHERE id = %s",  # noqa: S608 - constant
             (facility_id,),
         )
-        return None if row is None else _facility(row)
+        return None if row is None else facility_from_row(row)
 
     def list_facilities(
         self, state: FacilityState | None = None, pic_email: str | None = None
@@ -623,7 +603,7 @@ class PgStore:
             f"SELECT {_FACILITY_COLUMNS} FROM facilities "  # noqa: S608 - constants only
             f"WHERE {' AND '.join(where)} ORDER BY id"
         )
-        return [_facility(row) for row in self._all(query, args)]
+        return [facility_from_row(row) for row in self._all(query, args)]
 
     def transition(
         self,
@@ -654,7 +634,7 @@ class PgStore:
                 (to_state.value, reason, activation_hash, activation_expires_at, at, facility_id),
             ).fetchone()
             assert updated is not None  # noqa: S101 - the row is locked by this transaction
-            return _facility(updated)
+            return facility_from_row(updated)
 
         return self._run("change a facility's state", work)
 
@@ -728,7 +708,7 @@ class PgStore:
                 "WHERE facility_id = %s AND visit_id = ANY(%s)",
                 (facility_id, skipped),
             ):
-                stored[row[1]] = _visit(row)
+                stored[row[1]] = visit_from_row(row)
         duplicates: list[str] = []
         for index, visit in enumerate(visits):
             if visit.visit_id in inserted:
@@ -760,7 +740,7 @@ class PgStore:
             "ORDER BY check_in, visit_id",
             (subject, end, start),
         )
-        return [_visit(row) for row in rows]
+        return [visit_from_row(row) for row in rows]
 
     def overlapping(
         self, facility_id: str, start: int, end: int, exclude_subject: str
@@ -776,7 +756,7 @@ class PgStore:
             "ORDER BY check_in, visit_id",
             (facility_id, start, facility_id, end, start, exclude_subject),
         )
-        return [_visit(r) for r in rows]
+        return [visit_from_row(r) for r in rows]
 
     def purge_visits(self, before: int) -> int:
         return self._run(

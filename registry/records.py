@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from protocol.status import Status
 
@@ -194,3 +194,27 @@ def plan_persons(rows: Sequence[PersonRow], state: dict[str, PersonState], at: i
             plan.dirty.add(row.subject)
         plan.outcomes.append(outcome)
     return plan
+
+
+def facility_from_row(row: Sequence[Any]) -> Facility:
+    """A facility from a row of the stores' facility columns, in their order."""
+    return Facility(
+        id=row[0],
+        name=row[1],
+        address=row[2],
+        type=row[3],
+        capacity=row[4],
+        pic_name=row[5],
+        pic_email=row[6],
+        state=FacilityState(row[7]),
+        created_at=row[8],
+        updated_at=row[9],
+        reason=row[10],
+        activation_hash=row[11],
+        activation_expires_at=row[12],
+    )
+
+
+def visit_from_row(row: Sequence[Any]) -> Visit:
+    """A visit from a row of the stores' visit columns, in the order of its fields."""
+    return Visit(*row)

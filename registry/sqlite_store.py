@@ -32,7 +32,9 @@ from registry.records import (
     Token,
     Visit,
     VisitIntake,
+    facility_from_row,
     plan_persons,
+    visit_from_row,
 )
 
 logger = logging.getLogger(__name__)
@@ -143,28 +145,6 @@ _VISIT_COLUMNS = "facility_id, visit_id, subject, door_id, check_in, check_out"
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _facility(row: Sequence[Any]) -> Facility:
-    return Facility(
-        id=row[0],
-        name=row[1],
-        address=row[2],
-        type=row[3],
-        capacity=row[4],
-        pic_name=row[5],
-        pic_email=row[6],
-        state=FacilityState(row[7]),
-        created_at=row[8],
-        updated_at=row[9],
-        reason=row[10],
-        activation_hash=row[11],
-        activation_expires_at=row[12],
-    )
-
-
-def _visit(row: Sequence[Any]) -> Visit:
-    return Visit(*row)
 
 
 class SqliteStore:
@@ -492,7 +472,7 @@ class SqliteStore:
             f"SELECT {_FACILITY_COLUMNS} FROM facilities WHERE id = ?",  # noqa: S608 - constant
             (facility_id,),
         ).fetchone()
-        return None if row is None else _facility(row)
+        return None if row is None else facility_from_row(row)
 
     def list_facilities(
         self, state: FacilityState | None = None, pic_email: str | None = None
@@ -509,7 +489,7 @@ class SqliteStore:
             f"SELECT {_FACILITY_COLUMNS} FROM facilities "  # noqa: S608 - constants only
             f"WHERE {' AND '.join(where)} ORDER BY id"
         )
-        return [_facility(row) for row in self._read().execute(query, args)]
+        return [facility_from_row(row) for row in self._read().execute(query, args)]
 
     def transition(
         self,
@@ -585,7 +565,7 @@ class SqliteStore:
                     f"WHERE facility_id = ? AND visit_id IN ({marks})",
                     (facility_id, *chunk),
                 ):
-                    stored[row[1]] = _visit(row)
+                    stored[row[1]] = visit_from_row(row)
             new: list[Visit] = []
             duplicates: list[str] = []
             for index, visit in enumerate(visits):
@@ -627,7 +607,7 @@ class SqliteStore:
             "WHERE subject = ? AND check_in < ? AND check_out > ? ORDER BY check_in, visit_id",
             (subject, end, start),
         )
-        return [_visit(row) for row in rows]
+        return [visit_from_row(row) for row in rows]
 
     def overlapping(
         self, facility_id: str, start: int, end: int, exclude_subject: str
@@ -646,7 +626,7 @@ class SqliteStore:
             "AND subject <> ? ORDER BY check_in, visit_id",
             (facility_id, start - int(row[0]), end, start, exclude_subject),
         )
-        return [_visit(r) for r in rows]
+        return [visit_from_row(r) for r in rows]
 
     def purge_visits(self, before: int) -> int:
         with self._write() as db:
