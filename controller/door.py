@@ -9,8 +9,9 @@ write (a full disk, a failing SD card) the event is kept in memory with the time
 happened, the node reports itself degraded, an alarm is raised, and from then on entries
 are refused (red, reason ``journal_unavailable``) until the journal takes the kept events
 again; it is retried every few seconds. Exits still open: nobody is locked in because a
-disk filled up, and a missed exit only makes the count err on the safe side. The one
-visitor whose admission found the disk full is already through; that event is kept too.
+disk filled up, and a missed exit only makes the count err on the safe side. A visitor
+whose admission was journaled just before the disk filled is already through; that event
+is kept too, and its admission in the journal stands for it across a crash.
 
 An admission is journaled before the relay pulses (``Journal.admit``), and the event that
 settles it (entry, exit, manual, ``not_passed``, or a refusal by the relay) takes its
