@@ -605,8 +605,9 @@ def check(fleet: Fleet) -> Tally:
         tally.unordered_pulses += unordered
         if unordered:
             tally.problems.append(f"{spec.node_id}: {unordered} relay pulses nobody ordered")
-        # A node killed between its pulse and its journal write leaves one pulse uncounted.
-        if not 0 <= pulses - released <= fleet.nodes[spec.node_id].kills:
+        # Every pulse has its event; a node killed between journaling an admission and
+        # its pulse leaves one event (unconfirmed) without a pulse.
+        if not 0 <= released - pulses <= fleet.nodes[spec.node_id].kills:
             tally.problems.append(
                 f"{spec.node_id}: {pulses} relay pulses but {released} released events"
             )

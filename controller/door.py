@@ -9,8 +9,15 @@ write (a full disk, a failing SD card) the event is kept in memory with the time
 happened, the node reports itself degraded, an alarm is raised, and from then on entries
 are refused (red, reason ``journal_unavailable``) until the journal takes the kept events
 again; it is retried every few seconds. Exits still open: nobody is locked in because a
-disk filled up, and a missed exit only makes the count err on the safe side. The one
-visitor whose admission found the disk full is already through; that event is kept too.
+disk filled up, and a missed exit only makes the count err on the safe side. A visitor
+whose admission was journaled just before the disk filled is already through; that event
+is kept too, and its admission in the journal stands for it across a crash.
+
+An admission is journaled before the relay pulses (``Journal.admit``), and the event that
+settles it (entry, exit, manual, ``not_passed``, or a refusal by the relay) takes its
+event id in one commit; a node stopped in between leaves the admission for the next start
+to settle as unconfirmed. An entry whose admission the journal refuses is not let in;
+exits and a guard's remote open still release the gate, their events kept in memory.
 
 A wall clock stepped backwards (NTP correcting a clock that ran ahead) is believed: it is
 the best time the door has, and passes are judged by it. Events keep their seq order, and
@@ -30,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from controller.errors import JournalError
-from controller.journal import Journal
+from controller.journal import Admission, Journal
 from controller.policy import Decision, Direction, Policy
 from firmware.errors import NotArmed
 from firmware.gpio import Devices
@@ -280,6 +287,21 @@ class Door:
         """Open the gate once and count the passage; False if the relay refused."""
         relay = self.devices.relay
         signal = decision.signal if decision is not None else Signal.GREEN
+        subject = decision.subject if decision is not None else subject
+        admission = self._admit(kind, decision, subject, signal, detail)
+        if admission is None and kind is EventKind.ENTRY and decision is not None:
+            # Nobody comes in uncounted: without its admission journaled, no pulse.
+            self.stats.denied += 1
+            self.devices.indicator.show(Signal.RED, self.signal_s)
+            self._record_decision(
+                EventKind.DENIED,
+                decision,
+                admit=False,
+                reason="journal_unavailable",
+                message="door cannot record entries: please see a guard",
+            )
+            return False
+        settles = None if admission is None else admission.event_id
         self._releasing.set()
         try:
             self._watcher.expect()
@@ -302,13 +324,15 @@ class Door:
                         admit=False,
                         reason=reason,
                         message="door cannot open: " + reason.replace("_", " "),
+                        admission=settles,
                     )
+                elif settles is not None:
+                    self._withdraw(settles)
                 return False
             self.devices.indicator.show(signal, self.signal_s)
             passed = self._watcher.wait(self.passage_timeout_s) if self._confirm else True
         finally:
             self._releasing.clear()
-        subject = decision.subject if decision is not None else subject
         if passed:
             if kind is EventKind.EXIT:
                 self.stats.exits += 1
@@ -318,10 +342,16 @@ class Door:
                 self.policy.entered(subject, self.clock())
             way = self._way(kind)
             if decision is not None:
-                self._record_decision(kind, decision, direction=way)
+                self._record_decision(kind, decision, direction=way, admission=settles)
             else:
                 self.record(
-                    kind, subject=subject, admit=True, detail=detail, reason="ok", direction=way
+                    kind,
+                    subject=subject,
+                    admit=True,
+                    detail=detail,
+                    reason="ok",
+                    direction=way,
+                    admission=settles,
                 )
         else:
             self.stats.not_passed += 1
@@ -333,8 +363,44 @@ class Door:
                 reason="not_passed",
                 message=f"admitted ({kind.value}), nobody passed",
                 detail=detail,
+                admission=settles,
             )
         return True
+
+    def _admit(
+        self,
+        kind: EventKind,
+        decision: Decision | None,
+        subject: str | None,
+        signal: Signal,
+        detail: str | None,
+    ) -> Admission | None:
+        """Journal the admission before the pulse; None if the journal refuses it."""
+        if not self._flush():
+            # Kept events wait in memory: the journal is refusing writes already.
+            return None
+        try:
+            return self.journal.admit(
+                kind,
+                direction=self._way(kind),
+                subject=subject,
+                signal=signal.value,
+                reason=decision.reason if decision is not None else "ok",
+                message=decision.message if decision is not None else None,
+                detail=detail,
+            )
+        except JournalError as err:
+            self._journal_failed(err)
+            return None
+
+    def _withdraw(self, event_id: str) -> None:
+        """Forget an admission whose gate never opened (no event is due for it)."""
+        try:
+            self.journal.withdraw(event_id)
+        except JournalError as err:
+            # Left in the journal, it is settled as an unconfirmed passage at the next
+            # start: one passage too many counted, never one too few.
+            logger.error("admission %s not withdrawn: %s", event_id, err)
 
     def _remote_open(self, work: RemoteOpen) -> None:
         try:
@@ -385,6 +451,7 @@ class Door:
         reason: str | None = None,
         message: str | None = None,
         direction: str | None = None,
+        admission: str | None = None,
     ) -> None:
         self.record(
             kind,
@@ -394,9 +461,10 @@ class Door:
             reason=reason or decision.reason,
             message=message or decision.message,
             direction=direction,
+            admission=admission,
         )
 
-    def _way(self, kind: EventKind) -> str:
+    def _way(self, kind: EventKind) -> Direction:
         """Which way a counted passage went; a manual open follows the door's direction."""
         if kind is EventKind.EXIT or (kind is EventKind.MANUAL and self.direction == "exit"):
             return "exit"
@@ -444,24 +512,7 @@ class Door:
             try:
                 self.journal.append(kind, **fields)
             except JournalError as err:
-                self.stats.journal_failures += 1
-                if not self._journal_failing:
-                    self._journal_failing = True
-                    logger.error(
-                        "journal refused an event, kept in memory; entries refused until it "
-                        "records again: %s",
-                        err,
-                    )
-                    self.on_journal(f"journal: {err}"[:200])
-                    self.stats.alarms += 1
-                    self._keep(
-                        EventKind.ALARM,
-                        {
-                            "ts": utcnow(),
-                            "detail": "journal_failed",
-                            "message": f"events kept in memory, entries refused: {err}",
-                        },
-                    )
+                self._journal_failed(err)
                 if wrote:
                     self.on_event()
                 return False
@@ -474,6 +525,26 @@ class Door:
         if wrote:
             self.on_event()
         return True
+
+    def _journal_failed(self, err: JournalError) -> None:
+        self.stats.journal_failures += 1
+        if self._journal_failing:
+            return
+        self._journal_failing = True
+        logger.error(
+            "journal refused an event, kept in memory; entries refused until it records again: %s",
+            err,
+        )
+        self.on_journal(f"journal: {err}"[:200])
+        self.stats.alarms += 1
+        self._keep(
+            EventKind.ALARM,
+            {
+                "ts": utcnow(),
+                "detail": "journal_failed",
+                "message": f"events kept in memory, entries refused: {err}",
+            },
+        )
 
     @property
     def backlog(self) -> int:

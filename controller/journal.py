@@ -8,6 +8,16 @@ A row's life: appended (never sent) -> sent (``mark_sent``) -> deleted by the hu
 A row sent but not acked becomes due again after a timeout or a reconnect, and goes out
 with ``late=True``; the hub de-duplicates by ``event_id``.
 
+An admission that pulses the relay is journaled *before* the pulse, as a row of
+``admissions`` (``admit``) holding the decision, the subject, the time it was decided and
+the event id its event will have. The event that settles it (``append`` with
+``admission=``: the entry, exit, manual open, ``not_passed`` or a refusal) takes that id
+and removes the row in the same transaction, so the passage is never counted twice nor
+lost. A row still there at the next start is an admission whose passage the node never saw
+settled (killed, power lost): ``settle_interrupted`` turns it into its event before
+anything else is journaled. Seqs are given when the event is written, so they stay
+gapless and in the order events were journaled.
+
 The ``now`` given to ``due`` and ``mark_sent`` may be any clock the caller uses for both,
 and the uplink uses a monotonic one. A ``sent_at`` later than ``now`` can only come from an
 earlier boot of that clock, so such a row is due at once rather than stuck.
@@ -19,6 +29,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -42,7 +53,26 @@ MIGRATIONS: tuple[str, ...] = (
         attempts INTEGER NOT NULL DEFAULT 0
     );
     """,
+    """
+    CREATE TABLE admissions (
+        event_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        direction TEXT,
+        subject TEXT,
+        signal TEXT,
+        reason TEXT,
+        message TEXT,
+        detail TEXT,
+        decided_at REAL NOT NULL
+    );
+    """,
 )
+
+# What an admission interrupted by a stopped node becomes. Entries are counted (the person
+# was let through; counting them errs on the safe side for capacity); exits are not, for
+# the same reason. Either way the reason tells a guard the passage was never confirmed.
+UNCONFIRMED = "unconfirmed"
+UNCONFIRMED_MESSAGE = "unconfirmed: the node stopped during the passage"
 
 # Text fields of an event are bounded by the schema; an over-long message must not cost the
 # event itself, so it is cut rather than refused.
@@ -77,6 +107,29 @@ def _cut(text: str | None) -> str | None:
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
+
+
+@dataclass(frozen=True)
+class Admission:
+    """An admission journaled before its relay pulse; its event will carry ``event_id``."""
+
+    event_id: str
+    kind: EventKind
+    decided_at: datetime
+    direction: Literal["entry", "exit"] | None = None
+    subject: str | None = None
+    signal: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    detail: str | None = None
+
+
+def _millis(when: datetime | None) -> datetime:
+    when = utcnow() if when is None else when
+    if when.tzinfo is None:
+        raise ValueError("an event time must carry its time zone")
+    # The wire keeps milliseconds; cut here so the event returned is the one published.
+    return when.astimezone(UTC).replace(microsecond=when.microsecond // 1000 * 1000)
 
 
 class Journal:
@@ -118,10 +171,11 @@ class Journal:
             self._conn.close()
             raise
         logger.info(
-            "journal %s open: %d pending, last seq %d",
+            "journal %s open: %d pending, last seq %d, %d admissions unsettled",
             self.path,
             self.pending_count(),
             self._last_seq,
+            len(self.admissions()),
         )
 
     # -- set-up ------------------------------------------------------------------------
@@ -187,17 +241,18 @@ class Journal:
         message: str | None = None,
         detail: str | None = None,
         ts: datetime | None = None,
+        admission: str | None = None,
     ) -> Event:
-        """Journal a new event durably and return it; ``JournalError`` if the disk refuses."""
-        when = utcnow() if ts is None else ts
-        if when.tzinfo is None:
-            raise ValueError("an event time must carry its time zone")
-        # The wire keeps milliseconds; cut here so the event returned is the one published.
-        when = when.astimezone(UTC).replace(microsecond=when.microsecond // 1000 * 1000)
+        """Journal a new event durably and return it; ``JournalError`` if the disk refuses.
+
+        With ``admission`` (an :class:`Admission`'s event id) the event settles that
+        admission: it takes its event id, and the admission row goes in the same commit.
+        """
+        when = _millis(ts)
         with self._lock:
             seq = self._last_seq + 1
             event = Event(
-                event_id=new_event_id(),
+                event_id=new_event_id() if admission is None else admission,
                 node_id=self.node_id,
                 facility_id=self.facility_id,
                 door_id=self.door_id,
@@ -214,11 +269,9 @@ class Journal:
             )
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.execute(
-                    "INSERT INTO events (seq, event_id, kind, payload, created_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (seq, event.event_id, kind.value, event.dumps().decode(), when.timestamp()),
-                )
+                self._insert(event)
+                if admission is not None:
+                    self._conn.execute("DELETE FROM admissions WHERE event_id = ?", (admission,))
                 self._conn.execute("COMMIT")
             except sqlite3.Error as err:
                 self._rollback()
@@ -226,6 +279,134 @@ class Journal:
                 raise self._error("append an event", err) from err
             self._last_seq = seq
         return event
+
+    def _insert(self, event: Event) -> None:
+        self._conn.execute(
+            "INSERT INTO events (seq, event_id, kind, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+            (
+                event.seq,
+                event.event_id,
+                event.kind.value,
+                event.dumps().decode(),
+                event.ts.timestamp(),
+            ),
+        )
+
+    def admit(
+        self,
+        kind: EventKind,
+        *,
+        direction: Literal["entry", "exit"] | None = None,
+        subject: str | None = None,
+        signal: str | None = None,
+        reason: str | None = None,
+        message: str | None = None,
+        detail: str | None = None,
+        ts: datetime | None = None,
+    ) -> Admission:
+        """Journal an admission durably before its relay pulse; ``JournalError`` if the
+        disk refuses. Its event is written later by ``append(..., admission=event_id)``."""
+        admission = Admission(
+            event_id=new_event_id(),
+            kind=kind,
+            decided_at=_millis(ts),
+            direction=direction,
+            subject=subject,
+            signal=_cut(signal),
+            reason=_cut(reason),
+            message=_cut(message),
+            detail=_cut(detail),
+        )
+        with self._lock:
+            try:
+                # One statement in autocommit mode: its own durable transaction.
+                self._conn.execute(
+                    "INSERT INTO admissions (event_id, kind, direction, subject, signal, reason,"
+                    " message, detail, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        admission.event_id,
+                        kind.value,
+                        direction,
+                        subject,
+                        admission.signal,
+                        admission.reason,
+                        admission.message,
+                        admission.detail,
+                        admission.decided_at.timestamp(),
+                    ),
+                )
+            except sqlite3.Error as err:
+                self._rollback()
+                raise self._error("record an admission", err) from err
+        return admission
+
+    def withdraw(self, event_id: str) -> None:
+        """Forget an admission whose gate never opened; no event is written for it."""
+        with self._lock:
+            try:
+                self._conn.execute("DELETE FROM admissions WHERE event_id = ?", (event_id,))
+            except sqlite3.Error as err:
+                raise self._error("withdraw an admission", err) from err
+
+    def admissions(self) -> list[Admission]:
+        """Admissions journaled whose event is not written yet, oldest first."""
+        with self._lock:
+            try:
+                rows = self._conn.execute(
+                    "SELECT event_id, kind, direction, subject, signal, reason, message, detail,"
+                    " decided_at FROM admissions ORDER BY decided_at, rowid"
+                ).fetchall()
+            except sqlite3.Error as err:
+                raise self._error("read admissions", err) from err
+        return [
+            Admission(
+                event_id=row[0],
+                kind=EventKind(row[1]),
+                direction=row[2],
+                subject=row[3],
+                signal=row[4],
+                reason=row[5],
+                message=row[6],
+                detail=row[7],
+                decided_at=datetime.fromtimestamp(row[8], UTC),
+            )
+            for row in rows
+        ]
+
+    def settle_interrupted(self) -> list[Event]:
+        """Turn the admissions a stopped node left (killed, power lost) into their events.
+
+        Call it at start-up, before anything else is journaled. The relay is not touched:
+        the person was let through once, and whether they passed is unknown. An entry (or
+        a manual open at an entrance) is counted with reason ``unconfirmed``; an exit
+        becomes ``not_passed`` with that reason, so the count errs on the high side.
+        """
+        events = []
+        for admission in self.admissions():
+            way = admission.direction
+            counted = way != "exit"
+            event = self.append(
+                admission.kind if counted else EventKind.NOT_PASSED,
+                direction=way if counted else None,
+                subject=admission.subject,
+                signal=admission.signal,
+                admit=True,
+                reason=UNCONFIRMED,
+                message=UNCONFIRMED_MESSAGE,
+                detail=admission.detail,
+                ts=admission.decided_at,
+                admission=admission.event_id,
+            )
+            logger.warning(
+                "admission %s (%s, decided %s) was interrupted by a stop: journaled as %s seq %d",
+                admission.event_id,
+                admission.kind.value,
+                admission.decided_at.isoformat(),
+                event.kind.value,
+                event.seq,
+            )
+            events.append(event)
+        return events
 
     def _resync_seq(self) -> None:
         # A failed COMMIT may still have reached the disk; re-read so a seq is never reused.

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from controller.config import NodeConfig
 from controller.door import Door, RemoteOpen
-from controller.errors import ControllerError
+from controller.errors import ControllerError, JournalError
 from controller.journal import Journal
 from controller.lists import InUse, ListKind, ListReceiver
 from controller.notify import Notifier
@@ -202,6 +202,7 @@ class Node:
             facility_id=config.facility_id,
             door_id=config.door_id,
         )
+        self._settle_interrupted(self.journal)
         self.reload_lists()
         decoder = make_decoder(config.decoder.backend)
         # Claimed locked and disarmed; armed below only if the self-test passes.
@@ -265,6 +266,22 @@ class Node:
             config.door_id,
             config.direction,
         )
+
+    def _settle_interrupted(self, journal: Journal) -> None:
+        """Journal, before anything else, the admissions the last run left unsettled.
+
+        The relay is not touched: those people were let through once already.
+        """
+        try:
+            events = journal.settle_interrupted()
+        except JournalError as err:
+            # The admissions stay in the journal and are settled at the next start.
+            logger.error("interrupted admissions not settled: %s", err)
+            self.set_problem("journal", f"journal: {err}"[:200])
+            return
+        for event in events:
+            if event.kind is EventKind.ENTRY and event.subject is not None:
+                self.policy.entered(event.subject, event.ts.timestamp())
 
     def _lists_applied(self, kind: ListKind) -> None:
         # The hub watches list ages in the retained status: tell it at once.

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from controller.errors import ControllerError, JournalError
-from controller.journal import Journal
+from controller.journal import MIGRATIONS, UNCONFIRMED, UNCONFIRMED_MESSAGE, Journal
 from protocol.events import Event, EventKind
 
 SUBJECT = "00112233445566778899aabb"
@@ -201,8 +201,128 @@ def test_the_file_is_in_wal_mode_with_a_schema_version(journal: Journal, tmp_pat
     journal.append(EventKind.ENTRY)
     with sqlite3.connect(tmp_path / "journal.db") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     conn.close()
+
+
+def test_a_journal_of_the_first_schema_is_migrated_and_keeps_its_events(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(f"BEGIN;{MIGRATIONS[0]}PRAGMA user_version = 1;COMMIT;")
+    conn.close()
+    first = Journal(path, node_id="n1", facility_id="f1", door_id="d1")
+    try:
+        event = first.append(EventKind.ENTRY)
+    finally:
+        first.close()
+    again = Journal(path, node_id="n1", facility_id="f1", door_id="d1")
+    try:
+        assert ids(again.pending()) == [event.event_id]
+        assert again.admissions() == []
+        assert again.admit(EventKind.ENTRY).kind is EventKind.ENTRY
+    finally:
+        again.close()
+
+
+# -- admissions: journaled before the relay pulses ----------------------------------------
+
+
+def test_an_admission_is_durable_before_any_event_and_takes_no_seq(
+    journal_factory: Callable[..., Journal],
+) -> None:
+    journal = journal_factory()
+    decided = datetime(2026, 3, 1, 8, 0, 0, 123456, tzinfo=UTC)
+    admission = journal.admit(
+        EventKind.ENTRY, direction="entry", subject=SUBJECT, signal="green", reason="ok", ts=decided
+    )
+    journal.close()
+    reopened = journal_factory()
+    assert reopened.admissions() == [admission]
+    assert admission.decided_at == decided.replace(microsecond=123000)
+    assert reopened.pending_count() == 0
+    assert reopened.last_seq() == 0
+
+
+def test_the_settling_event_takes_the_admission_id_in_one_commit(journal: Journal) -> None:
+    before = journal.append(EventKind.NODE_START)
+    admission = journal.admit(EventKind.ENTRY, direction="entry", subject=SUBJECT)
+    entry = journal.append(
+        EventKind.ENTRY,
+        direction="entry",
+        subject=SUBJECT,
+        admit=True,
+        admission=admission.event_id,
+    )
+    assert entry.event_id == admission.event_id
+    assert entry.seq == before.seq + 1
+    assert journal.admissions() == []
+    assert ids(journal.pending()) == [before.event_id, entry.event_id]
+    # Settling twice would count the passage twice: the journal refuses it.
+    with pytest.raises(JournalError):
+        journal.append(EventKind.ENTRY, admission=admission.event_id)
+    assert journal.pending_count() == 2
+    assert journal.append(EventKind.EXIT).seq == entry.seq + 1
+
+
+def test_an_event_refused_by_the_disk_leaves_its_admission_in_place(
+    journal_factory: Callable[..., Journal],
+) -> None:
+    journal = journal_factory(max_bytes=64 * 1024)
+    admission = journal.admit(EventKind.ENTRY, direction="entry", subject=SUBJECT)
+    with pytest.raises(JournalError, match="full"):
+        for _ in range(10_000):
+            journal.append(EventKind.ALARM, message="m" * 190)
+    with pytest.raises(JournalError, match="full"):
+        journal.append(EventKind.ENTRY, message="m" * 190, admission=admission.event_id)
+    assert journal.admissions() == [admission]
+    journal.ack(ids(journal.pending(100_000)))
+    last = journal.last_seq()
+    entry = journal.append(EventKind.ENTRY, admission=admission.event_id)
+    assert (entry.event_id, entry.seq) == (admission.event_id, last + 1)
+    assert journal.admissions() == []
+
+
+def test_a_withdrawn_admission_leaves_no_event(journal: Journal) -> None:
+    admission = journal.admit(EventKind.MANUAL, direction="entry")
+    journal.withdraw(admission.event_id)
+    assert journal.admissions() == []
+    assert journal.settle_interrupted() == []
+    assert journal.pending_count() == 0
+
+
+def test_interrupted_admissions_become_unconfirmed_events_once(
+    journal_factory: Callable[..., Journal],
+) -> None:
+    journal = journal_factory()
+    journal.append(EventKind.NODE_START)
+    decided = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
+    entry = journal.admit(
+        EventKind.ENTRY, direction="entry", subject=SUBJECT, signal="green", ts=decided
+    )
+    exit_ = journal.admit(EventKind.EXIT, direction="exit", subject=SUBJECT, ts=decided)
+    manual = journal.admit(EventKind.MANUAL, direction="entry", detail="guard", ts=decided)
+    journal.close()
+
+    reopened = journal_factory()
+    settled = reopened.settle_interrupted()
+    assert [e.event_id for e in settled] == [entry.event_id, exit_.event_id, manual.event_id]
+    assert [e.seq for e in settled] == [2, 3, 4]
+    assert [(e.kind, e.direction) for e in settled] == [
+        (EventKind.ENTRY, "entry"),
+        # An exit nobody saw is not subtracted: the count errs on the high side.
+        (EventKind.NOT_PASSED, None),
+        (EventKind.MANUAL, "entry"),
+    ]
+    for event in settled:
+        assert event.reason == UNCONFIRMED
+        assert event.message == UNCONFIRMED_MESSAGE
+        assert event.admit is True
+        assert event.ts == decided
+    assert settled[0].subject == SUBJECT and settled[0].signal == "green"
+    assert settled[2].detail == "guard"
+    assert reopened.admissions() == []
+    assert reopened.settle_interrupted() == []
+    assert ids(reopened.pending())[1:] == ids(settled)
 
 
 # -- when the disk says no ---------------------------------------------------------------
@@ -291,7 +411,7 @@ WRITER = """\
 import sys
 from pathlib import Path
 
-from controller.journal import Journal
+from controller.journal import MIGRATIONS, UNCONFIRMED, UNCONFIRMED_MESSAGE, Journal
 from protocol.events import EventKind
 
 journal = Journal(Path(sys.argv[1]), node_id="n1", facility_id="f1", door_id="d1")

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from controller.journal import Journal
 from hub.config import FacilityConfig, HubConfig
 from hub.errors import AlreadyExists, NotFound, StoreError
 from hub.pg_store import PgStore
@@ -23,7 +24,7 @@ from hub.registry_records import StatusChange
 from hub.schema import MIGRATIONS, PG_MIGRATIONS
 from hub.sqlite_store import SqliteStore
 from hub.store import Store, open_store
-from protocol.events import Event, NodeState, NodeStatus, new_event_id
+from protocol.events import Event, EventKind, NodeState, NodeStatus, new_event_id
 from protocol.status import Status
 
 F = "mall-a"
@@ -130,6 +131,28 @@ def test_entries_exits_and_manual_by_direction(store: Store) -> None:
     assert len(result.stored) == 11
     assert result.occupancy[F].occupancy == 1
     assert store.occupancy(F).occupancy == 1
+
+
+def test_passages_a_stopped_node_left_unconfirmed_count_on_the_safe_side(
+    store: Store, tmp_path: Path
+) -> None:
+    # The node's own journal makes the events, as it does at its start after a kill.
+    journal = Journal(tmp_path / "journal.db", node_id="n1", facility_id=F, door_id="main")
+    try:
+        journal.admit(EventKind.ENTRY, direction="entry", subject="00112233445566778899aabb")
+        journal.admit(EventKind.ENTRY, direction="entry")
+        journal.admit(EventKind.EXIT, direction="exit")
+        settled = journal.settle_interrupted()
+    finally:
+        journal.close()
+    result = store.store_batch(settled)
+    assert len(result.stored) == 3
+    # Both people let in are counted; the exit nobody saw is not subtracted.
+    assert store.occupancy(F).occupancy == 2
+    for event in settled:
+        stored = store.event(event.event_id)
+        assert stored is not None and stored.event == event
+        assert stored.event.reason == "unconfirmed"
 
 
 def test_never_negative_an_exit_with_nobody_inside_is_flagged(store: Store) -> None:
