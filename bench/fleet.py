@@ -600,6 +600,23 @@ class Fleet:
             ).fetchone()
         return int(row[0]) if row else 0
 
+    def counted(self) -> tuple[int, int]:
+        """(occupancy, stored entries - exits) read in one transaction, so a running hub's
+        next batch cannot fall between the two."""
+        with contextlib.closing(sqlite3.connect(self.hub_db, timeout=10)) as conn:
+            conn.execute("BEGIN")
+            row = conn.execute(
+                "SELECT value FROM occupancy WHERE facility_id = ? AND zone_id = ''",
+                (self.facility_id,),
+            ).fetchone()
+            (net,) = conn.execute(
+                "SELECT COALESCE(SUM(CASE WHEN delta > 0 THEN 1 WHEN delta < 0 THEN -1"
+                " ELSE 0 END), 0) FROM events WHERE facility_id = ?",
+                (self.facility_id,),
+            ).fetchone()
+            conn.rollback()
+        return (int(row[0]) if row else 0), int(net)
+
     def hub_visits(self) -> dict[str, str]:
         """visit_id -> state (pending, sent, failed) of every visit the hub derived."""
         with contextlib.closing(sqlite3.connect(self.hub_db, timeout=10)) as conn:

@@ -35,6 +35,7 @@ class Outage:
 
     looks: int = 0
     unhealthy: int = 0
+    miscounted: list[tuple[int, int]] = field(default_factory=list)
     most_pending: float = 0.0
     stale_alerts: set[str] = field(default_factory=set)
     last_sync: set[float] = field(default_factory=set)
@@ -73,6 +74,9 @@ def test_registry_down_for_a_while_and_back(
         seen.most_pending = max(seen.most_pending, metrics.get(PENDING, 0.0))
         seen.last_sync.add(metrics.get(LAST_SYNC, 0.0))
         seen.stale_alerts.update(f.open_alerts("stale_lists"))
+        occupancy, net = f.counted()
+        if occupancy != net:
+            seen.miscounted.append((occupancy, net))
 
     f.run_for(OUTAGE_S, look)
     during = f.hub_metrics()
@@ -83,6 +87,8 @@ def test_registry_down_for_a_while_and_back(
     # The doors kept deciding and the hub kept storing: about 2 decisions/s at each door.
     assert stored_during >= OUTAGE_S * 3 * 2 * 0.5, stored_during
     assert seen.looks >= OUTAGE_S and seen.unhealthy == 0
+    # ... and counting: at every look, occupancy was the stored entries minus exits.
+    assert seen.miscounted == [], seen.miscounted[:5]
     # The outbox grew: visits closed meanwhile wait for the registry, in the store and
     # in the metric.
     assert pending > 0 and seen.most_pending > before.get(PENDING, 0.0)
