@@ -59,10 +59,12 @@ def table(rows: list[dict[str, Any]], failed: bool) -> str:
     for row in rows:
         t = row["tally"]
         verdict = "pass" if not t["problems"] else "FAIL: " + "; ".join(t["problems"])
+        # A scenario with a knob (an outage's length) names the setting it ran with.
+        command = " ".join([*row.get("env", []), "pytest", row["test"]])
         lines.append(
             f"| {row['fault']} | {row['how']} | {row['times']} | {t['sent']} | {t['stored']} "
             f"| {t['duplicated']} | {t['lost']} | {t['pulses']} / {t['admitted']} "
-            f"| {verdict}: {row['result']} | `pytest {row['test']}` |"
+            f"| {verdict}: {row['result']} | `{command}` |"
         )
     sent = sum(r["tally"]["sent"] for r in rows)
     lost = sum(r["tally"]["lost"] for r in rows)

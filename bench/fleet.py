@@ -11,6 +11,13 @@ Doors are fed by a folder of rendered camera frames played in a loop: a pass hel
 one frame, then empty frames, so each door decides at a fixed rate (a turnstile admits
 about one person a second). GPIO runs on gpiozero's mock pins.
 
+With ``registry=True`` the facility has a central registry too: a ``pintu registry serve``
+process seeded the way the demo seeds one (an operator, a person per pass, the facility
+requested, verified and activated with its doors, all over the registry's API). The doors'
+passes and trust list then come from the registry's signing key, and the hub syncs lists
+from it and pushes its visits to it (``[registry] kind = "http"``, short intervals), so the
+registry can be killed and started again like any other part.
+
 :func:`check` holds the fleet to its promises once the faults are over: every event a node
 journaled is stored by the hub exactly once, the hub's occupancy is its stored entries
 minus exits, each journal passes SQLite's integrity check, and no relay pulse happened
@@ -44,6 +51,8 @@ from PIL import Image
 
 from bench.memory import toml_text
 from firmware.synthetic import PRESETS, render
+from pintu.demo_config import registry_config
+from pintu.demo_registry import DoorRequest, FacilityRequest, RegistryOperator, open_registry
 from protocol import passes
 from protocol.status import Status
 from protocol.trust import SigningKey, TrustList
@@ -58,6 +67,9 @@ PULSE_MS = 150
 RELEASED = ("entry", "exit", "manual", "not_passed")
 _PULSE = re.compile(r"relay on GPIO\d+ pulsed open")
 _ORDER = re.compile(r"decision: admit ")
+OPERATOR, OPERATOR_PASSWORD = "operator", "a long operator password for the faults"
+PIC_EMAIL, PIC_PASSWORD = "pic@faults.example", "a long PIC password for the faults"
+_METRIC = re.compile(r"^(\w+)(?:\{([^}]*)\})? (\S+)$")
 
 
 class FleetError(RuntimeError):
@@ -251,11 +263,16 @@ class Fleet:
     node_env: dict[str, dict[str, str]] = field(default_factory=dict)
     # Nodes the caller runs in its own process (to reach their clock or pins); not spawned.
     in_process: frozenset[str] = frozenset()
+    # A central registry process the hub syncs with and pushes visits to.
+    registry: bool = False
     broker: Mosquitto = field(init=False)
     hub: Proc = field(init=False)
     nodes: dict[str, Proc] = field(init=False, default_factory=dict)
     links: dict[str, LinkProxy] = field(init=False, default_factory=dict)
     web_port: int = field(init=False, default=0)
+    facility_id: str = field(init=False, default=FACILITY)  # the registry's id, with one
+    registry_proc: Proc | None = field(init=False, default=None)
+    registry_port: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
@@ -268,18 +285,32 @@ class Fleet:
 
     def prepare(self) -> None:
         rng = np.random.default_rng(self.seed)
-        key = SigningKey.generate()
-        now = int(time.time())
-        trust = TrustList.of([key.trusted(not_before=now - 86_400)], now)
+        # Mostly green, one in ten red: a denial is an event like any other.
+        statuses = [
+            Status.RED if i % 10 == 9 else Status.GREEN for i in range(self.passes_per_door)
+        ]
+        if self.registry:
+            codes, trust = self._prepare_registry(statuses)
+        else:
+            key = SigningKey.generate()
+            now = int(time.time())
+            trust = TrustList.of([key.trusted(not_before=now - 86_400)], now)
+            codes = [
+                passes.issue(
+                    key,
+                    (i + 1).to_bytes(passes.SUBJECT_BYTES, "big"),
+                    status,
+                    2,
+                    now - 3600,
+                    now + 7 * 86_400,
+                )
+                for i, status in enumerate(statuses)
+            ]
         frames = self.workdir / "frames"
         frames.mkdir(exist_ok=True)
         blank = render(None, PRESETS["easy"], rng)
         gap = max(0, round(self.fps / self.rate_per_s) - 1)
-        for i in range(self.passes_per_door):
-            # Mostly green, one in ten red: a denial is an event like any other.
-            status = Status.RED if i % 10 == 9 else Status.GREEN
-            subject = (i + 1).to_bytes(passes.SUBJECT_BYTES, "big")
-            code = passes.issue(key, subject, status, 2, now - 3600, now + 7 * 86_400)
+        for i, code in enumerate(codes):
             Image.fromarray(render(code, PRESETS["easy"], rng)).save(frames / f"{i:03d}-0.png")
             for j in range(gap):
                 Image.fromarray(blank).save(frames / f"{i:03d}-{j + 1}.png")
@@ -309,6 +340,59 @@ class Fleet:
             self.workdir / "logs" / "hub.log",
         )
 
+    def _prepare_registry(self, statuses: list[Status]) -> tuple[list[str], TrustList]:
+        """Seed and start the registry; the passes it issued (texts) and its trust list."""
+        directory = self.workdir / "registry"
+        directory.mkdir(exist_ok=True)
+        config_path = directory / "registry.toml"
+        self.registry_port = free_port()
+        config_path.write_text(registry_config(self.registry_port), encoding="utf-8")
+        registry = open_registry(config_path)
+        try:
+            registry.add_operator(OPERATOR, OPERATOR_PASSWORD)
+        finally:
+            registry.close()
+        self.registry_proc = Proc(
+            "registry",
+            ["-v", "registry", "serve", "--config", str(config_path)],
+            self.workdir / "logs" / "registry.log",
+        )
+        self.start_registry()
+        operator = RegistryOperator(self.registry_url)
+        try:
+            operator.login(OPERATOR, OPERATOR_PASSWORD)
+            codes = []
+            for i, status in enumerate(statuses):
+                nik = f"3174050101{i + 1:06d}"
+                operator.set_person(nik, f"Visitor {i + 1}", status.label, 2)
+                codes.append(operator.issue_pass(nik))
+            request = FacilityRequest(
+                name="Fault test facility",
+                address="Jl. Gatot Subroto 1, Jakarta",
+                type="office",
+                capacity=500,
+                pic_name="Dewi Lestari",
+                pic_email=PIC_EMAIL,
+                pic_password=PIC_PASSWORD,
+            )
+            doors = [
+                DoorRequest(s.door_id, s.door_id, "entrance" if s.direction == "entry" else "exit")
+                for s in self.specs
+            ]
+            active = operator.register_facility(request, doors)
+            trust = TrustList.loads(operator.trust())
+        finally:
+            operator.close()
+        self.facility_id = active.facility_id
+        token = self.workdir / "hub-token"
+        token.write_text(active.hub_token + "\n", encoding="utf-8")
+        token.chmod(0o600)
+        return codes, trust
+
+    @property
+    def registry_url(self) -> str:
+        return f"http://127.0.0.1:{self.registry_port}"
+
     def state_dir(self, node_id: str) -> Path:
         return self.workdir / node_id
 
@@ -322,8 +406,22 @@ class Fleet:
                 "secret_key_file": str(self.workdir / "web-secret"),
             },
         }
+        if self.registry:
+            # Short intervals and a small backoff cap, so an outage of seconds shows.
+            doc["registry"] = {
+                "kind": "http",
+                "url": self.registry_url,
+                "credentials_file": str(self.workdir / "hub-token"),
+                "timeout_s": 2.0,
+                "sync_timeout_s": 5.0,
+                "sync_interval_s": 1.0,
+                "push_interval_s": 0.5,
+                "retry_max_s": 2.0,
+                # Unchanged lists go out again this often while the registry confirms them.
+                "lists_refresh_s": 5.0,
+            }
         text = toml_text(doc)
-        text += f'\n[[facilities]]\nid = "{FACILITY}"\nname = "Fault test facility"\n'
+        text += f'\n[[facilities]]\nid = "{self.facility_id}"\nname = "Fault test facility"\n'
         for spec in self.specs:
             text += (
                 f'\n[[facilities.doors]]\nid = "{spec.door_id}"\nname = "{spec.door_id}"\n'
@@ -336,7 +434,7 @@ class Fleet:
     ) -> dict[str, Any]:
         return {
             "node_id": spec.node_id,
-            "facility_id": FACILITY,
+            "facility_id": self.facility_id,
             "door_id": spec.door_id,
             "direction": spec.direction,
             "state_dir": str(self.state_dir(spec.node_id)),
@@ -393,17 +491,47 @@ class Fleet:
         except (urllib.error.URLError, OSError):
             return False
 
+    def start_registry(self, timeout_s: float = 60.0) -> None:
+        assert self.registry_proc is not None, "the fleet has no registry"
+        self.registry_proc.start(self.env)
+        wait_until(self._registry_ready, timeout_s, "the registry's /api/v1/health")
+
+    def kill_registry(self) -> None:
+        assert self.registry_proc is not None, "the fleet has no registry"
+        self.registry_proc.kill()
+
+    def _registry_ready(self) -> bool:
+        assert self.registry_proc is not None
+        if not self.registry_proc.running:
+            raise FleetError(f"the registry exited; its log ends:\n{self.registry_proc.tail()}")
+        try:
+            url = f"http://127.0.0.1:{self.registry_port}/api/v1/health"
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    @property
+    def _procs(self) -> list[Proc]:
+        registry = [self.registry_proc] if self.registry_proc is not None else []
+        return [self.hub, *self.nodes.values(), *registry]
+
     def check_alive(self) -> None:
-        for proc in [self.hub, *self.nodes.values()]:
+        for proc in self._procs:
             if proc.process is not None and not proc.running and proc.process.returncode != -9:
                 raise FleetError(f"{proc.name} exited ({proc.process.returncode}):\n{proc.tail()}")
 
-    def run_for(self, seconds: float) -> None:
-        """Let the fleet run ``seconds``: the length of an outage, not a wait for a condition."""
+    def run_for(self, seconds: float, each: Callable[[], None] | None = None) -> None:
+        """Let the fleet run ``seconds``: the length of an outage, not a wait for a condition.
+
+        ``each`` is called about twice a second meanwhile (to look at the hub, say).
+        """
         end = time.monotonic() + seconds
         pause = threading.Event()
         while (left := end - time.monotonic()) > 0:
             self.check_alive()
+            if each is not None:
+                each()
             pause.wait(min(0.5, left))
 
     def restart_broker(self, down_s: float = 0.0) -> None:
@@ -460,16 +588,88 @@ class Fleet:
             rows = conn.execute(
                 "SELECT event_id, node_id, seq, kind, direction, delta, late, flag FROM events"
                 " WHERE facility_id = ?",
-                (FACILITY,),
+                (self.facility_id,),
             ).fetchall()
         return [tuple(r) for r in rows]
 
     def occupancy(self) -> int:
         with contextlib.closing(sqlite3.connect(self.hub_db, timeout=10)) as conn:
             row = conn.execute(
-                "SELECT value FROM occupancy WHERE facility_id = ? AND zone_id = ''", (FACILITY,)
+                "SELECT value FROM occupancy WHERE facility_id = ? AND zone_id = ''",
+                (self.facility_id,),
             ).fetchone()
         return int(row[0]) if row else 0
+
+    def counted(self) -> tuple[int, int]:
+        """(occupancy, stored entries - exits) read in one transaction, so a running hub's
+        next batch cannot fall between the two."""
+        with contextlib.closing(sqlite3.connect(self.hub_db, timeout=10)) as conn:
+            conn.execute("BEGIN")
+            row = conn.execute(
+                "SELECT value FROM occupancy WHERE facility_id = ? AND zone_id = ''",
+                (self.facility_id,),
+            ).fetchone()
+            (net,) = conn.execute(
+                "SELECT COALESCE(SUM(CASE WHEN delta > 0 THEN 1 WHEN delta < 0 THEN -1"
+                " ELSE 0 END), 0) FROM events WHERE facility_id = ?",
+                (self.facility_id,),
+            ).fetchone()
+            conn.rollback()
+        return (int(row[0]) if row else 0), int(net)
+
+    def hub_visits(self) -> dict[str, str]:
+        """visit_id -> state (pending, sent, failed) of every visit the hub derived."""
+        with contextlib.closing(sqlite3.connect(self.hub_db, timeout=10)) as conn:
+            rows = conn.execute(
+                "SELECT visit_id, state FROM visits WHERE facility_id = ?", (self.facility_id,)
+            ).fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    def registry_visits(self) -> Counter[str]:
+        """How many times each visit_id is stored at the registry (read from its file)."""
+        path = self.workdir / "registry" / "registry.db"
+        with contextlib.closing(
+            sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        ) as conn:
+            rows = conn.execute(
+                "SELECT visit_id FROM visits WHERE facility_id = ?", (self.facility_id,)
+            ).fetchall()
+        return Counter(str(r[0]) for r in rows)
+
+    def open_alerts(self, kind: str) -> list[str]:
+        """node_id of each open (not cleared) alert of ``kind`` at the hub."""
+        with contextlib.closing(sqlite3.connect(self.hub_db, timeout=10)) as conn:
+            rows = conn.execute(
+                "SELECT node_id FROM alerts WHERE facility_id = ? AND kind = ?"
+                " AND cleared_at IS NULL",
+                (self.facility_id, kind),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def list_ages(self) -> dict[str, tuple[float | None, float | None, str | None]]:
+        """node_id -> (trust, status list age, when) as the node last reported them."""
+        with contextlib.closing(sqlite3.connect(self.hub_db, timeout=10)) as conn:
+            rows = conn.execute(
+                "SELECT node_id, trust_list_age_s, status_list_age_s, status_ts FROM nodes"
+                " WHERE facility_id = ?",
+                (self.facility_id,),
+            ).fetchall()
+        return {str(r[0]): (r[1], r[2], r[3]) for r in rows}
+
+    def hub_metrics(self) -> dict[str, float]:
+        """``GET /metrics`` of the hub: ``name{labels}`` -> value; FleetError if it fails."""
+        url = f"http://127.0.0.1:{self.web_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode()
+        except (urllib.error.URLError, OSError) as err:
+            raise FleetError(f"the hub's /metrics did not answer: {err}") from err
+        found: dict[str, float] = {}
+        for line in text.splitlines():
+            if (match := _METRIC.match(line)) is not None:
+                name, labels, value = match.groups()
+                found[f"{name}{{{labels}}}" if labels else name] = float(value)
+        return found
 
     def stored_seqs(self) -> dict[str, Counter[int]]:
         seqs: dict[str, Counter[int]] = {spec.node_id: Counter() for spec in self.specs}
@@ -492,6 +692,8 @@ class Fleet:
             self.broker.start()
         if not self.hub.running:
             self.start_hub()
+        if self.registry_proc is not None and not self.registry_proc.running:
+            self.start_registry()
         for proc in self.nodes.values():
             proc.stop()
         # A node stopped cleanly has handed everything to the broker; only a node whose
@@ -518,7 +720,7 @@ class Fleet:
         return set(range(1, last + 1)) <= set(seqs)
 
     def close(self) -> None:
-        for proc in [*self.nodes.values(), getattr(self, "hub", None)]:
+        for proc in [*self.nodes.values(), getattr(self, "hub", None), self.registry_proc]:
             if proc is not None:
                 proc.stop(10)
         for link in self.links.values():

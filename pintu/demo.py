@@ -51,6 +51,7 @@ from pintu.demo_registry import (
     FacilityRequest,
     RegistryCallError,
     RegistryOperator,
+    open_registry,
 )
 from protocol.status import Status
 from provisioning import hubdoors
@@ -207,9 +208,6 @@ class Demo:
         marker.write_text(f"{os.getpid()}\n", encoding="utf-8")
 
     def start_registry(self) -> None:
-        from registry.config import load_config
-        from registry.service import Registry
-
         directory = self.workdir / "registry"
         directory.mkdir()
         config_path = directory / "registry.toml"
@@ -217,16 +215,8 @@ class Demo:
         self.people = demo_config.population(self.options.population, self.rng)
         csv_path = self.workdir / "people.csv"
         csv_path.write_text(demo_config.people_csv(self.people), encoding="utf-8")
-        # Opening the registry the first time makes its subject key and signing key; its
-        # advice to back the subject key up does not apply to a registry the next run
-        # clears. The service starts after that, so that only one process makes them.
-        registry_log = logging.getLogger("registry")
-        level = registry_log.level
-        registry_log.setLevel(logging.ERROR)
-        try:
-            registry = Registry.open(load_config(config_path))
-        finally:
-            registry_log.setLevel(level)
+        # The service starts after the keys are made, so that only one process makes them.
+        registry = open_registry(config_path)
         try:
             # What `pintu registry add-operator` and `pintu registry import-csv` do; the
             # import runs while the service starts, as it may beside a running registry.

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from pintu.demo_config import DemoError
+
+if TYPE_CHECKING:
+    from registry.service import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +53,27 @@ class ActiveFacility:
     facility_id: str
     pic_username: str
     hub_token: str
+
+
+def open_registry(config_path: Path) -> Registry:
+    """The registry's store beside ``config_path``, opened (and made, the first time) here.
+
+    Opening it the first time makes its subject key and signing key; its advice to back the
+    subject key up does not apply to a registry made for a demonstration or a test run, so
+    it is kept quiet. The caller adds what ``pintu registry add-operator`` and ``pintu
+    registry import-csv`` would, closes it, and starts the service: only one process makes
+    the keys.
+    """
+    from registry.config import load_config
+    from registry.service import Registry
+
+    registry_log = logging.getLogger("registry")
+    level = registry_log.level
+    registry_log.setLevel(logging.ERROR)
+    try:
+        return Registry.open(load_config(config_path))
+    finally:
+        registry_log.setLevel(level)
 
 
 class RegistryOperator:

@@ -71,6 +71,7 @@ def invariants() -> Callable[..., Tally]:
 
     Every journaled event stored exactly once, occupancy = entries - exits, every journal
     intact, no relay pulse without a decision. The keywords describe the run for the
-    Faults table of docs/reliability.md.
+    Faults table of docs/reliability.md; ``env`` lists the settings (``NAME=value``) its
+    command needs to run the same way.
     """
     return _assert_invariants
