@@ -13,33 +13,16 @@ total overlap, longest first. The CSV has one row per overlap, in the registry's
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from hub.registry_records import Visit, rfc3339
+from protocol.tracing import CsvRow, csv_text
 
 if TYPE_CHECKING:
     from hub.store import Store
-
-CSV_COLUMNS = (
-    "facility_id",
-    "facility_name",
-    "visit_id",
-    "door_id",
-    "check_in",
-    "check_out",
-    "contact_subject",
-    "contact_visit_id",
-    "contact_check_in",
-    "contact_check_out",
-    "overlap_start",
-    "overlap_end",
-    "overlap_seconds",
-)
 
 
 @dataclass(frozen=True)
@@ -99,28 +82,24 @@ class Trace:
         }
 
     def to_csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        for o in self.overlaps:
-            writer.writerow(
-                (
-                    self.facility_id,
-                    self.name,
-                    o.mine.visit_id,
-                    o.mine.door_id,
-                    rfc3339(o.mine.check_in),
-                    rfc3339(o.mine.check_out),
-                    o.other.subject,
-                    o.other.visit_id,
-                    rfc3339(o.other.check_in),
-                    rfc3339(o.other.check_out),
-                    rfc3339(o.start),
-                    rfc3339(o.end),
-                    o.seconds,
-                )
+        return csv_text(
+            CsvRow(
+                self.facility_id,
+                self.name,
+                o.mine.visit_id,
+                o.mine.door_id,
+                rfc3339(o.mine.check_in),
+                rfc3339(o.mine.check_out),
+                o.other.subject,
+                o.other.visit_id,
+                rfc3339(o.other.check_in),
+                rfc3339(o.other.check_out),
+                rfc3339(o.start),
+                rfc3339(o.end),
+                o.seconds,
             )
-        return out.getvalue()
+            for o in self.overlaps
+        )
 
 
 def _visit_json(v: Visit) -> dict[str, Any]:

@@ -12,31 +12,14 @@ with a thousand.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, cast
 
+from protocol.tracing import CsvRow, csv_text
 from protocol.trust import format_time
 from registry.records import Visit
 from registry.store import RegistryStore
-
-CSV_COLUMNS = (
-    "facility_id",
-    "facility_name",
-    "visit_id",
-    "door_id",
-    "check_in",
-    "check_out",
-    "contact_subject",
-    "contact_visit_id",
-    "contact_check_in",
-    "contact_check_out",
-    "overlap_start",
-    "overlap_end",
-    "overlap_seconds",
-)
 
 
 @dataclass(frozen=True)
@@ -86,29 +69,25 @@ class Trace:
         }
 
     def to_csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        for f in self.facilities:
-            for o in f.overlaps:
-                writer.writerow(
-                    (
-                        f.facility_id,
-                        f.name,
-                        o.mine.visit_id,
-                        o.mine.door_id,
-                        format_time(o.mine.check_in),
-                        format_time(o.mine.check_out),
-                        o.other.subject,
-                        o.other.visit_id,
-                        format_time(o.other.check_in),
-                        format_time(o.other.check_out),
-                        format_time(o.start),
-                        format_time(o.end),
-                        o.seconds,
-                    )
-                )
-        return out.getvalue()
+        return csv_text(
+            CsvRow(
+                f.facility_id,
+                f.name,
+                o.mine.visit_id,
+                o.mine.door_id,
+                format_time(o.mine.check_in),
+                format_time(o.mine.check_out),
+                o.other.subject,
+                o.other.visit_id,
+                format_time(o.other.check_in),
+                format_time(o.other.check_out),
+                format_time(o.start),
+                format_time(o.end),
+                o.seconds,
+            )
+            for f in self.facilities
+            for o in f.overlaps
+        )
 
 
 def _visit_json(v: Visit) -> dict[str, Any]:
