@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
+CHECK_PYTHON := $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pintu needs Python 3.11 or newer")'
 # System packages: the zbar library for pyzbar and the MQTT broker the demo and the tests
 # start; for the tests also the browser the dashboard tests drive and systemd-analyze to
 # check the unit files.
@@ -34,7 +35,7 @@ system-packages:
 	fi
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pintu needs Python 3.11 or newer")'
+	@$(CHECK_PYTHON)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -43,7 +44,7 @@ $(STAMP): pyproject.toml
 # What running Pintu needs (the node and hub extras), without the development tools: the
 # demo's first start on a fresh clone is that much sooner. A full install serves as well.
 $(RUN_STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pintu needs Python 3.11 or newer")'
+	@$(CHECK_PYTHON)
 	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then exit 0; fi; \
 	  set -x; test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
 	  $(BIN)/python -m pip install --quiet -e '.[node,hub]'
