@@ -8,7 +8,8 @@ the other ended::
     other.check_in < mine.check_out  and  other.check_out > mine.check_in
 
 and the overlap is ``[max(check_ins), min(check_outs))``. Contacts are ordered by their
-total overlap, longest first. The CSV has one row per overlap, in the registry's columns.
+total overlap, longest first. The CSV has one row per overlap, in the export format the
+registry writes too (``protocol.tracing``).
 """
 
 from __future__ import annotations
