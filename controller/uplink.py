@@ -48,6 +48,7 @@ from protocol.events import (
     NodeState,
     NodeStatus,
     Passage,
+    Passages,
     PayloadError,
     utcnow,
 )
@@ -60,7 +61,8 @@ _ERROR_LIMIT = 200  # CommandReply.error is short text
 # Passages waiting for the passages thread; past this they are dropped (and logged): the
 # door then only misses an entry made elsewhere, and still decides on what it saw itself.
 _PASSAGE_BACKLOG = 10_000
-_MAX_PASSAGE_BYTES = 2048
+# The hub sends at most PASSAGES_PER_MESSAGE passages of about 190 bytes in one message.
+_MAX_PASSAGE_BYTES = 65_536
 
 
 class MqttConfig(StrictModel):
@@ -645,20 +647,21 @@ class Uplink:
             if self._on_passage is None:
                 continue
             if len(payload) > _MAX_PASSAGE_BYTES:
-                logger.warning("ignored an oversize passage (%d bytes)", len(payload))
+                logger.warning("ignored oversize passages (%d bytes)", len(payload))
                 continue
             try:
-                passage: Passage = Passage.parse(payload)
+                message: Passages = Passages.parse(payload)
             except PayloadError as err:
-                logger.warning("ignored a bad passage on %s: %s", self._t_passages, err)
+                logger.warning("ignored bad passages on %s: %s", self._t_passages, err)
                 continue
-            if passage.facility_id != self.facility_id:
-                logger.warning("ignored a passage of facility %s", passage.facility_id)
+            if message.facility_id != self.facility_id:
+                logger.warning("ignored passages of facility %s", message.facility_id)
                 continue
-            try:
-                self._on_passage(passage)
-            except Exception:
-                logger.exception("the passage handler failed")
+            for passage in message.passages:
+                try:
+                    self._on_passage(passage)
+                except Exception:
+                    logger.exception("the passage handler failed")
 
     def _state_main(self) -> None:
         while True:

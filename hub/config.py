@@ -123,6 +123,20 @@ class IngestConfig(Section):
     max_payload_bytes: int = Field(
         16_384, ge=1024, description="Event payloads larger than this are rejected unread."
     )
+    max_clock_ahead_s: float = Field(
+        120.0,
+        ge=1,
+        le=3600,
+        description="An event stamped further than this in the future (by the hub's clock) "
+        "is refused: a door's clock may be a little ahead, never by minutes.",
+    )
+    unhealthy_after_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Once the store has refused every batch for this long, /healthz answers "
+        "503: events wait at the broker and the doors, nothing is counted.",
+    )
 
 
 class LocalRegistryConfig(Section):

@@ -20,6 +20,11 @@ class StoreError(HubError):
     """The store cannot be opened, migrated or written."""
 
 
+class StoreDataError(StoreError, ValueError):
+    """The store refused a value it was given (a number past its range, say): storing the
+    same data again fails the same way, unlike a store that is down or full."""
+
+
 class UnsupportedBackend(StoreError, NotImplementedError):
     """The configured store backend is recognised but not available yet."""
 

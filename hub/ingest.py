@@ -26,8 +26,8 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -39,13 +39,14 @@ from pydantic import ValidationError
 
 from hub.config import FacilityConfig, HubConfig
 from hub.discovery import discovery_messages, node_sensor
-from hub.errors import CommandError, CommandTimeout, StoreError
+from hub.errors import CommandError, CommandTimeout, StoreDataError, StoreError
 from hub.live import LiveBus, Message
 from hub.metrics import HubMetrics
 from hub.records import Alert, AlertKind, BatchResult, Occupancy
 from hub.store import Store
 from protocol import topics
 from protocol.events import (
+    PASSAGES_PER_MESSAGE,
     Ack,
     Command,
     CommandReply,
@@ -55,6 +56,7 @@ from protocol.events import (
     NodeState,
     NodeStatus,
     Passage,
+    Passages,
     PayloadError,
     utcnow,
 )
@@ -171,6 +173,9 @@ class Ingest:
         self._stale: set[tuple[str, str]] = set()
         self._announced: set[tuple[str, str]] = set()
         self._reject_log = _RejectLog()
+        self._max_ahead = timedelta(seconds=config.ingest.max_clock_ahead_s)
+        # Since when the store has refused every batch (time.monotonic()), or None.
+        self.store_failing_since: float | None = None
         # Called from the writer thread after every (re)connect, once the state is out.
         self.connect_hooks: list[Callable[[], None]] = []
         password = config.mqtt.password()
@@ -204,6 +209,10 @@ class Ingest:
         client.enable_logger(logging.getLogger(f"{__name__}.paho"))
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self.config.mqtt.session_expiry_s if persistent else 0
+        # How many unacknowledged events the broker may hand over at once. Without it a
+        # broker keeps its own default (Mosquitto: 20), and as the hub acks after each
+        # commit, every batch would hold at most 20 events.
+        properties.ReceiveMaximum = min(65_535, 2 * self.config.ingest.batch_max)
         client.connect_async(
             self.config.mqtt.host,
             self.config.mqtt.port,
@@ -428,11 +437,12 @@ class Ingest:
             else:
                 self._reject("bad_topic", item.topic, "not a topic the hub reads")
         if events:
-            result = self._store(events)
-            if result is None:
+            stored = self._store_isolating(events, accepted)
+            if stored is None:
                 return  # stopping with the store failing: leave the whole batch unacked
-            self._after_store(events, accepted, result)
-            refresh -= set(result.occupancy)
+            for result, kept, taken in stored:
+                self._after_store(kept, taken, result)
+                refresh -= set(result.occupancy)
         for where, item in statuses:
             try:
                 self._handle_status(where, item)
@@ -458,6 +468,9 @@ class Ingest:
             return "topic_mismatch", f"payload claims {event.facility_id}/{event.node_id}"
         if event.ts.tzinfo is None:
             return "schema", "ts has no time zone"
+        ahead = event.ts - utcnow()
+        if ahead > self._max_ahead:
+            return "future_time", f"ts is {ahead.total_seconds():.0f} s ahead of the hub's clock"
         facility = self._facilities.get(event.facility_id)
         if facility is None:
             return "unknown_facility", event.facility_id
@@ -467,19 +480,59 @@ class Ingest:
                 return "unknown_door", event.door_id
             if door.nodes and event.node_id not in door.nodes:
                 return "node_not_allowed", f"{event.node_id} at door {event.door_id}"
+            way = _way(event)
+            if way is not None and door.direction != "both" and way != door.direction:
+                return "wrong_direction", (
+                    f"{event.kind.value} ({way}) at door {event.door_id}, an {door.direction}"
+                )
         return event
 
     def _reject(self, reason: str, topic: str, detail: str) -> None:
         self.metrics.rejected.inc(reason=reason)
         self._reject_log(reason, topic, detail)
 
+    def _store_isolating(
+        self, events: list[Event], accepted: list[_Inbound]
+    ) -> list[tuple[BatchResult, list[Event], list[_Inbound]]] | None:
+        """Store the batch; if the store refuses a value in it, store the rest without the
+        events it refuses (each refused with its reason, and acked so it leaves the broker).
+
+        A batch is split in halves until the refused events stand alone, so one bad event
+        costs a few more transactions and never holds back the good ones. None if stopping
+        while the store fails.
+        """
+        try:
+            result = self._store(events)
+        except StoreDataError as err:
+            if len(events) == 1:
+                self._reject("unstorable", accepted[0].topic, f"{events[0].event_id}: {err}")
+                return []
+            middle = len(events) // 2
+            done: list[tuple[BatchResult, list[Event], list[_Inbound]]] = []
+            for part, taken in (
+                (events[:middle], accepted[:middle]),
+                (events[middle:], accepted[middle:]),
+            ):
+                stored = self._store_isolating(part, taken)
+                if stored is None:
+                    return None
+                done += stored
+            return done
+        return None if result is None else [(result, events, accepted)]
+
     def _store(self, events: list[Event]) -> BatchResult | None:
         """Store the batch, retrying while the store fails; None if stopping meanwhile."""
         delay = 0.5
         while True:
             try:
-                return self.store.store_batch(events)
+                result = self.store.store_batch(events)
+                self.store_failing_since = None
+                return result
+            except StoreDataError:
+                raise
             except StoreError as err:
+                if self.store_failing_since is None:
+                    self.store_failing_since = time.monotonic()
                 self.metrics.store_errors.inc()
                 logger.error(
                     "cannot store %d events (retrying in %.1f s): %s", len(events), delay, err
@@ -523,39 +576,42 @@ class Ingest:
             self._client.publish(topics.node_ack(facility_id, node_id), ack, qos=1)
         for occupancy in result.occupancy.values():
             self.publish_state(occupancy)
-        for event in result.stored:
-            self._publish_passage(event)
+        self._publish_passages(result.stored)
         if self.live.subscribers:
+            self.live.publish_events(result.stored)
             messages: list[Message] = [
-                {"type": "event", **event.model_dump(mode="json", exclude_none=True)}
-                for event in result.stored
+                {"type": "alert", **a.as_dict()} for a in result.alerts + result.cleared
             ]
-            messages += [{"type": "alert", **a.as_dict()} for a in result.alerts + result.cleared]
             messages += [{"type": "occupancy", **o.as_dict()} for o in result.occupancy.values()]
             self.live.publish_threadsafe(messages)
 
-    def _publish_passage(self, event: Event) -> None:
-        """Tell the facility's doors that a subject went in or out (facility-wide
-        anti-passback). Only stored events get here, so a duplicate is never sent twice."""
-        if event.subject is None or event.admit is False:
-            return
-        if event.kind is EventKind.ENTRY or event.kind is EventKind.EXIT:
-            direction = event.kind.value
-        elif event.kind is EventKind.MANUAL and event.direction is not None:
-            direction = event.direction
-        else:
-            return
-        passage = Passage(
-            facility_id=event.facility_id,
-            node_id=event.node_id,
-            door_id=event.door_id,
-            subject=event.subject,
-            direction=direction,
-            ts=event.ts,
-            event_id=event.event_id,
-        )
-        self._client.publish(topics.facility_passages(event.facility_id), passage.dumps(), qos=1)
-        self.metrics.passages.inc(facility=event.facility_id)
+    def _publish_passages(self, stored: Sequence[Event]) -> None:
+        """Tell each facility's doors who went in or out (facility-wide anti-passback): one
+        message per facility for the batch, in chunks. Only stored events get here, so a
+        duplicate is never sent twice."""
+        by_facility: dict[str, list[Passage]] = {}
+        for event in stored:
+            direction = _way(event)
+            if event.subject is None or event.admit is False or direction is None:
+                continue
+            by_facility.setdefault(event.facility_id, []).append(
+                Passage.model_construct(
+                    node_id=event.node_id,
+                    door_id=event.door_id,
+                    subject=event.subject,
+                    direction=direction,
+                    ts=event.ts,
+                    event_id=event.event_id,
+                )
+            )
+        for facility_id, passages in by_facility.items():
+            topic = topics.facility_passages(facility_id)
+            for start in range(0, len(passages), PASSAGES_PER_MESSAGE):
+                chunk = passages[start : start + PASSAGES_PER_MESSAGE]
+                # Built from validated events: no need to validate them again.
+                message = Passages.model_construct(v=1, facility_id=facility_id, passages=chunk)
+                self._client.publish(topic, message.dumps(), qos=1)
+            self.metrics.passages.inc(len(passages), facility=facility_id)
 
     def publish_state(self, occupancy: Occupancy) -> None:
         """Publish the facility's retained state; entry nodes refuse entry while full."""
@@ -761,6 +817,17 @@ class Ingest:
             return
         if not pending.future.done():
             pending.future.set_result(reply)
+
+
+def _way(event: Event) -> Literal["entry", "exit"] | None:
+    """Which way a passage went: ``entry`` or ``exit``; None for an event that is none."""
+    if event.kind is EventKind.ENTRY:
+        return "entry"
+    if event.kind is EventKind.EXIT:
+        return "exit"
+    if event.kind is EventKind.MANUAL:
+        return event.direction
+    return None
 
 
 def _fail(future: asyncio.Future[CommandReply], error: Exception) -> None:

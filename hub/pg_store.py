@@ -68,7 +68,7 @@ from hub.counting import (
     with_capacity,
 )
 from hub.enrolments import PgEnrolmentMixin
-from hub.errors import AlreadyExists, NotFound, StoreError
+from hub.errors import AlreadyExists, NotFound, StoreDataError, StoreError
 from hub.pg_registry import PgRegistryMixin
 from hub.records import (
     ROLES,
@@ -289,6 +289,9 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
                 if begun or attempt == _RETRIES or used is None or not used.broken:
                     raise StoreError(f"cannot {what}: {err}") from err
                 logger.info("%s: %s; trying again on a new connection", what, err)
+            except psycopg.DataError as err:
+                # A value the column cannot hold: the same data fails again, every time.
+                raise StoreDataError(f"cannot {what}: {err}") from err
             except psycopg.Error as err:
                 raise StoreError(f"cannot {what}: {err}") from err
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises

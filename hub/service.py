@@ -145,7 +145,7 @@ class Hub:
                 # Wake up once per watchdog half-period (never, without a watchdog).
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=interval)
-                if self.healthy:
+                if self.alive:
                     notifier.pet()
                 else:
                     logger.error("the ingest's writer is stuck; not petting the watchdog")
@@ -158,12 +158,36 @@ class Hub:
         return await asyncio.to_thread(self.ingest.wait_ready, timeout_s)
 
     @property
-    def healthy(self) -> bool:
-        """The writer thread runs and has taken a turn recently."""
+    def alive(self) -> bool:
+        """The writer thread runs and has taken a turn recently (what the watchdog asks:
+        a restart mends a stuck writer, not a full disk)."""
         ingest = self._ingest
         if ingest is None or not ingest.writer_alive:
             return False
         return (time.monotonic() - ingest.heartbeat) < _HEARTBEAT_LIMIT_S
+
+    @property
+    def store_ok(self) -> bool:
+        """The store took the last batch (or none has failed since the start)."""
+        ingest = self._ingest
+        return ingest is None or ingest.store_failing_since is None
+
+    @property
+    def healthy(self) -> bool:
+        """Alive, and able to store what arrives."""
+        return self.problem is None
+
+    @property
+    def problem(self) -> str | None:
+        """Why the hub cannot take events in now, or None when it can."""
+        ingest = self._ingest
+        if not self.alive or ingest is None:
+            return "the ingest's writer is not running or is stuck"
+        now = time.monotonic()
+        failing = ingest.store_failing_since
+        if failing is not None and now - failing >= self.config.ingest.unhealthy_after_s:
+            return f"the store has refused every batch for {now - failing:.0f} s"
+        return None
 
     # --- what staff do --------------------------------------------------------------------
     def facility(self, facility_id: str) -> FacilityConfig:

@@ -45,7 +45,7 @@ from hub.counting import (
     with_capacity,
 )
 from hub.enrolments import SqliteEnrolmentMixin
-from hub.errors import AlreadyExists, NotFound, StoreError
+from hub.errors import AlreadyExists, NotFound, StoreDataError, StoreError
 from hub.records import (
     ROLES,
     Adjustment,
@@ -280,6 +280,10 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
         try:
             with self._write() as conn:
                 return self._store_batch(conn, events, now, now_text)
+        except (OverflowError, sqlite3.DataError) as err:
+            # A value SQLite cannot hold (an integer past 64 bits): the same data fails
+            # again, every time.
+            raise StoreDataError(f"{self.path}: cannot store events: {err}") from err
         except sqlite3.Error as err:
             raise StoreError(f"{self.path}: cannot store events: {err}") from err
 

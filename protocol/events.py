@@ -11,7 +11,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 
 from protocol.errors import ProtocolError
 
@@ -22,6 +29,10 @@ Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 SubjectHex = Annotated[str, Field(pattern=r"^[0-9a-f]{24}$")]
 EventId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 ShortText = Annotated[str, Field(max_length=200)]
+# What fits a signed 64-bit column (SQLite's INTEGER, PostgreSQL's bigint).
+MAX_SEQ = 2**63 - 1
+# The answers a door shows, as an event names them.
+EventSignal = Literal["green", "yellow", "red", "black", "full", "error"]
 
 
 class PayloadError(ProtocolError):
@@ -33,16 +44,41 @@ class Payload(BaseModel):
 
     @classmethod
     def parse(cls, data: bytes | str) -> Any:
-        """The payload in ``data``; ``PayloadError`` with a short reason if it is not one."""
+        """The payload in ``data``; ``PayloadError`` with a short reason if it is not one.
+
+        Parsing is strict: a value of the wrong JSON type is refused, never converted
+        (``"7"`` or ``7.0`` for an integer, ``1`` or ``"yes"`` for a boolean), and so is an
+        explicit ``null``: an absent optional field is omitted.
+        """
         try:
-            return cls.model_validate_json(data)
+            payload = cls.model_validate_json(data, strict=True)
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "payload"
             raise PayloadError(f"{cls.__name__}: {where}: {first['msg']}") from err
+        null = _explicit_null(payload)
+        if null is not None:
+            raise PayloadError(f"{cls.__name__}: {null}: null: leave an absent field out")
+        return payload
 
     def dumps(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode("utf-8")
+
+
+def _explicit_null(model: BaseModel, where: str = "") -> str | None:
+    """Where a payload gave a field as ``null`` (the fields it set that are None)."""
+    for name in model.model_fields_set:
+        value = getattr(model, name)
+        if value is None:
+            return f"{where}{name}"
+        items = value if isinstance(value, list) else [value]
+        for index, item in enumerate(items):
+            if isinstance(item, BaseModel):
+                inner = f"{where}{name}.{index}." if isinstance(value, list) else f"{where}{name}."
+                found = _explicit_null(item, inner)
+                if found is not None:
+                    return found
+    return None
 
 
 def utcnow() -> datetime:
@@ -72,13 +108,13 @@ class Event(Payload):
     node_id: Ident
     facility_id: Ident
     door_id: Ident
-    seq: int = Field(ge=1)
+    seq: int = Field(ge=1, le=MAX_SEQ)
     ts: datetime
     kind: EventKind
     # For entry, exit and manual events: which way the person went.
     direction: Literal["entry", "exit"] | None = None
     subject: SubjectHex | None = None
-    signal: ShortText | None = None  # the colour/signal shown: green, yellow, red, black, full
+    signal: EventSignal | None = None  # the answer the door showed
     admit: bool | None = None
     reason: ShortText | None = None  # a code, e.g. "expired", "anti_passback"
     message: ShortText | None = None  # what a guard reads
@@ -88,6 +124,18 @@ class Event(Payload):
     @field_serializer("ts")
     def _ts(self, ts: datetime) -> str:
         return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Event:
+        """An entry or exit is a passage someone was let through, the way its kind says."""
+        if self.kind in (EventKind.ENTRY, EventKind.EXIT):
+            if self.direction is not None and self.direction != self.kind.value:
+                raise ValueError(f"an {self.kind.value} cannot go the way {self.direction}")
+            if self.admit is False:
+                raise ValueError(f"an {self.kind.value} is a passage: admit cannot be false")
+        elif self.kind is EventKind.DENIED and self.admit is True:
+            raise ValueError("a denied event cannot admit")
+        return self
 
 
 class NodeState(StrEnum):
@@ -152,16 +200,13 @@ class FacilityState(Payload):
     ts: datetime | None = None
 
 
+# Passages in one message at most: 200 of about 190 bytes each keep it near 40 KB.
+PASSAGES_PER_MESSAGE = 200
+
+
 class Passage(Payload):
-    """The hub's word to a facility's doors that a subject passed one of them.
+    """That a subject passed one door of the facility (an item of :class:`Passages`)."""
 
-    Sent once for every stored entry or exit that carries a subject, so an entrance refuses
-    a pass that was just used at another entrance (facility-wide anti-passback). Not
-    retained: a door that was away keeps deciding on what it saw itself.
-    """
-
-    v: Literal[1] = 1
-    facility_id: Ident
     node_id: Ident
     door_id: Ident
     subject: SubjectHex
@@ -172,3 +217,17 @@ class Passage(Payload):
     @field_serializer("ts")
     def _ts(self, ts: datetime) -> str:
         return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Passages(Payload):
+    """The hub's word to a facility's doors that subjects passed its doors.
+
+    One message for the entries and exits with a subject that one stored batch holds (in
+    chunks of at most ``PASSAGES_PER_MESSAGE``), so an entrance refuses a pass that was
+    just used at another entrance (facility-wide anti-passback). Not retained: a door that
+    was away keeps deciding on what it saw itself.
+    """
+
+    v: Literal[1] = 1
+    facility_id: Ident
+    passages: list[Passage] = Field(min_length=1, max_length=PASSAGES_PER_MESSAGE)

@@ -108,7 +108,6 @@ class Mosquitto:
             # The hub's persistent session may hold many events while it is away; a node's
             # journal covers anything dropped past this, but the broker should not drop early.
             f"max_queued_messages {self.max_queued_messages}",
-            "max_inflight_messages 0",
             "log_dest stderr",
             "log_type error",
             "log_type warning",

@@ -107,11 +107,20 @@ async def health(request: Request) -> Response:
         mqtt = hub.ingest.connected.is_set()
     except HubError:  # not started yet, or stopping
         mqtt = False
-    ok = hub.healthy and mqtt
-    return JSONResponse(
-        {"ok": ok, "mqtt": mqtt, "writer": hub.healthy, "streams": ctx.streams.count},
-        status_code=200 if ok else 503,
-    )
+    problem = hub.problem
+    ok = problem is None and mqtt
+    body: dict[str, object] = {
+        "ok": ok,
+        "mqtt": mqtt,
+        "writer": hub.alive,
+        "store": hub.store_ok,
+        "streams": ctx.streams.count,
+    }
+    if problem is not None:
+        body["problem"] = problem
+    elif not mqtt:
+        body["problem"] = "not connected to the broker"
+    return JSONResponse(body, status_code=200 if ok else 503)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

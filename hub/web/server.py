@@ -146,7 +146,7 @@ class HubService:
 
     @property
     def healthy(self) -> bool:
-        return self.hub.healthy and self._task is not None and not self._task.done()
+        return self.hub.alive and self._task is not None and not self._task.done()
 
     async def stop(self) -> None:
         if self.app is not None:

@@ -123,7 +123,6 @@ def test_lockdown_denies_entry() -> None:
 
 def passage(direction: str, at: float, node: str = "side-in-1", subject: bytes = ALICE) -> Passage:
     return Passage(
-        facility_id="f1",
         node_id=node,
         door_id=node.rsplit("-", 1)[0],
         subject=subject.hex(),

@@ -13,21 +13,21 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from protocol import topics
-from protocol.events import EventKind, Passage, new_event_id
+from protocol.events import EventKind, Passage, Passages, new_event_id
 
 from .conftest import FACILITY, Site, issue, wait
 
 
 def passage(subject: str, facility: str = FACILITY) -> bytes:
-    return Passage(
-        facility_id=facility,
+    item = Passage(
         node_id="rogue-1",
         door_id="rogue",
         subject=subject,
         direction="entry",
         ts=datetime.now(UTC),
         event_id=new_event_id(),
-    ).dumps()
+    )
+    return Passages(facility_id=facility, passages=[item]).dumps()
 
 
 def test_junk_on_the_passages_topic_changes_nothing_at_the_door(site: Site) -> None:

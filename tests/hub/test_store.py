@@ -319,12 +319,15 @@ def test_rebuild_equals_the_incremental_counters(store: Store) -> None:
     rng = random.Random(7)
     nodes = [Node("n1", "main"), Node("n2", "north")]
     for round_ in range(30):
-        batch = [
-            rng.choice(nodes)(
-                rng.choice(["entry", "entry", "exit", "exit", "manual", "denied"]),
-                direction=rng.choice(["entry", "exit"]),
-            )
+        kinds = [
+            rng.choice(["entry", "entry", "exit", "exit", "manual", "denied"])
             for _ in range(rng.randint(1, 12))
+        ]
+        batch = [
+            rng.choice(nodes)(kind, direction=kind if kind in ("entry", "exit") else way)
+            if kind != "denied"
+            else rng.choice(nodes)(kind)
+            for kind, way in ((k, rng.choice(["entry", "exit"])) for k in kinds)
         ]
         store.store_batch(batch)
         if round_ % 7 == 3:
