@@ -26,6 +26,7 @@ earlier boot of that clock, so such a row is due at once rather than stuck.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -100,8 +101,15 @@ def _why(err: sqlite3.Error) -> str:
     return str(err)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _cut(text: str | None) -> str | None:
-    return None if text is None else text[:_TEXT_LIMIT]
+    """An event's text as the hub takes it: one line (control characters become spaces),
+    at most ``_TEXT_LIMIT`` characters."""
+    if text is None:
+        return None
+    return _CONTROL.sub(" ", text[:_TEXT_LIMIT])
 
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:

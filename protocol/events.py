@@ -29,6 +29,9 @@ Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 SubjectHex = Annotated[str, Field(pattern=r"^[0-9a-f]{24}$")]
 EventId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 ShortText = Annotated[str, Field(max_length=200)]
+# An event's text, stored by the hub: one line, no control characters (PostgreSQL cannot
+# store a NUL in text at all).
+EventText = Annotated[str, Field(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
 # What fits a signed 64-bit column (SQLite's INTEGER, PostgreSQL's bigint).
 MAX_SEQ = 2**63 - 1
 # The answers a door shows, as an event names them.
@@ -116,9 +119,9 @@ class Event(Payload):
     subject: SubjectHex | None = None
     signal: EventSignal | None = None  # the answer the door showed
     admit: bool | None = None
-    reason: ShortText | None = None  # a code, e.g. "expired", "anti_passback"
-    message: ShortText | None = None  # what a guard reads
-    detail: ShortText | None = None
+    reason: EventText | None = None  # a code, e.g. "expired", "anti_passback"
+    message: EventText | None = None  # what a guard reads
+    detail: EventText | None = None
     late: bool = False  # sent again from the journal after a failed or unacked attempt
 
     @field_serializer("ts")

@@ -127,7 +127,13 @@ def run_hub() -> Iterator[Callable[..., HubRunner]]:
 class Client:
     """A plain paho client that records what it receives."""
 
-    def __init__(self, broker: Mosquitto, subscribe: Sequence[str] = (), name: str = "") -> None:
+    def __init__(
+        self,
+        broker: Mosquitto,
+        subscribe: Sequence[str] = (),
+        name: str = "",
+        login: tuple[str, str] | None = None,
+    ) -> None:
         self.messages: list[mqtt.MQTTMessage] = []
         # Called from paho's thread for each message, e.g. to answer a command.
         self.hook: Callable[[mqtt.MQTTMessage], None] | None = None
@@ -141,6 +147,8 @@ class Client:
         )
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: self._subscribed.set()
+        if login is not None:
+            self.client.username_pw_set(*login)
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
         if self._want:
@@ -187,12 +195,13 @@ class FakeNode(Client):
         node_id: str = "main-1",
         door_id: str = "main",
         facility_id: str = FACILITY,
+        login: tuple[str, str] | None = None,
     ) -> None:
         self.node_id, self.door_id, self.facility_id = node_id, door_id, facility_id
         self.seq = 0
         self.events_topic = topics.node_events(facility_id, node_id)
         self.ack_topic = topics.node_ack(facility_id, node_id)
-        super().__init__(broker, [self.ack_topic], name=node_id)
+        super().__init__(broker, [self.ack_topic], name=node_id, login=login)
 
     def event(self, kind: str | EventKind = "entry", **fields: Any) -> Event:
         self.seq += 1

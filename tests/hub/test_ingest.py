@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 
 from hub.errors import CommandTimeout
+from hub.sqlite_store import SqliteStore
 from protocol import topics
-from protocol.events import CommandReply, FacilityState, NodeState, NodeStatus
+from protocol.events import CommandReply, Event, FacilityState, NodeState, NodeStatus, Passages
 
 FACILITY = "mall-a"
 Factory = Callable[..., Any]
@@ -395,3 +398,114 @@ def test_every_facility_has_its_hub_status_and_last_will(
     assert runner.hub.store.occupancy("clinic").occupancy == 1
     runner.stop()
     listener.wait_for(lambda: states() == ["offline", "offline"], what="both offline")
+
+
+def test_events_are_parsed_strictly_and_believed_only_of_their_door(
+    make_config: Factory, run_hub: Factory, clients: Factory, wait_until: Factory
+) -> None:
+    doors = [
+        {"id": "main", "name": "Main entrance", "direction": "entry", "nodes": ["main-1"]},
+        {"id": "north", "name": "North exit", "direction": "exit", "nodes": ["north-1"]},
+    ]
+    runner = run_hub(make_config(facility={"doors": doors, "zones": []}))
+    entrance, exit_door = clients(), clients(node_id="north-1", door_id="north")
+    rogue = clients(topics=[])
+    green = "ab" * 12
+
+    def tampered(node: Any, kind: str, **changes: Any) -> bytes:
+        data = json.loads(node.event(kind, subject=green, admit=True, signal="green").dumps())
+        data.update(changes)
+        return json.dumps(data).encode()
+
+    wrong = [
+        tampered(entrance, "entry", seq="7"),
+        tampered(entrance, "entry", seq=3.0),
+        tampered(entrance, "entry", admit="yes"),
+        tampered(entrance, "entry", admit=1),
+        tampered(entrance, "entry", late="false"),
+        tampered(entrance, "entry", signal="purple"),
+        tampered(entrance, "entry", direction=None),
+        tampered(entrance, "entry", admit=False),
+        tampered(entrance, "entry", message="two\nlines"),
+    ]
+    for payload in wrong:
+        rogue.publish(entrance.events_topic, payload)
+    rogue.publish(exit_door.events_topic, tampered(exit_door, "exit", direction="entry"))
+    # Well formed, but not what this door can say: an entry through an exit, an exit
+    # through an entrance, a manual check-in the wrong way.
+    rogue.publish(exit_door.events_topic, tampered(exit_door, "entry"))
+    rogue.publish(entrance.events_topic, tampered(entrance, "exit"))
+    rogue.publish(entrance.events_topic, tampered(entrance, "manual", direction="exit"))
+    rejected = runner.hub.metrics.rejected
+    reasons = {"schema": len(wrong) + 1, "wrong_direction": 3}
+    wait_until(
+        lambda: all(rejected.value(reason=r) == n for r, n in reasons.items()),
+        what=f"rejections {reasons}",
+    )
+    good = entrance.emit("entry", subject=green, admit=True, signal="green")
+    left = exit_door.emit("exit", subject=green, admit=True, signal="green")
+    entrance.wait_acked([good])
+    exit_door.wait_acked([left])
+    assert sorted(stored_ids(runner)) == sorted([good.event_id, left.event_id])
+    assert runner.hub.store.occupancy(FACILITY).occupancy == 0
+    assert runner.hub.metrics.passages.value(facility=FACILITY) == 2
+
+
+def test_passages_go_out_one_message_a_stored_batch(
+    make_config: Factory, run_hub: Factory, clients: Factory
+) -> None:
+    runner = run_hub(make_config(facility={"capacity": None}))
+    doors = clients(topics=[topics.facility_passages(FACILITY)])
+    node = clients()
+    sent = node.send(*(node.event("entry", subject=f"{i:024x}", admit=True) for i in range(60)))
+    sent += node.send(node.event("denied", subject="ff" * 12, admit=False))
+    node.wait_acked(sent)
+    topic = topics.facility_passages(FACILITY)
+    doors.wait_for(
+        lambda: sum(len(Passages.parse(p).passages) for p in doors.on(topic)) >= 60,
+        what="60 passages",
+    )
+    messages = [Passages.parse(p) for p in doors.on(topic)]
+    subjects = [p.subject for m in messages for p in m.passages]
+    assert sorted(subjects) == sorted(e.subject for e in sent[:60])  # none for the refusal
+    assert {m.facility_id for m in messages} == {FACILITY}
+    # One message for each stored batch that held passages, not one for each event.
+    assert len(messages) <= runner.hub.metrics.batch_size.count
+
+
+def test_the_broker_hands_the_hub_more_than_its_default_in_flight(
+    make_config: Factory, run_hub: Factory, clients: Factory, tmp_path: Path, wait_until: Factory
+) -> None:
+    """The hub acks after each commit; with Mosquitto's default of 20 unacked messages a
+    client, a batch could never hold more than 20 events. MQTT 5's Receive Maximum in the
+    hub's CONNECT widens that for the hub alone."""
+    config = make_config()
+    store = StallingStore(tmp_path / "stalling.db")
+    store.facilities = {f.id: f for f in config.facilities}
+    runner = run_hub(config, store)
+    node = clients()
+    sent = node.send(*(node.event("node_start") for _ in range(100)))
+    try:
+        # The writer holds its first batch in the stalled store; the rest queue up behind.
+        wait_until(
+            lambda: store.holding + runner.hub.ingest._queue.qsize() >= len(sent),
+            what="all 100 events handed over unacked",
+        )
+    finally:
+        store.go.set()
+    node.wait_acked(sent)
+
+
+class StallingStore(SqliteStore):
+    """Holds the first batch until ``go`` is set."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.go = threading.Event()
+        self.holding = 0
+
+    def store_batch(self, events: Sequence[Event], received_at: datetime | None = None) -> Any:
+        if not self.go.is_set():
+            self.holding = len(events)
+            self.go.wait(30)
+        return super().store_batch(events, received_at)

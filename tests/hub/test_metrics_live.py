@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -11,6 +12,7 @@ from hub.config import HubConfig
 from hub.discovery import discovery_messages, object_id
 from hub.live import LiveBus
 from hub.metrics import Counter, Gauge, Histogram, HubMetrics, Registry
+from protocol.events import Event, EventKind, new_event_id
 
 
 def test_exposition_format() -> None:
@@ -98,3 +100,61 @@ def test_discovery_ids_are_safe_for_home_assistant() -> None:
     ]
     sensor = json.loads(messages["ha/sensor/pintu_mall_a_occupancy/config"])
     assert sensor["state_topic"] == "pintu/mall.a/state"
+
+
+def _event(index: int, facility: str = "mall-a") -> Event:
+    return Event(
+        event_id=new_event_id(),
+        node_id="main-1",
+        facility_id=facility,
+        door_id="main",
+        seq=index + 1,
+        ts=datetime.now(UTC),
+        kind=EventKind.ENTRY,
+    )
+
+
+def test_what_other_threads_publish_goes_out_coalesced() -> None:
+    async def run() -> None:
+        # A long interval: whatever goes out at once did so because the bus was quiet.
+        bus = LiveBus(interval_s=3600, events_per_flush=5)
+        bus.bind(asyncio.get_running_loop())
+        async with bus.subscribe() as listener:
+            lone = {"type": "occupancy", "facility_id": "mall-a", "occupancy": 1}
+            await asyncio.to_thread(bus.publish_threadsafe, [lone])
+            assert await asyncio.wait_for(listener.get(), 5) == lone
+            # Now within the interval: a flood from the writer thread is held back ...
+            events = [_event(i) for i in range(1000)]
+
+            def flood() -> None:
+                for start in range(0, len(events), 100):
+                    bus.publish_events(events[start : start + 100])
+                    bus.publish_threadsafe(
+                        [{"type": "occupancy", "facility_id": "mall-a", "occupancy": start}]
+                    )
+
+            await asyncio.to_thread(flood)
+            assert listener._queue.empty()
+            # ... and goes out as the latest events and the latest occupancy only.
+            bus._flush()
+            got = [listener._queue.get_nowait() for _ in range(listener._queue.qsize())]
+        assert [m["event_id"] for m in got if m["type"] == "event"] == [
+            e.event_id for e in events[-5:]
+        ]
+        assert [m for m in got if m["type"] == "occupancy"] == [
+            {"type": "occupancy", "facility_id": "mall-a", "occupancy": 900}
+        ]
+        assert got[-1]["type"] == "occupancy"  # drawn after what changed it
+        assert listener.dropped == 0
+
+    asyncio.run(run())
+
+
+def test_nothing_is_kept_for_a_bus_without_listeners() -> None:
+    async def run() -> None:
+        bus = LiveBus()
+        bus.bind(asyncio.get_running_loop())
+        await asyncio.to_thread(bus.publish_events, [_event(0)])
+        assert bus._events == {} and not bus._scheduled
+
+    asyncio.run(run())
