@@ -4,15 +4,22 @@ same broker carries between two plain MQTT clients.
     python -m bench.ingest                  # print the table
     python -m bench.ingest --write          # ... and put it into docs/benchmarks.md
     python -m bench.ingest --profile        # ... with a profile of the hub's writer thread
+    python -m bench.ingest --smoke          # a short run that fails only on a gross regression
 
-One private Mosquitto serves both measurements, in the same run:
+One private Mosquitto serves the three measurements, in the same run:
 
 - the baseline: one plain paho publisher (in a process of its own, as the door nodes are
   other machines) sends N serialised events at QoS 1 to the broker, one plain paho
   subscriber receives them; the time from the first publish to the last receipt;
 - the hub: the same publisher, the same payloads, the hub (SQLite store in a temporary
   folder) validating, storing and acking them; the time from the first publish until a
-  listener on the ack topics has seen every event acked (an ack is sent after its commit).
+  listener on the ack topics has seen every event acked (an ack is sent after its commit);
+- the hub with a viewer: the same, with the whole service (dashboard and API) running and
+  one logged-in viewer reading the dashboard's live event stream all along, as a
+  facility's dashboard is open all day.
+
+The broker runs on Mosquitto's defaults, as the provisioned one does (in-flight limit 20 a
+client, which the hub widens for itself with MQTT 5's Receive Maximum).
 """
 
 from __future__ import annotations
@@ -40,12 +47,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from hub.auth import hash_password
 from hub.config import HubConfig
 from hub.ingest import Ingest
 from hub.service import Hub
+from hub.web.server import ServiceThread, bind
 from protocol import topics
 from protocol.events import Ack, Event, EventKind, new_event_id
 from provisioning.mosquitto import Mosquitto, find_mosquitto
@@ -53,15 +63,28 @@ from provisioning.mosquitto import Mosquitto, find_mosquitto
 START = "<!-- bench:ingest:start -->"
 END = "<!-- bench:ingest:end -->"
 FACILITY = "bench"
-TARGET_RATE = 5000.0  # events a second the hub must store and ack
-TARGET_RATIO = 0.5  # ... and at least this share of what the bare broker carries
+TARGET_RATIO = 0.9  # the hub with a viewer must store and ack this share of the broker alone
+# A gross regression for the smoke run: the hub, with a viewer, spending more than this
+# many times the CPU a bare subscriber spends on an event (2.0x to 2.2x measured here;
+# 3.5x to 4.2x with the passages sent one message an event, before the Receive Maximum and
+# the coalesced live stream). CPU time is swayed by a busy machine far less than a rate.
+SMOKE_CPU_RATIO = 3.0
 INFLIGHT = 1000  # QoS 1 messages the publisher keeps in flight
+VIEWER = "bench-viewer"
+VIEWER_PASSWORD = "bench viewer password"  # noqa: S105 - a throwaway account of the run
 
 
 @dataclass(frozen=True)
 class Result:
     events: int
     seconds: float
+    # CPU time of this process (the subscriber, or the hub and its ack listener) meanwhile:
+    # what a busy machine does not change, unlike ``seconds``.
+    cpu_s: float = 0.0
+
+    @property
+    def cpu_per_event_us(self) -> float:
+        return 1e6 * self.cpu_s / self.events
 
     @property
     def rate(self) -> float:
@@ -182,10 +205,11 @@ def publish_all(broker: Mosquitto, payloads: list[tuple[str, bytes]]) -> float:
 def measure_raw(broker: Mosquitto, payloads: list[tuple[str, bytes]]) -> Result:
     listener = Listener(broker, topics.ALL_NODE_EVENTS, lambda _: 1, len(payloads))
     try:
+        cpu = time.process_time()
         started = publish_all(broker, payloads)
         if not listener.done.wait(120):
             raise RuntimeError(f"the subscriber got {listener.received} of {len(payloads)}")
-        return Result(len(payloads), listener.last_at - started)
+        return Result(len(payloads), listener.last_at - started, time.process_time() - cpu)
     finally:
         listener.close()
 
@@ -215,11 +239,8 @@ class HubThread:
         self.loop.close()
 
 
-def measure_hub(
-    broker: Mosquitto, payloads: list[tuple[str, bytes]], workdir: Path, profile: bool
-) -> tuple[Result, dict[str, float], str]:
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = HubConfig.model_validate(
+def hub_config(broker: Mosquitto, workdir: Path) -> HubConfig:
+    return HubConfig.model_validate(
         {
             "mqtt": {
                 "host": broker.host,
@@ -230,21 +251,92 @@ def measure_hub(
                 "session_expiry_s": 0,
             },
             "store": {"backend": "sqlite", "path": str(workdir / "hub.db")},
+            "web": {"secret_key_file": str(workdir / "web-secret")},
             "homeassistant": {"enabled": False},
             "facilities": [{"id": FACILITY, "name": "Benchmark"}],
         }
     )
+
+
+class Viewer:
+    """A logged-in viewer reading the dashboard's live stream in a thread of its own."""
+
+    def __init__(self, url: str) -> None:
+        self.client = httpx.Client(base_url=url, timeout=30)
+        token = self.client.get("/api/v1/session").json()["csrf_token"]
+        response = self.client.post(
+            "/api/v1/session",
+            json={"username": VIEWER, "password": VIEWER_PASSWORD},
+            headers={"X-CSRF-Token": token},
+        )
+        response.raise_for_status()
+        self.lines = 0
+        self.events = 0
+        self.opened = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        if not self.opened.wait(10):
+            raise RuntimeError("the live stream did not open")
+
+    def _read(self) -> None:
+        try:
+            with self.client.stream("GET", "/events/stream", params={"facility": FACILITY}) as r:
+                for line in r.iter_lines():
+                    self.lines += 1
+                    if line.startswith("event: occupancy"):
+                        self.opened.set()
+                    elif line == "event: event":
+                        self.events += 1
+        except httpx.HTTPError:
+            return  # the hub stopped and closed the stream
+
+    def close(self) -> None:
+        self.client.close()
+        self._thread.join(10)
+
+
+@contextmanager
+def running_hub(config: HubConfig, viewer: bool) -> Iterator[tuple[Hub, Viewer | None]]:
+    """The bare hub, or the whole service with one viewer's live stream open."""
+    if not viewer:
+        with HubThread(config) as running:
+            yield running.hub, None
+        return
+    service = ServiceThread(config, sock=bind("127.0.0.1", 0)).start()
+    watcher: Viewer | None = None
+    try:
+        service.hub.store.add_user(VIEWER, hash_password(VIEWER_PASSWORD), "viewer")
+        if not service.call(service.hub.wait_ready(10)):
+            raise RuntimeError("the hub did not connect")
+        watcher = Viewer(service.url)
+        yield service.hub, watcher
+    finally:
+        service.stop()
+        if watcher is not None:
+            watcher.close()
+
+
+def measure_hub(
+    broker: Mosquitto,
+    payloads: list[tuple[str, bytes]],
+    workdir: Path,
+    profile: bool,
+    viewer: bool = False,
+) -> tuple[Result, dict[str, float], str]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = hub_config(broker, workdir)
     profiler = cProfile.Profile() if profile else None
     acks = Listener(
         broker, f"{topics.ROOT}/+/node/+/ack", lambda p: len(Ack.parse(p).event_ids), len(payloads)
     )
     try:
-        with _profiled_writer(profiler), HubThread(config) as running:
+        with _profiled_writer(profiler), running_hub(config, viewer) as (hub, watcher):
+            cpu = time.process_time()
             started = publish_all(broker, payloads)
             if not acks.done.wait(300):
                 raise RuntimeError(f"the hub acked {acks.received} of {len(payloads)}")
-            result = Result(len(payloads), acks.last_at - started)
-            metrics = running.hub.metrics
+            result = Result(len(payloads), acks.last_at - started, time.process_time() - cpu)
+            metrics = hub.metrics
             details = {
                 "ack latency mean (ms)": 1000 * metrics.ack_latency.sum / metrics.ack_latency.count,
                 "mean batch": metrics.batch_size.sum / metrics.batch_size.count,
@@ -252,6 +344,8 @@ def measure_hub(
                 "duplicates": metrics.duplicates.value(),
                 "rejected": metrics.rejected.total(),
             }
+            if watcher is not None:
+                details["viewer events"] = float(watcher.events)
         stored = _count(workdir / "hub.db")
         if stored != len(payloads):
             raise RuntimeError(f"the store holds {stored} events, {len(payloads)} were sent")
@@ -326,32 +420,42 @@ def _spread(results: list[Result]) -> str:
     return f"{rates[0]:,.0f} to {rates[-1]:,.0f}" if len(rates) > 1 else "-"
 
 
-def render(raws: list[Result], hubs: list[Result], details: dict[str, float], command: str) -> str:
-    raw, hub = _median(raws), _median(hubs)
-    ratio = hub.rate / raw.rate
-    verdict = "meets" if hub.rate >= TARGET_RATE and ratio >= TARGET_RATIO else "MISSES"
+def render(
+    raws: list[Result],
+    hubs: list[Result],
+    viewed: list[Result],
+    details: dict[str, float],
+    command: str,
+) -> str:
+    raw, hub, seen = _median(raws), _median(hubs), _median(viewed)
+    ratio = seen.rate / raw.rate
+    verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
     lines = [
         versions(),
         "",
         f"Command: `{command}`",
         "",
-        f"{len(raws)} rounds, each the broker alone then the hub, {raw.events} events each; "
-        "the median round is shown.",
+        f"{len(raws)} rounds, each the broker alone, then the hub, then the hub with a "
+        f"viewer, {raw.events} events each; the median round of each is shown.",
         "",
         "| measured | seconds | events/s | range over the rounds | share of the broker |",
         "| --- | ---: | ---: | ---: | ---: |",
         f"| broker alone: paho QoS 1 publisher to paho subscriber | {raw.seconds:.2f} | "
         f"{raw.rate:,.0f} | {_spread(raws)} | 100% |",
         f"| hub: validated, stored (SQLite, one transaction a batch) and acked | "
-        f"{hub.seconds:.2f} | {hub.rate:,.0f} | {_spread(hubs)} | {ratio:.0%} |",
+        f"{hub.seconds:.2f} | {hub.rate:,.0f} | {_spread(hubs)} | {hub.rate / raw.rate:.0%} |",
+        f"| hub with one viewer's live stream open (dashboard and API running) | "
+        f"{seen.seconds:.2f} | {seen.rate:,.0f} | {_spread(viewed)} | {ratio:.0%} |",
         "",
         f"Hub, over all rounds: mean batch {details['mean batch']:.0f} events, mean ack "
         f"latency {details['ack latency mean (ms)']:.1f} ms, {details['duplicates']:.0f} "
-        f"duplicates, {details['rejected']:.0f} rejected. The publisher runs in a process of "
-        "its own, as the door nodes are other machines.",
+        f"duplicates, {details['rejected']:.0f} rejected; the viewer was sent "
+        f"{details['viewer events']:.0f} of the {raw.events} events a round (the stream "
+        "sends the latest of each quarter second). The publisher runs in a process of its "
+        "own, as the door nodes are other machines.",
         "",
-        f"Target: at least {TARGET_RATE:,.0f} events/s and {TARGET_RATIO:.0%} of the broker "
-        f"alone; this run {verdict} it ({hub.rate:,.0f} events/s, {ratio:.0%}).",
+        f"Target: with a viewer, at least {TARGET_RATIO:.0%} of the broker alone; this run "
+        f"{verdict} it ({seen.rate:,.0f} events/s, {ratio:.0%}).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -371,40 +475,80 @@ def write_section(
     path.write_text(text, encoding="utf-8")
 
 
+def smoke(events: int, nodes: int, attempts: int = 3) -> int:
+    """Short rounds of the broker alone and the hub with a viewer; 0 as soon as the hub
+    spends at most ``SMOKE_CPU_RATIO`` times the subscriber's CPU time on an event in one
+    round, 1 if it spends more in every round."""
+    with tempfile.TemporaryDirectory(prefix="pintu-bench-") as tmp:
+        workdir = Path(tmp)
+        with Mosquitto(workdir / "broker") as broker:
+            for attempt in range(attempts):
+                raw = measure_raw(broker, make_payloads(events, nodes))
+                seen, _, _ = measure_hub(
+                    broker,
+                    make_payloads(events, nodes),
+                    workdir / f"smoke-{attempt}",
+                    profile=False,
+                    viewer=True,
+                )
+                cpu = seen.cpu_per_event_us / raw.cpu_per_event_us
+                sys.stdout.write(
+                    f"CPU per event: subscriber {raw.cpu_per_event_us:.0f} µs, hub with a "
+                    f"viewer {seen.cpu_per_event_us:.0f} µs ({cpu:.1f}x; a gross regression "
+                    f"is over {SMOKE_CPU_RATIO:g}x); rates: broker alone {raw.rate:,.0f} "
+                    f"events/s, hub {seen.rate:,.0f} events/s ({seen.rate / raw.rate:.0%})\n"
+                )
+                if cpu <= SMOKE_CPU_RATIO:
+                    return 0
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__)
     parser.add_argument("--events", type=int, default=20_000, help="events per measurement")
     parser.add_argument("--nodes", type=int, default=4, help="door nodes the events come from")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of both measurements")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the measurements")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     parser.add_argument("--profile", action="store_true", help="profile the hub's writer")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="short rounds; fail only if the hub spends over "
+        f"{SMOKE_CPU_RATIO:g}x a bare subscriber's CPU on an event in each",
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        return smoke(min(args.events, 5000), args.nodes)
     command = "python -m bench.ingest" + (
         f" --events {args.events}" if args.events != 20_000 else ""
     )
     raws: list[Result] = []
     hubs: list[Result] = []
+    viewed: list[Result] = []
     totals: dict[str, list[float]] = {}
     report = ""
     with tempfile.TemporaryDirectory(prefix="pintu-bench-") as tmp:
         workdir = Path(tmp)
         with Mosquitto(workdir / "broker") as broker:
             for round_ in range(args.rounds):
-                # Alternating the two measurements spreads a busy moment of the machine
-                # over both, so the ratio holds better than either figure.
+                # Alternating the measurements spreads a busy moment of the machine over
+                # all of them, so the ratios hold better than any one figure.
                 raws.append(measure_raw(broker, make_payloads(args.events, args.nodes)))
-                hub, details, profile = measure_hub(
-                    broker,
-                    make_payloads(args.events, args.nodes),
-                    workdir / f"round-{round_}",
-                    args.profile and round_ == 0,
-                )
-                hubs.append(hub)
-                report = report or profile
-                for key, value in details.items():
-                    totals.setdefault(key, []).append(value)
+                for viewer, results in ((False, hubs), (True, viewed)):
+                    hub, details, profile = measure_hub(
+                        broker,
+                        make_payloads(args.events, args.nodes),
+                        workdir / f"round-{round_}-{'viewer' if viewer else 'bare'}",
+                        args.profile and round_ == 0 and not viewer,
+                        viewer=viewer,
+                    )
+                    results.append(hub)
+                    report = report or profile
+                    for key, value in details.items():
+                        totals.setdefault(key, []).append(value)
     mean = {key: sum(values) / len(values) for key, values in totals.items()}
-    section = render(raws, hubs, mean, command)
+    raw, seen = _median(raws), _median(viewed)
+    section = render(raws, hubs, viewed, mean, command)
     sys.stdout.write(section)
     if report:
         sys.stderr.write(report)
@@ -412,8 +556,7 @@ def main(argv: list[str] | None = None) -> int:
         target = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
         write_section(target, section)
         sys.stdout.write(f"wrote {target.name}\n")
-    raw, hub = _median(raws), _median(hubs)
-    return 0 if hub.rate >= TARGET_RATE and hub.rate / raw.rate >= TARGET_RATIO else 1
+    return 0 if seen.rate / raw.rate >= TARGET_RATIO else 1
 
 
 if __name__ == "__main__":

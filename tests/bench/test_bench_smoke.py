@@ -73,3 +73,19 @@ def test_service_memory_benchmark_gives_sane_figures(monkeypatch: pytest.MonkeyP
     assert registry.visits >= 50 and registry.stored_visits == registry.visits
     section = bench.report(result, "python -m bench.service_memory --seconds 2")
     assert "### Hub under a steady ingest" in section and "| registry |" in section
+
+
+def test_the_hub_ingest_is_not_grossly_slower_than_the_broker(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A short `bench.ingest --smoke`: the hub with a viewer's live stream open, against
+    the broker alone in the same run. It compares CPU time spent on an event, which a busy
+    machine sways far less than a rate, and fails only on a regression of the size that
+    once doubled it (the passages sent one message an event); ``make bench`` measures the
+    real rate."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    ingest = importlib.import_module("bench.ingest")
+    code = ingest.main(["--smoke"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "CPU per event" in out
