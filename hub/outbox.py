@@ -34,9 +34,9 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from hub.metrics import Counter, Gauge, HubMetrics
@@ -100,6 +100,105 @@ class PairingIndex(Protocol):
         ...
 
     def add(self, visit: Visit) -> None: ...
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A stored check-in or check-out, as pairing needs it (``id``: its row in the store,
+    which breaks ties between equal times as the store's order does)."""
+
+    id: int
+    event_id: str
+    facility_id: str
+    subject: str
+    door_id: str
+    ts: datetime
+    check_in: bool
+
+
+@dataclass(frozen=True)
+class PairingWindow:
+    """What a store reads for a batch's pairing: the check-ins and check-outs of these
+    subjects between ``start`` and ``end``, and the visits that close any of them."""
+
+    subjects: list[str]
+    start: datetime
+    end: datetime
+
+
+def pairing_window(new: Sequence[Event], max_visit_s: float) -> PairingWindow | None:
+    """The window of stored events that can pair with the new ones, or None if none can.
+
+    From the longest visit (and a margin for rounding) before the batch's earliest check-in
+    or check-out to as long after its latest one: a pairing outside it would make a visit
+    longer than the longest, which ``derive_visits`` refuses anyway. So answers from what a
+    store reads once are those of a query per question, for two reads a batch instead of
+    one or more an event.
+    """
+    pairable = [e for e in new if is_check_in(e) or is_check_out(e)]
+    if not pairable:
+        return None
+    margin = timedelta(seconds=max_visit_s + 2)
+    return PairingWindow(
+        sorted({e.subject for e in pairable if e.subject}),
+        min(e.ts for e in pairable) - margin,
+        max(e.ts for e in pairable) + margin,
+    )
+
+
+class BatchPairing(PairingIndex):
+    """``derive_visits``'s questions, answered from the marks and visits a store read for
+    the batch's ``pairing_window`` (the batch's own events included). New visits collect
+    in ``added``; the store writes them in the batch's transaction."""
+
+    def __init__(
+        self, marks: Iterable[Mark], closed_ids: Iterable[str], used_ids: Iterable[str]
+    ) -> None:
+        self.marks: dict[tuple[str, str], list[Mark]] = {}
+        for mark in marks:
+            self.marks.setdefault((mark.facility_id, mark.subject), []).append(mark)
+        self.closed_ids = set(closed_ids)
+        self.used_ids = set(used_ids)
+        self.added: list[Visit] = []
+
+    def latest_check_in(
+        self, facility_id: str, subject: str, at: datetime
+    ) -> tuple[str, str, datetime] | None:
+        found = [m for m in self.marks.get((facility_id, subject), []) if m.check_in and m.ts <= at]
+        if not found:
+            return None
+        mark = max(found, key=lambda m: (m.ts, m.id))
+        return mark.event_id, mark.door_id, mark.ts
+
+    def earliest_check_out(
+        self, facility_id: str, subject: str, at: datetime
+    ) -> tuple[str, datetime] | None:
+        found = [
+            m for m in self.marks.get((facility_id, subject), []) if not m.check_in and m.ts >= at
+        ]
+        if not found:
+            return None
+        mark = min(found, key=lambda m: (m.ts, m.id))
+        return mark.event_id, mark.ts
+
+    def check_in_between(
+        self, facility_id: str, subject: str, after: datetime, until: datetime, other_than: str
+    ) -> bool:
+        return any(
+            m.check_in and after <= m.ts <= until and m.event_id != other_than
+            for m in self.marks.get((facility_id, subject), [])
+        )
+
+    def closed(self, check_in_id: str) -> bool:
+        return check_in_id in self.closed_ids
+
+    def used(self, check_out_id: str) -> bool:
+        return check_out_id in self.used_ids
+
+    def add(self, visit: Visit) -> None:
+        self.closed_ids.add(visit.visit_id)
+        self.used_ids.add(visit.exit_event_id)
+        self.added.append(visit)
 
 
 def derive_visits(

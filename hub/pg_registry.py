@@ -12,7 +12,6 @@ costs what a query of a local SQLite file does not.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,10 +21,10 @@ from hub.errors import StoreError
 from hub.outbox import (
     CHECK_IN_SQL,
     CHECK_OUT_SQL,
-    PairingIndex,
+    BatchPairing,
+    Mark,
     derive_visits,
-    is_check_in,
-    is_check_out,
+    pairing_window,
 )
 from hub.registry_records import (
     VISIT_STATES,
@@ -84,125 +83,51 @@ def _visit(row: Sequence[Any]) -> Visit:
     )
 
 
-@dataclass(frozen=True)
-class _Mark:
-    """A stored check-in or check-out, as pairing needs it."""
+def _pairing(conn: Conn, new: Sequence[Event], max_visit_s: float) -> BatchPairing:
+    """The batch's pairing, from two reads (see ``pairing_window``)."""
+    window = pairing_window(new, max_visit_s)
+    if window is None:
+        return BatchPairing([], [], [])
+    rows = conn.execute(
+        f"SELECT id, event_id, facility_id, subject, door_id, ts, {CHECK_IN_SQL} "  # noqa: S608
+        "FROM events WHERE subject = ANY(%s) AND ts >= %s AND ts <= %s "
+        f"AND ({CHECK_IN_SQL} OR {CHECK_OUT_SQL})",
+        (window.subjects, window.start, window.end),
+    ).fetchall()
+    marks = [Mark(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
+    ids = [mark.event_id for mark in marks]
+    visits = conn.execute(
+        "SELECT visit_id, exit_event_id FROM visits "
+        "WHERE visit_id = ANY(%s) OR exit_event_id = ANY(%s)",
+        (ids, ids),
+    ).fetchall()
+    return BatchPairing(marks, (v[0] for v in visits), (v[1] for v in visits))
 
-    id: int
-    event_id: str
-    door_id: str
-    ts: datetime
-    check_in: bool
 
-
-class _Pairing(PairingIndex):
-    """``derive_visits``'s questions, answered from what two queries read at the start.
-
-    The first reads every check-in and check-out of the batch's subjects from the longest
-    visit (and a margin for rounding) before the batch's earliest event to as long after
-    its latest one, the batch's own events included; the second, the visits that close any
-    of them. A pairing outside that window would make a visit longer than the longest, which
-    ``derive_visits`` refuses anyway, so the answers are those of a query per question, for
-    two round trips to the server instead of one or more per event. New visits are written
-    by ``flush``, in the batch's transaction.
-    """
-
-    def __init__(self, conn: Conn, new: Sequence[Event], max_visit_s: float) -> None:
-        self.conn = conn
-        self.marks: dict[tuple[str, str], list[_Mark]] = {}
-        self.closed_ids: set[str] = set()
-        self.used_ids: set[str] = set()
-        self.added: list[Visit] = []
-        pairable = [e for e in new if is_check_in(e) or is_check_out(e)]
-        if not pairable:
-            return
-        margin = timedelta(seconds=max_visit_s + 2)
-        rows = conn.execute(
-            f"SELECT id, event_id, facility_id, subject, door_id, ts, {CHECK_IN_SQL} "  # noqa: S608
-            "FROM events WHERE subject = ANY(%s) AND ts >= %s AND ts <= %s "
-            f"AND ({CHECK_IN_SQL} OR {CHECK_OUT_SQL}) ORDER BY ts, id",
-            (
-                sorted({e.subject for e in pairable if e.subject}),
-                min(e.ts for e in pairable) - margin,
-                max(e.ts for e in pairable) + margin,
-            ),
-        ).fetchall()
-        for id_, event_id, facility_id, subject, door_id, ts, check_in in rows:
-            self.marks.setdefault((facility_id, subject), []).append(
-                _Mark(id_, event_id, door_id, ts, bool(check_in))
-            )
-        ids = [row[1] for row in rows]
-        for visit_id, exit_id in conn.execute(
-            "SELECT visit_id, exit_event_id FROM visits "
-            "WHERE visit_id = ANY(%s) OR exit_event_id = ANY(%s)",
-            (ids, ids),
-        ):
-            self.closed_ids.add(visit_id)
-            self.used_ids.add(exit_id)
-
-    def latest_check_in(
-        self, facility_id: str, subject: str, at: datetime
-    ) -> tuple[str, str, datetime] | None:
-        found = [m for m in self.marks.get((facility_id, subject), []) if m.check_in and m.ts <= at]
-        if not found:
-            return None
-        mark = max(found, key=lambda m: (m.ts, m.id))
-        return mark.event_id, mark.door_id, mark.ts
-
-    def earliest_check_out(
-        self, facility_id: str, subject: str, at: datetime
-    ) -> tuple[str, datetime] | None:
-        found = [
-            m for m in self.marks.get((facility_id, subject), []) if not m.check_in and m.ts >= at
-        ]
-        if not found:
-            return None
-        mark = min(found, key=lambda m: (m.ts, m.id))
-        return mark.event_id, mark.ts
-
-    def check_in_between(
-        self, facility_id: str, subject: str, after: datetime, until: datetime, other_than: str
-    ) -> bool:
-        return any(
-            m.check_in and after <= m.ts <= until and m.event_id != other_than
-            for m in self.marks.get((facility_id, subject), [])
+def _insert_visits(conn: Conn, visits: Sequence[Visit]) -> None:
+    if not visits:
+        return
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            _INSERT_VISIT,
+            [
+                (
+                    visit.visit_id,
+                    visit.facility_id,
+                    visit.subject,
+                    visit.door_id,
+                    visit.check_in,
+                    visit.check_out,
+                    visit.exit_event_id,
+                    visit.state,
+                    visit.attempts,
+                    visit.reason,
+                    visit.created_at or utcnow(),
+                    visit.sent_at,
+                )
+                for visit in visits
+            ],
         )
-
-    def closed(self, check_in_id: str) -> bool:
-        return check_in_id in self.closed_ids
-
-    def used(self, check_out_id: str) -> bool:
-        return check_out_id in self.used_ids
-
-    def add(self, visit: Visit) -> None:
-        self.closed_ids.add(visit.visit_id)
-        self.used_ids.add(visit.exit_event_id)
-        self.added.append(visit)
-
-    def flush(self) -> None:
-        if not self.added:
-            return
-        with self.conn.cursor() as cursor:
-            cursor.executemany(
-                _INSERT_VISIT,
-                [
-                    (
-                        visit.visit_id,
-                        visit.facility_id,
-                        visit.subject,
-                        visit.door_id,
-                        visit.check_in,
-                        visit.check_out,
-                        visit.exit_event_id,
-                        visit.state,
-                        visit.attempts,
-                        visit.reason,
-                        visit.created_at or utcnow(),
-                        visit.sent_at,
-                    )
-                    for visit in self.added
-                ],
-            )
 
 
 class PgRegistryMixin:
@@ -226,9 +151,9 @@ class PgRegistryMixin:
     # --- visits, derived in the events' own transaction --------------------------------
     def _record_visits(self, conn: Conn, new: Sequence[Event]) -> list[Visit]:
         """Close the check-ins these new events complete (called by ``store_batch``)."""
-        index = _Pairing(conn, new, self.visit_max_s)
+        index = _pairing(conn, new, self.visit_max_s)
         made = derive_visits(new, index, self.visit_max_s, utcnow())
-        index.flush()
+        _insert_visits(conn, index.added)
         return made
 
     # --- the synced lists ----------------------------------------------------------------

@@ -14,7 +14,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from hub.errors import StoreError
-from hub.outbox import CHECK_IN_SQL, CHECK_OUT_SQL, PairingIndex, derive_visits
+from hub.outbox import (
+    CHECK_IN_SQL,
+    CHECK_OUT_SQL,
+    BatchPairing,
+    Mark,
+    derive_visits,
+    pairing_window,
+)
 from hub.records import iso, parse_iso
 from hub.registry_records import (
     VISIT_STATES,
@@ -74,52 +81,47 @@ def _visit(row: Sequence[Any]) -> Visit:
     )
 
 
-class _Pairing(PairingIndex):
-    """``derive_visits``'s questions, answered inside the batch's own transaction."""
+def _pairing(conn: sqlite3.Connection, new: Sequence[Event], max_visit_s: float) -> BatchPairing:
+    """The batch's pairing, from two reads (see ``pairing_window``)."""
+    window = pairing_window(new, max_visit_s)
+    if window is None:
+        return BatchPairing([], [], [])
+    marks: list[Mark] = []
+    for chunk in _chunks(window.subjects):
+        marks += [
+            Mark(row[0], row[1], row[2], row[3], row[4], parse_iso(row[5]), bool(row[6]))
+            for row in conn.execute(
+                f"SELECT id, event_id, facility_id, subject, door_id, ts, {CHECK_IN_SQL} "  # noqa: S608
+                f"FROM events WHERE subject IN ({_marks(chunk)}) AND ts >= ? AND ts <= ? "
+                f"AND ({CHECK_IN_SQL} OR {CHECK_OUT_SQL})",
+                (*chunk, iso(window.start), iso(window.end)),
+            )
+        ]
+    closed: list[str] = []
+    used: list[str] = []
+    for chunk in _chunks([mark.event_id for mark in marks]):
+        marks_sql = _marks(chunk)
+        for visit_id, exit_id in conn.execute(
+            "SELECT visit_id, exit_event_id FROM visits "  # noqa: S608 - placeholders only
+            f"WHERE visit_id IN ({marks_sql}) OR exit_event_id IN ({marks_sql})",
+            (*chunk, *chunk),
+        ):
+            closed.append(visit_id)
+            used.append(exit_id)
+    return BatchPairing(marks, closed, used)
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
 
-    def latest_check_in(
-        self, facility_id: str, subject: str, at: datetime
-    ) -> tuple[str, str, datetime] | None:
-        row = self.conn.execute(
-            "SELECT event_id, door_id, ts FROM events WHERE subject = ? AND facility_id = ? "  # noqa: S608
-            f"AND ts <= ? AND {CHECK_IN_SQL} ORDER BY ts DESC, id DESC LIMIT 1",
-            (subject, facility_id, iso(at)),
-        ).fetchone()
-        return (row[0], row[1], parse_iso(row[2])) if row else None
+# SQLite takes up to 32,766 parameters a statement; a visits read binds a chunk twice.
+_CHUNK = 5000
 
-    def earliest_check_out(
-        self, facility_id: str, subject: str, at: datetime
-    ) -> tuple[str, datetime] | None:
-        row = self.conn.execute(
-            "SELECT event_id, ts FROM events WHERE subject = ? AND facility_id = ? "  # noqa: S608
-            f"AND ts >= ? AND {CHECK_OUT_SQL} ORDER BY ts, id LIMIT 1",
-            (subject, facility_id, iso(at)),
-        ).fetchone()
-        return (row[0], parse_iso(row[1])) if row else None
 
-    def check_in_between(
-        self, facility_id: str, subject: str, after: datetime, until: datetime, other_than: str
-    ) -> bool:
-        row = self.conn.execute(
-            "SELECT 1 FROM events WHERE subject = ? AND facility_id = ? AND ts >= ? "  # noqa: S608
-            f"AND ts <= ? AND event_id <> ? AND {CHECK_IN_SQL} LIMIT 1",
-            (subject, facility_id, iso(after), iso(until), other_than),
-        ).fetchone()
-        return row is not None
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
 
-    def closed(self, check_in_id: str) -> bool:
-        row = self.conn.execute("SELECT 1 FROM visits WHERE visit_id = ?", (check_in_id,))
-        return row.fetchone() is not None
 
-    def used(self, check_out_id: str) -> bool:
-        row = self.conn.execute("SELECT 1 FROM visits WHERE exit_event_id = ?", (check_out_id,))
-        return row.fetchone() is not None
-
-    def add(self, visit: Visit) -> None:
-        self.conn.execute(_INSERT_VISIT, _visit_values(visit))
+def _marks(chunk: Sequence[str]) -> str:
+    return ", ".join("?" for _ in chunk)
 
 
 def _visit_values(visit: Visit) -> tuple[Any, ...]:
@@ -162,7 +164,10 @@ class SqliteRegistryMixin:
     # --- visits, derived in the events' own transaction --------------------------------
     def _record_visits(self, conn: sqlite3.Connection, new: Sequence[Event]) -> list[Visit]:
         """Close the check-ins these new events complete (called by ``store_batch``)."""
-        return derive_visits(new, _Pairing(conn), self.visit_max_s, utcnow())
+        index = _pairing(conn, new, self.visit_max_s)
+        made = derive_visits(new, index, self.visit_max_s, utcnow())
+        conn.executemany(_INSERT_VISIT, [_visit_values(visit) for visit in index.added])
+        return made
 
     # --- the synced lists ----------------------------------------------------------------
     def sync_state(self) -> SyncState:
