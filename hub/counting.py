@@ -20,7 +20,8 @@ import heapq
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from hub.config import FacilityConfig
 from hub.errors import NotFound
@@ -64,10 +65,13 @@ def direction_sign(kind: str, direction: str | None) -> int:
 CountKey = tuple[datetime, int, int, str]
 EVENT_RANK = 0
 ADJUSTMENT_RANK = 1
+_MINUTE = timedelta(minutes=1)
 
 
 def to_ms(ts: datetime) -> datetime:
     """``ts`` in UTC to the millisecond, as the store keeps every time."""
+    if ts.tzinfo is UTC and ts.microsecond % 1000 == 0:
+        return ts  # as events come off the wire: nothing to do, and this is per event
     ts = ts.astimezone(UTC)
     return ts.replace(microsecond=ts.microsecond // 1000 * 1000)
 
@@ -107,10 +111,10 @@ def zones_from(text: str | None) -> dict[str, int]:
     return data
 
 
-@dataclass(frozen=True)
-class Counted:
+class Counted(NamedTuple):
     """How an event was counted: its change to the facility's count, its flag, and the
-    facility's counts right after it (None for an event that counts nothing)."""
+    facility's counts right after it (None for an event that counts nothing). A named
+    tuple, not a dataclass: one is made per event, on the ingest's path."""
 
     delta: int
     flag: str | None = None
@@ -129,8 +133,7 @@ class Snapshot:
     peak: int = 0  # the highest count of that minute up to the point
 
 
-@dataclass(frozen=True)
-class CountingEvent:
+class CountingEvent(NamedTuple):
     """An event that changes occupancy, as counting sees it: stored already (``row_id``
     and how it is counted now) or new."""
 
@@ -187,22 +190,36 @@ class Counter:
         self.zones.update(start.zones)
         self.minute = start.minute
         self.peak = start.peak
-        self.samples: dict[datetime, Sample] = {}
+        self._samples: list[Sample] = []
+        self._passed = False  # something was counted in ``minute``
+        self._minute_end = start.minute + _MINUTE if start.minute else None
         self._door_zones: dict[str, list[str]] = {}
 
     def snapshot(self) -> Snapshot:
         return Snapshot(self.count, dict(self.zones), self.minute, self.peak)
 
+    @property
+    def samples(self) -> list[Sample]:
+        """Each minute passed through: its count at the end and its highest."""
+        if self._passed and self.minute is not None:
+            return [*self._samples, Sample(self.minute, self.count, self.peak)]
+        return list(self._samples)
+
     def _enter(self, ts: datetime) -> None:
-        minute = minute_of(ts)
-        if minute != self.minute:
+        # Checked first because it is nearly always so: still the same minute.
+        start, end = self.minute, self._minute_end
+        if start is None or end is None or not start <= ts < end:
+            minute = minute_of(ts)
+            if self._passed and start is not None:
+                self._samples.append(Sample(start, self.count, self.peak))
             # The highest of a minute starts from the count it began with.
             self.minute, self.peak = minute, self.count
+            self._minute_end = minute + _MINUTE
+        self._passed = True
 
     def _leave(self) -> None:
-        assert self.minute is not None  # noqa: S101 - set by _enter
-        self.peak = max(self.peak, self.count)
-        self.samples[self.minute] = Sample(self.minute, self.count, self.peak)
+        if self.count > self.peak:
+            self.peak = self.count
 
     def zones_of(self, door_id: str) -> list[str]:
         if door_id not in self._door_zones:
@@ -500,12 +517,13 @@ def recount(
     """
     counter = Counter(facility, start)
     result = Recount(facility_id, start)
-    items: Iterable[CountingEvent | MadeAdjustment] = heapq.merge(
-        stored,
-        sorted(new, key=_key),
-        sorted(adjustments, key=_key),
-        key=_key,
-    )
+    items: Iterable[CountingEvent | MadeAdjustment]
+    new_sorted = sorted(new, key=_key)
+    adjustments = sorted(adjustments, key=_key)
+    if not adjustments and isinstance(stored, Sequence) and not stored:
+        items = new_sorted  # in-order arrival: only the new events, after everything else
+    else:
+        items = heapq.merge(stored, new_sorted, adjustments, key=_key)
     for item in items:
         if isinstance(item, MadeAdjustment):
             result.adjusted[item.id] = counter.adjust(item)
@@ -517,7 +535,7 @@ def recount(
             else:
                 on_changed(item, counted)
     result.final = counter.snapshot()
-    result.samples = list(counter.samples.values())
+    result.samples = counter.samples
     return result
 
 
