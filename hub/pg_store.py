@@ -11,10 +11,9 @@ writer per file; here each hub worker writes through connections of its own, and
   a node's seq numbers are checked against what every worker stored before. Batches of
   different facilities run side by side. Taking the locks in one order means two workers
   never wait for each other in a circle.
-* An event's row id is drawn while its facility is locked (from an identity column
-  without a per-connection cache, so ids are handed out in order whichever connection
-  asks), so within a facility the ids are in counting order and ``rebuild_occupancy``
-  replays them as they were counted.
+* Counting follows the events' own times, not their row ids (``hub.counting``): an event
+  one worker stores after another worker stored later ones is counted in its place, under
+  the facility's lock, exactly as a late event on one hub.
 * ``event_id`` is unique. A batch inserts with ``ON CONFLICT DO NOTHING RETURNING``: should
   a row go missing there (an event id some other transaction stored meanwhile), the batch
   is rolled back and stored again, and that event is then a duplicate.
@@ -139,8 +138,8 @@ _EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 _EVENT_NAMES = [name for name, _ in _EVENT_COLUMNS[:15]]
 _SELECT_EVENT = f"SELECT id, {', '.join(_EVENT_NAMES)}, received_at, delta, flag FROM events"  # noqa: S608 - fixed column names
-# ``WITH ORDINALITY ... ORDER BY`` keeps the batch's order in the ids, which is the order
-# the batch was counted in.
+# ``WITH ORDINALITY ... ORDER BY`` keeps the batch's arrival order in the ids (the events
+# page by id), whatever order they are counted in.
 _INSERT_EVENTS = (
     f"INSERT INTO events ({', '.join(n for n, _ in _EVENT_COLUMNS)}, received_at) "  # noqa: S608
     f"SELECT {', '.join(f'e.{n}' for n, _ in _EVENT_COLUMNS)}, %s::timestamptz "

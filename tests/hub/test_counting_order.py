@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.config import FacilityConfig
 from hub.pg_store import PgStore
@@ -315,3 +318,53 @@ def test_an_existing_store_migrates_and_is_counted_again_in_time_order(
         result = store.store_batch([event("exit", T0 - timedelta(seconds=1), "n3", 1)])
         assert [f.flag for f in result.flagged] == ["exit_without_entry"]
         assert store.occupancy(F).occupancy == 0
+
+
+_KINDS = st.sampled_from(["entry", "entry", "exit", "exit", "manual-entry", "manual-exit"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    plan=st.lists(
+        st.tuples(_KINDS, st.integers(0, 600), st.sampled_from(sorted(NODES))),
+        min_size=1,
+        max_size=25,
+    ),
+    arrival=st.randoms(use_true_random=False),
+)
+def test_any_arrival_order_and_batching_counts_as_the_events_own_order(
+    plan: list[tuple[str, int, str]], arrival: random.Random
+) -> None:
+    seqs = dict.fromkeys(NODES, 0)
+    events = []
+    for kind, seconds, node_id in sorted(plan, key=lambda p: p[1]):
+        seqs[node_id] += 1
+        more = {"direction": kind[7:]} if kind.startswith("manual") else {}
+        ts = T0 + timedelta(seconds=seconds)
+        events.append(event(kind[:6] if more else kind, ts, node_id, seqs[node_id], **more))
+    shuffled = list(events)
+    arrival.shuffle(shuffled)
+    with tempfile.TemporaryDirectory() as folder:
+        with SqliteStore(Path(folder) / "in-order.db", [facility()]) as in_order:
+            in_order.store_batch(events)
+            expected = _counted(in_order, events)
+        with SqliteStore(Path(folder) / "shuffled.db", [facility()]) as store:
+            while shuffled:
+                size = arrival.randint(1, 5)
+                store.store_batch(shuffled[:size])
+                shuffled = shuffled[size:]
+            assert _counted(store, events) == expected
+            store.rebuild_occupancy()
+            assert _counted(store, events) == expected
+
+
+def _counted(store: Store, events: list[Event]) -> tuple[Any, ...]:
+    occupancy = store.occupancy(F)
+    flags = []
+    for sent in events:
+        stored = store.event(sent.event_id)
+        assert stored is not None
+        flags.append((stored.delta, stored.flag))
+    open_exits = sum(a.count for a in store.alerts(F, kind="exit_without_entry"))
+    history = [(s.minute, s.occupancy, s.peak) for s in store.history(F)]
+    return occupancy.occupancy, occupancy.zones, flags, open_exits, history
