@@ -505,6 +505,7 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
         flagged: list[Flagged] = []
         cleared: list[Alert] = []
         occupancy: dict[str, Occupancy] = {}
+        corrected: dict[str, datetime] = {}
         for part in work:
             done = self._persist(conn, facilities, part, now)
             flagged += done.flagged
@@ -512,6 +513,8 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
             cleared += done.cleared
             if done.occupancy is not None:
                 occupancy[part.recount.facility_id] = done.occupancy
+            if part.replayed and part.recount.samples:
+                corrected[part.recount.facility_id] = part.recount.samples[0].minute
         # In this same transaction: an exit and the visit it closes are stored together.
         self._record_visits(conn, new)
         gaps, gap_alerts, gap_cleared = self._track_nodes(conn, new, now)
@@ -524,6 +527,7 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
             alerts=list(alerts.values()),
             cleared=cleared + gap_cleared,
             occupancy=occupancy,
+            corrected=corrected,
         )
 
     @staticmethod

@@ -368,6 +368,7 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
         flagged: list[Flagged] = []
         cleared: list[Alert] = []
         occupancy: dict[str, Occupancy] = {}
+        corrected: dict[str, datetime] = {}
         for part in work:
             done = self._persist(conn, part, now)
             flagged += done.flagged
@@ -375,6 +376,8 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
             cleared += done.cleared
             if done.occupancy is not None:
                 occupancy[part.recount.facility_id] = done.occupancy
+            if part.replayed and part.recount.samples:
+                corrected[part.recount.facility_id] = part.recount.samples[0].minute
         # In this same transaction: an exit and the visit it closes are stored together.
         self._record_visits(conn, new)
         gaps, gap_alerts, gap_cleared = self._track_nodes(conn, new, now)
@@ -387,6 +390,7 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
             alerts=list(alerts.values()),
             cleared=cleared + gap_cleared,
             occupancy=occupancy,
+            corrected=corrected,
         )
 
     @staticmethod

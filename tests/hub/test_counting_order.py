@@ -217,18 +217,20 @@ def test_a_late_entry_takes_back_one_of_several_flagged_exits(store: Store) -> N
 
 
 def test_a_late_event_corrects_the_history_of_its_minute_and_after(store: Store) -> None:
-    store.store_batch(
+    in_order = store.store_batch(
         [
             event("entry", T0 + timedelta(seconds=10), "n1", 1),
             event("entry", T0 + timedelta(seconds=20), "n1", 2),
             event("exit", T0 + timedelta(seconds=65), "n1", 3),
         ]
     )
+    assert in_order.corrected == {}
     before = [(s.minute, s.occupancy, s.peak) for s in store.history(F)]
     assert before == [(T0, 2, 2), (T0 + timedelta(minutes=1), 1, 2)]
     # An exit the other door saw at :15, between the two entries, comes in late.
     result = store.store_batch([event("exit", T0 + timedelta(seconds=15), "n2", 1)])
     assert result.occupancy[F].occupancy == 0
+    assert result.corrected == {F: T0}
     after = [(s.minute, s.occupancy, s.peak) for s in store.history(F)]
     assert after == [(T0, 1, 1), (T0 + timedelta(minutes=1), 0, 1)]
     store.rebuild_occupancy()
