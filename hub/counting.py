@@ -57,23 +57,27 @@ def direction_sign(kind: str, direction: str | None) -> int:
 
 
 # --- the counting order ---------------------------------------------------------------
-# Where something takes its place when a facility is counted: (time to the millisecond,
-# 0 for an event or 1 for an adjustment, then a tie-break). Events are ordered by their own
+# Where something takes its place when a facility is counted: (time in milliseconds since
+# 1970, 0 for an event or 1 for an adjustment, then a tie-break). Events are ordered by their own
 # time, then by seq (a door's own order within one millisecond), then by event id (32 hex
 # digits: every collation orders them alike); an adjustment follows every event stamped up
 # to the time it was made, and adjustments made at once follow their ids.
-CountKey = tuple[datetime, int, int, str]
+CountKey = tuple[int, int, int, str]
 EVENT_RANK = 0
 ADJUSTMENT_RANK = 1
-_MINUTE = timedelta(minutes=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_MINUTE_MS = 60_000
 
 
-def to_ms(ts: datetime) -> datetime:
-    """``ts`` in UTC to the millisecond, as the store keeps every time."""
-    if ts.tzinfo is UTC and ts.microsecond % 1000 == 0:
-        return ts  # as events come off the wire: nothing to do, and this is per event
-    ts = ts.astimezone(UTC)
-    return ts.replace(microsecond=ts.microsecond // 1000 * 1000)
+def epoch_ms(ts: datetime) -> int:
+    """``ts`` in whole milliseconds, as the store keeps every time. An integer, not a
+    datetime: it is made once per event, and compared and sorted, on the ingest's path."""
+    return (ts - EPOCH) // _MS
+
+
+def from_ms(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)
 
 
 def minute_of(ts: datetime) -> datetime:
@@ -81,11 +85,11 @@ def minute_of(ts: datetime) -> datetime:
 
 
 def event_key(ts: datetime, seq: int, event_id: str) -> CountKey:
-    return (to_ms(ts), EVENT_RANK, seq, event_id)
+    return (epoch_ms(ts), EVENT_RANK, seq, event_id)
 
 
 def adjustment_key(made_at: datetime, adjustment_id: int) -> CountKey:
-    return (to_ms(made_at), ADJUSTMENT_RANK, adjustment_id, "")
+    return (epoch_ms(made_at), ADJUSTMENT_RANK, adjustment_id, "")
 
 
 def counts(kind: str, direction: str | None) -> bool:
@@ -152,7 +156,7 @@ class CountingEvent(NamedTuple):
 
     @property
     def ts(self) -> datetime:
-        return self.key[0]
+        return from_ms(self.key[0])
 
 
 @dataclass(frozen=True)
@@ -188,33 +192,31 @@ class Counter:
         self.count = start.count
         self.zones: dict[str, int] = {z.id: 0 for z in facility.zones} if facility else {}
         self.zones.update(start.zones)
-        self.minute = start.minute
+        # The minute counting is in, as milliseconds since 1970 (see ``CountKey``).
+        self.minute: int | None = None if start.minute is None else epoch_ms(start.minute)
         self.peak = start.peak
         self._samples: list[Sample] = []
         self._passed = False  # something was counted in ``minute``
-        self._minute_end = start.minute + _MINUTE if start.minute else None
         self._door_zones: dict[str, list[str]] = {}
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(self.count, dict(self.zones), self.minute, self.peak)
+        minute = None if self.minute is None else from_ms(self.minute)
+        return Snapshot(self.count, dict(self.zones), minute, self.peak)
 
     @property
     def samples(self) -> list[Sample]:
         """Each minute passed through: its count at the end and its highest."""
         if self._passed and self.minute is not None:
-            return [*self._samples, Sample(self.minute, self.count, self.peak)]
+            return [*self._samples, Sample(from_ms(self.minute), self.count, self.peak)]
         return list(self._samples)
 
-    def _enter(self, ts: datetime) -> None:
-        # Checked first because it is nearly always so: still the same minute.
-        start, end = self.minute, self._minute_end
-        if start is None or end is None or not start <= ts < end:
-            minute = minute_of(ts)
-            if self._passed and start is not None:
-                self._samples.append(Sample(start, self.count, self.peak))
+    def _enter(self, ms: int) -> None:
+        minute = ms - ms % _MINUTE_MS
+        if minute != self.minute:
+            if self._passed and self.minute is not None:
+                self._samples.append(Sample(from_ms(self.minute), self.count, self.peak))
             # The highest of a minute starts from the count it began with.
             self.minute, self.peak = minute, self.count
-            self._minute_end = minute + _MINUTE
         self._passed = True
 
     def _leave(self) -> None:
@@ -231,7 +233,7 @@ class Counter:
         sign = direction_sign(event.kind, event.direction)
         if sign == 0:
             return Counted(0)
-        self._enter(event.ts)
+        self._enter(event.key[0])
         for zone in self.zones_of(event.door_id):
             # A zone is clamped at zero on its own; only the facility's count is flagged.
             self.zones[zone] = max(0, self.zones.get(zone, 0) + sign)
@@ -246,7 +248,7 @@ class Counter:
         """Set a count (a reset zeroes the facility and every zone); the change it made."""
         if adjustment.value < 0:
             raise ValueError("a headcount cannot be negative")
-        self._enter(adjustment.made_at)
+        self._enter(adjustment.key[0])
         zone_id = adjustment.zone_id
         if adjustment.kind == "reset":
             delta = -self.count

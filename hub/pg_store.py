@@ -68,6 +68,7 @@ from hub.counting import (
     exit_message,
     fill_gaps,
     followed_seq,
+    from_ms,
     gap_ranges,
     make_occupancy,
     minute_of,
@@ -458,7 +459,7 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
                         event_key(event.ts, event.seq, event.event_id),
                         event.node_id,
                         event.door_id,
-                        event.kind.value,
+                        event.kind,  # a str: its .value costs, once per event
                         event.direction,
                     )
                 )
@@ -570,7 +571,8 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
         """Count a facility's ``new`` events (or, from ``point``, an adjustment just made)
         in their place, as the SQLite store does (see ``SqliteStore._count``). The
         facility is locked: nothing of it changes meanwhile."""
-        ts, rank, seq, event_id = point or min(e.key for e in new)
+        ms, rank, seq, event_id = point or min(e.key for e in new)
+        ts = from_ms(ms)
         params: tuple[Any, ...]
         if rank == EVENT_RANK:
             before, params = "(ts, seq, event_id) < (%s, %s, %s)", (ts, seq, event_id)

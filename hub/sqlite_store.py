@@ -46,6 +46,7 @@ from hub.counting import (
     exit_message,
     fill_gaps,
     followed_seq,
+    from_ms,
     gap_ranges,
     make_occupancy,
     minute_of,
@@ -324,7 +325,7 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
                         event_key(event.ts, event.seq, event.event_id),
                         event.node_id,
                         event.door_id,
-                        event.kind.value,
+                        event.kind,  # a str: its .value costs, once per event
                         event.direction,
                     )
                 )
@@ -438,7 +439,8 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
         events and adjustments after it counted again. Raises and reduces the alerts of
         the flags that change."""
         start_key = point or min(e.key for e in new)
-        ts, rank, seq, event_id = start_key
+        ms, rank, seq, event_id = start_key
+        ts = from_ms(ms)
         # The last event before the point: one step back along the index.
         before = "(ts, seq, event_id) < (?, ?, ?)" if rank == EVENT_RANK else "ts <= ?"
         params: tuple[Any, ...] = (iso(ts), seq, event_id) if rank == EVENT_RANK else (iso(ts),)
