@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from hub.config import FacilityConfig
-from hub.errors import NotFound
+from hub.errors import NotFound, StoreError
 from hub.records import AdjustmentKind, Alert, AlertKind, Flagged, Occupancy
 from protocol.events import Event, EventKind
 
@@ -58,10 +58,10 @@ def direction_sign(kind: str, direction: str | None) -> int:
 
 # --- the counting order ---------------------------------------------------------------
 # Where something takes its place when a facility is counted: (time in milliseconds since
-# 1970, 0 for an event or 1 for an adjustment, then a tie-break). Events are ordered by their own
-# time, then by seq (a door's own order within one millisecond), then by event id (32 hex
-# digits: every collation orders them alike); an adjustment follows every event stamped up
-# to the time it was made, and adjustments made at once follow their ids.
+# 1970, 0 for an event or 1 for an adjustment, then a tie-break). Events are ordered by
+# their own time, then by seq (a door's own order within one millisecond), then by event
+# id (32 hex digits: every collation orders them alike); an adjustment follows every event
+# stamped up to the time it was made, and adjustments made at once follow their ids.
 CountKey = tuple[int, int, int, str]
 EVENT_RANK = 0
 ADJUSTMENT_RANK = 1
@@ -105,13 +105,17 @@ def zones_text(zones: Mapping[str, int]) -> str | None:
 
 
 def zones_from(text: str | None) -> dict[str, int]:
+    """The zones' counts kept with an event; ``StoreError`` if they are not that."""
     if not text:
         return {}
-    data = json.loads(text)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and isinstance(v, int) for k, v in data.items()
     ):
-        raise ValueError(f"not a map of zone counts: {text[:80]!r}")
+        raise StoreError(f"an event's stored zone counts are damaged: {text[:80]!r}")
     return data
 
 
