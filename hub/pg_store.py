@@ -498,7 +498,10 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
                     event_id=event.event_id,
                 )
                 alerts[alert.id] = alert
-        inserted = conn.execute(_INSERT_EVENTS, (now, *columns)).fetchall()
+        # A column with no value in the whole batch goes as NULL, not as an array of them:
+        # unnest pads it with NULLs all the same, and psycopg need not look at every one.
+        arrays = [None if c.count(None) == len(c) else c for c in columns]
+        inserted = conn.execute(_INSERT_EVENTS, (now, *arrays)).fetchall()
         if len(inserted) != len(new):
             # Only an event of another facility's batch can get here first (this facility
             # is locked): a forged or reused id. Counted without it on the next try.
