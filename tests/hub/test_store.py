@@ -377,7 +377,7 @@ def test_history_has_a_sample_per_minute_of_the_events_own_time(store: Store) ->
     def at(seconds: int) -> datetime:
         return minute + timedelta(seconds=seconds)
 
-    # Received a day later, in one batch: the minutes are the ones the doors saw them in.
+    # Received a day later: the minutes are the ones the doors saw the events in.
     late = minute + timedelta(days=1)
     store.store_batch([node(ts=at(5)), node(ts=at(6)), node(ts=at(7))], received_at=late)
     store.store_batch([node("exit", ts=at(40))], received_at=late)
