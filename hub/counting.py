@@ -1,21 +1,31 @@
 """How events and adjustments change occupancy: the rules every store backend shares.
 
-A store applies them as events arrive and replays them to rebuild its counters, so the
-two can never disagree. Occupancy is entries minus exits plus corrections, per facility
-and per zone, and it never goes below zero: an exit while nobody is inside is flagged and
-counts nothing.
+Occupancy is entries minus exits plus corrections, per facility and per zone, and it
+never goes below zero: an exit while nobody is inside is flagged and counts nothing. All
+of that is decided in the counting order, the events' own times (``CountKey``), not the
+order they arrived in: so the same events give the same counts, flags and history
+whatever order they arrive in, and a store's rebuild (everything counted again from the
+start) always agrees with its live counts.
+
+A store keeps, with each event that counts, the facility's counts right after it. An event
+that arrives after later ones were counted is counted from the counts kept with the event
+before it, and the events after it are counted again (``recount``); in-order arrival, the
+common case, just continues from the last one. The stores load and persist; this module
+decides.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+import heapq
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from hub.config import FacilityConfig
-from hub.errors import NotFound
-from hub.records import AdjustmentKind, AlertKind, Occupancy
+from hub.errors import NotFound, StoreError
+from hub.records import AdjustmentKind, Alert, AlertKind, Flagged, Occupancy
 from protocol.events import Event, EventKind
 
 WHOLE = ""  # the zone key of a whole facility
@@ -46,89 +56,216 @@ def direction_sign(kind: str, direction: str | None) -> int:
     return 0
 
 
-@dataclass(frozen=True)
-class Counted:
-    delta: int  # what the event changed the facility's count by
+# --- the counting order ---------------------------------------------------------------
+# Where something takes its place when a facility is counted: (time in milliseconds since
+# 1970, 0 for an event or 1 for an adjustment, then a tie-break). Events are ordered by
+# their own time, then by seq (a door's own order within one millisecond), then by event
+# id (32 hex digits: every collation orders them alike); an adjustment follows every event
+# stamped up to the time it was made, and adjustments made at once follow their ids.
+CountKey = tuple[int, int, int, str]
+EVENT_RANK = 0
+ADJUSTMENT_RANK = 1
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_MINUTE_MS = 60_000
+
+
+def epoch_ms(ts: datetime) -> int:
+    """``ts`` in whole milliseconds, as the store keeps every time. An integer, not a
+    datetime: it is made once per event, and compared and sorted, on the ingest's path."""
+    return (ts - EPOCH) // _MS
+
+
+def from_ms(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def minute_of(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def event_key(ts: datetime, seq: int, event_id: str) -> CountKey:
+    return (epoch_ms(ts), EVENT_RANK, seq, event_id)
+
+
+def adjustment_key(made_at: datetime, adjustment_id: int) -> CountKey:
+    return (epoch_ms(made_at), ADJUSTMENT_RANK, adjustment_id, "")
+
+
+def counts(kind: str, direction: str | None) -> bool:
+    """Whether an event of this kind (and direction) changes occupancy at all."""
+    return direction_sign(kind, direction) != 0
+
+
+def zones_text(zones: Mapping[str, int]) -> str | None:
+    """The zones' counts as the store keeps them with an event; None for no zones."""
+    if not zones:
+        return None
+    return json.dumps(dict(sorted(zones.items())), separators=(",", ":"))
+
+
+def zones_from(text: str | None) -> dict[str, int]:
+    """The zones' counts kept with an event; ``StoreError`` if they are not that."""
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) for k, v in data.items()
+    ):
+        raise StoreError(f"an event's stored zone counts are damaged: {text[:80]!r}")
+    return data
+
+
+class Counted(NamedTuple):
+    """How an event was counted: its change to the facility's count, its flag, and the
+    facility's counts right after it (None for an event that counts nothing). A named
+    tuple, not a dataclass: one is made per event, on the ingest's path."""
+
+    delta: int
     flag: str | None = None
+    after: int | None = None  # the facility's count after the event
+    zones: str | None = None  # the zones' counts after it (``zones_text``)
+    peak: int | None = None  # the highest count of the event's minute, up to the event
 
 
-class Tally:
-    """The occupancy counters of some facilities and their zones, changed in memory.
+@dataclass(frozen=True)
+class Snapshot:
+    """A facility's counts right after some point of its counting order."""
 
-    A store loads the counters it needs, applies a batch and writes back ``changed``.
-    """
+    count: int = 0
+    zones: Mapping[str, int] = field(default_factory=dict)
+    minute: datetime | None = None  # the minute of that point
+    peak: int = 0  # the highest count of that minute up to the point
 
-    def __init__(
-        self,
-        facilities: Mapping[str, FacilityConfig],
-        counts: Mapping[tuple[str, str], int] | None = None,
-    ) -> None:
-        self.facilities = facilities
-        self.counts: dict[tuple[str, str], int] = dict(counts or {})
-        self.changed: set[tuple[str, str]] = set()
-        self._zones: dict[tuple[str, str], list[str]] = {}
 
-    def get(self, facility_id: str, zone_id: str = WHOLE) -> int:
-        return self.counts.get((facility_id, zone_id), 0)
+class CountingEvent(NamedTuple):
+    """An event that changes occupancy, as counting sees it: stored already (``row_id``
+    and how it is counted now) or new."""
 
-    def _set(self, key: tuple[str, str], value: int) -> None:
-        if self.counts.get(key, 0) != value or key not in self.counts:
-            self.changed.add(key)
-        self.counts[key] = value
+    key: CountKey
+    node_id: str
+    door_id: str
+    kind: str
+    direction: str | None
+    row_id: int | None = None
+    stored: Counted | None = None
+    alert_id: int | None = None  # the alert its flag was counted in
 
-    def zones_of(self, facility_id: str, door_id: str) -> list[str]:
-        key = (facility_id, door_id)
-        if key not in self._zones:
-            facility = self.facilities.get(facility_id)
-            self._zones[key] = facility.zones_of(door_id) if facility else []
-        return self._zones[key]
+    @property
+    def event_id(self) -> str:
+        return self.key[3]
 
-    def apply(self, facility_id: str, door_id: str, kind: str, direction: str | None) -> Counted:
-        sign = direction_sign(kind, direction)
+    @property
+    def ts(self) -> datetime:
+        return from_ms(self.key[0])
+
+
+@dataclass(frozen=True)
+class MadeAdjustment:
+    """A headcount staff set, as counting sees it."""
+
+    id: int
+    zone_id: str | None
+    kind: AdjustmentKind
+    value: int
+    made_at: datetime
+
+    @property
+    def key(self) -> CountKey:
+        return adjustment_key(self.made_at, self.id)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A minute of the occupancy history: the count at its end and its highest."""
+
+    minute: datetime
+    occupancy: int
+    peak: int
+
+
+class Counter:
+    """One facility's counts, moved forward one event or adjustment at a time in the
+    counting order; it keeps the minutes it passed through as history samples."""
+
+    def __init__(self, facility: FacilityConfig | None, start: Snapshot) -> None:
+        self.facility = facility
+        self.count = start.count
+        self.zones: dict[str, int] = {z.id: 0 for z in facility.zones} if facility else {}
+        self.zones.update(start.zones)
+        # The minute counting is in, as milliseconds since 1970 (see ``CountKey``).
+        self.minute: int | None = None if start.minute is None else epoch_ms(start.minute)
+        self.peak = start.peak
+        self._samples: list[Sample] = []
+        self._passed = False  # something was counted in ``minute``
+        self._door_zones: dict[str, list[str]] = {}
+
+    def snapshot(self) -> Snapshot:
+        minute = None if self.minute is None else from_ms(self.minute)
+        return Snapshot(self.count, dict(self.zones), minute, self.peak)
+
+    @property
+    def samples(self) -> list[Sample]:
+        """Each minute passed through: its count at the end and its highest."""
+        if self._passed and self.minute is not None:
+            return [*self._samples, Sample(from_ms(self.minute), self.count, self.peak)]
+        return list(self._samples)
+
+    def _enter(self, ms: int) -> None:
+        minute = ms - ms % _MINUTE_MS
+        if minute != self.minute:
+            if self._passed and self.minute is not None:
+                self._samples.append(Sample(from_ms(self.minute), self.count, self.peak))
+            # The highest of a minute starts from the count it began with.
+            self.minute, self.peak = minute, self.count
+        self._passed = True
+
+    def _leave(self) -> None:
+        if self.count > self.peak:
+            self.peak = self.count
+
+    def zones_of(self, door_id: str) -> list[str]:
+        if door_id not in self._door_zones:
+            facility = self.facility
+            self._door_zones[door_id] = facility.zones_of(door_id) if facility else []
+        return self._door_zones[door_id]
+
+    def count_event(self, event: CountingEvent) -> Counted:
+        sign = direction_sign(event.kind, event.direction)
         if sign == 0:
             return Counted(0)
-        for zone in self.zones_of(facility_id, door_id):
+        self._enter(event.key[0])
+        for zone in self.zones_of(event.door_id):
             # A zone is clamped at zero on its own; only the facility's count is flagged.
-            self._set((facility_id, zone), max(0, self.get(facility_id, zone) + sign))
-        current = self.get(facility_id)
-        if sign < 0 and current == 0:
-            return Counted(0, EXIT_WITHOUT_ENTRY)
-        self._set((facility_id, WHOLE), current + sign)
-        return Counted(sign)
+            self.zones[zone] = max(0, self.zones.get(zone, 0) + sign)
+        flag = None
+        if sign < 0 and self.count == 0:
+            sign, flag = 0, EXIT_WITHOUT_ENTRY
+        self.count += sign
+        self._leave()
+        return Counted(sign, flag, self.count, zones_text(self.zones), self.peak)
 
-    def apply_event(self, event: Event) -> Counted:
-        return self.apply(event.facility_id, event.door_id, event.kind, event.direction)
-
-    def adjust(
-        self, facility_id: str, zone_id: str | None, kind: AdjustmentKind, value: int
-    ) -> int:
-        """Set a count to ``value`` (a reset zeroes the facility and every zone); the change."""
-        if value < 0:
+    def adjust(self, adjustment: MadeAdjustment) -> int:
+        """Set a count (a reset zeroes the facility and every zone); the change it made."""
+        if adjustment.value < 0:
             raise ValueError("a headcount cannot be negative")
-        before = self.get(facility_id, zone_id or WHOLE)
-        if kind == "reset":
-            for key in [k for k in self.counts if k[0] == facility_id]:
-                self._set(key, 0)
-            facility = self.facilities.get(facility_id)
-            for zone in facility.zones if facility else []:
-                self._set((facility_id, zone.id), 0)
-            self._set((facility_id, WHOLE), 0)
-            return -before
-        self._set((facility_id, zone_id or WHOLE), value)
-        return value - before
-
-    def changed_facilities(self) -> set[str]:
-        return {facility_id for facility_id, _ in self.changed}
-
-    def occupancy(self, facility_id: str, updated_at: datetime | None) -> Occupancy:
-        zones = {
-            zone: value
-            for (fid, zone), value in self.counts.items()
-            if fid == facility_id and zone != WHOLE
-        }
-        return make_occupancy(
-            self.facilities.get(facility_id), facility_id, self.get(facility_id), zones, updated_at
-        )
+        self._enter(adjustment.key[0])
+        zone_id = adjustment.zone_id
+        if adjustment.kind == "reset":
+            delta = -self.count
+            self.count = 0
+            self.zones = dict.fromkeys(self.zones, 0)
+        elif zone_id:
+            delta = adjustment.value - self.zones.get(zone_id, 0)
+            self.zones[zone_id] = adjustment.value
+        else:
+            delta = adjustment.value - self.count
+            self.count = adjustment.value
+        self._leave()
+        return delta
 
 
 def make_occupancy(
@@ -334,56 +471,119 @@ def check_adjustment(
     return value, zone_id
 
 
-# --- recounting ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CountedRow:
-    """A stored event as a recount sees it."""
-
-    id: int
-    facility_id: str
-    door_id: str
-    kind: str
-    direction: str | None
-    delta: int
-    flag: str | None
-
-
-@dataclass(frozen=True)
-class MadeAdjustment:
-    """A stored adjustment as a recount sees it: it came after event ``after_event``."""
+# --- counting in order ----------------------------------------------------------------
+@dataclass
+class Recount:
+    """What counting a facility from some point of its order on found."""
 
     facility_id: str
-    zone_id: str | None
-    kind: AdjustmentKind
-    value: int
-    after_event: int
+    final: Snapshot  # the counts after everything counted
+    # New events with how they count, and stored events counted differently now.
+    changed: list[tuple[CountingEvent, Counted]] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)  # the minutes passed through
+    adjusted: dict[int, int] = field(default_factory=dict)  # adjustment id -> its change
+
+    @property
+    def flagged(self) -> list[tuple[CountingEvent, Counted]]:
+        """Events flagged now that were not (new events included)."""
+        return [
+            (event, counted)
+            for event, counted in self.changed
+            if counted.flag and (event.stored is None or not event.stored.flag)
+        ]
+
+    @property
+    def unflagged(self) -> list[CountingEvent]:
+        """Stored events flagged before, not any more (their entry came in late)."""
+        return [
+            event
+            for event, counted in self.changed
+            if event.stored is not None and event.stored.flag and not counted.flag
+        ]
 
 
 def recount(
-    facilities: Mapping[str, FacilityConfig],
-    events: Iterable[CountedRow],
-    adjustments: Sequence[MadeAdjustment],
-) -> tuple[Tally, list[tuple[int, str | None, int]]]:
-    """Replay the events in store order with the adjustments between them.
+    facility_id: str,
+    facility: FacilityConfig | None,
+    start: Snapshot,
+    stored: Iterable[CountingEvent],
+    new: Iterable[CountingEvent] = (),
+    adjustments: Iterable[MadeAdjustment] = (),
+    *,
+    on_changed: Callable[[CountingEvent, Counted], None] | None = None,
+) -> Recount:
+    """Count a facility's events and adjustments in the counting order, from ``start``
+    (the counts after the last point before all of them; ``Snapshot()`` for the start).
 
-    Returns the counters and the events counted differently now, as (delta, flag, id). An
-    adjustment applies before its facility's first event stored after it; facilities are
-    counted apart, so only the order within each facility matters.
+    ``stored`` comes in the counting order already (a store streams it from an index);
+    ``new`` and ``adjustments`` in any order. The same events and adjustments give the
+    same counts, flags and samples whatever order they arrived in: that is the point.
+    ``on_changed`` takes the events counted differently as they come, instead of
+    ``changed`` (a rebuild of a large store streams them to the database).
     """
-    tally = Tally(facilities)
-    pending: dict[str, deque[MadeAdjustment]] = {}
-    for adjustment in adjustments:
-        pending.setdefault(adjustment.facility_id, deque()).append(adjustment)
-    fixes: list[tuple[int, str | None, int]] = []
-    for row in events:
-        queue = pending.get(row.facility_id)
-        while queue and queue[0].after_event < row.id:
-            made = queue.popleft()
-            tally.adjust(made.facility_id, made.zone_id, made.kind, made.value)
-        counted = tally.apply(row.facility_id, row.door_id, row.kind, row.direction)
-        if (counted.delta, counted.flag) != (row.delta, row.flag):
-            fixes.append((counted.delta, counted.flag, row.id))
-    for queue in pending.values():
-        for made in queue:
-            tally.adjust(made.facility_id, made.zone_id, made.kind, made.value)
-    return tally, fixes
+    counter = Counter(facility, start)
+    result = Recount(facility_id, start)
+    items: Iterable[CountingEvent | MadeAdjustment]
+    new_sorted = sorted(new, key=_key)
+    adjustments = sorted(adjustments, key=_key)
+    if not adjustments and isinstance(stored, Sequence) and not stored:
+        items = new_sorted  # in-order arrival: only the new events, after everything else
+    else:
+        items = heapq.merge(stored, new_sorted, adjustments, key=_key)
+    for item in items:
+        if isinstance(item, MadeAdjustment):
+            result.adjusted[item.id] = counter.adjust(item)
+            continue
+        counted = counter.count_event(item)
+        if counted != item.stored:
+            if on_changed is None:
+                result.changed.append((item, counted))
+            else:
+                on_changed(item, counted)
+    result.final = counter.snapshot()
+    result.samples = counter.samples
+    return result
+
+
+def _key(item: CountingEvent | MadeAdjustment) -> CountKey:
+    return item.key
+
+
+def exit_message(door_id: str) -> str:
+    return f"An exit at door {door_id} was counted while nobody was inside"
+
+
+@dataclass
+class FacilityCount:
+    """One facility's part of a write to the store: what counting found, and what the
+    store did about it, between loading and persisting."""
+
+    recount: Recount
+    before: Mapping[str, int]  # the stored counters (zone -> value, WHOLE: the facility)
+    replayed: bool  # stored events were counted again, not just new ones after them
+    alert_ids: dict[str, int | None] = field(default_factory=dict)  # event id -> alert
+    touched: set[int] = field(default_factory=set)  # alerts raised or reduced
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """The counters that differ from the stored ones now (zone -> value)."""
+        final = self.recount.final
+        after = {WHOLE: final.count, **final.zones}
+        return {z: v for z, v in after.items() if self.before.get(z, 0) != v}
+
+    def counted(self) -> dict[str, tuple[Counted, int | None]]:
+        """Event id -> how it counts and its alert, for every event counted differently."""
+        return {
+            event.event_id: (counted, self.alert_ids.get(event.event_id, event.alert_id))
+            for event, counted in self.recount.changed
+        }
+
+
+@dataclass(frozen=True)
+class Persisted:
+    """What a store wrote for one facility's part, for the batch's result."""
+
+    flagged: list[Flagged]  # events flagged now
+    alerts: list[Alert]  # raised, or counting one exit less
+    cleared: list[Alert]  # ended: no exit of theirs is flagged any more
+    occupancy: Occupancy | None  # the facility's, if its counters changed

@@ -11,10 +11,9 @@ writer per file; here each hub worker writes through connections of its own, and
   a node's seq numbers are checked against what every worker stored before. Batches of
   different facilities run side by side. Taking the locks in one order means two workers
   never wait for each other in a circle.
-* An event's row id is drawn while its facility is locked (from an identity column
-  without a per-connection cache, so ids are handed out in order whichever connection
-  asks), so within a facility the ids are in counting order and ``rebuild_occupancy``
-  replays them as they were counted.
+* Counting follows the events' own times, not their row ids (``hub.counting``): an event
+  one worker stores after another worker stored later ones is counted in its place, under
+  the facility's lock, exactly as a late event on one hub.
 * ``event_id`` is unique. A batch inserts with ``ON CONFLICT DO NOTHING RETURNING``: should
   a row go missing there (an event id some other transaction stored meanwhile), the batch
   is rolled back and stored again, and that event is then a duplicate.
@@ -49,23 +48,35 @@ from psycopg.types.json import Jsonb
 from hub.config import FacilityConfig
 from hub.counting import (
     COALESCED,
+    EVENT_RANK,
     WHOLE,
     CapacityChange,
-    CountedRow,
+    Counted,
+    CountingEvent,
+    CountKey,
+    FacilityCount,
     MadeAdjustment,
     OpenGap,
-    Tally,
+    Persisted,
+    Snapshot,
+    adjustment_key,
     alert_for,
     capacity_change,
     check_adjustment,
+    counts,
+    event_key,
+    exit_message,
     fill_gaps,
     followed_seq,
+    from_ms,
     gap_ranges,
     make_occupancy,
+    minute_of,
     recount,
     seq_gap_message,
     seq_reset_message,
     with_capacity,
+    zones_from,
 )
 from hub.enrolments import PgEnrolmentMixin
 from hub.errors import AlreadyExists, NotFound, StoreDataError, StoreError
@@ -89,7 +100,7 @@ from hub.records import (
     StoredEvent,
     User,
 )
-from hub.schema import PG_MIGRATIONS
+from hub.schema import PG_MIGRATIONS, RECOUNT_AFTER
 from protocol.events import Event, NodeStatus, utcnow
 
 logger = logging.getLogger(__name__)
@@ -121,11 +132,15 @@ _EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("late", "boolean"),
     ("delta", "smallint"),
     ("flag", "text"),
+    ("occupancy_after", "integer"),
+    ("zones_after", "text"),
+    ("minute_peak", "integer"),
+    ("alert_id", "bigint"),
 )
 _EVENT_NAMES = [name for name, _ in _EVENT_COLUMNS[:15]]
 _SELECT_EVENT = f"SELECT id, {', '.join(_EVENT_NAMES)}, received_at, delta, flag FROM events"  # noqa: S608 - fixed column names
-# ``WITH ORDINALITY ... ORDER BY`` keeps the batch's order in the ids, which is the order
-# the batch was counted in.
+# ``WITH ORDINALITY ... ORDER BY`` keeps the batch's arrival order in the ids (the events
+# page by id), whatever order they are counted in.
 _INSERT_EVENTS = (
     f"INSERT INTO events ({', '.join(n for n, _ in _EVENT_COLUMNS)}, received_at) "  # noqa: S608
     f"SELECT {', '.join(f'e.{n}' for n, _ in _EVENT_COLUMNS)}, %s::timestamptz "
@@ -144,11 +159,21 @@ _UPSERT_COUNT = (
     "ON CONFLICT (facility_id, zone_id) DO UPDATE "
     "SET value = excluded.value, updated_at = excluded.updated_at"
 )
+# A minute counted (again) is known whole: its sample is replaced, not merged.
 _SAMPLE = (
     "INSERT INTO occupancy_history (facility_id, minute, occupancy, peak) "
     "VALUES (%s, %s, %s, %s) ON CONFLICT (facility_id, minute) DO UPDATE "
-    "SET occupancy = excluded.occupancy, peak = GREATEST(excluded.peak, occupancy_history.peak)"
+    "SET occupancy = excluded.occupancy, peak = excluded.peak"
 )
+_COUNTED_COLUMNS = "delta, flag, occupancy_after, zones_after, minute_peak, alert_id"
+# An event as counting sees it (hub.counting.CountingEvent).
+_COUNTING_COLUMNS = "id, ts, seq, event_id, node_id, door_id, kind, direction, " + _COUNTED_COLUMNS
+_FIX_EVENT = (
+    "UPDATE events SET delta = %s, flag = %s, occupancy_after = %s, zones_after = %s, "
+    "minute_peak = %s, alert_id = %s WHERE id = %s"
+)
+_NOT_COUNTED = Counted(0)
+_PAGE = 5000  # events read at a time when every facility is counted again
 _ALERT_COLUMNS = (
     "id, facility_id, kind, message, node_id, door_id, event_id, count, created_at, "
     "last_at, acknowledged_by, acknowledged_at, cleared_at"
@@ -320,6 +345,9 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
                 return None
             for statement in PG_MIGRATIONS[version]:
                 conn.execute(statement)
+            if version + 1 in RECOUNT_AFTER:
+                conn.execute("LOCK TABLE facility_locks IN EXCLUSIVE MODE")
+                self._recount_all(conn, _ms(utcnow()))
             conn.execute("UPDATE schema_version SET version = %s", (version + 1,))
             return version + 1
 
@@ -426,35 +454,40 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
         if not new:
             return BatchResult(duplicates=duplicates)
 
-        tally = Tally(facilities, self._load_counts(conn, {e.facility_id for e in new}))
-        columns: list[list[Any]] = [[] for _ in _EVENT_COLUMNS]
-        flagged: list[Flagged] = []
-        alerts: dict[int, Alert] = {}
-        peaks: dict[str, int] = {}
+        by_facility: dict[str, list[CountingEvent]] = {}
         for event in new:
-            counted = tally.apply_event(event)
-            for column, value in zip(
-                columns, (*self._event_values(event), counted.delta, counted.flag), strict=True
-            ):
-                column.append(value)
-            peaks[event.facility_id] = max(
-                peaks.get(event.facility_id, 0), tally.get(event.facility_id)
+            if counts(event.kind, event.direction):
+                by_facility.setdefault(event.facility_id, []).append(
+                    CountingEvent(
+                        event_key(event.ts, event.seq, event.event_id),
+                        event.node_id,
+                        event.door_id,
+                        event.kind,  # a str: its .value costs, once per event
+                        event.direction,
+                    )
+                )
+        work = [
+            self._count(conn, facilities, facility_id, by_facility[facility_id], now)
+            for facility_id in sorted(by_facility)
+        ]
+        counted: dict[str, tuple[Counted, int | None]] = {}
+        for part in work:
+            counted.update(part.counted())
+        columns: list[list[Any]] = [[] for _ in _EVENT_COLUMNS]
+        alerts: dict[int, Alert] = {}
+        for event in new:
+            value, alert_id = counted.get(event.event_id, (_NOT_COUNTED, None))
+            values = (
+                *self._event_values(event),
+                value.delta,
+                value.flag,
+                value.after,
+                value.zones,
+                value.peak,
+                alert_id,
             )
-            if counted.flag:
-                flagged.append(
-                    Flagged(event.event_id, event.facility_id, event.door_id, counted.flag)
-                )
-                alert = self._raise(
-                    conn,
-                    event.facility_id,
-                    AlertKind.EXIT_WITHOUT_ENTRY,
-                    f"An exit at door {event.door_id} was counted while nobody was inside",
-                    now,
-                    node_id=event.node_id,
-                    door_id=event.door_id,
-                    event_id=event.event_id,
-                )
-                alerts[alert.id] = alert
+            for column, item in zip(columns, values, strict=True):
+                column.append(item)
             raised = alert_for(event)
             if raised:
                 alert = self._raise(
@@ -468,16 +501,30 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
                     event_id=event.event_id,
                 )
                 alerts[alert.id] = alert
-        inserted = conn.execute(_INSERT_EVENTS, (now, *columns)).fetchall()
+        # A column with no value in the whole batch goes as NULL, not as an array of them:
+        # unnest pads it with NULLs all the same, and psycopg need not look at every one.
+        arrays = [None if c.count(None) == len(c) else c for c in columns]
+        inserted = conn.execute(_INSERT_EVENTS, (now, *arrays)).fetchall()
         if len(inserted) != len(new):
             # Only an event of another facility's batch can get here first (this facility
             # is locked): a forged or reused id. Counted without it on the next try.
             raise _Conflict(f"{len(new) - len(inserted)} events were stored meanwhile")
+        flagged: list[Flagged] = []
+        cleared: list[Alert] = []
+        occupancy: dict[str, Occupancy] = {}
+        corrected: dict[str, datetime] = {}
+        for part in work:
+            done = self._persist(conn, facilities, part, now)
+            flagged += done.flagged
+            alerts.update((a.id, a) for a in done.alerts)
+            cleared += done.cleared
+            if done.occupancy is not None:
+                occupancy[part.recount.facility_id] = done.occupancy
+            if part.replayed and part.recount.samples:
+                corrected[part.recount.facility_id] = part.recount.samples[0].minute
         # In this same transaction: an exit and the visit it closes are stored together.
         self._record_visits(conn, new)
-        self._save_counts(conn, tally, now)
-        self._sample(conn, tally, peaks, now)
-        gaps, gap_alerts, cleared = self._track_nodes(conn, new, now)
+        gaps, gap_alerts, gap_cleared = self._track_nodes(conn, new, now)
         alerts.update((a.id, a) for a in gap_alerts)
         return BatchResult(
             stored=new,
@@ -485,8 +532,9 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
             gaps=gaps,
             flagged=flagged,
             alerts=list(alerts.values()),
-            cleared=cleared,
-            occupancy={f: tally.occupancy(f, now) for f in sorted(tally.changed_facilities())},
+            cleared=cleared + gap_cleared,
+            occupancy=occupancy,
+            corrected=corrected,
         )
 
     @staticmethod
@@ -516,33 +564,177 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
         ).fetchall()
         return {row[0] for row in rows}
 
-    @staticmethod
-    def _load_counts(conn: Conn, facility_ids: set[str]) -> dict[tuple[str, str], int]:
-        rows = conn.execute(
-            "SELECT facility_id, zone_id, value FROM occupancy WHERE facility_id = ANY(%s)",
-            (sorted(facility_ids),),
-        ).fetchall()
-        return {(row[0], row[1]): row[2] for row in rows}
-
-    @staticmethod
-    def _save_counts(conn: Conn, tally: Tally, now: datetime) -> None:
-        if tally.changed:
-            with conn.cursor() as cursor:
-                cursor.executemany(
-                    _UPSERT_COUNT,
-                    [(f, z, tally.counts[(f, z)], now) for f, z in sorted(tally.changed)],
-                )
-
-    @staticmethod
-    def _sample(conn: Conn, tally: Tally, peaks: Mapping[str, int], now: datetime) -> None:
-        minute = _minute(now)
-        rows = [
-            (f, minute, tally.get(f), max(peaks.get(f, 0), tally.get(f)))
-            for f in sorted(tally.changed_facilities())
+    # --- counting in the events' own order (hub.counting) ------------------------------
+    def _count(
+        self,
+        conn: Conn,
+        facilities: Mapping[str, FacilityConfig],
+        facility_id: str,
+        new: Sequence[CountingEvent],
+        now: datetime,
+        point: CountKey | None = None,
+    ) -> FacilityCount:
+        """Count a facility's ``new`` events (or, from ``point``, an adjustment just made)
+        in their place, as the SQLite store does (see ``SqliteStore._count``). The
+        facility is locked: nothing of it changes meanwhile."""
+        ms, rank, seq, event_id = point or min(e.key for e in new)
+        ts = from_ms(ms)
+        params: tuple[Any, ...]
+        if rank == EVENT_RANK:
+            before, params = "(ts, seq, event_id) < (%s, %s, %s)", (ts, seq, event_id)
+        else:
+            before, params = "ts <= %s", (ts,)
+        row = conn.execute(
+            "SELECT ts, seq, event_id, occupancy_after, zones_after, minute_peak FROM events "  # noqa: S608 - fixed SQL
+            f"WHERE facility_id = %s AND {before} AND occupancy_after IS NOT NULL "
+            "ORDER BY ts DESC, seq DESC, event_id DESC LIMIT 1",
+            (facility_id, *params),
+        ).fetchone()
+        later_sql, adjusted_sql = "", ""
+        later_params: tuple[Any, ...] = ()
+        adjusted_params: tuple[Any, ...] = ()
+        if row is None:
+            start = Snapshot()
+        else:
+            start = Snapshot(row[3], zones_from(row[4]), minute_of(row[0]), row[5])
+            later_sql = " AND (ts, seq, event_id) > (%s, %s, %s)"
+            later_params = tuple(row[:3])
+            adjusted_sql, adjusted_params = " AND created_at >= %s", (row[0],)
+        stored = [
+            self._counting_event(r)
+            for r in conn.execute(
+                f"SELECT {_COUNTING_COLUMNS} FROM events WHERE facility_id = %s "  # noqa: S608 - fixed SQL
+                f"AND occupancy_after IS NOT NULL{later_sql} ORDER BY ts, seq, event_id",
+                (facility_id, *later_params),
+            ).fetchall()
         ]
-        if rows:
-            with conn.cursor() as cursor:
-                cursor.executemany(_SAMPLE, rows)
+        adjustments = [
+            self._made_adjustment(r)
+            for r in conn.execute(
+                "SELECT id, zone_id, kind, value, created_at FROM adjustments "  # noqa: S608 - fixed SQL
+                f"WHERE facility_id = %s{adjusted_sql}",
+                (facility_id, *adjusted_params),
+            ).fetchall()
+        ]
+        result = recount(facility_id, facilities.get(facility_id), start, stored, new, adjustments)
+        counters = conn.execute(
+            "SELECT zone_id, value FROM occupancy WHERE facility_id = %s", (facility_id,)
+        ).fetchall()
+        part = FacilityCount(result, {r[0]: r[1] for r in counters}, replayed=bool(stored))
+        self._flag_alerts(conn, part, now)
+        return part
+
+    @staticmethod
+    def _counting_event(row: Row) -> CountingEvent:
+        (id_, ts, seq, event_id, node_id, door_id, kind, direction, delta, flag, after, zones,
+         peak, alert_id) = row  # fmt: skip
+        return CountingEvent(
+            event_key(ts, seq, event_id),
+            node_id,
+            door_id,
+            kind,
+            direction,
+            row_id=id_,
+            stored=Counted(delta, flag, after, zones, peak),
+            alert_id=alert_id,
+        )
+
+    @staticmethod
+    def _made_adjustment(row: Row) -> MadeAdjustment:
+        id_, zone_id, kind, value, created_at = row
+        return MadeAdjustment(id_, zone_id, cast(AdjustmentKind, kind), value, created_at)
+
+    def _flag_alerts(self, conn: Conn, part: FacilityCount, now: datetime) -> None:
+        """Raise the alert of each exit flagged now; take back those no longer flagged."""
+        facility_id = part.recount.facility_id
+        for event, _ in part.recount.flagged:
+            alert = self._raise(
+                conn,
+                facility_id,
+                AlertKind.EXIT_WITHOUT_ENTRY,
+                exit_message(event.door_id),
+                now,
+                node_id=event.node_id,
+                door_id=event.door_id,
+                event_id=event.event_id,
+            )
+            part.alert_ids[event.event_id] = alert.id
+            part.touched.add(alert.id)
+        for event in part.recount.unflagged:
+            part.alert_ids[event.event_id] = None
+            if event.alert_id is None:
+                continue
+            # Its entry came in late: an open alert counts one exit less and ends when
+            # none is left; one already acknowledged stays as it is.
+            conn.execute(
+                "UPDATE alerts SET count = count - 1, last_at = %s, cleared_at = CASE "  # noqa: S608 - fixed SQL
+                f"WHEN count <= 1 THEN %s END WHERE id = %s AND {_OPEN}",
+                (now, now, event.alert_id),
+            )
+            part.touched.add(event.alert_id)
+
+    def _persist(
+        self,
+        conn: Conn,
+        facilities: Mapping[str, FacilityConfig],
+        part: FacilityCount,
+        now: datetime,
+    ) -> Persisted:
+        """Write what counting changed besides the new events: the stored events counted
+        differently, the alerts' latest exits, the counters and the history."""
+        result = part.recount
+        facility_id = result.facility_id
+        fixes = [
+            (c.delta, c.flag, c.after, c.zones, c.peak, part.alert_ids.get(e.event_id, e.alert_id),
+             e.row_id)
+            for e, c in result.changed
+            if e.row_id is not None
+        ]  # fmt: skip
+        with conn.cursor() as cursor:
+            if fixes:
+                cursor.executemany(_FIX_EVENT, fixes)
+            changed = part.counters
+            if changed:
+                cursor.executemany(
+                    _UPSERT_COUNT, [(facility_id, z, v, now) for z, v in sorted(changed.items())]
+                )
+            if result.samples:
+                cursor.executemany(
+                    _SAMPLE, [(facility_id, s.minute, s.occupancy, s.peak) for s in result.samples]
+                )
+        alerts: list[Alert] = []
+        cleared: list[Alert] = []
+        for alert_id in sorted(part.touched):
+            if part.replayed:
+                # The alert names its latest exit in the counting order, however they came.
+                latest = conn.execute(
+                    "SELECT event_id, door_id FROM events WHERE alert_id = %s "
+                    "ORDER BY ts DESC, seq DESC, event_id DESC LIMIT 1",
+                    (alert_id,),
+                ).fetchone()
+                if latest is not None:
+                    conn.execute(
+                        "UPDATE alerts SET event_id = %s, door_id = %s, message = %s "  # noqa: S608 - fixed SQL
+                        f"WHERE id = %s AND {_OPEN}",
+                        (latest[0], latest[1], exit_message(latest[1]), alert_id),
+                    )
+            row = conn.execute(
+                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = %s",  # noqa: S608 - fixed SQL
+                (alert_id,),
+            ).fetchone()
+            if row is not None:
+                alert = self._alert(row)
+                (alerts if alert.open else cleared).append(alert)
+        occupancy = None
+        if changed:
+            final = result.final
+            occupancy = make_occupancy(
+                facilities.get(facility_id), facility_id, final.count, final.zones, now
+            )
+        flagged = [
+            Flagged(e.event_id, facility_id, e.door_id, c.flag or "") for e, c in result.flagged
+        ]
+        return Persisted(flagged, alerts, cleared, occupancy)
 
     def _track_nodes(
         self, conn: Conn, new: Sequence[Event], now: datetime
@@ -752,46 +944,113 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
     def rebuild_occupancy(self) -> dict[str, Occupancy]:
         now = _ms(utcnow())
 
-        def rebuild(conn: Conn) -> Tally:
+        def rebuild(conn: Conn) -> dict[str, Snapshot]:
             # Waits for every transaction holding a facility's lock, and keeps new ones out
             # until the counters are rebuilt.
             conn.execute("LOCK TABLE facility_locks IN EXCLUSIVE MODE")
             self._read_settings(conn)
-            adjustments = [
-                MadeAdjustment(*row)
-                for row in conn.execute(
-                    "SELECT facility_id, zone_id, kind, value, after_event FROM adjustments "
-                    "ORDER BY id"
-                )
-            ]
-            # A server-side cursor: the events are read a slice at a time, not all at once.
-            with conn.cursor(name="pintu_rebuild") as cursor:
-                cursor.itersize = 10_000
-                cursor.execute(
-                    "SELECT id, facility_id, door_id, kind, direction, delta, flag FROM events "
-                    "ORDER BY id"
-                )
-                tally, fixes = recount(
-                    self.facilities, (CountedRow(*row) for row in cursor), adjustments
-                )
+            return self._recount_all(conn, now)
+
+        finals = self._run("rebuild the occupancy", rebuild)
+        facility_ids = sorted(set(finals) | set(self.facilities))
+        return {
+            f: make_occupancy(
+                self.facilities.get(f),
+                f,
+                finals[f].count if f in finals else 0,
+                finals[f].zones if f in finals else {},
+                now,
+            )
+            for f in facility_ids
+        }
+
+    def _recount_all(self, conn: Conn, now: datetime) -> dict[str, Snapshot]:
+        """Count every facility again from its first event, in the counting order: the
+        events' values, the counters and the history are rewritten to what it finds."""
+        adjustments: dict[str, list[MadeAdjustment]] = {}
+        for row in conn.execute(
+            "SELECT facility_id, id, zone_id, kind, value, created_at FROM adjustments"
+        ).fetchall():
+            adjustments.setdefault(row[0], []).append(self._made_adjustment(row[1:]))
+        facility_ids = {
+            r[0] for r in conn.execute("SELECT DISTINCT facility_id FROM events").fetchall()
+        }
+        finals: dict[str, Snapshot] = {}
+        fixes: list[tuple[Any, ...]] = []
+        changed = 0
+
+        def flush() -> None:
             if fixes:
-                logger.warning("rebuild: %d events counted differently now", len(fixes))
+                with conn.cursor() as cursor:
+                    cursor.executemany(_FIX_EVENT, fixes)
+                fixes.clear()
+
+        def fix(event: CountingEvent, counted: Counted) -> None:
+            nonlocal changed
+            changed += 1
+            alert_id = event.alert_id if counted.flag else None
+            fixes.append(
+                (counted.delta, counted.flag, counted.after, counted.zones, counted.peak,
+                 alert_id, event.row_id)
+            )  # fmt: skip
+            if len(fixes) >= _PAGE:
+                flush()
+
+        for facility_id in sorted(facility_ids | set(adjustments)):
+            result = recount(
+                facility_id,
+                self.facilities.get(facility_id),
+                Snapshot(),
+                self._all_counting(conn, facility_id),
+                (),
+                adjustments.get(facility_id, ()),
+                on_changed=fix,
+            )
+            flush()
+            finals[facility_id] = result.final
+            conn.execute("DELETE FROM occupancy_history WHERE facility_id = %s", (facility_id,))
+            if result.samples:
                 with conn.cursor() as cursor:
                     cursor.executemany(
-                        "UPDATE events SET delta = %s, flag = %s WHERE id = %s", fixes
+                        _SAMPLE,
+                        [(facility_id, s.minute, s.occupancy, s.peak) for s in result.samples],
                     )
-            conn.execute("DELETE FROM occupancy")
+        if changed:
+            logger.warning("rebuild: %d events counted differently now", changed)
+        conn.execute("DELETE FROM occupancy")
+        rows = [
+            (f, zone, value, now)
+            for f, final in sorted(finals.items())
+            for zone, value in sorted({WHOLE: final.count, **final.zones}.items())
+        ]
+        if rows:
             with conn.cursor() as cursor:
                 cursor.executemany(
                     "INSERT INTO occupancy (facility_id, zone_id, value, updated_at) "
                     "VALUES (%s, %s, %s, %s)",
-                    [(f, z, v, now) for (f, z), v in sorted(tally.counts.items())],
+                    rows,
                 )
-            return tally
+        return finals
 
-        tally = self._run("rebuild the occupancy", rebuild)
-        facility_ids = sorted({f for f, _ in tally.counts} | set(self.facilities))
-        return {f: tally.occupancy(f, now) for f in facility_ids}
+    def _all_counting(self, conn: Conn, facility_id: str) -> Iterator[CountingEvent]:
+        """The facility's events that count, in the counting order, a page at a time (each
+        page read whole, so the rows counted differently can be written in between)."""
+        after = ""
+        params: tuple[Any, ...] = ()
+        while True:
+            rows = conn.execute(
+                f"SELECT {_COUNTING_COLUMNS} FROM events WHERE facility_id = %s "  # noqa: S608 - fixed SQL
+                f"AND kind IN ('entry', 'exit', 'manual'){after} "
+                "ORDER BY ts, seq, event_id LIMIT %s",
+                (facility_id, *params, _PAGE),
+            ).fetchall()
+            for row in rows:
+                if counts(row[6], row[7]):
+                    yield self._counting_event(row)
+            if len(rows) < _PAGE:
+                return
+            after = " AND (ts, seq, event_id) > (%s, %s, %s)"
+            params = tuple(rows[-1][1:4])
 
     def events(
         self,
@@ -1214,37 +1473,34 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
         now = _ms(utcnow())
 
         def make(conn: Conn) -> Adjustment:
-            tally = Tally(self._lock(conn, [facility_id]), self._load_counts(conn, {facility_id}))
-            delta = tally.adjust(facility_id, zone_id, kind, value)
+            facilities = self._lock(conn, [facility_id])
             # The facility is locked: its events so far have ids up to this, later ones above.
             after = conn.execute(
                 "SELECT COALESCE(MAX(id), 0) FROM events WHERE facility_id = %s", (facility_id,)
             ).fetchone()
             row = conn.execute(
                 "INSERT INTO adjustments (facility_id, zone_id, kind, value, delta, after_event, "
-                "username, note, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "username, note, created_at) VALUES (%s, %s, %s, %s, 0, %s, %s, %s, %s) "
                 "RETURNING id",
-                (
-                    facility_id,
-                    zone_id,
-                    kind,
-                    value,
-                    delta,
-                    after[0] if after else 0,
-                    user,
-                    note,
-                    now,
-                ),
+                (facility_id, zone_id, kind, value, after[0] if after else 0, user, note, now),
             ).fetchone()
             assert row is not None  # noqa: S101 - INSERT ... RETURNING gives one row
-            self._save_counts(conn, tally, now)
-            self._sample(conn, tally, {}, now)
+            adjustment_id = int(row[0])
+            # It takes its place at the time it was made: events stamped later (a door
+            # whose clock runs ahead) are counted after it.
+            part = self._count(
+                conn, facilities, facility_id, [], now, point=adjustment_key(now, adjustment_id)
+            )
+            self._persist(conn, facilities, part, now)
+            delta = part.recount.adjusted[adjustment_id]
+            conn.execute("UPDATE adjustments SET delta = %s WHERE id = %s", (delta, adjustment_id))
             target = f"{facility_id}/{zone_id}" if zone_id else facility_id
             self._audit(
                 conn, user, f"occupancy.{kind}", facility_id, target, f"{value} ({delta:+d}) {note}"
             )
+            final = part.recount.final
             return Adjustment(
-                id=row[0],
+                id=adjustment_id,
                 facility_id=facility_id,
                 zone_id=zone_id,
                 kind=kind,
@@ -1253,7 +1509,9 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
                 user=user,
                 note=note,
                 created_at=now,
-                occupancy=tally.occupancy(facility_id, now),
+                occupancy=make_occupancy(
+                    facilities.get(facility_id), facility_id, final.count, final.zones, now
+                ),
             )
 
         return self._run("adjust the occupancy", make)

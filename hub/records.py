@@ -141,10 +141,16 @@ class BatchResult(Record):
     stored: list[Event] = field(default_factory=list)  # new events, in arrival order
     duplicates: list[str] = field(default_factory=list)  # event ids already stored
     gaps: list[Gap] = field(default_factory=list)  # gaps found by this batch
+    # Exits flagged now (a late event can flag an exit stored before it, too).
     flagged: list[Flagged] = field(default_factory=list)
-    alerts: list[Alert] = field(default_factory=list)  # raised (or repeated) by this batch
-    cleared: list[Alert] = field(default_factory=list)  # closed by this batch (gap filled)
+    # Raised (or repeated) by this batch, or counting fewer exits since a late entry.
+    alerts: list[Alert] = field(default_factory=list)
+    # Closed by this batch: a gap filled, or no exit of theirs left without its entry.
+    cleared: list[Alert] = field(default_factory=list)
     occupancy: dict[str, Occupancy] = field(default_factory=dict)  # facilities it changed
+    # Facilities whose earlier counts a late event corrected: the first minute of their
+    # history that changed (a dashboard showing that day reads it again).
+    corrected: dict[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -187,9 +193,9 @@ class Adjustment(Record):
 @dataclass(frozen=True)
 class HistorySample(Record):
     facility_id: str
-    minute: datetime  # start of the minute
+    minute: datetime  # start of the minute, of the events' own time
     occupancy: int  # at the end of the minute
-    peak: int  # highest during the minute
+    peak: int  # highest during the minute (the count it began with included)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ A database records the number of the last migration applied (SQLite: ``PRAGMA
 user_version``; PostgreSQL: the ``schema_version`` table); opening it applies the ones
 after, each in its own transaction. Never edit a migration that has shipped: add the next
 one. ``MIGRATIONS`` are SQLite's, ``PG_MIGRATIONS`` the same tables in PostgreSQL's types.
+A migration that changes how events are counted is followed by a recount (``RECOUNT_AFTER``).
 """
 
 from __future__ import annotations
@@ -186,6 +187,20 @@ MIGRATIONS: list[list[str]] = [
             created_at TEXT NOT NULL,
             used_at TEXT
         )""",
+    ],
+    # 5: counting in the events' own time order (hub.counting). With each event that counts:
+    # the facility's count after it, its zones' counts (JSON, NULL without zones), the
+    # highest count of its minute up to it, and the alert its flag was counted in. The
+    # index finds an event's place in that order; the store then counts every facility
+    # again from the start in the new order (``RECOUNT_AFTER``).
+    [
+        "ALTER TABLE events ADD COLUMN occupancy_after INTEGER",
+        "ALTER TABLE events ADD COLUMN zones_after TEXT",
+        "ALTER TABLE events ADD COLUMN minute_peak INTEGER",
+        "ALTER TABLE events ADD COLUMN alert_id INTEGER",
+        "CREATE INDEX events_counting ON events (facility_id, ts, seq, event_id)",
+        "CREATE INDEX events_alert ON events (alert_id) WHERE alert_id IS NOT NULL",
+        "CREATE INDEX adjustments_made ON adjustments (facility_id, created_at)",
     ],
 ]
 
@@ -372,5 +387,19 @@ PG_MIGRATIONS: list[list[str]] = [
             created_at TIMESTAMPTZ NOT NULL,
             used_at TIMESTAMPTZ
         )""",
+    ],  # 5: counting in the events' own time order (see migration 5 above).
+    [
+        "ALTER TABLE events ADD COLUMN occupancy_after INTEGER",
+        "ALTER TABLE events ADD COLUMN zones_after TEXT",
+        "ALTER TABLE events ADD COLUMN minute_peak INTEGER",
+        "ALTER TABLE events ADD COLUMN alert_id BIGINT",
+        "CREATE INDEX events_counting ON events (facility_id, ts, seq, event_id)",
+        "CREATE INDEX events_alert ON events (alert_id) WHERE alert_id IS NOT NULL",
+        "CREATE INDEX adjustments_made ON adjustments (facility_id, created_at)",
     ],
 ]
+
+# After these migrations the store counts every facility again from its stored events
+# (``rebuild_occupancy``, in the same transaction): what a migration changed in how
+# counting works then holds for the events stored before it too.
+RECOUNT_AFTER = frozenset({5})

@@ -51,7 +51,8 @@ class Store(Protocol):
     def store_batch(
         self, events: Sequence[Event], received_at: datetime | None = None
     ) -> BatchResult:
-        """Store new events, skip known ones, count them, track seq gaps: one transaction."""
+        """Store new events, skip known ones, count them in the order of their own times
+        (correcting what a late one changes), track seq gaps: one transaction."""
         ...
 
     def occupancy(self, facility_id: str) -> Occupancy:
@@ -63,7 +64,8 @@ class Store(Protocol):
         ...
 
     def rebuild_occupancy(self) -> dict[str, Occupancy]:
-        """Recount every counter from the stored events and adjustments, in their order."""
+        """Count every facility again from its stored events and adjustments, in the
+        counting order (``hub.counting``): the same counters live counting keeps."""
         ...
 
     def events(
@@ -176,7 +178,8 @@ class Store(Protocol):
     def history(
         self, facility_id: str, since: datetime | None = None, until: datetime | None = None
     ) -> list[HistorySample]:
-        """Occupancy per minute (minutes with a change only), oldest first."""
+        """Occupancy per minute of the events' own time (minutes something was counted
+        in only), oldest first."""
         ...
 
     # --- accounts and audit -----------------------------------------------------------

@@ -155,7 +155,7 @@ def test_a_visit_is_stored_with_its_exit_or_not_at_all(
         raise StoreError("the disk is full")
 
     # A failure after the visit was derived, inside the same transaction.
-    monkeypatch.setattr(store, "_save_counts", broken)
+    monkeypatch.setattr(store, "_track_nodes", broken)
     with pytest.raises(StoreError):
         store.store_batch([left])
     assert store.event(left.event_id) is None

@@ -142,11 +142,12 @@ def test_workers_storing_at_once_count_exactly_and_never_below_zero(
     events = sorted(store.events(limit=1000).events, key=lambda e: e.id)
     assert len(events) == sum(map(len, sent)) == len({e.event.event_id for e in events})
     for facility_id in (F, G):
-        # Replayed in id order (the order the workers took turns in), every exit flagged
-        # "nobody inside" met a count of zero, no count went below zero, and the counter
-        # holds the sum.
+        # Replayed in the counting order (the events' own times, whichever worker stored
+        # them when), every exit flagged "nobody inside" met a count of zero, no count went
+        # below zero, and the counter holds the sum.
         inside = 0
-        for stored in (e for e in events if e.event.facility_id == facility_id):
+        mine = [e for e in events if e.event.facility_id == facility_id]
+        for stored in sorted(mine, key=lambda e: (e.event.ts, e.event.seq, e.event.event_id)):
             assert inside + stored.delta >= 0
             assert (stored.flag == "exit_without_entry") == (
                 stored.event.kind == "exit" and inside == 0

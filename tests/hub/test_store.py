@@ -373,12 +373,18 @@ def test_events_are_paged_newest_first_and_filtered(store: Store) -> None:
     assert store.count_events(F, since=start + timedelta(minutes=1)) == 0
 
 
-def test_history_has_a_sample_per_minute(store: Store) -> None:
+def test_history_has_a_sample_per_minute_of_the_events_own_time(store: Store) -> None:
     node = Node()
     minute = datetime(2026, 1, 5, 8, 30, tzinfo=UTC)
-    store.store_batch([node(), node(), node()], received_at=minute + timedelta(seconds=5))
-    store.store_batch([node("exit")], received_at=minute + timedelta(seconds=40))
-    store.store_batch([node()], received_at=minute + timedelta(seconds=70))
+
+    def at(seconds: int) -> datetime:
+        return minute + timedelta(seconds=seconds)
+
+    # Received a day later: the minutes are the ones the doors saw the events in.
+    late = minute + timedelta(days=1)
+    store.store_batch([node(ts=at(5)), node(ts=at(6)), node(ts=at(7))], received_at=late)
+    store.store_batch([node("exit", ts=at(40))], received_at=late)
+    store.store_batch([node(ts=at(70))], received_at=late)
     samples = store.history(F, since=minute)
     assert [(s.minute, s.occupancy, s.peak) for s in samples] == [
         (minute, 2, 3),
