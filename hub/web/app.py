@@ -33,6 +33,7 @@ from hub.web import pages
 from hub.web.context import WebContext, context_of
 from hub.web.desk import Desk
 from hub.web.errors import ApiError, api_error_handler, error_response
+from hub.web.language import choose as choose_language
 from hub.web.stream import Streams, event_stream
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,8 @@ def make_templates() -> Jinja2Templates:
         autoescape=select_autoescape(["html"]),
         trim_blocks=True,
         lstrip_blocks=True,
+        # Each page gets gettext for its own language in its context (hub.web.language).
+        extensions=["jinja2.ext.i18n"],
     )
     return Jinja2Templates(env=env)
 
@@ -157,6 +160,8 @@ def create_app(
         Route("/login", pages.login_submit, methods=["POST"]),
         Route("/logout", pages.logout_submit, methods=["POST"]),
         Route("/facilities/{facility_id}", pages.dashboard, methods=["GET"]),
+        Route("/facilities/{facility_id}/counts.csv", pages.counts_csv, methods=["GET"]),
+        Route("/language", choose_language, methods=["GET"]),
         Route("/events/stream", event_stream, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),

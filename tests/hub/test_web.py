@@ -69,8 +69,9 @@ class Web:
     def hub(self) -> Any:
         return self.thread.hub
 
-    def client(self) -> httpx.Client:
-        client = httpx.Client(base_url=self.url, timeout=15)
+    def client(self, language: str = "en") -> httpx.Client:
+        """A browser-like client that asks for pages in ``language``."""
+        client = httpx.Client(base_url=self.url, timeout=15, headers={"Accept-Language": language})
         self._clients.append(client)
         return client
 
