@@ -253,7 +253,8 @@
     }
     if (live) add("circle", { cx: x(last[0]), cy: y(last[1]), r: 4, class: "now" });
     const note = [];
-    note.push(fmt(_("Most inside: {n}"), { n: num(peak) }));
+    const most = Math.max(...points.map((p) => p[1]));
+    note.push(fmt(_("Most inside: {n}"), { n: num(most) }));
     if (capacity && !showCap) note.push(fmt(_("capacity {n}, above the chart"), { n: num(capacity) }));
     $("chart-note").textContent = note.join(" · ");
   }
