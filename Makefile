@@ -12,7 +12,10 @@ CHECK_PYTHON := $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 
 # check the unit files, and npm for axe-core, the accessibility checker the browser tests
 # run in every page.
 RUN_APT_PACKAGES := libzbar0 mosquitto mosquitto-clients
-APT_PACKAGES := $(RUN_APT_PACKAGES) chromium systemd nodejs npm
+# npm: Debian's nodejs and npm packages, unless an npm is there already (NodeSource's
+# nodejs brings its own, and Debian's npm package conflicts with it).
+NPM_APT_PACKAGES := $(if $(shell command -v npm),,nodejs npm)
+APT_PACKAGES := $(RUN_APT_PACKAGES) chromium systemd $(NPM_APT_PACKAGES)
 AXE_VERSION := 4.11.0
 AXE := $(VENV)/axe/node_modules/axe-core/axe.min.js
 

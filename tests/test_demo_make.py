@@ -63,8 +63,12 @@ def test_an_interrupt_to_make_stops_the_demo_and_make(tmp_path: Path, shell: boo
 
 
 def test_without_make_there_is_nothing_to_watch() -> None:
-    import threading
-
-    from pintu.demo import watch_make
-
-    assert watch_make(threading.Event()) is None  # pytest's parent is not make
+    code = (
+        "import threading; from pintu.demo import watch_make; "
+        "print(watch_make(threading.Event()) is None)"
+    )
+    # Run from this test's interpreter, whose command is python, whatever ran pytest.
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "True"

@@ -137,6 +137,7 @@
   }
 
   function renderOccupancy(o) {
+    const fullChanged = Boolean(o.full) !== Boolean(occupancy.full);
     occupancy = o;
     const card = $("occupancy-card");
     const level = o.full ? "full" : o.soft ? "soft" : "ok";
@@ -173,7 +174,7 @@
     for (const [zone, count] of Object.entries(o.zones || {})) {
       zones.append(el("li", null, (zoneNames[zone] || zone) + ": " + num(count)));
     }
-    renderDeskFull();
+    if (fullChanged) renderDeskFull(); // a verdict on screen learns the facility filled up
   }
 
   // --- chart of a day -----------------------------------------------------------------

@@ -91,6 +91,16 @@ def service(
         thread.stop()
 
 
+def report(request: pytest.FixtureRequest, line: str) -> None:
+    """A measured figure in the test run's output, past the output capture."""
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(line)
+
+
 def open_page(
     browser: Browser, service: ServiceThread, size: tuple[int, int], locale: str = "id-ID"
 ) -> Page:
@@ -259,6 +269,41 @@ def test_every_page_speaks_indonesian_and_nothing_is_left_in_english(
     admin.context.close()
 
 
+def test_a_full_facility_shows_at_the_lookup_and_closing_entry_is_confirmed(
+    browser: Browser, service: ServiceThread, clients: Factory
+) -> None:
+    main = clients(node_id="main-1", door_id="main")
+    guard = log_in(open_page(browser, service, PHONE), service, "guard1")
+    for _ in range(10):
+        main.emit("entry", direction="entry", signal="green", admit=True, reason="ok")
+    expect(guard.locator("#occ-value")).to_have_text("10", timeout=WAIT_MS)
+    guard.fill("#nik", "3171012345678901")
+    guard.fill("#person-name", "Siti Rahma")
+    guard.click("#lookup-button")
+    expect(guard.locator("#verdict")).to_contain_text("HIJAU", timeout=WAIT_MS)
+    # Known before anyone presses Admit: there is no Admit to press.
+    expect(guard.locator("#desk-message")).to_contain_text("Kapasitas penuh")
+    expect(guard.locator("#admit-form")).to_be_hidden()
+
+    admin = log_in(open_page(browser, service, DESK), service, "admin1")
+    expect(admin.locator("#capacity-value")).to_have_value("10", timeout=WAIT_MS)
+    admin.fill("#capacity-value", "8")  # under the 10 inside: entry closes at once
+    admin.click("#capacity-save")
+    expect(admin.locator("#capacity-confirm")).to_contain_text("Ada 10 orang di dalam")
+    admin.click("#capacity-confirm-yes")
+    expect(admin.locator("#capacity-message")).to_contain_text("Tersimpan", timeout=WAIT_MS)
+    assert service.hub.settings(FACILITY).effective_capacity == 8
+    admin.fill("#capacity-value", "40")  # opens entry: no question asked
+    admin.click("#capacity-save")
+    expect(admin.locator("#capacity-message")).to_contain_text("kapasitas 40", timeout=WAIT_MS)
+    expect(admin.locator("#capacity-confirm")).to_be_hidden()
+    # The guard's screen follows: no longer full, the verdict may now admit.
+    expect(guard.locator("#occ-capacity")).to_have_text("/ 40", timeout=WAIT_MS)
+    expect(guard.locator("#admit-form")).to_be_visible()
+    guard.context.close()
+    admin.context.close()
+
+
 def test_the_language_menu_and_an_english_browser(browser: Browser, service: ServiceThread) -> None:
     page = open_page(browser, service, DESK, locale="en-GB")
     expect(page.locator("button[type=submit]")).to_have_text("Log in")
@@ -273,7 +318,7 @@ def test_the_language_menu_and_an_english_browser(browser: Browser, service: Ser
 # --- the guard's first screen, screenshots, phones --------------------------------------
 @pytest.mark.parametrize("size", [DESK, PHONE], ids=["1280", "390"])
 def test_the_guard_sees_the_desk_first_with_20_open_alerts(
-    browser: Browser, service: ServiceThread, size: tuple[int, int]
+    browser: Browser, service: ServiceThread, size: tuple[int, int], request: pytest.FixtureRequest
 ) -> None:
     raise_alerts(service, 20)
     page = log_in(open_page(browser, service, size), service, "guard1")
@@ -286,7 +331,14 @@ def test_the_guard_sees_the_desk_first_with_20_open_alerts(
     expect(black.get_by_role("button")).to_have_text("Tandai semua ditangani (7)")
     button = page.locator("#lookup-button").bounding_box()
     assert button is not None
-    assert button["y"] + button["height"] <= size[1], f"desk at {button['y']} px"
+    desk = page.locator("#desk").bounding_box()
+    assert desk is not None
+    line = (
+        f"guard's screen at {size[0]}x{size[1]} px with 20 open alerts: the desk starts at "
+        f"{desk['y']:.0f} px, its Check button ends at {button['y'] + button['height']:.0f} px"
+    )
+    report(request, line)
+    assert button["y"] + button["height"] <= size[1], line
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"guard-id-{size[0]}.png"))
     black.get_by_role("button").click()
@@ -329,10 +381,11 @@ def visit(browser: Browser, service: ServiceThread, name: str, size: tuple[int, 
 
 @pytest.mark.parametrize("name", PAGES)
 def test_no_page_scrolls_sideways_on_a_phone(
-    browser: Browser, service: ServiceThread, name: str
+    browser: Browser, service: ServiceThread, name: str, request: pytest.FixtureRequest
 ) -> None:
     raise_alerts(service, 6)
     page = visit(browser, service, name, (360, 740))
+    widths = []
     for width in (360, 390, 430):
         page.set_viewport_size({"width": width, "height": 800})
         page.wait_for_function(f"() => window.innerWidth === {width}", timeout=WAIT_MS)
@@ -346,6 +399,8 @@ def test_no_page_scrolls_sideways_on_a_phone(
             }"""
         )
         assert wide[0] <= wide[1], f"{name} at {width} px is {wide[0]} px wide: {wide[2]}"
+        widths.append(f"{width} px: {wide[0]} px wide")
+    report(request, f"{name} page on a phone: " + ", ".join(widths))
     page.context.close()
 
 
@@ -364,7 +419,6 @@ def test_axe_finds_nothing_serious_on_any_page(
         page.context.close()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / f"axe-{name}.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     for width, result in results.items():
         counts = {
             impact: sum(v["impact"] == impact for v in result["violations"])
@@ -374,6 +428,5 @@ def test_axe_finds_nothing_serious_on_any_page(
             f"axe-core {axe.version()} on {name} at {width} px: {result['passes']} rules "
             f"passed; findings {counts}"
         )
-        if reporter is not None:
-            reporter.write_line(line)
+        report(request, line)
         assert axe.severe(result) == [], f"{line}: {axe.severe(result)}"
