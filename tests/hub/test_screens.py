@@ -17,11 +17,14 @@ import json
 import re
 import shutil
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from argon2 import PasswordHasher
+from babel.dates import format_date
 from babel.messages.pofile import read_po
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -357,6 +360,13 @@ def test_the_admins_dashboard_in_indonesian(
     expect(page.locator("#chart path.line")).to_have_count(1, timeout=WAIT_MS)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"admin-id-{size[0]}.png"), full_page=True)
+    # An earlier day, drawn on request, titled by its date in Indonesian.
+    yesterday = datetime.now(ZoneInfo("Asia/Jakarta")).date() - timedelta(days=1)
+    page.fill("#history-day", yesterday.isoformat())
+    page.click("#history-show")
+    month = format_date(yesterday, "MMMM", locale="id")
+    expect(page.locator("#chart-title")).to_contain_text(month, timeout=WAIT_MS)
+    expect(page.locator("#chart circle.now")).to_have_count(0)  # no "now" on a past day
     page.context.close()
 
 
