@@ -120,6 +120,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
     if request.url.path.startswith(api.PREFIX) or request.url.path in ("/metrics", "/healthz"):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
         return error_response(exc.status_code, code, exc.detail, dict(exc.headers or {}))
+    if exc.status_code in (404, 405):  # a person's mistyped address: a page in their language
+        return pages.not_found(request, exc.status_code)
     return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
 
 

@@ -161,6 +161,11 @@ async def logout_submit(request: Request) -> Response:
     return RedirectResponse("/login", status_code=303)
 
 
+def not_found(request: Request, status: int = 404) -> Response:
+    """The page for an address the hub has no page at (or a method it does not take)."""
+    return _render(request, "missing.html", {"what": None}, status)
+
+
 def _role_name(lang: Language, role: str) -> str:
     names = {
         "viewer": lang.gettext("Viewer"),
