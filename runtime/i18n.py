@@ -47,6 +47,7 @@ LOCALES: Final[dict[LanguageCode, str]] = {"id": "id_ID", "en": "en_GB"}
 _MAX_HEADER = 512
 _MAX_RANGES = 20
 _RANGE = re.compile(r"^([A-Za-z]{1,8})(?:-[A-Za-z0-9]{1,8})*$")
+_ALIASES: Final[dict[str, str]] = {"in": "id"}
 _QUALITY = re.compile(r"^q=(0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$")
 
 
@@ -62,6 +63,8 @@ def parse_language(value: str | None) -> LanguageCode | None:
     if match is None:
         return None
     primary = match.group(1).lower()
+    # "in" is Indonesian's withdrawn ISO 639 code, still sent by some older Android browsers.
+    primary = _ALIASES.get(primary, primary)
     for language in LANGUAGES:
         if primary == language:
             return language

@@ -129,6 +129,7 @@ def test_numbers_and_dates_follow_the_language() -> None:
         (None, "en;q=banana, id", "en", "id"),  # a malformed range is skipped
         (None, "x" * 5000, "id", "id"),  # junk of any length
         (None, None, "en", "en"),
+        (None, "in-ID,in;q=0.9", "en", "id"),  # an older Android's code for Indonesian
         ("en", "id", "id", "en"),  # the person's own choice wins
         ("klingon", "id", "en", "id"),  # a bad cookie is ignored
     ],
