@@ -47,7 +47,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# axe-core from the npm registry, into the virtualenv's folder (tests/web/axe.py reads it).
+# axe-core from the npm registry, into the virtualenv's folder (tests/hub/axe.py reads it).
 $(AXE):
 	npm install --no-audit --no-fund --no-save --prefix $(VENV)/axe axe-core@$(AXE_VERSION)
 	test -f $(AXE)

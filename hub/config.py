@@ -262,8 +262,8 @@ class FacilityConfig(Section):
     timezone: str = Field("UTC", description="IANA time zone of reset_at, e.g. Asia/Jakarta.")
     language: Literal["id", "en"] = Field(
         "id",
-        description="The dashboard's language when a browser asks for none Pintu speaks, "
-        "and the posters' language: id (Bahasa Indonesia) or en (English).",
+        description="The dashboard's language when a browser asks for none Pintu speaks: "
+        "id (Bahasa Indonesia) or en (English).",
     )
     zones: list[ZoneConfig] = Field(
         default_factory=list, description="Areas counted apart from their doors."
