@@ -8,14 +8,20 @@ STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 CHECK_PYTHON := $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pintu needs Python 3.11 or newer")'
 # System packages: the zbar library for pyzbar and the MQTT broker the demo and the tests
-# start; for the tests also the browser the dashboard tests drive and systemd-analyze to
-# check the unit files.
+# start; for the tests also the browser the dashboard tests drive, systemd-analyze to
+# check the unit files, and npm for axe-core, the accessibility checker the browser tests
+# run in every page.
 RUN_APT_PACKAGES := libzbar0 mosquitto mosquitto-clients
-APT_PACKAGES := $(RUN_APT_PACKAGES) chromium systemd
+# npm: Debian's nodejs and npm packages, unless an npm is there already (NodeSource's
+# nodejs brings its own, and Debian's npm package conflicts with it).
+NPM_APT_PACKAGES := $(if $(shell command -v npm),,nodejs npm)
+APT_PACKAGES := $(RUN_APT_PACKAGES) chromium systemd $(NPM_APT_PACKAGES)
+AXE_VERSION := 4.11.0
+AXE := $(VENV)/axe/node_modules/axe-core/axe.min.js
 
-.PHONY: install system-packages test lint typecheck unit demo bench fuzz soak clean
+.PHONY: install system-packages test lint typecheck unit catalogs demo bench fuzz soak clean
 
-install: system-packages $(STAMP)
+install: system-packages $(STAMP) $(AXE)
 
 system-packages:
 	@missing=""; \
@@ -41,6 +47,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# axe-core from the npm registry, into the virtualenv's folder (tests/hub/axe.py reads it).
+$(AXE):
+	npm install --no-audit --no-fund --no-save --prefix $(VENV)/axe axe-core@$(AXE_VERSION)
+	test -f $(AXE)
+
 # What running Pintu needs (the node and hub extras), without the development tools: the
 # demo's first start on a fresh clone is that much sooner. A full install serves as well.
 $(RUN_STAMP): pyproject.toml
@@ -61,6 +72,20 @@ unit: install
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# The translation catalogs: every marked string of the code, templates and the dashboard's
+# script into runtime/locale/pintu.pot, merged into each language's .po (then translate
+# what is new; tests/i18n/test_catalogs.py fails while anything is missing or fuzzy).
+LOCALE := runtime/locale
+
+catalogs: install
+	$(BIN)/pybabel extract -F babel.cfg --add-location=file --sort-by-file \
+	  --no-wrap --project=Pintu --copyright-holder="Pintu contributors" \
+	  -o $(LOCALE)/pintu.pot .
+	for lang in id en; do \
+	  $(BIN)/pybabel update --no-wrap -D pintu -l $$lang -i $(LOCALE)/pintu.pot -d $(LOCALE) \
+	    --init-missing || exit 1; \
+	done
 
 # The demo needs no browser or development tools: it installs only what it runs.
 demo: APT_PACKAGES := $(RUN_APT_PACKAGES)

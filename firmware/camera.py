@@ -90,6 +90,11 @@ class SyntheticSourceConfig(StrictModel):
         description="A file of codes, one per line: simulated visitors hold them up at "
         "random times (for demos and soak tests).",
     )
+    visitors_follow: bool = Field(
+        default=False,
+        description="Read visitors_file again whenever it changes, and show nobody while it "
+        "is empty (the demo's exit doors show only the people inside).",
+    )
     visitors_per_minute: float = Field(
         default=6.0, gt=0, le=600, description="How many simulated visitors arrive per minute."
     )
@@ -128,9 +133,15 @@ def open_source(config: SourceConfig) -> FrameSource:
         scene = SyntheticSource(params, seed=config.seed, fps=config.fps)
         if config.visitors_file is None:
             return scene
-        codes = read_visitor_codes(config.visitors_file)
+        follow = config.visitors_file if config.visitors_follow else None
+        codes = [] if follow is not None else read_visitor_codes(config.visitors_file)
         return VisitorScene(
-            scene, codes, config.visitors_per_minute, config.visit_frames, seed=config.seed
+            scene,
+            codes,
+            config.visitors_per_minute,
+            config.visit_frames,
+            seed=config.seed,
+            follow=follow,
         )
     if isinstance(config, PiCameraSourceConfig):
         return PiCameraSource(config.width, config.height, config.fps)

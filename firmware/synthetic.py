@@ -510,8 +510,11 @@ class VisitorScene:
 
     Visitors arrive at random (a Poisson process of ``per_minute``), each showing a code
     chosen at random for ``frames`` frames. The demo and the soak tests feed door nodes
-    this way, from a file of codes, with no one at the keyboard.
+    this way, from a file of codes, with no one at the keyboard. With ``follow``, the codes
+    are that file's, read again whenever it changes; while it is empty nobody comes.
     """
+
+    FOLLOW_EVERY_S = 1.0
 
     def __init__(
         self,
@@ -520,8 +523,9 @@ class VisitorScene:
         per_minute: float,
         frames: int = 8,
         seed: int | None = None,
+        follow: Path | None = None,
     ) -> None:
-        if not texts:
+        if not texts and follow is None:
             raise SourceError(f"{source.name}: no visitor codes to show")
         if per_minute <= 0:
             raise ValueError("visitors per minute must be positive")
@@ -533,14 +537,38 @@ class VisitorScene:
         self.visitors = 0
         self._rng = np.random.default_rng(seed)
         self._next = time.monotonic() + self._gap()
+        self._follow = follow
+        self._follow_seen: tuple[int, int, int] | None = None
+        self._follow_at = 0.0
 
     def _gap(self) -> float:
         return float(self._rng.exponential(self.mean_gap_s))
 
+    def _reread(self, now: float) -> None:
+        if self._follow is None or now < self._follow_at:
+            return
+        self._follow_at = now + self.FOLLOW_EVERY_S
+        try:
+            stat = self._follow.stat()
+            # A file replaced whole within one clock tick keeps its mtime, not its inode.
+            seen: tuple[int, int, int] | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            seen = None
+        if seen == self._follow_seen:
+            return
+        self._follow_seen = seen
+        try:
+            self.texts = read_visitor_codes(self._follow) if seen is not None else []
+        except SourceError as err:
+            logger.warning("%s", err)
+
     def __iter__(self) -> Iterator[Frame]:
         for frame in self.source:
             now = time.monotonic()
-            if now >= self._next and self.source.pending == 0:
+            self._reread(now)
+            if not self.texts:
+                self._next = max(self._next, now)
+            elif now >= self._next and self.source.pending == 0:
                 self.source.show(self.texts[int(self._rng.integers(len(self.texts)))], self.frames)
                 self.visitors += 1
                 self._next = now + self._gap()

@@ -274,6 +274,11 @@ class FacilityConfig(Section):
         description="Local time (HH:MM) of the end-of-day reset of occupancy to zero.",
     )
     timezone: str = Field("UTC", description="IANA time zone of reset_at, e.g. Asia/Jakarta.")
+    language: Literal["id", "en"] = Field(
+        "id",
+        description="The dashboard's language when a browser asks for none Pintu speaks: "
+        "id (Bahasa Indonesia) or en (English).",
+    )
     zones: list[ZoneConfig] = Field(
         default_factory=list, description="Areas counted apart from their doors."
     )

@@ -12,10 +12,14 @@ Every part is the real one, run as its own process:
 4. ``pintu hub serve`` syncing statuses and the trust list from the registry and pushing
    visits to it, with a staff account for the dashboard;
 5. one ``pintu node run`` per door, its camera a synthetic scene of visitors holding up
-   their passes, its GPIO on gpiozero's mock pins.
+   their passes, its GPIO on gpiozero's mock pins. The entrances see anyone of the
+   population; the exits only people the hub counted in (:mod:`pintu.demo_inside`), and
+   people stay a while, so the building fills up to its capacity and the entrances refuse.
 
-While it runs, a few people's statuses change at the registry, so the doors refuse a pass
-that turned black after the hub's next sync. Ctrl-C stops every process.
+While it runs, somebody's status changes at the registry every minute and a half, so the
+doors refuse a pass that turned black after the hub's next sync, and the demo asks the
+registry's tracing where that person was and whom they met. Ctrl-C stops every process,
+also when it reaches only ``make`` (see :func:`watch_make`).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from pintu import demo_config
 from pintu.commands import hub as hub_commands
 from pintu.demo_config import DemoError as DemoError  # re-exported for callers
 from pintu.demo_config import Person
+from pintu.demo_inside import InsideTracker
 from pintu.demo_registry import (
     DoorRequest,
     FacilityRequest,
@@ -53,6 +58,7 @@ from pintu.demo_registry import (
     RegistryOperator,
     open_registry,
 )
+from protocol.passes import Pass, parse
 from protocol.status import Status
 from provisioning import hubdoors
 from provisioning.broker import HUB_PASSWORD
@@ -67,6 +73,9 @@ logger = logging.getLogger(__name__)
 MARKER = ".pintu-demo"
 OPERATOR = "operator"
 STAFF = "admin"
+# The exit doors' visitors per minute, as a share of the entrances': people stay a while.
+EXIT_SHARE = 0.35
+INSIDE_EVERY_S = 2.0  # how often the exits' list of people inside is brought up to date
 PIC_EMAIL = "pic@demo-mall.example"
 
 
@@ -85,7 +94,8 @@ class DemoOptions:
     web_port: int | None = None
     registry_port: int | None = None
     sync_interval_s: float = 5.0
-    status_change_s: float = 30.0
+    # Long enough apart that each change's alerts can be read before the next.
+    status_change_s: float = 90.0
     seed: int = 2021
 
 
@@ -157,6 +167,9 @@ class Demo:
         self._steps = 0
         self._changes = 0
         self._example: Person | None = None
+        self.passes: dict[str, str] = {}  # subject (hex) -> pass text
+        self.subjects: dict[str, str] = {}  # NIK -> subject (hex)
+        self.inside: InsideTracker | None = None
 
     @property
     def url(self) -> str:
@@ -238,6 +251,11 @@ class Demo:
     def seed_registry(self) -> None:
         self.operator.login(OPERATOR, self.secrets.operator_password)
         codes = [self.operator.issue_pass(p.nik) for p in self.people]
+        for person, code in zip(self.people, codes, strict=True):
+            issued = parse(code)
+            if isinstance(issued, Pass):
+                self.passes[issued.subject_hex] = code
+                self.subjects[person.nik] = issued.subject_hex
         (self.workdir / "visitors.txt").write_text("\n".join(codes) + "\n", encoding="utf-8")
         (self.workdir / "trust.json").write_bytes(self.operator.trust())
         self.step(f"{len(codes)} passes issued for the simulated visitors with its signing key")
@@ -339,19 +357,30 @@ class Demo:
     def start_nodes(self) -> None:
         per_door = {
             "entry": self.options.visitors_per_minute / self.options.entries,
-            # People stay a while: the building fills up.
-            "exit": 0.8 * self.options.visitors_per_minute / self.options.exits,
+            # People stay a while: fewer come out than go in, and the building fills up.
+            "exit": EXIT_SHARE * self.options.visitors_per_minute / self.options.exits,
         }
+        self.inside = InsideTracker(
+            self.url,
+            STAFF,
+            self.secrets.staff_password,
+            self.facility_id,
+            self.passes,
+            self.workdir / "inside.txt",
+        )
         for enrolment in self.enrolments:
             record = enrolment.record
             state = self.workdir / "nodes" / record.node_id
             state.mkdir(parents=True)
             # As the bundle's install.sh does: the node starts with the registry's keys.
             shutil.copyfile(enrolment.bundle_dir / "trust.json", state / "trust.json")
+            exit_door = record.direction == "exit"
             sim = demo_config.SimulatedDoor(
                 state_dir=state,
-                visitors_file=self.workdir / "visitors.txt",
+                # Anyone may come to an entrance; only people inside come to an exit.
+                visitors_file=self.workdir / ("inside.txt" if exit_door else "visitors.txt"),
                 visitors_per_minute=per_door[record.direction],
+                follow=exit_door,
             )
             config = self.workdir / "nodes" / f"{record.node_id}.toml"
             config.write_text(
@@ -378,8 +407,10 @@ class Demo:
         """One person's status changes at the registry, as health offices report them.
 
         Every other change turns somebody green to black (a positive test), which the
-        doors show by refusing a pass they admitted before; the others turn somebody red
-        or yellow to green (vaccinated). The desk's example person keeps their status.
+        doors show by refusing a pass they admitted before; preferably somebody who has
+        visited, so that tracing at the registry finds their visit and whom they met. The
+        others turn somebody red or yellow to green (vaccinated). The desk's example person
+        keeps their status.
         """
         self._changes += 1
         if self._changes % 2:
@@ -390,6 +421,11 @@ class Demo:
         candidates = [
             i for i, p in enumerate(self.people) if p.status in turns and p.nik != example.nik
         ]
+        # Somebody who has been and gone turns black: tracing has their visit to show.
+        visited = self.inside.left if self.inside is not None else set()
+        traced = [i for i in candidates if self.subjects.get(self.people[i].nik) in visited]
+        if Status.BLACK in turns.values() and traced:
+            candidates = traced
         if not candidates:
             return None
         index = candidates[int(self.rng.integers(len(candidates)))]
@@ -401,10 +437,22 @@ class Demo:
             logger.warning("could not change a status at the registry: %s", err)
             return None
         self.people[index] = changed
-        return (
+        line = (
             f"registry: {changed.name} ({changed.nik}) is now {changed.status.label}, was "
             f"{person.status.label}; the doors act on it after the hub's next sync"
         )
+        subject = self.subjects.get(changed.nik)
+        if changed.status is Status.BLACK and subject is not None:
+            try:
+                visits, contacts = self.operator.trace(subject)
+            except RegistryCallError as err:
+                logger.warning("could not trace %s at the registry: %s", subject, err)
+            else:
+                line += (
+                    f"\nregistry: tracing {changed.name}: {visits} visit(s) reached the "
+                    f"registry, {contacts} contact(s) to warn"
+                )
+        return line
 
     # -- processes -----------------------------------------------------------------------
 
@@ -460,6 +508,8 @@ class Demo:
         """Nodes first (their journals flush to the hub), the hub (its outbox to the
         registry), then the registry, then the broker."""
         self.operator.close()
+        if self.inside is not None:
+            self.inside.close()
         groups = [
             [p for p in self.processes if p[0] not in ("hub", "registry")],
             [p for p in self.processes if p[0] == "hub"],
@@ -478,6 +528,72 @@ class Demo:
                     process.wait()
         self.processes.clear()
         self.broker.stop()
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _signal_masks(pid: int) -> tuple[int, int] | None:
+    """The signals ``pid`` catches and blocks, from /proc; None where that cannot be read."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        return None
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    try:
+        return int(fields["SigCgt"].strip(), 16), int(fields["SigBlk"].strip(), 16)
+    except (KeyError, ValueError):
+        return None
+
+
+def _command_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+        return int(stat.rsplit(")", 1)[1].split()[1])
+    except (OSError, UnicodeDecodeError, IndexError, ValueError):
+        return None
+
+
+def watch_make(stop: threading.Event, poll_s: float = 0.2) -> threading.Thread | None:
+    """Under ``make demo``, stop when make is interrupted.
+
+    GNU make passes a SIGINT or SIGHUP on to no child: it waits for its children to end,
+    then dies of it. A Ctrl-C in a terminal reaches the demo too (the whole foreground
+    group gets it), but an interrupt sent to make alone would leave make waiting and
+    every process running. While make handles such a signal it has put the signal's
+    handler back to the default and blocks it, which Linux shows in ``/proc``: the demo
+    watches for that and stops as if it had been interrupted itself. It also stops if
+    make is gone. Elsewhere (no make, no ``/proc``) this does nothing.
+    """
+    parent = make = os.getppid()
+    if _command_name(parent) in ("sh", "dash", "bash"):  # a recipe line run by a shell
+        make = _parent_of(parent) or parent
+    if _command_name(make) not in ("make", "gmake"):
+        return None
+    masks = _signal_masks(make)
+    if masks is None:
+        return None
+    watched = sum(1 << (s - 1) for s in _STOP_SIGNALS)
+    caught_before = masks[0] & watched
+
+    def watch() -> None:
+        while not stop.wait(poll_s):
+            now = _signal_masks(make) if os.getppid() == parent else None
+            if now is None or (now[0] & watched) != caught_before or now[1] & watched:
+                logger.info("make was interrupted or is gone: stopping the demo")
+                stop.set()
+                return
+
+    thread = threading.Thread(target=watch, name="watch-make", daemon=True)
+    thread.start()
+    return thread
 
 
 def _unfailing(say: Callable[[str], None]) -> Callable[[str], None]:
@@ -500,8 +616,9 @@ def run_demo(options: DemoOptions, duration_s: float | None, say: Callable[[str]
         stop.set()
 
     # Ctrl-C, a service manager's stop, and a closed terminal all stop every process.
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for signum in _STOP_SIGNALS:
         signal.signal(signum, on_signal)
+    watch_make(stop)
     try:
         demo = Demo(options, say, stop)
     except BrokerError as err:
@@ -523,9 +640,13 @@ def run_demo(options: DemoOptions, duration_s: float | None, say: Callable[[str]
         say("Press Ctrl-C to stop everything.")
         deadline = None if duration_s is None else time.monotonic() + duration_s
         next_change = time.monotonic() + options.status_change_s
+        next_count = time.monotonic()
         while not stop.wait(1.0):
             demo.check_alive()
             now = time.monotonic()
+            if demo.inside is not None and now >= next_count:
+                next_count = now + INSIDE_EVERY_S
+                demo.inside.poll()
             if now >= next_change:
                 next_change = now + options.status_change_s
                 line = demo.change_a_status()

@@ -194,6 +194,8 @@ class SimulatedDoor:
     state_dir: Path
     visitors_file: Path
     visitors_per_minute: float
+    # Read the file again as it changes (an exit door: the people inside come out).
+    follow: bool = False
 
 
 def node_config(bundle_toml: Path, sim: SimulatedDoor) -> str:
@@ -205,6 +207,7 @@ def node_config(bundle_toml: Path, sim: SimulatedDoor) -> str:
         "preset": "default",
         "fps": 8.0,
         "visitors_file": str(sim.visitors_file),
+        "visitors_follow": sim.follow,
         "visitors_per_minute": round(sim.visitors_per_minute, 2),
         "visit_frames": 6,
     }

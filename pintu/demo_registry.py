@@ -116,6 +116,12 @@ class RegistryOperator:
         """A pass for the person, signed with the registry's current key; its text."""
         return str(self._call("POST", "/passes", json={"nik": nik})["text"])
 
+    def trace(self, subject_hex: str) -> tuple[int, int]:
+        """Contact tracing for a subject over the tracing window: (visits, contacts)."""
+        answer = self._call("GET", "/tracing", params={"subject": subject_hex})
+        visits = sum(len(f["visits"]) for f in answer["facilities"])
+        return visits, int(answer["contact_count"])
+
     def set_person(self, nik: str, name: str, status: str, doses: int) -> str:
         """Set a person's status; what the registry did (created, updated, ...)."""
         body = {"nik": nik, "name": name, "status": status, "doses": doses}

@@ -14,13 +14,23 @@ __all__ = ["door_uri", "poster_bytes"]
 _DIRECTIONS = {"entrance": "entry", "exit": "exit"}
 
 
-def poster_bytes(facility: Facility, door: Door, kind: Literal["png", "pdf"]) -> bytes:
-    """The poster for one door of a facility, as a PNG image or a one-page A4 PDF."""
+def poster_bytes(
+    facility: Facility,
+    door: Door,
+    kind: Literal["png", "pdf"],
+    languages: tuple[str, ...] = ("id", "en"),
+) -> bytes:
+    """The poster for one door of a facility, as a PNG image or a one-page A4 PDF.
+
+    The registry knows no facility's own language, so its posters speak both Bahasa
+    Indonesia and English unless ``languages`` says otherwise.
+    """
     sign = poster.DoorSign(
         facility_id=facility.id,
         facility_name=facility.name,
         door_id=door.door_id,
         door_name=door.name,
         direction=_DIRECTIONS.get(door.direction, "both"),
+        languages=languages,
     )
     return poster.poster_bytes(sign, kind)

@@ -33,6 +33,7 @@ from hub.web import pages
 from hub.web.context import WebContext, context_of
 from hub.web.desk import Desk
 from hub.web.errors import ApiError, api_error_handler, error_response
+from hub.web.language import choose as choose_language
 from hub.web.stream import Streams, event_stream
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
     if request.url.path.startswith(api.PREFIX) or request.url.path in ("/metrics", "/healthz"):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
         return error_response(exc.status_code, code, exc.detail, dict(exc.headers or {}))
+    if exc.status_code in (404, 405):  # a person's mistyped address: a page in their language
+        return pages.not_found(request, exc.status_code)
     return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
 
 
@@ -144,6 +147,8 @@ def make_templates() -> Jinja2Templates:
         autoescape=select_autoescape(["html"]),
         trim_blocks=True,
         lstrip_blocks=True,
+        # Each page gets gettext for its own language in its context (hub.web.language).
+        extensions=["jinja2.ext.i18n"],
     )
     return Jinja2Templates(env=env)
 
@@ -166,6 +171,8 @@ def create_app(
         Route("/login", pages.login_submit, methods=["POST"]),
         Route("/logout", pages.logout_submit, methods=["POST"]),
         Route("/facilities/{facility_id}", pages.dashboard, methods=["GET"]),
+        Route("/facilities/{facility_id}/counts.csv", pages.counts_csv, methods=["GET"]),
+        Route("/language", choose_language, methods=["GET"]),
         Route("/events/stream", event_stream, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),

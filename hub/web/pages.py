@@ -1,18 +1,24 @@
-"""The HTML pages: log in, log out, and a facility's dashboard.
+"""The HTML pages: log in, log out, a facility's dashboard and its counts as CSV.
 
 Pages are rendered on the server with what they need to show at once; the dashboard's
 script then keeps them current from the event stream and the API. The login and logout
-forms carry the session's CSRF token like every other write.
+forms carry the session's CSRF token like every other write. Every page speaks the
+language ``hub.web.language`` picks for the request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 import json
+import logging
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from hub.auth import (
     CSRF_FIELD,
@@ -24,6 +30,11 @@ from hub.auth import (
 )
 from hub.errors import NotFound
 from hub.web.context import context_of
+from hub.web.language import catalog_json, language_of, page_context
+from protocol.events import utcnow
+from runtime.i18n import Language
+
+logger = logging.getLogger(__name__)
 
 _MAX_FIELD = 200
 
@@ -33,11 +44,27 @@ def _field(form: FormData, name: str, limit: int = _MAX_FIELD) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
-def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+def _render(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    status: int = 200,
+    lang: Language | None = None,
+) -> Response:
+    lang = lang or language_of(request)
     templates = request.app.state.templates
     response: Response = templates.TemplateResponse(
-        request, name, {"static_version": request.app.state.static_version, **context}, status
+        request,
+        name,
+        {
+            "static_version": request.app.state.static_version,
+            **page_context(request, lang),
+            **context,
+        },
+        status,
     )
+    response.headers["Content-Language"] = lang.code
+    response.headers["Vary"] = "Accept-Language, Cookie"
     return response
 
 
@@ -68,7 +95,9 @@ async def login_submit(request: Request) -> Response:
                 "login.html",
                 {
                     "csrf_token": csrf_token(request),
-                    "error": "The form had expired. Please log in again.",
+                    "error": language_of(request).gettext(
+                        "The form had expired. Please log in again."
+                    ),
                     "username": username,
                 },
                 403,
@@ -77,12 +106,18 @@ async def login_submit(request: Request) -> Response:
             await ctx.accounts.login(request, username, password)
         except LoginThrottled as err:
             wait = max(1, int(err.retry_after_s + 0.999))
+            lang = language_of(request)
             response = _render(
                 request,
                 "login.html",
                 {
                     "csrf_token": csrf_token(request),
-                    "error": f"Too many failed attempts. Try again in {wait} seconds.",
+                    "error": lang.ngettext(
+                        "Too many failed attempts. Try again in %(n)s second.",
+                        "Too many failed attempts. Try again in %(n)s seconds.",
+                        wait,
+                    )
+                    % {"n": lang.number(wait)},
                     "username": username,
                 },
                 429,
@@ -95,7 +130,7 @@ async def login_submit(request: Request) -> Response:
                 "login.html",
                 {
                     "csrf_token": csrf_token(request),
-                    "error": "Wrong user name or password.",
+                    "error": language_of(request).gettext("Wrong user name or password."),
                     "username": username,
                 },
                 401,
@@ -116,11 +151,28 @@ async def logout_submit(request: Request) -> Response:
         return _render(
             request,
             "login.html",
-            {"csrf_token": csrf_token(request), "error": "The form had expired; log out again."},
+            {
+                "csrf_token": csrf_token(request),
+                "error": language_of(request).gettext("The form had expired; log out again."),
+            },
             403,
         )
     await ctx.accounts.logout(request)
     return RedirectResponse("/login", status_code=303)
+
+
+def not_found(request: Request, status: int = 404) -> Response:
+    """The page for an address the hub has no page at (or a method it does not take)."""
+    return _render(request, "missing.html", {"what": None}, status)
+
+
+def _role_name(lang: Language, role: str) -> str:
+    names = {
+        "viewer": lang.gettext("Viewer"),
+        "guard": lang.gettext("Guard"),
+        "admin": lang.gettext("Admin"),
+    }
+    return names.get(role, role)
 
 
 async def dashboard(request: Request) -> Response:
@@ -129,11 +181,12 @@ async def dashboard(request: Request) -> Response:
     if staff is None:
         return RedirectResponse("/login", status_code=303)
     facility_id = str(request.path_params["facility_id"])
+    lang = language_of(request, facility_id)
     try:
         facility = ctx.hub.settings(facility_id)
     except NotFound:
         return _render(
-            request, "missing.html", {"staff": staff, "what": f"facility {facility_id}"}, 404
+            request, "missing.html", {"staff": staff, "what": facility_id[:64]}, 404, lang
         )
     occupancy = await ctx.hub.occupancy(facility_id)
     boot = {
@@ -148,20 +201,94 @@ async def dashboard(request: Request) -> Response:
             "ack": staff.may("guard"),
             "desk": staff.may("guard"),
             "capacity": staff.may("admin"),
+            "history": staff.may("admin"),
         },
     }
+    # A guard works the desk: it comes first, with the doors beside it.
+    layout = "guard" if staff.role == "guard" else "overview"
     return _render(
         request,
         "dashboard.html",
         {
             "staff": staff,
+            "role_name": _role_name(lang, staff.role),
+            "layout": layout,
             "facility": facility,
             "facilities": ctx.config.facilities,
             "occupancy": occupancy,
             "csrf_token": staff.csrf,
             # Handed to the script as data, not code: it cannot break out of the element.
             "boot_json": json.dumps(boot).replace("<", "\\u003c"),
+            "catalog_json": catalog_json(lang),
             "entrances": [d for d in facility.doors if d.direction != "exit"],
             "registry": ctx.desk.registry is not None,
+            "today": utcnow().astimezone(facility.tz).date().isoformat(),
         },
+        lang=lang,
+    )
+
+
+def _parse_day(text: str | None, today: date) -> date | None:
+    """A day as ``YYYY-MM-DD``, not after today and at most a year back; else None."""
+    if text is None or len(text) != 10:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        return None
+    if day > today or day < today - timedelta(days=366):
+        return None
+    return day
+
+
+async def counts_csv(request: Request) -> Response:
+    """``GET /facilities/{id}/counts.csv?day=YYYY-MM-DD`` (admins): each hour of a local
+    day with the people inside at its end and the most inside during it."""
+    ctx = context_of(request)
+    staff = await ctx.accounts.current(request)
+    if staff is None:
+        return RedirectResponse("/login", status_code=303)
+    facility_id = str(request.path_params["facility_id"])
+    lang = language_of(request, facility_id)
+    if not staff.may("admin"):
+        logger.info("counts export refused to %s (%s)", staff.username, staff.role)
+        return PlainTextResponse(lang.gettext("Only an admin may export the counts."), 403)
+    try:
+        facility = ctx.hub.settings(facility_id)
+    except NotFound:
+        return PlainTextResponse(lang.gettext("There is no such facility."), 404)
+    now = utcnow()
+    day = _parse_day(request.query_params.get("day"), now.astimezone(facility.tz).date())
+    if day is None:
+        logger.info("counts export: bad day %r", request.query_params.get("day", "")[:40])
+        return PlainTextResponse(
+            lang.gettext("Choose a day as YYYY-MM-DD, today or up to a year back."), 400
+        )
+    since = datetime.combine(day, time(0), facility.tz)
+    until = min(since + timedelta(days=1), now)
+    store = ctx.hub.store
+    samples = await asyncio.to_thread(store.history, facility_id, since, until)
+    before = await asyncio.to_thread(store.history, facility_id, since - timedelta(days=1), since)
+    inside = before[-1].occupancy if before else 0
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(
+        [lang.gettext("Hour"), lang.gettext("Inside at the end"), lang.gettext("Most inside")]
+    )
+    index = 0
+    hour = since
+    while hour < until:
+        end = hour + timedelta(hours=1)
+        peak = inside
+        while index < len(samples) and samples[index].minute < end:
+            peak = max(peak, samples[index].peak, samples[index].occupancy)
+            inside = samples[index].occupancy
+            index += 1
+        writer.writerow([hour.astimezone(facility.tz).strftime("%Y-%m-%d %H:%M"), inside, peak])
+        hour = end
+    name = f"pintu-{facility_id}-{day.isoformat()}.csv"
+    return Response(
+        out.getvalue().encode("utf-8-sig"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

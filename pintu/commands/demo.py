@@ -73,7 +73,7 @@ import click
 @click.option(
     "--status-every",
     type=click.FloatRange(1, 3600),
-    default=30.0,
+    default=90.0,
     show_default=True,
     help="Seconds between status changes at the registry (somebody turns black, ...).",
 )

@@ -775,6 +775,13 @@ def hub_doors(broker_dir: Path, facility: str, hub_config: Path | None, as_json:
     help="Entrance, exit or both (default: from the inventory, else both).",
 )
 @click.option(
+    "--language",
+    type=click.Choice(["id", "en", "id+en", "en+id"]),
+    default="id",
+    show_default=True,
+    help="The poster's language: Bahasa Indonesia, English, or both (the first leads).",
+)
+@click.option(
     "--broker-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -789,6 +796,7 @@ def poster(
     facility_name: str | None,
     door_name: str | None,
     direction: str | None,
+    language: str,
     broker_dir: Path | None,
     as_json: bool,
 ) -> None:
@@ -799,7 +807,8 @@ def poster(
     \b
     Example:
       pintu provision poster --facility mall-a --door main-in --out main-in.png \\
-          --facility-name "Mall A" --door-name "Main entrance" --direction entry
+          --facility-name "Mall A" --door-name "Main entrance" --direction entry \\
+          --language id+en
     """
     from provisioning.inventory import Fleet
     from provisioning.poster import DoorSign, door_uri, save
@@ -819,6 +828,7 @@ def poster(
             door_id=door,
             door_name=door_name or door,
             direction=direction or "both",
+            languages=tuple(language.split("+")),
         )
         save(sign, out)
     if as_json:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import replace
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +14,14 @@ import pytest
 from firmware.decoder import make_decoder
 from firmware.errors import SourceError
 from firmware.frames import FrameSource
-from firmware.synthetic import PRESETS, Jitter, SceneParams, SyntheticSource, render
+from firmware.synthetic import (
+    PRESETS,
+    Jitter,
+    SceneParams,
+    SyntheticSource,
+    VisitorScene,
+    render,
+)
 from protocol.passes import issue
 from protocol.status import Status
 from protocol.trust import SigningKey
@@ -182,3 +191,33 @@ def test_show_needs_at_least_one_frame() -> None:
         source.show(pass_text(), 0)
     with pytest.raises(ValueError, match="max_frames"):
         SyntheticSource(small_scene(), max_frames=-1)
+
+
+def test_visitors_follow_their_file_and_nobody_comes_while_it_is_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's exit doors: only the people in the file come, and it changes."""
+    monkeypatch.setattr(VisitorScene, "FOLLOW_EVERY_S", 0.0)
+    codes = tmp_path / "inside.txt"
+    codes.write_text("", encoding="utf-8")
+    source = SyntheticSource(small_scene(), seed=3, max_frames=400)
+    scene = VisitorScene(source, [], per_minute=600_000, frames=1, seed=3, follow=codes)
+    frames = iter(scene)
+    for _ in range(40):
+        next(frames)
+    assert scene.visitors == 0 and source.frames_with_code == 0
+
+    partial = tmp_path / "inside.tmp"
+    partial.write_text(pass_text() + "\n", encoding="utf-8")
+    os.replace(partial, codes)
+    for _ in range(40):
+        next(frames)
+    assert scene.texts == [pass_text()]
+    assert scene.visitors > 0 and source.frames_with_code > 0
+
+    codes.write_text("# nobody inside\n", encoding="utf-8")
+    next(frames)
+    seen = scene.visitors
+    for _ in range(40):
+        next(frames)
+    assert scene.texts == [] and scene.visitors == seen

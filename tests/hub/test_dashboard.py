@@ -77,7 +77,8 @@ def service(
 
 
 def log_in(browser: Browser, service: ServiceThread, username: str) -> Page:
-    context = browser.new_context(viewport={"width": 1366, "height": 1000})
+    # An English browser: the words below are the English catalog's.
+    context = browser.new_context(viewport={"width": 1366, "height": 1000}, locale="en-GB")
     page = context.new_page()
     page.goto(f"{service.url}/login")
     page.fill("#username", username)
@@ -136,7 +137,8 @@ def test_a_guard_watches_acknowledges_and_checks_someone_in(
 
     main.emit("alarm", detail="forced_door", message="passage without a release")
     forced = page.locator("#alerts li.kind-forced_door")
-    expect(forced).to_contain_text("Door main was forced open", timeout=WAIT_MS)
+    # Doors are named by their names, never by their ids.
+    expect(forced).to_contain_text("Main entrance was forced open", timeout=WAIT_MS)
     expect(page.locator("#alerts li.kind-stale_lists")).to_contain_text("north-1")
     expect(page.locator("#alert-count")).to_have_text("2")
     forced.get_by_role("button", name="Acknowledge").click()
@@ -171,7 +173,7 @@ def test_a_guard_watches_acknowledges_and_checks_someone_in(
     expect(page.locator("#occ-state")).to_contain_text("Nearly full")
     expect(page.locator("#occupancy-card")).to_have_class("card occupancy level-soft")
     expect(page.locator("#alerts li.kind-black_pass")).to_contain_text(
-        "black pass", timeout=WAIT_MS
+        "Black pass shown at North door", timeout=WAIT_MS
     )
     expect(page.locator('#doors li[data-door="north"]')).to_contain_text("Last: ALARM")
     # The picture is taken once the "new" highlights have faded.

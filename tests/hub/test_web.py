@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -69,8 +70,9 @@ class Web:
     def hub(self) -> Any:
         return self.thread.hub
 
-    def client(self) -> httpx.Client:
-        client = httpx.Client(base_url=self.url, timeout=15)
+    def client(self, language: str = "en") -> httpx.Client:
+        """A browser-like client that asks for pages in ``language``."""
+        client = httpx.Client(base_url=self.url, timeout=15, headers={"Accept-Language": language})
         self._clients.append(client)
         return client
 
@@ -204,6 +206,55 @@ def test_login_and_logout_with_the_forms(web: Factory) -> None:
     out = client.post("/logout", data={"csrf_token": page_token.group(1)})
     assert out.status_code == 303 and out.headers["location"] == "/login"
     assert client.get(f"/facilities/{FACILITY}").headers["location"] == "/login"
+
+
+def test_pages_speak_the_chosen_language_and_the_menu_never_leads_away(web: Factory) -> None:
+    running = web()
+    english, indonesian = running.client("en-GB,en;q=0.9"), running.client("id-ID,id;q=0.9")
+    assert "User name" in english.get("/login").text
+    page = indonesian.get("/login")
+    assert page.headers["content-language"] == "id"
+    assert '<html lang="id-ID">' in page.text and "Nama pengguna" in page.text
+    # A browser asking for neither gets the facility's default (Bahasa Indonesia).
+    assert "Nama pengguna" in running.client("fr-FR").get("/login").text
+
+    chosen = english.get("/language?lang=id&next=/login")
+    assert chosen.status_code == 303 and chosen.headers["location"] == "/login"
+    assert "pintu_lang=id" in chosen.headers["set-cookie"]
+    assert "Nama pengguna" in english.get("/login").text  # the choice beats the browser
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "x" * 400):
+        away = english.get("/language", params={"lang": "en", "next": target})
+        assert away.headers["location"] == "/", target
+    refused = running.client().get("/language?lang=klingon&next=/login")
+    assert refused.status_code == 303 and "set-cookie" not in refused.headers
+
+
+def test_an_admin_downloads_a_days_counts_as_csv(web: Factory, clients: Factory) -> None:
+    running = web(facility={"timezone": "Asia/Jakarta"})
+    node = clients()
+    node.wait_acked([node.emit("entry", direction="entry", admit=True) for _ in range(2)])
+    today = datetime.now(UTC).astimezone(ZoneInfo("Asia/Jakarta")).date()
+    url = f"/facilities/{FACILITY}/counts.csv?day={today.isoformat()}"
+    admin, _ = running.login("admin1")
+    response = admin.get(url)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    rows = response.content.decode("utf-8-sig").splitlines()
+    assert rows[0] == "Hour,Inside at the end,Most inside"
+    hour = datetime.now(UTC).astimezone(ZoneInfo("Asia/Jakarta")).strftime("%Y-%m-%d %H:00")
+    assert rows[-1] == f"{hour},2,2"
+    assert len(rows) == 1 + int(hour[-5:-3]) + 1  # every hour of the day so far
+    admin.headers["Accept-Language"] = "id"
+    assert admin.get(url).content.decode("utf-8-sig").startswith("Jam,")
+
+    later = (today + timedelta(days=1)).isoformat()
+    for bad in ("2026-13-01", "yesterday", later, "2020-01-01"):
+        refused = admin.get(f"/facilities/{FACILITY}/counts.csv?day={bad}")
+        assert refused.status_code == 400, bad
+    viewer, _ = running.login("viewer1")
+    assert viewer.get(url).status_code == 403
+    assert running.client().get(url).headers["location"] == "/login"
 
 
 def test_repeated_wrong_passwords_lock_the_name_out(web: Factory) -> None:

@@ -50,3 +50,31 @@ def test_an_unknown_direction_is_refused(tmp_path: Path) -> None:
     sign = DoorSign("mall-a", "Mall A", "main", "Main", "sideways")
     with pytest.raises(PosterError, match="direction"):
         save(sign, tmp_path / "p.png")
+
+
+@pytest.mark.parametrize("languages", [("id",), ("en",), ("id", "en"), ("en", "id")])
+def test_posters_in_the_facilitys_language_or_both_still_read(
+    languages: tuple[str, ...], tmp_path: Path
+) -> None:
+    sign = DoorSign(
+        "pasar-baru", "Pasar Baru Bandung", "masuk-1", "Pintu Masuk Utama", "both", languages
+    )
+    out = save(sign, tmp_path / "p.png")
+    assert read_codes(out) == ["pintu-door:pasar-baru/masuk-1"]
+
+
+def test_the_two_languages_print_differently(tmp_path: Path) -> None:
+    def pixels(languages: tuple[str, ...]) -> bytes:
+        sign = DoorSign("mall-a", "Mall A", "main", "Main", "entry", languages)
+        with Image.open(save(sign, tmp_path / f"{'-'.join(languages)}.png")) as image:
+            return image.tobytes()
+
+    assert len({pixels(("id",)), pixels(("en",)), pixels(("id", "en"))}) == 3
+
+
+@pytest.mark.parametrize("languages", [(), ("fr",), ("id", "id"), ("id", "en", "id")])
+def test_a_poster_in_an_unknown_language_is_refused(
+    languages: tuple[str, ...], tmp_path: Path
+) -> None:
+    with pytest.raises(PosterError, match="language"):
+        save(DoorSign("mall-a", "Mall A", "main", "Main", "entry", languages), tmp_path / "p.png")

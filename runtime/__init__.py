@@ -1,0 +1,1 @@
+"""What every Pintu service shares alike; it imports none of them."""
