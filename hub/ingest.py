@@ -174,6 +174,7 @@ class Ingest:
         self._announced: set[tuple[str, str]] = set()
         self._reject_log = _RejectLog()
         self._max_ahead = timedelta(seconds=config.ingest.max_clock_ahead_s)
+        self._max_age = timedelta(days=config.retention.days)
         # Since when the store has refused every batch (time.monotonic()), or None.
         self.store_failing_since: float | None = None
         # Called from the writer thread after every (re)connect, once the state is out.
@@ -469,6 +470,10 @@ class Ingest:
         if event.ts.tzinfo is None:
             return "schema", "ts has no time zone"
         ahead = event.ts - utcnow()
+        if -ahead > self._max_age:
+            # Older than the tracing window: a door whose clock was never set (1970) would
+            # otherwise have the whole history counted again, and it would be purged anyway.
+            return "too_old", f"ts {event.ts.isoformat()} is before the tracing window"
         if ahead > self._max_ahead:
             return "future_time", f"ts is {ahead.total_seconds():.0f} s ahead of the hub's clock"
         facility = self._facilities.get(event.facility_id)
@@ -583,6 +588,11 @@ class Ingest:
                 {"type": "alert", **a.as_dict()} for a in result.alerts + result.cleared
             ]
             messages += [{"type": "occupancy", **o.as_dict()} for o in result.occupancy.values()]
+            # A late event corrected earlier counts and history: the dashboard reads again.
+            messages += [
+                {"type": "resync", "facility_id": facility_id, "from": minute.isoformat()}
+                for facility_id, minute in result.corrected.items()
+            ]
             self.live.publish_threadsafe(messages)
 
     def _publish_passages(self, stored: Sequence[Event]) -> None:

@@ -190,7 +190,7 @@ def _key(message: Message) -> tuple[str, ...]:
     or a node's state. Anything else is kept whole."""
     kind = str(message.get("type"))
     facility = str(message.get("facility_id"))
-    if kind == "occupancy":
+    if kind in ("occupancy", "resync"):
         return (kind, facility)
     if kind == "alert":
         return (kind, facility, str(message.get("id")))

@@ -229,14 +229,17 @@ def test_healthz_reports_a_store_that_refuses_every_batch(
         service.stop()
 
 
-def test_an_event_from_the_future_is_refused(
+def test_an_event_from_the_future_or_before_the_tracing_window_is_refused(
     make_config: Factory, run_hub: Factory, clients: Factory, wait_until: Factory
 ) -> None:
     runner: HubRunner = run_hub(make_config())
     node = clients()
     node.emit("entry", ts=datetime.now(UTC) + timedelta(minutes=10))
+    # A door whose clock was never set: its events would recount the whole history.
+    node.emit("entry", ts=datetime(1970, 1, 1, tzinfo=UTC))
     slightly = node.emit("entry", ts=datetime.now(UTC) + timedelta(seconds=20))
     node.wait_acked([slightly])
     rejected = runner.hub.metrics.rejected
     wait_until(lambda: rejected.value(reason="future_time") == 1, what="one refusal")
+    wait_until(lambda: rejected.value(reason="too_old") == 1, what="one refusal")
     assert runner.hub.store.occupancy(FACILITY).occupancy == 1
