@@ -7,6 +7,7 @@ come from files, by preference from systemd's credentials directory.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from datetime import time
@@ -57,9 +58,38 @@ class MqttConfig(Section):
         description="Shared subscription group: hub workers in one group split the events.",
     )
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive interval.")
+    facility_logins: bool = Field(
+        True,
+        description="Log each facility's small presence connection in as "
+        "<username>.<facility> with the hub's password, as `pintu provision` sets the broker "
+        "up: it takes a login's user name as its client id, so each connection needs one.",
+    )
+    tls_ca_file: Path | None = Field(
+        None,
+        description="The facility CA's certificate (PEM) to verify the broker with; enables TLS.",
+    )
 
     def password(self) -> str | None:
         return read_secret(self.password_file) if self.password_file else None
+
+    def events_group(self, password: str | None) -> str:
+        """The shared-subscription group the hub's workers split the events in.
+
+        With a password the group's name carries a digest of it: the broker lets any client
+        join any group, and a door that joined the hub's would be dealt a share of the events
+        (dropped by its ACL, so delayed until resent). Every worker logs in with the same
+        password and so joins the same group; no door can name it.
+        """
+        if password is None:
+            return self.share_group
+        digest = hashlib.sha256(f"pintu-share\0{self.share_group}\0{password}".encode())
+        return f"{self.share_group}-{digest.hexdigest()[:20]}"
+
+    def login_for(self, facility_id: str, *, presence: bool) -> str | None:
+        """The user name of a connection: the hub's, or a facility's presence login."""
+        if self.username and presence and self.facility_logins:
+            return f"{self.username}.{facility_id}"
+        return self.username
 
 
 class SqliteStoreConfig(Section):

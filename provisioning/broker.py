@@ -38,6 +38,13 @@ PASSWD_LOCAL = "passwd.local"  # noqa: S105 - a file name
 ACL_LOCAL = "acl.local"
 HUB_PASSWORD = "hub-mqtt-password"  # noqa: S105 - a file name
 DEFAULT_MAX_QUEUED = 100_000
+# The largest message of the protocol is the retained status list a hub sends its doors,
+# 17 bytes a subject (docs/protocol.md, section 4): 8 MiB holds about 490,000 subjects, far
+# more than the subjects a door is told about. Every other message is under 64 kB.
+DEFAULT_MAX_PACKET = 8 * 1024 * 1024
+# What the broker may queue for one absent client (the hub): a day of a busy facility's
+# events at about 1 kB each is well under this; past it the nodes' journals resend.
+DEFAULT_MAX_QUEUED_BYTES = 256 * 1024 * 1024
 
 
 class BrokerSettings(BaseModel):
@@ -58,6 +65,18 @@ class BrokerSettings(BaseModel):
         ge=1000,
         description="Messages the broker queues per persistent session (the hub's) while the "
         "client is away.",
+    )
+    max_packet_bytes: int = Field(
+        DEFAULT_MAX_PACKET,
+        ge=64 * 1024,
+        le=256 * 1024 * 1024,
+        description="Largest MQTT packet the broker takes; a client sending a larger one is "
+        "disconnected and its message dropped.",
+    )
+    max_queued_bytes: int = Field(
+        DEFAULT_MAX_QUEUED_BYTES,
+        ge=1024 * 1024,
+        description="Bytes the broker queues per persistent session while the client is away.",
     )
     run_as: str | None = Field(
         None,
@@ -90,6 +109,9 @@ def render_conf(directory: Path, settings: BrokerSettings) -> str:
         "allow_anonymous false",
         f"password_file {directory / PASSWD}",
         f"acl_file {directory / ACL}",
+        "# A login's client id is its user name, whatever the client asks for: a door's",
+        "# password cannot take over the hub's session or another door's.",
+        "use_username_as_clientid true",
         "",
         "# Queued messages and retained state (availability, occupancy) survive a restart.",
         "persistence true",
@@ -100,7 +122,11 @@ def render_conf(directory: Path, settings: BrokerSettings) -> str:
         "# events for it. Past this limit the broker drops them (the nodes' journals resend",
         "# anything not acked), so it is set well above a day of a busy facility's events.",
         f"max_queued_messages {settings.max_queued_messages}",
-        "max_queued_bytes 0",
+        f"max_queued_bytes {settings.max_queued_bytes}",
+        "",
+        "# Nothing larger than the protocol's largest message (the status list) is taken:",
+        "# a larger packet closes the sender's connection and is not stored, retained or not.",
+        f"max_packet_size {settings.max_packet_bytes}",
         "",
         "# Logs go to stderr, that is to the journal under systemd.",
         "log_dest stderr",

@@ -99,7 +99,13 @@ def facility_broker(tmp_path: Path) -> Iterator[FacilityBroker]:
 class Peer:
     """An MQTT v5 client logged in as someone; records CONNACK, SUBACKs, PUBACKs, messages."""
 
-    def __init__(self, broker: Mosquitto, username: str | None, password: str | None) -> None:
+    def __init__(
+        self,
+        broker: Mosquitto,
+        username: str | None,
+        password: str | None,
+        client_id: str | None = None,
+    ) -> None:
         self._lock = threading.Lock()
         self.connack: ReasonCode | None = None
         self.connacked = threading.Event()
@@ -109,7 +115,7 @@ class Peer:
         self._pubacks: dict[int, ReasonCode] = {}
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"peer-{username}-{id(self)}",
+            client_id=client_id or f"peer-{username}-{id(self)}",
             protocol=MQTTProtocolVersion.MQTTv5,
         )
         if username is not None:
@@ -175,8 +181,10 @@ def peers() -> Iterator[Callable[..., Peer]]:
     """``peers(broker, username, password)``: a connected :class:`Peer`, closed at the end."""
     made: list[Peer] = []
 
-    def make(broker: Mosquitto, username: str | None, password: str | None) -> Peer:
-        peer = Peer(broker, username, password)
+    def make(
+        broker: Mosquitto, username: str | None, password: str | None, client_id: str | None = None
+    ) -> Peer:
+        peer = Peer(broker, username, password, client_id)
         made.append(peer)
         return peer
 
