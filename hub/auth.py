@@ -1,7 +1,9 @@
 """Staff accounts: passwords, roles, login sessions, CSRF tokens and login throttling.
 
-* Passwords are hashed with Argon2id (argon2-cffi's defaults); a hash made with older
-  parameters is upgraded at the next good login.
+* Passwords are hashed with Argon2id at OWASP's recommended minimum (19 MiB, 2 passes,
+  one lane): a login costs about 19 MB for a few tens of milliseconds, and at most
+  ``MAX_CONCURRENT_HASHES`` run at once (beyond that a login gets 429 at once, costing
+  nothing). A hash made with other parameters is redone at the next good login.
 * Roles are ordered: a viewer watches, a guard also acknowledges alerts and checks people
   in, an admin also changes capacity and counts.
 * A session is a signed cookie (Starlette's ``SessionMiddleware``, SameSite=Strict) that
@@ -45,8 +47,12 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _RANK: dict[str, int] = {role: rank for rank, role in enumerate(ROLES)}
-# argon2-cffi's defaults (Argon2id, 64 MiB, t=3). Tests swap in a cheap one to stay fast.
-HASHER = PasswordHasher()
+# OWASP's minimum for Argon2id: m=19 MiB, t=2, p=1. argon2-cffi's default (64 MiB, t=3)
+# let a handful of concurrent logins take gigabytes on a small hub. Tests swap in a cheap
+# one to stay fast.
+HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+# At most this many hashes at once: 4 x 19 MiB whatever the number of logins in flight.
+MAX_CONCURRENT_HASHES = 4
 
 
 class AuthError(HubError):
@@ -60,9 +66,21 @@ class LoginRefused(AuthError):
 class LoginThrottled(AuthError):
     """Too many wrong passwords: try again after ``retry_after_s``."""
 
+    busy = False
+
     def __init__(self, retry_after_s: float) -> None:
         super().__init__(f"too many failed logins; try again in {retry_after_s:.0f} s")
         self.retry_after_s = retry_after_s
+
+
+class LoginBusy(LoginThrottled):
+    """Too many logins being checked at once: try again in a second."""
+
+    busy = True
+
+    def __init__(self) -> None:
+        AuthError.__init__(self, "too many logins at once; try again in a second")
+        self.retry_after_s = 1.0
 
 
 def role_at_least(role: str, needed: Role) -> bool:
@@ -244,6 +262,7 @@ class Accounts:
         self.store = store
         self.session_max_age_s = session_max_age_s
         self.throttle = throttle or LoginThrottle()
+        self._hashing = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
         # Session ids logged out before they expired. Kept in memory: a restart forgets
         # them, but the browser has dropped the cookie at logout and it expires anyway.
         self._revoked: dict[str, float] = {}
@@ -257,9 +276,17 @@ class Accounts:
         user = await asyncio.to_thread(self.store.get_user, username) if username else None
         ok, rehash = False, False
         if len(password) <= MAX_PASSWORD_LENGTH:
-            # An unknown name costs the same as a wrong password, so timing tells nothing.
-            stored = user.password_hash if user else _dummy_hash()
-            ok, rehash = await asyncio.to_thread(verify_password, stored, password)
+            if self._hashing.locked():
+                # Refused before any memory is taken; a queue would hold the requests (and
+                # their connections) instead.
+                logger.warning(
+                    "login for %r from %s refused: hashing is busy", username[:64], address
+                )
+                raise LoginBusy()
+            async with self._hashing:
+                # An unknown name costs the same as a wrong password, so timing tells nothing.
+                stored = user.password_hash if user else _dummy_hash()
+                ok, rehash = await asyncio.to_thread(verify_password, stored, password)
         if user is None or not ok or user.disabled:
             self.throttle.failed(username, address)
             logger.warning("failed login for %r from %s", username[:64], address)
@@ -270,7 +297,9 @@ class Accounts:
             raise LoginRefused("wrong user name or password")
         self.throttle.succeeded(username, address)
         if rehash:
-            new_hash = await asyncio.to_thread(hash_password, password)
+            async with self._hashing:
+                new_hash = await asyncio.to_thread(hash_password, password)
+            logger.info("%s: password hash redone with the current parameters", user.username)
             await asyncio.to_thread(self.store.update_user, user.username, password_hash=new_hash)
         await asyncio.to_thread(self.store.audit, user.username, "login", detail=address)
         session: dict[str, Any] = conn.session

@@ -138,6 +138,13 @@ class WebConfig(Section):
         le=60,
         description="How long a guard's open-door request waits for the node's answer.",
     )
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        description="Largest request body the dashboard and API take; a larger one is "
+        "refused with 413 as soon as it is known to be larger, before it is all read.",
+    )
 
 
 class IngestConfig(Section):

@@ -75,6 +75,49 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class BodyLimit:
+    """Refuses a request body larger than ``limit`` bytes while it streams in.
+
+    A declared ``Content-Length`` over the limit is answered 413 before anything is read;
+    a chunked body is counted as the app reads it, and the read that crosses the limit
+    raises a 413 instead of handing the app more. Nothing ever holds more than the limit.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            logger.warning(
+                "refused a request body of %s bytes from %s",
+                declared.decode("latin-1"),
+                (scope.get("client") or ("?",))[0],
+            )
+            response = error_response(
+                413, "too_large", f"The request body is larger than {self.limit} bytes."
+            )
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    logger.warning("refused a streamed request body over %d bytes", self.limit)
+                    raise HTTPException(413, f"The request body is larger than {self.limit} bytes.")
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def static_version() -> str:
     """A digest of the static files, appended to their URLs so browsers fetch new ones."""
     digest = hashlib.sha256()
@@ -117,7 +160,8 @@ async def health(request: Request) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
     if request.url.path.startswith(api.PREFIX) or request.url.path in ("/metrics", "/healthz"):
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+        code = codes.get(exc.status_code, "error")
         return error_response(exc.status_code, code, exc.detail, dict(exc.headers or {}))
     return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
 
@@ -165,6 +209,7 @@ def create_app(
     ]
     middleware = [
         Middleware(SecurityHeaders),
+        Middleware(BodyLimit, limit=web.max_body_bytes),
         Middleware(
             SessionMiddleware,
             secret_key=secret_key,
