@@ -28,6 +28,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from provisioning.errors import BrokerSetupError
+from provisioning.tlsca import SERVER_CERT, SERVER_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class BrokerSettings(BaseModel):
     listen: str | None = Field(
         None, description="Address to listen on; none listens on every interface."
     )
-    port: int = Field(1883, ge=1, le=65535, description="TCP port (8883 is usual with TLS).")
+    port: int = Field(8883, ge=1, le=65535, description="TCP port (8883 is usual with TLS).")
     persistence_dir: Path = Field(
         Path("/var/lib/mosquitto"),
         description="Where the broker keeps queued messages and retained state across restarts.",
@@ -83,8 +84,28 @@ class BrokerSettings(BaseModel):
         description="System user the broker drops to when started as root; none keeps "
         "Mosquitto's default (mosquitto).",
     )
-    certfile: Path | None = Field(None, description="TLS server certificate (PEM); enables TLS.")
+    tls: bool = Field(
+        True,
+        description="Speak TLS only, with a certificate from the facility CA the tools make "
+        "(ca.pem, given to every node and the hub). Off only for a broker reached over a "
+        "network nobody else can join.",
+    )
+    tls_names: tuple[str, ...] = Field(
+        (),
+        description="Host names and addresses the nodes and the hub reach the broker at, "
+        "named in its certificate; none: the listen address (or localhost) and 127.0.0.1.",
+    )
+    certfile: Path | None = Field(
+        None, description="A TLS server certificate (PEM) of your own CA instead of the facility's."
+    )
     keyfile: Path | None = Field(None, description="TLS server key (PEM), with certfile.")
+
+    def names(self) -> tuple[str, ...]:
+        """The names the facility CA's broker certificate carries."""
+        if self.tls_names:
+            return self.tls_names
+        first = self.listen if self.listen and self.listen not in ("0.0.0.0", "::") else "localhost"  # noqa: S104 - compared, not bound
+        return tuple(dict.fromkeys([first, "127.0.0.1"]))
 
 
 def render_conf(directory: Path, settings: BrokerSettings) -> str:
@@ -103,6 +124,13 @@ def render_conf(directory: Path, settings: BrokerSettings) -> str:
     lines += [listener]
     if settings.certfile and settings.keyfile:
         lines += [f"certfile {settings.certfile}", f"keyfile {settings.keyfile}"]
+    elif settings.tls:
+        # Clients verify this certificate against the facility CA (ca.pem): a rogue broker
+        # on the network cannot show one, so no door sends it a password or an event.
+        lines += [
+            f"certfile {directory / SERVER_CERT}",
+            f"keyfile {directory / SERVER_KEY}",
+        ]
     lines += [
         "",
         "# Every client logs in, and may touch only the topics the ACL gives it.",

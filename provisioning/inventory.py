@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from protocol.events import Ident
-from provisioning import acl, hubdoors, passwd
+from provisioning import acl, hubdoors, passwd, tlsca
 from provisioning.broker import (
     ACL,
     ACL_LOCAL,
@@ -335,7 +335,11 @@ def init_fleet(
         fleet.inventory = inventory
         if not fleet.inventory.facilities:
             raise InventoryError("name at least one facility the broker serves")
-        write_atomic(directory / CONF, render_conf(directory, fleet.inventory.broker), 0o644)
+        broker = fleet.inventory.broker
+        if broker.tls and broker.certfile is None:
+            first = fleet.inventory.facilities[0].id
+            tlsca.ensure(directory, broker.names(), first)
+        write_atomic(directory / CONF, render_conf(directory, broker), 0o644)
         if hub_password is not None:
             write_atomic(directory / HUB_PASSWORD, hub_password + "\n", 0o600)
         fleet.commit()

@@ -55,7 +55,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     address = f"127.0.0.1:{port}"
     main = enroll(directory, EnrolRequest(FACILITY, "main", "entry", address), root / "out")
     side = enroll(directory, EnrolRequest(FACILITY, "side", "exit", address), root / "out")
-    broker = Mosquitto(root / "run", port, config_file=directory / "mosquitto.conf")
+    broker = Mosquitto(
+        root / "run", port, config_file=directory / "mosquitto.conf", ca_file=directory / "ca.pem"
+    )
     broker.start()
     yield Site(broker, hub_password, main, side)
     broker.stop()
@@ -107,7 +109,10 @@ def test_a_door_cannot_take_a_share_of_the_hubs_events(site: Site, peers: PeerFa
     for payload in sent:
         assert not door.publish(own, payload).is_failure
     # Every event reaches the hub at once; none waits for a door's resend.
-    wait_until(lambda: len(hub.received(own)) == len(sent), what="all 50 events at the hub")
+    wait_until(
+        lambda: len(hub.received(own)) == len(sent),
+        what=f"all 50 events at the hub (has {len(hub.received(own))})",
+    )
     assert hub.received(own) == sent
     assert rogue.received() == []
 

@@ -57,6 +57,7 @@ def test_enrolment_writes_a_complete_private_bundle(
         "node-key.pem",
         "node-key.pub",
         "trust.json",
+        "broker-ca.pem",
         "pintu-node.service",
         "install.sh",
     }
