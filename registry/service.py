@@ -46,6 +46,7 @@ from registry.errors import (
 from registry.importer import ImportReport, import_csv
 from registry.keyring import Keyring, Rotation, TrustDocument
 from registry.models import DoorIn, FacilityRequestIn, VisitIn
+from registry.readlimit import ReadLimiter
 from registry.records import (
     Account,
     Door,
@@ -141,6 +142,15 @@ def _time(value: datetime, up: bool) -> int:
     return math.ceil(seconds) if up else math.floor(seconds)
 
 
+@dataclass(frozen=True)
+class Reader:
+    """Who reads personal data, from where, and why (for the limit and the audit log)."""
+
+    actor: Principal
+    address: str
+    why: str = ""
+
+
 class Registry:
     """The central registry, over a store, a subject key and a keys directory."""
 
@@ -160,6 +170,10 @@ class Registry:
         self.keyring = keyring
         self.clock = clock
         self.throttle = throttle or LoginThrottle()
+        self.reads = ReadLimiter(
+            config.web.personal_reads_per_minute,
+            config.web.personal_reads_per_address_per_minute,
+        )
         self._snapshot: Snapshot | None = None
         self._snapshot_lock = threading.Lock()
 
@@ -207,18 +221,36 @@ class Registry:
             self._audit(actor, f"person.{outcome.value}", subject, f"{status.label} {doses}")
         return person, outcome
 
-    def person(self, subject: str) -> Person:
+    def _personal_read(self, reader: Reader | None) -> None:
+        """Spend one of the reader's personal-data reads (``ReadThrottled`` past the limit)."""
+        if reader is not None:
+            self.reads.take(reader.actor.actor, reader.address)
+
+    def _audit_read(self, reader: Reader | None, action: str, target: str, outcome: str) -> None:
+        if reader is not None:
+            why = reader.why or "unstated"
+            self._audit(
+                reader.actor, action, target, f"{outcome}; from {reader.address}; why: {why}"
+            )
+
+    def person(self, subject: str, reader: Reader | None = None) -> Person:
+        """The person behind a subject id; a ``reader``'s read is limited and audited."""
+        self._personal_read(reader)
         person = self.store.get_person(subject)
+        self._audit_read(reader, "person.read", subject, "found" if person else "not found")
         if person is None:
             raise NotFound(f"no person with subject id {subject}")
         return person
 
-    def lookup(self, nik: str, name: str) -> Person | None:
+    def lookup(self, nik: str, name: str, reader: Reader | None = None) -> Person | None:
         """The person with this NIK *and* name; one answer (None) for both kinds of miss."""
-        person = self.store.get_person(self.subject_of(nik))
-        if person is None or not same_name(person.name, name):
-            return None
-        return person
+        self._personal_read(reader)
+        subject = self.subject_of(nik)
+        person = self.store.get_person(subject)
+        found = person is not None and same_name(person.name, name)
+        # The audit names the subject id, never the NIK or the name that was asked.
+        self._audit_read(reader, "person.lookup", subject, "found" if found else "not found")
+        return person if found else None
 
     def import_csv(
         self,
@@ -612,13 +644,28 @@ class Registry:
         )
         return intake
 
-    def trace(self, subject: str, start: int | None = None, end: int | None = None) -> Trace:
+    def trace(
+        self,
+        subject: str,
+        start: int | None = None,
+        end: int | None = None,
+        reader: Reader | None = None,
+    ) -> Trace:
         now = self.now()
         end = now if end is None else end
         start = now - self.config.tracing_window_days * DAY_S if start is None else start
         if start >= end:
             raise InvalidInput("'from' must be before 'to'")
-        return trace(self.store, subject, start, end)
+        self._personal_read(reader)
+        result = trace(self.store, subject, start, end)
+        self._audit_read(
+            reader,
+            "tracing.query",
+            subject,
+            f"{format_time(start)} to {format_time(end)}, {len(result.facilities)} facilities, "
+            f"{len(result.contacts)} contacts",
+        )
+        return result
 
     def purge(self) -> Purge:
         now = self.now()
