@@ -217,6 +217,14 @@ class HttpRegistryConfig(Section):
         "time the registry last confirmed them), so a door's list age shows how long ago "
         "the hub last heard from the registry.",
     )
+    pass_valid_days: int = Field(
+        30,
+        ge=1,
+        le=3660,
+        description="How long the registry's passes are valid (its own pass_valid_days). "
+        "The doors are told only of subjects whose status changed within this time and is "
+        "not green: any older pass was issued after the change and already says it.",
+    )
 
 
 RegistryConfig = Annotated[LocalRegistryConfig | HttpRegistryConfig, Field(discriminator="kind")]
