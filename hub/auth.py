@@ -11,9 +11,11 @@
   disabling someone takes effect at once. Logging out revokes the session's id.
 * Every state-changing request carries the session's CSRF token (header ``X-CSRF-Token``
   or form field ``csrf_token``).
-* Wrong passwords are counted per user name and per client address; past a few, further
-  attempts are refused for a while (429 with Retry-After) instead of being slowed down in
-  the request, so an attacker cannot tie up the server either.
+* Wrong passwords are counted per (user name, address), per address and per user name;
+  past a few, further attempts are refused for a while (429 with Retry-After) instead of
+  being slowed down in the request, so an attacker cannot tie up the server either. A lock
+  on a user name spares the addresses it logged in from lately, so guessing from elsewhere
+  never locks the owner out (see ``LoginThrottle``).
 """
 
 from __future__ import annotations
@@ -158,11 +160,18 @@ class _Failures:
 
 
 class LoginThrottle:
-    """Counts wrong passwords per user name and per client address.
+    """Slows password guessing without locking the owner out.
 
-    After ``free`` failures in a row each further one locks the key for twice as long as
-    the last, from ``base_s`` up to ``max_s``. Failures are forgotten ``forget_s`` after
-    the last one. The tables are bounded, so made-up user names cannot fill the memory.
+    Wrong passwords are counted per (user name, address), per address and per user name.
+    After ``free`` failures for a name from one address, that address is locked for that
+    name (twice as long after each further failure, from ``base_s`` up to ``max_s``); after
+    ``free_per_address`` failures from one address it is locked for every name. A name that
+    fails ``free_per_user`` times from anywhere is locked too, but not for an address that
+    logged in as it lately: the owner at their usual desk gets in while a botnet guesses.
+    Failures are forgotten ``forget_s`` after the last one.
+
+    The tables are bounded: when one is full, entries that lock nothing are dropped first,
+    oldest first, so a flood of failures from other addresses cannot push out a lock.
     """
 
     def __init__(
@@ -170,25 +179,35 @@ class LoginThrottle:
         *,
         free: int = 5,
         free_per_address: int = 30,
+        free_per_user: int = 50,
         base_s: float = 30.0,
         max_s: float = 900.0,
         forget_s: float = 3600.0,
         max_keys: int = 10_000,
+        known_per_user: int = 8,
     ) -> None:
-        self.free, self.free_per_address = free, free_per_address
+        self.free, self.free_per_address, self.free_per_user = free, free_per_address, free_per_user
         self.base_s, self.max_s, self.forget_s = base_s, max_s, forget_s
         self.max_keys = max_keys
+        self.known_per_user = known_per_user
         self._table: OrderedDict[str, _Failures] = OrderedDict()
+        # Addresses each user logged in from lately (newest last), exempt from the user lock.
+        self._known: OrderedDict[str, list[str]] = OrderedDict()
 
     @staticmethod
-    def _keys(username: str, address: str) -> tuple[str, str]:
-        return f"user:{username.casefold()}", f"addr:{address}"
+    def _keys(username: str, address: str) -> tuple[str, str, str]:
+        user = username.casefold()
+        return f"pair:{user}\0{address}", f"addr:{address}", f"user:{user}"
 
     def retry_after(self, username: str, address: str, now: float | None = None) -> float:
         """Seconds until a login for this user from this address may be tried; 0: now."""
         now = time.monotonic() if now is None else now
+        pair, addr, user = self._keys(username, address)
+        keys = [pair, addr]
+        if address not in self._known.get(username.casefold(), []):
+            keys.append(user)
         waits = [0.0]
-        for key in self._keys(username, address):
+        for key in keys:
             entry = self._table.get(key)
             if entry is not None:
                 waits.append(entry.locked_until - now)
@@ -196,9 +215,8 @@ class LoginThrottle:
 
     def failed(self, username: str, address: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        for key, free in zip(
-            self._keys(username, address), (self.free, self.free_per_address), strict=True
-        ):
+        frees = (self.free, self.free_per_address, self.free_per_user)
+        for key, free in zip(self._keys(username, address), frees, strict=True):
             entry = self._table.pop(key, None) or _Failures()
             if now - entry.last > self.forget_s:
                 entry = _Failures()
@@ -208,12 +226,29 @@ class LoginThrottle:
                 lock = min(self.max_s, self.base_s * 2 ** (entry.count - free))
                 entry.locked_until = now + lock
             self._table[key] = entry
+        self._bound(now)
+
+    def _bound(self, now: float) -> None:
+        excess = len(self._table) - self.max_keys
+        if excess <= 0:
+            return
+        # Entries that lock nothing go first (oldest first); locks only when nothing else is
+        # left, so failures from elsewhere cannot clear an account's lock.
+        idle = [k for k, e in self._table.items() if e.locked_until <= now][:excess]
+        for key in idle:
+            del self._table[key]
         while len(self._table) > self.max_keys:
             self._table.popitem(last=False)
 
     def succeeded(self, username: str, address: str) -> None:
-        # Only the user's own count: a shared address (a proxy) keeps its record.
-        self._table.pop(self._keys(username, address)[0], None)
+        # The pair's count only: a shared address (a proxy) and the name keep their records.
+        pair, _, _ = self._keys(username, address)
+        self._table.pop(pair, None)
+        user = username.casefold()
+        known = [a for a in self._known.pop(user, []) if a != address]
+        self._known[user] = [*known, address][-self.known_per_user :]
+        while len(self._known) > self.max_keys:
+            self._known.popitem(last=False)
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,12 @@ class WebConfig(Section):
         le=60,
         description="How long a guard's open-door request waits for the node's answer.",
     )
+    trusted_proxies: tuple[str, ...] = Field(
+        (),
+        description="Addresses of reverse proxies whose X-Forwarded-For is believed. None "
+        "by default: a client's address is the one it connects from, so no client can name "
+        "another address to dodge the per-address login limit.",
+    )
     max_body_bytes: int = Field(
         1024 * 1024,
         ge=64 * 1024,

@@ -260,7 +260,7 @@ def health(call: Call) -> HealthOut:
 
 def login(call: Call) -> LoginOut:
     body = cast(LoginIn, call.body)
-    session = call.registry.login(body.username, body.password)
+    session = call.registry.login(body.username, body.password, call.address)
     kind = "operator" if session.principal.kind == "operator" else "pic"
     return LoginOut.model_validate(
         {

@@ -45,6 +45,11 @@ class WebConfig(Section):
     max_visit_batch: int = Field(
         10_000, ge=1, le=100_000, description="Most visits one POST /api/v1/visits may carry."
     )
+    trusted_proxies: tuple[str, ...] = Field(
+        (),
+        description="Addresses of reverse proxies whose X-Forwarded-For is believed; none "
+        "by default, so a client cannot name another address to dodge a per-address limit.",
+    )
     personal_reads_per_minute: int = Field(
         60,
         ge=1,

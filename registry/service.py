@@ -170,6 +170,7 @@ class Registry:
         self.keyring = keyring
         self.clock = clock
         self.throttle = throttle or LoginThrottle()
+        self.address_throttle = LoginThrottle(max_failures=30)
         self.reads = ReadLimiter(
             config.web.personal_reads_per_minute,
             config.web.personal_reads_per_address_per_minute,
@@ -357,12 +358,22 @@ class Registry:
         self._audit(f"cli:{username}", f"operator.{action}", username)
         return action
 
-    def login(self, username: str, password: str) -> Session:
+    def login(self, username: str, password: str, address: str | None = None) -> Session:
+        """A session for a right password; ``Unauthenticated`` or ``LoginThrottled``.
+
+        Wrong passwords are counted per user name and, with ``address``, per address (30
+        in the window), so one address cannot guess across many names either.
+        """
+        by_address = f"\0addr:{address}" if address is not None else None
+        if by_address is not None:
+            self.address_throttle.check(by_address)
         self.throttle.check(username)
         account = self.store.get_account(username)
         if not auth.verify_password(account.password_hash if account else None, password):
             self.throttle.failed(username)
-            logger.info("failed login for %r", username)
+            if by_address is not None:
+                self.address_throttle.failed(by_address)
+            logger.info("failed login for %r from %s", username, address or "?")
             raise Unauthenticated("wrong user name or password")
         assert account is not None  # noqa: S101 - verify_password fails without one
         self.throttle.succeeded(username)

@@ -147,3 +147,56 @@ def test_hashes_are_sized_for_a_small_hub_and_old_ones_redone_at_login(web: Fact
     assert "$argon2id$" in user.password_hash
     assert "m=19456,t=2,p=1" in user.password_hash
     running.login("guard1")  # and the new hash works
+
+
+def _login(url: str, username: str, password: str, forwarded: str | None = None) -> int:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        token = client.get("/api/v1/session").json()["csrf_token"]
+        headers = csrf(token)
+        if forwarded is not None:
+            headers["X-Forwarded-For"] = forwarded
+        response = client.post(
+            "/api/v1/session", json={"username": username, "password": password}, headers=headers
+        )
+        return response.status_code
+
+
+def test_a_forwarded_address_is_believed_only_from_a_configured_proxy(web: Factory) -> None:
+    """Finding 10: X-Forwarded-For was believed from 127.0.0.1, so a client could name a
+    new address for every guess and never meet the per-address limit."""
+    running = web()
+    codes = [
+        _login(running.url, f"name-{n}", "wrong-password", forwarded=f"10.1.{n}.1")
+        for n in range(31)
+    ]
+    # All of them counted against the address they really came from: the 31st is refused.
+    assert codes[:30] == [401] * 30
+    assert codes[30] == 429
+
+
+def test_guessing_from_many_addresses_never_locks_the_owner_out(web: Factory) -> None:
+    """Finding 10: a lock refused the right password too, so anyone could lock anyone out."""
+    running = web(web={"trusted_proxies": ["127.0.0.1"]})
+    owner_desk = "192.0.2.7"
+    assert _login(running.url, "admin1", PASSWORDS["admin1"], owner_desk) == 200
+    # A botnet: four guesses from each of many addresses (under the per-pair limit of 5).
+    codes = [
+        _login(running.url, "admin1", f"guess-{n}", forwarded=f"198.51.100.{n // 4}")
+        for n in range(60)
+    ]
+    assert 429 in codes  # the name is locked for addresses it never logged in from
+    assert _login(running.url, "admin1", PASSWORDS["admin1"], "203.0.113.9") == 429
+    # The owner at their usual desk still gets in.
+    assert _login(running.url, "admin1", PASSWORDS["admin1"], owner_desk) == 200
+
+
+def test_a_flood_of_failures_elsewhere_does_not_clear_a_lock() -> None:
+    """Finding 10: 5,000 failures from other addresses emptied the bounded table, and the
+    account's lock with it."""
+    throttle = hub.auth.LoginThrottle(max_keys=100)
+    for _ in range(5):
+        throttle.failed("admin1", "198.51.100.1", now=0.0)
+    assert throttle.retry_after("admin1", "198.51.100.1", now=1.0) > 0
+    for n in range(5_000):
+        throttle.failed(f"made-up-{n}", f"10.0.{n // 250}.{n % 250}", now=1.0)
+    assert throttle.retry_after("admin1", "198.51.100.1", now=2.0) > 0

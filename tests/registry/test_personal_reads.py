@@ -67,3 +67,16 @@ def test_reading_a_person_and_tracing_are_audited_with_the_stated_purpose(world:
     details = [detail for action, detail in rows if action != "person.created"]
     assert sum("why: case 2021-17: contact tracing" in d for d in details) == 2
     assert any("why: unstated" in d for d in details)
+
+
+def test_guessing_across_many_names_from_one_address_is_throttled(world: World) -> None:
+    """Finding 10: the registry counted wrong passwords per name only, so one address could
+    guess across any number of names."""
+    codes = [
+        world.client.post(
+            "/api/v1/login", json={"username": f"name-{n}", "password": "wrong-password"}
+        ).status_code
+        for n in range(31)
+    ]
+    assert codes[:30] == [401] * 30
+    assert codes[30] == 429
