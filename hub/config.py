@@ -8,11 +8,13 @@ come from files, by preference from systemd's credentials directory.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import os
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -122,10 +124,11 @@ class WebConfig(Section):
         le=30 * 86400,
         description="A login lasts this long (one shift, by default), however active.",
     )
-    secure_cookies: bool = Field(
-        False,
-        description="Send the session cookie over HTTPS only; set it when the dashboard is "
-        "served through a TLS proxy.",
+    secure_cookies: bool | None = Field(
+        None,
+        description="Send the session cookie over HTTPS only. Unset: on, unless the "
+        "dashboard listens on this machine only (127.0.0.1, a first run), where it is off "
+        "and the log says so. Serve it to other machines through a TLS proxy.",
     )
     metrics_token_file: Path | None = Field(
         None,
@@ -138,6 +141,13 @@ class WebConfig(Section):
         le=60,
         description="How long a guard's open-door request waits for the node's answer.",
     )
+
+    def cookies_secure(self) -> bool:
+        """Whether the session cookie carries ``Secure`` (see ``secure_cookies``)."""
+        if self.secure_cookies is not None:
+            return self.secure_cookies
+        return not is_loopback(self.host)
+
     trusted_proxies: tuple[str, ...] = Field(
         (),
         description="Addresses of reverse proxies whose X-Forwarded-For is believed. None "
@@ -181,7 +191,25 @@ class LocalRegistryConfig(Section):
 
 class HttpRegistryConfig(Section):
     kind: Literal["http"] = Field(description="The central registry over HTTPS.")
-    url: str = Field(min_length=1, description="The registry's base URL.")
+    url: str = Field(
+        min_length=1,
+        description="The registry's base URL: https://, or http:// to this machine only "
+        "(127.0.0.1, localhost), as tokens and personal data cross the network.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _https_unless_local(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme == "https" and parts.hostname:
+            return value
+        if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
+            return value
+        raise ValueError(
+            "use an https:// address (http:// only to this machine): the hub's token and "
+            "people's statuses would cross the network in clear"
+        )
+
     credentials_file: Path | None = Field(
         None,
         description="File holding the facility's hub token (rh_...), for a hub that serves "
@@ -458,6 +486,16 @@ def _unique(what: str, ids: list[str]) -> None:
         if item in seen:
             raise ValueError(f"{what} id {item!r} appears twice")
         seen.add(item)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def read_secret(path: Path) -> str:

@@ -260,6 +260,11 @@ class HttpRegistryClient:
         cls, config: HttpRegistryConfig, facility_ids: Sequence[str] = ()
     ) -> HttpRegistryClient:
         """The client for ``config``; its token files are read now (``ConfigError`` if not)."""
+        if config.url.startswith("http://"):
+            logger.warning(
+                "the registry is reached over plain HTTP (%s): fine on this machine only",
+                config.url,
+            )
         return cls(
             config.url,
             read_tokens(config, facility_ids),

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub import api
 from hub.auth import Accounts, LoginThrottle
+from hub.config import is_loopback
 from hub.errors import HubError
 from hub.metrics import HubMetrics
 from hub.registry_client import RegistryClient
@@ -130,7 +131,16 @@ def static_version() -> str:
 
 async def metrics(request: Request) -> Response:
     ctx = context_of(request)
-    if ctx.metrics_token is not None:
+    if ctx.metrics_token is None:
+        # Open to this machine only: the counts say how full a building is and which doors
+        # are down, which is no one else's business without a token.
+        if not is_loopback(request.client.host if request.client else ""):
+            return error_response(
+                403,
+                "forbidden",
+                "Set [web] metrics_token_file to read the metrics from another machine.",
+            )
+    else:
         given = request.headers.get("authorization", "")
         expected = f"Bearer {ctx.metrics_token}"
         if not hmac.compare_digest(given.encode(), expected.encode()):
@@ -193,6 +203,16 @@ def create_app(
 ) -> Starlette:
     """The web app for ``hub`` (which must be started, on the loop the app will run on)."""
     web = hub.config.web
+    if not web.cookies_secure():
+        logger.warning(
+            "the session cookie is sent without Secure: the dashboard listens on %s only; "
+            "serve it to other machines through a TLS proxy ([web] secure_cookies)",
+            web.host,
+        )
+    if metrics_token is None:
+        logger.warning(
+            "GET /metrics has no token ([web] metrics_token_file): it answers this machine only"
+        )
     accounts = Accounts(hub.store, session_max_age_s=web.session_max_age_s, throttle=throttle)
     desk = Desk(hub, registry, command_timeout_s=web.command_timeout_s)
     routes = [
@@ -216,7 +236,7 @@ def create_app(
             session_cookie=SESSION_COOKIE,
             max_age=web.session_max_age_s,
             same_site="strict",
-            https_only=web.secure_cookies,
+            https_only=web.cookies_secure(),
         ),
     ]
     app = Starlette(

@@ -14,8 +14,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from argon2 import PasswordHasher
+from pydantic import ValidationError
 
 import hub.auth
+from hub.config import HttpRegistryConfig
 
 from . import test_web
 from .test_web import PASSWORDS, csrf
@@ -200,3 +202,22 @@ def test_a_flood_of_failures_elsewhere_does_not_clear_a_lock() -> None:
     for n in range(5_000):
         throttle.failed(f"made-up-{n}", f"10.0.{n // 250}.{n % 250}", now=1.0)
     assert throttle.retry_after("admin1", "198.51.100.1", now=2.0) > 0
+
+
+def test_defaults_are_safe_where_that_costs_nothing(web: Factory) -> None:
+    """Finding 14: /metrics open to anyone, cookies never Secure, http:// registries."""
+    running = web(web={"trusted_proxies": ["127.0.0.1"]})
+    with httpx.Client(base_url=running.url, timeout=15) as client:
+        # Without a metrics token, only this machine reads the metrics.
+        assert client.get("/metrics").status_code == 200
+        remote = client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.5"})
+        assert remote.status_code == 403
+        assert "metrics_token_file" in remote.json()["detail"]
+    web_section = running.hub.config.web
+    assert web_section.host == "127.0.0.1" and not web_section.cookies_secure()
+    listening = web_section.model_copy(update={"host": "0.0.0.0"})  # noqa: S104 - a config value
+    assert listening.cookies_secure()
+    assert HttpRegistryConfig(kind="http", url="http://127.0.0.1:8090").url
+    assert HttpRegistryConfig(kind="http", url="https://registry.example").url
+    with pytest.raises(ValidationError, match="https://"):
+        HttpRegistryConfig(kind="http", url="http://registry.example")

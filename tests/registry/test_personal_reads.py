@@ -4,6 +4,10 @@ one audited with who, when, from where and why (finding: 300 lookups with a hub 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from .conftest import World
 
 WOMAN = "3174054512900001"
@@ -80,3 +84,11 @@ def test_guessing_across_many_names_from_one_address_is_throttled(world: World) 
     ]
     assert codes[:30] == [401] * 30
     assert codes[30] == 429
+
+
+def test_a_new_registry_database_is_readable_by_its_owner_only(world: World) -> None:
+    """Finding 14: databases were created 0644 when the registry was run by hand."""
+    path = getattr(world.registry.store, "path", None)
+    if path is None:
+        pytest.skip("PostgreSQL keeps no file of its own")
+    assert Path(path).stat().st_mode & 0o777 == 0o600
