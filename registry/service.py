@@ -142,6 +142,10 @@ def _time(value: datetime, up: bool) -> int:
     return math.ceil(seconds) if up else math.floor(seconds)
 
 
+# Audit actions that name the subject read; kept as long as the tracing window.
+PERSONAL_READS = ("person.read", "person.lookup", "tracing.query")
+
+
 @dataclass(frozen=True)
 class Reader:
     """Who reads personal data, from where, and why (for the limit and the audit log)."""
@@ -683,6 +687,10 @@ class Registry:
         before = now - self.config.tracing_window_days * DAY_S
         visits = self.store.purge_visits(before)
         tokens = self.store.purge_tokens(now)
+        # Who read whom stays in the audit trail; which subject, only as long as the visits.
+        scrubbed = self.store.scrub_audit(before, PERSONAL_READS)
+        if scrubbed:
+            logger.info("blanked the subject of %d audit rows of personal reads", scrubbed)
         if visits or tokens:
             logger.info(
                 "purged %d visits that ended before %s and %d tokens",

@@ -648,6 +648,15 @@ class SqliteStore:
                 (at, actor, action, target, detail),
             )
 
+    def scrub_audit(self, before: int, actions: Sequence[str]) -> int:
+        marks = ", ".join("?" for _ in actions)
+        with self._write() as db:
+            return db.execute(
+                f"UPDATE audit SET target = '-' WHERE at < ? AND target != '-' "  # noqa: S608 - placeholders only
+                f"AND action IN ({marks})",
+                (before, *actions),
+            ).rowcount
+
     def audit_entries(self) -> list[tuple[int, str, str, str, str]]:
         return (
             self._read()

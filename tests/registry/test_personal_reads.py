@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from registry.service import PERSONAL_READS
+
 from .conftest import World
 
 WOMAN = "3174054512900001"
@@ -92,3 +94,22 @@ def test_a_new_registry_database_is_readable_by_its_owner_only(world: World) -> 
     if path is None:
         pytest.skip("PostgreSQL keeps no file of its own")
     assert Path(path).stat().st_mode & 0o777 == 0o600
+
+
+def test_who_read_whom_is_kept_only_as_long_as_the_tracing_window(world: World) -> None:
+    """Finding 13: tracing audit rows kept the subject id forever."""
+    subject = add_person(world)
+    why = {"X-Pintu-Purpose": "case 7"}
+    assert world.client.get(f"/api/v1/persons/{subject}", headers={**world.op, **why}).is_success
+    assert world.client.get(
+        "/api/v1/tracing", params={"subject": subject}, headers={**world.op, **why}
+    ).is_success
+    window = world.registry.config.tracing_window_days * 86_400
+    world.clock.advance(window + 60)
+    world.operator = world.login("dewi")  # the old session has long expired
+    assert world.client.post("/api/v1/purge", headers=world.op).is_success
+    reads = [a for a in world.registry.store.audit_entries() if a[2] in PERSONAL_READS]
+    assert len(reads) == 2
+    # Who read, when and why stay; which subject does not.
+    assert {a[3] for a in reads} == {"-"}
+    assert all("why: case 7" in a[4] for a in reads)
