@@ -11,12 +11,14 @@ import hashlib
 import ipaddress
 import math
 import os
+import ssl
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import paho.mqtt.client as mqtt
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hub.errors import ConfigError
@@ -86,6 +88,17 @@ class MqttConfig(Section):
             return self.share_group
         digest = hashlib.sha256(f"pintu-share\0{self.share_group}\0{password}".encode())
         return f"{self.share_group}-{digest.hexdigest()[:20]}"
+
+    def apply_tls(self, client: mqtt.Client) -> None:
+        """Make ``client`` verify the broker against ``tls_ca_file``, when one is set."""
+        if self.tls_ca_file is None:
+            return
+        if not self.tls_ca_file.is_file():
+            raise ConfigError(f"mqtt.tls_ca_file {self.tls_ca_file} is not a readable file")
+        try:
+            client.tls_set(ca_certs=str(self.tls_ca_file))
+        except (OSError, ssl.SSLError, ValueError) as err:
+            raise ConfigError(f"mqtt.tls_ca_file {self.tls_ca_file}: {err}") from err
 
     def login_for(self, facility_id: str, *, presence: bool) -> str | None:
         """The user name of a connection: the hub's, or a facility's presence login."""

@@ -198,8 +198,7 @@ class Ingest:
         username = self.config.mqtt.login_for(facility_id, presence=not persistent)
         if username:
             client.username_pw_set(username, password)
-        if self.config.mqtt.tls_ca_file is not None:
-            client.tls_set(ca_certs=str(self.config.mqtt.tls_ca_file))
+        self.config.mqtt.apply_tls(client)
         client.will_set(
             topics.hub_status(facility_id), _status_payload(NodeState.OFFLINE), qos=1, retain=True
         )
