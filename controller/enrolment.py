@@ -56,6 +56,7 @@ from protocol.enrolment import (
 logger = logging.getLogger(__name__)
 
 KEY_FILE = "node-key.pem"
+BROKER_CA_FILE = "broker-ca.pem"
 
 
 class EnrolmentFailed(ControllerError):
@@ -220,6 +221,11 @@ class Enrolment:
         if not isinstance(mqtt, dict):
             raise EnrolmentFailed("the bundle's node.toml has no [mqtt] table")
         mqtt["password_file"] = str(password)
+        broker_ca = config_dir / BROKER_CA_FILE
+        if bundle.broker_ca_pem is not None:
+            # The facility CA, pinned now: from here on the node talks only to a broker
+            # with a certificate from it.
+            mqtt["tls_ca_file"] = str(broker_ca)
         text = _HEADER + tomli_w.dumps(doc)
         config = parse_config(text, str(self.config_path))
         if config.node_id != code.node_id:
@@ -231,6 +237,8 @@ class Enrolment:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             _write(password, (bundle.mqtt_password + "\n").encode(), 0o600)
             _write(config_dir / KEY_FILE, bundle.node_key_pem.encode(), 0o600)
+            if bundle.broker_ca_pem is not None:
+                _write(broker_ca, bundle.broker_ca_pem.encode(), 0o644)
             if bundle.trust_json is not None:
                 _write(config.path(config.trust_list), bundle.trust_json.encode(), 0o644)
             _write(self.config_path, text.encode(), 0o644)

@@ -8,9 +8,11 @@ one, never half of either) and then has the node reload its lists. Only the late
 of each list waits: a slow SD card never builds a backlog of 17-byte-a-subject lists.
 
 Nothing that fails a check changes anything: junk, a truncated list, an empty (cleared)
-retained message, or a list older than the one in use (by its ``updated_at``; a replayed
-copy must not undo a revocation) is logged and ignored, and the node keeps deciding with
-the lists it has.
+retained message, a list older than the one in use (by its ``updated_at``; a replayed
+copy must not undo a revocation) or one dated more than ``MAX_FUTURE_S`` ahead of the
+door's clock is logged and ignored, and the node keeps deciding with the lists it has. A
+list from the future would otherwise make every genuine list after it look older and be
+refused, keeping a forged list in use until the door's state is wiped.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 ListKind = Literal["trust", "status"]
 KINDS: tuple[ListKind, ...] = ("trust", "status")
+# How far ahead of the door's clock a list's updated_at may be: the same allowance for
+# drifting clocks as a pass's issued-at (docs/protocol.md, section 1).
+MAX_FUTURE_S = 300
 
 
 @dataclass(frozen=True)
@@ -86,11 +92,13 @@ class ListReceiver:
         in_use: Callable[[], InUse],
         reload: Callable[[], object],
         applied: Callable[[ListKind], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.paths: dict[ListKind, Path] = {"trust": trust_path, "status": status_path}
         self._in_use = in_use
         self._reload = reload
         self._applied = applied
+        self._clock = clock
         self._cond = threading.Condition()
         self._waiting: dict[ListKind, bytes] = {}
         self._busy = False
@@ -182,6 +190,14 @@ class ListReceiver:
             return self._ignored(kind, str(err), error=True)
         if same:
             return self._ignored(kind, "it is the list in use", quiet=True)
+        now = self._clock()
+        if new_stamp is not None and new_stamp > now + MAX_FUTURE_S:
+            return self._ignored(
+                kind,
+                f"it is dated in the future (updated_at {new_stamp}, {new_stamp - now:.0f} s "
+                "ahead of this door's clock)",
+                error=True,
+            )
         if (current_stamp or 0) > (new_stamp or 0):
             return self._ignored(
                 kind, f"it is older (updated_at {new_stamp}) than the one in use ({current_stamp})"

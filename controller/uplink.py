@@ -149,6 +149,7 @@ class UplinkStats:
     """A snapshot of the uplink's counters."""
 
     connects: int = 0  # successful connections, the first included
+    connect_failures: int = 0  # broker unreachable, or not the broker (TLS verification)
     sent: int = 0  # event publishes, first sends and resends
     resent: int = 0  # of which were resends (``late``)
     acked: int = 0  # events the hub's acks removed from the journal
@@ -161,6 +162,7 @@ class _Counters:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.connects = 0
+        self.connect_failures = 0
         self.sent = 0
         self.resent = 0
         self.acked = 0
@@ -171,6 +173,7 @@ class _Counters:
         with self.lock:
             return UplinkStats(
                 connects=self.connects,
+                connect_failures=self.connect_failures,
                 sent=self.sent,
                 resent=self.resent,
                 acked=self.acked,
@@ -288,6 +291,7 @@ class Uplink:
             config.reconnect_max_s,  # type: ignore[arg-type]
         )
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -429,6 +433,23 @@ class Uplink:
         with self._counters.lock:
             self._counters.connects += 1
         logger.info("connected to %s:%d", self.config.host, self.config.port)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # Nothing was sent: with tls_ca_file a broker that cannot show a certificate from
+        # the facility CA fails here, before the password or any event goes out.
+        with self._counters.lock:
+            self._counters.connect_failures += 1
+            failures = self._counters.connect_failures
+        log = logger.warning if failures in (1, 10, 100) else logger.debug
+        log(
+            "cannot connect to the broker at %s:%d%s (%d tries)",
+            self.config.host,
+            self.config.port,
+            ": unreachable, or its certificate is not from the facility CA"
+            if self.config.tls_ca_file is not None
+            else "",
+            failures,
+        )
 
     def _on_subscribe(
         self,

@@ -163,8 +163,10 @@ async def login(call: Call) -> dict[str, Any]:
         wait = max(1, int(err.retry_after_s + 0.999))
         raise ApiError(
             429,
-            "too_many_attempts",
-            f"Too many failed logins; try again in {wait} s.",
+            "busy" if err.busy else "too_many_attempts",
+            f"Too many logins at once; try again in {wait} s."
+            if err.busy
+            else f"Too many failed logins; try again in {wait} s.",
             headers={"Retry-After": str(wait)},
         ) from err
     except LoginRefused as err:

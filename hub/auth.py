@@ -1,7 +1,9 @@
 """Staff accounts: passwords, roles, login sessions, CSRF tokens and login throttling.
 
-* Passwords are hashed with Argon2id (argon2-cffi's defaults); a hash made with older
-  parameters is upgraded at the next good login.
+* Passwords are hashed with Argon2id at OWASP's recommended minimum (19 MiB, 2 passes,
+  one lane): a login costs about 19 MB for a few tens of milliseconds, and at most
+  ``MAX_CONCURRENT_HASHES`` run at once (beyond that a login gets 429 at once, costing
+  nothing). A hash made with other parameters is redone at the next good login.
 * Roles are ordered: a viewer watches, a guard also acknowledges alerts and checks people
   in, an admin also changes capacity and counts.
 * A session is a signed cookie (Starlette's ``SessionMiddleware``, SameSite=Strict) that
@@ -9,9 +11,11 @@
   disabling someone takes effect at once. Logging out revokes the session's id.
 * Every state-changing request carries the session's CSRF token (header ``X-CSRF-Token``
   or form field ``csrf_token``).
-* Wrong passwords are counted per user name and per client address; past a few, further
-  attempts are refused for a while (429 with Retry-After) instead of being slowed down in
-  the request, so an attacker cannot tie up the server either.
+* Wrong passwords are counted per (user name, address), per address and per user name;
+  past a few, further attempts are refused for a while (429 with Retry-After) instead of
+  being slowed down in the request, so an attacker cannot tie up the server either. A lock
+  on a user name spares the addresses it logged in from lately, so guessing from elsewhere
+  never locks the owner out (see ``LoginThrottle``).
 """
 
 from __future__ import annotations
@@ -45,8 +49,12 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _RANK: dict[str, int] = {role: rank for rank, role in enumerate(ROLES)}
-# argon2-cffi's defaults (Argon2id, 64 MiB, t=3). Tests swap in a cheap one to stay fast.
-HASHER = PasswordHasher()
+# OWASP's minimum for Argon2id: m=19 MiB, t=2, p=1. argon2-cffi's default (64 MiB, t=3)
+# let a handful of concurrent logins take gigabytes on a small hub. Tests swap in a cheap
+# one to stay fast.
+HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+# At most this many hashes at once: 4 x 19 MiB whatever the number of logins in flight.
+MAX_CONCURRENT_HASHES = 4
 
 
 class AuthError(HubError):
@@ -60,9 +68,21 @@ class LoginRefused(AuthError):
 class LoginThrottled(AuthError):
     """Too many wrong passwords: try again after ``retry_after_s``."""
 
+    busy = False
+
     def __init__(self, retry_after_s: float) -> None:
         super().__init__(f"too many failed logins; try again in {retry_after_s:.0f} s")
         self.retry_after_s = retry_after_s
+
+
+class LoginBusy(LoginThrottled):
+    """Too many logins being checked at once: try again in a second."""
+
+    busy = True
+
+    def __init__(self) -> None:
+        AuthError.__init__(self, "too many logins at once; try again in a second")
+        self.retry_after_s = 1.0
 
 
 def role_at_least(role: str, needed: Role) -> bool:
@@ -140,11 +160,18 @@ class _Failures:
 
 
 class LoginThrottle:
-    """Counts wrong passwords per user name and per client address.
+    """Slows password guessing without locking the owner out.
 
-    After ``free`` failures in a row each further one locks the key for twice as long as
-    the last, from ``base_s`` up to ``max_s``. Failures are forgotten ``forget_s`` after
-    the last one. The tables are bounded, so made-up user names cannot fill the memory.
+    Wrong passwords are counted per (user name, address), per address and per user name.
+    After ``free`` failures for a name from one address, that address is locked for that
+    name (twice as long after each further failure, from ``base_s`` up to ``max_s``); after
+    ``free_per_address`` failures from one address it is locked for every name. A name that
+    fails ``free_per_user`` times from anywhere is locked too, but not for an address that
+    logged in as it lately: the owner at their usual desk gets in while a botnet guesses.
+    Failures are forgotten ``forget_s`` after the last one.
+
+    The tables are bounded: when one is full, entries that lock nothing are dropped first,
+    oldest first, so a flood of failures from other addresses cannot push out a lock.
     """
 
     def __init__(
@@ -152,25 +179,35 @@ class LoginThrottle:
         *,
         free: int = 5,
         free_per_address: int = 30,
+        free_per_user: int = 50,
         base_s: float = 30.0,
         max_s: float = 900.0,
         forget_s: float = 3600.0,
         max_keys: int = 10_000,
+        known_per_user: int = 8,
     ) -> None:
-        self.free, self.free_per_address = free, free_per_address
+        self.free, self.free_per_address, self.free_per_user = free, free_per_address, free_per_user
         self.base_s, self.max_s, self.forget_s = base_s, max_s, forget_s
         self.max_keys = max_keys
+        self.known_per_user = known_per_user
         self._table: OrderedDict[str, _Failures] = OrderedDict()
+        # Addresses each user logged in from lately (newest last), exempt from the user lock.
+        self._known: OrderedDict[str, list[str]] = OrderedDict()
 
     @staticmethod
-    def _keys(username: str, address: str) -> tuple[str, str]:
-        return f"user:{username.casefold()}", f"addr:{address}"
+    def _keys(username: str, address: str) -> tuple[str, str, str]:
+        user = username.casefold()
+        return f"pair:{user}\0{address}", f"addr:{address}", f"user:{user}"
 
     def retry_after(self, username: str, address: str, now: float | None = None) -> float:
         """Seconds until a login for this user from this address may be tried; 0: now."""
         now = time.monotonic() if now is None else now
+        pair, addr, user = self._keys(username, address)
+        keys = [pair, addr]
+        if address not in self._known.get(username.casefold(), []):
+            keys.append(user)
         waits = [0.0]
-        for key in self._keys(username, address):
+        for key in keys:
             entry = self._table.get(key)
             if entry is not None:
                 waits.append(entry.locked_until - now)
@@ -178,9 +215,8 @@ class LoginThrottle:
 
     def failed(self, username: str, address: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        for key, free in zip(
-            self._keys(username, address), (self.free, self.free_per_address), strict=True
-        ):
+        frees = (self.free, self.free_per_address, self.free_per_user)
+        for key, free in zip(self._keys(username, address), frees, strict=True):
             entry = self._table.pop(key, None) or _Failures()
             if now - entry.last > self.forget_s:
                 entry = _Failures()
@@ -190,12 +226,29 @@ class LoginThrottle:
                 lock = min(self.max_s, self.base_s * 2 ** (entry.count - free))
                 entry.locked_until = now + lock
             self._table[key] = entry
+        self._bound(now)
+
+    def _bound(self, now: float) -> None:
+        excess = len(self._table) - self.max_keys
+        if excess <= 0:
+            return
+        # Entries that lock nothing go first (oldest first); locks only when nothing else is
+        # left, so failures from elsewhere cannot clear an account's lock.
+        idle = [k for k, e in self._table.items() if e.locked_until <= now][:excess]
+        for key in idle:
+            del self._table[key]
         while len(self._table) > self.max_keys:
             self._table.popitem(last=False)
 
     def succeeded(self, username: str, address: str) -> None:
-        # Only the user's own count: a shared address (a proxy) keeps its record.
-        self._table.pop(self._keys(username, address)[0], None)
+        # The pair's count only: a shared address (a proxy) and the name keep their records.
+        pair, _, _ = self._keys(username, address)
+        self._table.pop(pair, None)
+        user = username.casefold()
+        known = [a for a in self._known.pop(user, []) if a != address]
+        self._known[user] = [*known, address][-self.known_per_user :]
+        while len(self._known) > self.max_keys:
+            self._known.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -244,6 +297,7 @@ class Accounts:
         self.store = store
         self.session_max_age_s = session_max_age_s
         self.throttle = throttle or LoginThrottle()
+        self._hashing = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
         # Session ids logged out before they expired. Kept in memory: a restart forgets
         # them, but the browser has dropped the cookie at logout and it expires anyway.
         self._revoked: dict[str, float] = {}
@@ -257,9 +311,17 @@ class Accounts:
         user = await asyncio.to_thread(self.store.get_user, username) if username else None
         ok, rehash = False, False
         if len(password) <= MAX_PASSWORD_LENGTH:
-            # An unknown name costs the same as a wrong password, so timing tells nothing.
-            stored = user.password_hash if user else _dummy_hash()
-            ok, rehash = await asyncio.to_thread(verify_password, stored, password)
+            if self._hashing.locked():
+                # Refused before any memory is taken; a queue would hold the requests (and
+                # their connections) instead.
+                logger.warning(
+                    "login for %r from %s refused: hashing is busy", username[:64], address
+                )
+                raise LoginBusy()
+            async with self._hashing:
+                # An unknown name costs the same as a wrong password, so timing tells nothing.
+                stored = user.password_hash if user else _dummy_hash()
+                ok, rehash = await asyncio.to_thread(verify_password, stored, password)
         if user is None or not ok or user.disabled:
             self.throttle.failed(username, address)
             logger.warning("failed login for %r from %s", username[:64], address)
@@ -270,7 +332,9 @@ class Accounts:
             raise LoginRefused("wrong user name or password")
         self.throttle.succeeded(username, address)
         if rehash:
-            new_hash = await asyncio.to_thread(hash_password, password)
+            async with self._hashing:
+                new_hash = await asyncio.to_thread(hash_password, password)
+            logger.info("%s: password hash redone with the current parameters", user.username)
             await asyncio.to_thread(self.store.update_user, user.username, password_hash=new_hash)
         await asyncio.to_thread(self.store.audit, user.username, "login", detail=address)
         session: dict[str, Any] = conn.session

@@ -7,13 +7,18 @@ come from files, by preference from systemd's credentials directory.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import math
 import os
+import ssl
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import paho.mqtt.client as mqtt
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hub.errors import ConfigError
@@ -57,9 +62,49 @@ class MqttConfig(Section):
         description="Shared subscription group: hub workers in one group split the events.",
     )
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive interval.")
+    facility_logins: bool = Field(
+        True,
+        description="Log each facility's small presence connection in as "
+        "<username>.<facility> with the hub's password, as `pintu provision` sets the broker "
+        "up: it takes a login's user name as its client id, so each connection needs one.",
+    )
+    tls_ca_file: Path | None = Field(
+        None,
+        description="The facility CA's certificate (PEM) to verify the broker with; enables TLS.",
+    )
 
     def password(self) -> str | None:
         return read_secret(self.password_file) if self.password_file else None
+
+    def events_group(self, password: str | None) -> str:
+        """The shared-subscription group the hub's workers split the events in.
+
+        With a password the group's name carries a digest of it: the broker lets any client
+        join any group, and a door that joined the hub's would be dealt a share of the events
+        (dropped by its ACL, so delayed until resent). Every worker logs in with the same
+        password and so joins the same group; no door can name it.
+        """
+        if password is None:
+            return self.share_group
+        digest = hashlib.sha256(f"pintu-share\0{self.share_group}\0{password}".encode())
+        return f"{self.share_group}-{digest.hexdigest()[:20]}"
+
+    def apply_tls(self, client: mqtt.Client) -> None:
+        """Make ``client`` verify the broker against ``tls_ca_file``, when one is set."""
+        if self.tls_ca_file is None:
+            return
+        if not self.tls_ca_file.is_file():
+            raise ConfigError(f"mqtt.tls_ca_file {self.tls_ca_file} is not a readable file")
+        try:
+            client.tls_set(ca_certs=str(self.tls_ca_file))
+        except (OSError, ssl.SSLError, ValueError) as err:
+            raise ConfigError(f"mqtt.tls_ca_file {self.tls_ca_file}: {err}") from err
+
+    def login_for(self, facility_id: str, *, presence: bool) -> str | None:
+        """The user name of a connection: the hub's, or a facility's presence login."""
+        if self.username and presence and self.facility_logins:
+            return f"{self.username}.{facility_id}"
+        return self.username
 
 
 class SqliteStoreConfig(Section):
@@ -92,10 +137,11 @@ class WebConfig(Section):
         le=30 * 86400,
         description="A login lasts this long (one shift, by default), however active.",
     )
-    secure_cookies: bool = Field(
-        False,
-        description="Send the session cookie over HTTPS only; set it when the dashboard is "
-        "served through a TLS proxy.",
+    secure_cookies: bool | None = Field(
+        None,
+        description="Send the session cookie over HTTPS only. Unset: on, unless the "
+        "dashboard listens on this machine only (127.0.0.1, a first run), where it is off "
+        "and the log says so. Serve it to other machines through a TLS proxy.",
     )
     metrics_token_file: Path | None = Field(
         None,
@@ -107,6 +153,26 @@ class WebConfig(Section):
         gt=0,
         le=60,
         description="How long a guard's open-door request waits for the node's answer.",
+    )
+
+    def cookies_secure(self) -> bool:
+        """Whether the session cookie carries ``Secure`` (see ``secure_cookies``)."""
+        if self.secure_cookies is not None:
+            return self.secure_cookies
+        return not is_loopback(self.host)
+
+    trusted_proxies: tuple[str, ...] = Field(
+        (),
+        description="Addresses of reverse proxies whose X-Forwarded-For is believed. None "
+        "by default: a client's address is the one it connects from, so no client can name "
+        "another address to dodge the per-address login limit.",
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        description="Largest request body the dashboard and API take; a larger one is "
+        "refused with 413 as soon as it is known to be larger, before it is all read.",
     )
 
 
@@ -152,7 +218,25 @@ class LocalRegistryConfig(Section):
 
 class HttpRegistryConfig(Section):
     kind: Literal["http"] = Field(description="The central registry over HTTPS.")
-    url: str = Field(min_length=1, description="The registry's base URL.")
+    url: str = Field(
+        min_length=1,
+        description="The registry's base URL: https://, or http:// to this machine only "
+        "(127.0.0.1, localhost), as tokens and personal data cross the network.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _https_unless_local(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme == "https" and parts.hostname:
+            return value
+        if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
+            return value
+        raise ValueError(
+            "use an https:// address (http:// only to this machine): the hub's token and "
+            "people's statuses would cross the network in clear"
+        )
+
     credentials_file: Path | None = Field(
         None,
         description="File holding the facility's hub token (rh_...), for a hub that serves "
@@ -193,6 +277,14 @@ class HttpRegistryConfig(Section):
         description="Re-publish unchanged lists to the doors at least this often (with the "
         "time the registry last confirmed them), so a door's list age shows how long ago "
         "the hub last heard from the registry.",
+    )
+    pass_valid_days: int = Field(
+        30,
+        ge=1,
+        le=3660,
+        description="How long the registry's passes are valid (its own pass_valid_days). "
+        "The doors are told only of subjects whose status changed within this time and is "
+        "not green: any older pass was issued after the change and already says it.",
     )
 
 
@@ -426,6 +518,16 @@ def _unique(what: str, ids: list[str]) -> None:
         if item in seen:
             raise ValueError(f"{what} id {item!r} appears twice")
         seen.add(item)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def read_secret(path: Path) -> str:

@@ -160,7 +160,8 @@ class Ingest:
             for door in f.doors
             for node in door.nodes
         }
-        self._events_topic = f"$share/{config.mqtt.share_group}/{topics.ALL_NODE_EVENTS}"
+        group = config.mqtt.events_group(config.mqtt.password())
+        self._events_topic = f"$share/{group}/{topics.ALL_NODE_EVENTS}"
         self._queue: queue.SimpleQueue[_Inbound | _Connected | _RefreshState | _Stop] = (
             queue.SimpleQueue()
         )
@@ -200,8 +201,10 @@ class Ingest:
             protocol=mqtt.MQTTv5,
             manual_ack=persistent,
         )
-        if self.config.mqtt.username:
-            client.username_pw_set(self.config.mqtt.username, password)
+        username = self.config.mqtt.login_for(facility_id, presence=not persistent)
+        if username:
+            client.username_pw_set(username, password)
+        self.config.mqtt.apply_tls(client)
         client.will_set(
             topics.hub_status(facility_id), _status_payload(NodeState.OFFLINE), qos=1, retain=True
         )

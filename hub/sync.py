@@ -9,7 +9,8 @@ stored page. The next page is fetched while the previous one is written.
 
 **Out.** The doors get both lists as retained MQTT messages (docs/protocol.md § 5.1):
 ``pintu/<facility>/lists/trust`` (the trust list, JSON) and ``pintu/<facility>/lists/status``
-(the ``.psl`` status list built from the statuses table). They are published again when
+(the ``.psl`` status list built from the statuses table, least data: only the subjects a
+door must be told of, see ``door_items``). They are published again when
 they change, after every (re)connect to the broker, and at least every ``lists_refresh_s``
 while the registry confirms them. Each list's ``updated_at`` is the time the registry last
 confirmed it to the hub, so a door's list age says how long ago the hub last heard from
@@ -23,7 +24,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,7 +38,8 @@ from hub.registry_records import TrustCopy
 from protocol import topics
 from protocol.errors import ProtocolError
 from protocol.events import utcnow
-from protocol.statuslist import StatusList
+from protocol.status import Status
+from protocol.statuslist import MAX_LIST_BYTES, StatusList
 from protocol.trust import TrustList
 
 if TYPE_CHECKING:
@@ -108,6 +110,30 @@ class SyncMetrics:
         )
 
 
+DAY_S = 86_400
+# Registry and hub clocks may differ; a change this much older than the pass lifetime is
+# still sent, never one a little younger.
+_LIFETIME_MARGIN_S = DAY_S
+
+
+def door_items(
+    items: Iterable[tuple[bytes, Status, int]], now: float, pass_valid_s: float
+) -> Iterator[tuple[bytes, Status, int]]:
+    """The status records a door needs: those a still-valid pass could contradict.
+
+    A pass carries the status of the day it was issued, and lasts ``pass_valid_s``. A
+    subject whose status last changed longer ago than that holds only passes issued after
+    the change, which already say it: the door needs no record. A subject now green needs
+    none either: an older pass says worse and is refused, and a new pass says green. What is
+    left is the subjects turned yellow, red or black within a pass's lifetime, usually a
+    small share of the population; a stolen door yields only those subject ids.
+    """
+    since = now - pass_valid_s - _LIFETIME_MARGIN_S
+    for subject, status, changed_at in items:
+        if status is not Status.GREEN and changed_at >= since:
+            yield subject, status, changed_at
+
+
 class ListPublisher:
     """Publishes the trust and status lists, retained, to every facility's doors."""
 
@@ -119,8 +145,10 @@ class ListPublisher:
         *,
         refresh_s: float = 3600.0,
         metrics: SyncMetrics | None = None,
+        pass_valid_s: float = 30 * DAY_S,
     ) -> None:
         self.store = store
+        self.pass_valid_s = pass_valid_s
         self._publish = publish
         self.facility_ids = list(facility_ids)
         self.refresh_s = refresh_s
@@ -189,6 +217,15 @@ class ListPublisher:
             return False
         started = time.perf_counter()
         payload = await asyncio.to_thread(self._build_status_list, stamp)
+        if len(payload) > MAX_LIST_BYTES:
+            # The broker would close the hub's connection over it, again at every retry.
+            logger.error(
+                "the doors' status list is %d bytes, over the %d a message may carry: not "
+                "published (the doors keep their lists and report them stale)",
+                len(payload),
+                MAX_LIST_BYTES,
+            )
+            return False
         for facility_id in self.facility_ids:
             self._publish(topics.lists_status(facility_id), payload, retain=True)
         self._status_stamp = stamp
@@ -202,7 +239,8 @@ class ListPublisher:
         return True
 
     def _build_status_list(self, stamp: int) -> bytes:
-        return StatusList.from_items(self.store.status_items(), updated_at=stamp).dumps()
+        items = door_items(self.store.status_items(), time.time(), self.pass_valid_s)
+        return StatusList.from_items(items, updated_at=stamp).dumps()
 
     async def aclose(self) -> None:
         for task in list(self._tasks):
@@ -360,6 +398,7 @@ class RegistryLink:
             facility_ids,
             refresh_s=registry.lists_refresh_s,
             metrics=sync_metrics,
+            pass_valid_s=registry.pass_valid_days * DAY_S,
         )
         self.sync = RegistrySync(
             store,

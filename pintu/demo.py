@@ -315,7 +315,7 @@ class Demo:
 
     def start_broker(self) -> None:
         self.broker.start()
-        self.step(f"broker at mqtt://{self.broker.host}:{self.broker.port}")
+        self.step(f"broker at mqtts://{self.broker.host}:{self.broker.port} (TLS, facility CA)")
 
     def start_hub(self) -> None:
         from provisioning.inventory import open_fleet
@@ -338,6 +338,7 @@ class Demo:
             facility_id=self.facility_id,
             capacity=self.options.capacity,
             doors_snippet=hubdoors.snippet_path(broker_dir, self.facility_id),
+            broker_ca_file=broker_dir / "ca.pem",
         )
         hub_toml.write_text(demo_config.hub_config(settings), encoding="utf-8")
         problems = hubdoors.check_hub_config(hub_toml, self.facility_id, records)

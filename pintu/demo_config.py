@@ -144,6 +144,7 @@ class HubSettings:
     facility_id: str
     capacity: int
     doors_snippet: Path  # the broker directory's hub-doors-<facility>.toml
+    broker_ca_file: Path | None = None  # the facility CA (the broker speaks TLS)
 
 
 def hub_config(s: HubSettings) -> str:
@@ -158,6 +159,7 @@ def hub_config(s: HubSettings) -> str:
                 "username": s.mqtt_username,
                 "password_file": str(s.mqtt_password_file),
                 "client_id": "pintu-hub",
+                **({"tls_ca_file": str(s.broker_ca_file)} if s.broker_ca_file else {}),
             },
             "store": {"backend": "sqlite", "path": str(s.workdir / "hub.db")},
             "web": {
@@ -202,6 +204,10 @@ def node_config(bundle_toml: Path, sim: SimulatedDoor) -> str:
     """The bundle's node.toml with a synthetic camera and mock pins instead of a Pi's."""
     doc: dict[str, Any] = tomllib.loads(bundle_toml.read_text(encoding="utf-8"))
     doc["state_dir"] = str(sim.state_dir)
+    mqtt = doc.get("mqtt", {})
+    if "tls_ca_file" in mqtt:
+        # The bundle names the CA where install.sh puts it on a Pi; here it is in the bundle.
+        mqtt["tls_ca_file"] = str(bundle_toml.parent / Path(mqtt["tls_ca_file"]).name)
     doc["source"] = {
         "kind": "synthetic",
         "preset": "default",

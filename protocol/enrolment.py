@@ -172,12 +172,14 @@ class ProvisioningCode:
 
 @dataclass(frozen=True)
 class SealedBundle:
-    """The files a node receives: its node.toml, MQTT password, key, and a trust list."""
+    """The files a node receives: its node.toml, MQTT password, key, a trust list, and the
+    facility CA it verifies the broker with."""
 
     node_toml: str
     mqtt_password: str
     node_key_pem: str
     trust_json: str | None = None
+    broker_ca_pem: str | None = None
 
     def dumps(self) -> bytes:
         doc: dict[str, Any] = {
@@ -188,6 +190,8 @@ class SealedBundle:
         }
         if self.trust_json is not None:
             doc["trust_json"] = self.trust_json
+        if self.broker_ca_pem is not None:
+            doc["broker_ca_pem"] = self.broker_ca_pem
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
@@ -204,7 +208,10 @@ class SealedBundle:
         trust = doc.get("trust_json")
         if trust is not None and not isinstance(trust, str):
             raise EnrolmentCodeError("the bundle's trust_json is not text")
-        return cls(doc["node_toml"], doc["mqtt_password"], doc["node_key_pem"], trust)
+        ca = doc.get("broker_ca_pem")
+        if ca is not None and not (isinstance(ca, str) and "BEGIN CERTIFICATE" in ca):
+            raise EnrolmentCodeError("the bundle's broker_ca_pem is not a PEM certificate")
+        return cls(doc["node_toml"], doc["mqtt_password"], doc["node_key_pem"], trust, ca)
 
 
 def _b64(data: bytes) -> str:

@@ -203,6 +203,10 @@ def _parse(text: str) -> _Parsed | Reason:
         return Reason.WRONG_PREFIX
     if int(version_text) != VERSION:
         return Reason.UNSUPPORTED_VERSION
+    if version_text != str(VERSION):
+        # "PINTU01:" or "PINTU001:" would be the same pass under another text: one pass,
+        # one text, so a door's de-duplication and any list of seen texts cannot be dodged.
+        return Reason.MALFORMED
     try:
         body = _b32decode(body_text)
     except (binascii.Error, ValueError):

@@ -30,6 +30,10 @@ MAGIC = b"PSL1"
 _HEADER = struct.Struct(">4sIQ")
 _RECORD = struct.Struct(f">{SUBJECT_BYTES}sBI")
 RECORD_BYTES = _RECORD.size
+# The largest status list a hub sends its doors: under the facility broker's 8 MiB packet
+# limit with room for the MQTT header. About 490,000 subjects, far more than the subjects
+# a door is told of (those turned yellow, red or black within a pass's lifetime).
+MAX_LIST_BYTES = 8 * 1024 * 1024 - 64 * 1024
 
 
 class StatusListError(ProtocolError):

@@ -74,12 +74,26 @@ def hub_rules(discovery_prefix: str = "homeassistant") -> list[str]:
     ]
 
 
+def presence_username(hub_username: str, facility_id: str) -> str:
+    """The user of the hub's small per-facility connection that carries its Last Will.
+
+    The broker takes a login's user name as its client id, so each of the hub's
+    connections logs in under a name of its own (with the hub's password).
+    """
+    return f"{hub_username}.{facility_id}"
+
+
+def presence_rules(facility_id: str) -> list[str]:
+    return [f"topic write {topics.hub_status(facility_id)}"]
+
+
 def render(
     hub_username: str,
     nodes: Iterable[NodeGrant],
     *,
     discovery_prefix: str = "homeassistant",
     local: str = "",
+    facilities: Iterable[str] = (),
 ) -> str:
     """The whole ACL file, with ``local`` (acl.local) copied in unchanged.
 
@@ -91,6 +105,10 @@ def render(
         blocks.append("# -- acl.local --\n" + local.strip("\n") + "\n# -- end of acl.local --")
     seen: set[str] = {check_username(hub_username)}
     blocks.append("\n".join([f"user {hub_username}", *hub_rules(discovery_prefix)]))
+    for facility_id in facilities:
+        presence = check_username(presence_username(hub_username, facility_id))
+        seen.add(presence)
+        blocks.append("\n".join([f"user {presence}", *presence_rules(facility_id)]))
     for grant in nodes:
         check_username(grant.username)
         if grant.username in seen:

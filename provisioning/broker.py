@@ -28,6 +28,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from provisioning.errors import BrokerSetupError
+from provisioning.tlsca import SERVER_CERT, SERVER_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,13 @@ PASSWD_LOCAL = "passwd.local"  # noqa: S105 - a file name
 ACL_LOCAL = "acl.local"
 HUB_PASSWORD = "hub-mqtt-password"  # noqa: S105 - a file name
 DEFAULT_MAX_QUEUED = 100_000
+# The largest message of the protocol is the retained status list a hub sends its doors,
+# 17 bytes a subject (docs/protocol.md, section 4): 8 MiB holds about 490,000 subjects, far
+# more than the subjects a door is told about. Every other message is under 64 kB.
+DEFAULT_MAX_PACKET = 8 * 1024 * 1024
+# What the broker may queue for one absent client (the hub): a day of a busy facility's
+# events at about 1 kB each is well under this; past it the nodes' journals resend.
+DEFAULT_MAX_QUEUED_BYTES = 256 * 1024 * 1024
 
 
 class BrokerSettings(BaseModel):
@@ -48,7 +56,7 @@ class BrokerSettings(BaseModel):
     listen: str | None = Field(
         None, description="Address to listen on; none listens on every interface."
     )
-    port: int = Field(1883, ge=1, le=65535, description="TCP port (8883 is usual with TLS).")
+    port: int = Field(8883, ge=1, le=65535, description="TCP port (8883 is usual with TLS).")
     persistence_dir: Path = Field(
         Path("/var/lib/mosquitto"),
         description="Where the broker keeps queued messages and retained state across restarts.",
@@ -59,13 +67,45 @@ class BrokerSettings(BaseModel):
         description="Messages the broker queues per persistent session (the hub's) while the "
         "client is away.",
     )
+    max_packet_bytes: int = Field(
+        DEFAULT_MAX_PACKET,
+        ge=64 * 1024,
+        le=256 * 1024 * 1024,
+        description="Largest MQTT packet the broker takes; a client sending a larger one is "
+        "disconnected and its message dropped.",
+    )
+    max_queued_bytes: int = Field(
+        DEFAULT_MAX_QUEUED_BYTES,
+        ge=1024 * 1024,
+        description="Bytes the broker queues per persistent session while the client is away.",
+    )
     run_as: str | None = Field(
         None,
         description="System user the broker drops to when started as root; none keeps "
         "Mosquitto's default (mosquitto).",
     )
-    certfile: Path | None = Field(None, description="TLS server certificate (PEM); enables TLS.")
+    tls: bool = Field(
+        True,
+        description="Speak TLS only, with a certificate from the facility CA the tools make "
+        "(ca.pem, given to every node and the hub). Off only for a broker reached over a "
+        "network nobody else can join.",
+    )
+    tls_names: tuple[str, ...] = Field(
+        (),
+        description="Host names and addresses the nodes and the hub reach the broker at, "
+        "named in its certificate; none: the listen address (or localhost) and 127.0.0.1.",
+    )
+    certfile: Path | None = Field(
+        None, description="A TLS server certificate (PEM) of your own CA instead of the facility's."
+    )
     keyfile: Path | None = Field(None, description="TLS server key (PEM), with certfile.")
+
+    def names(self) -> tuple[str, ...]:
+        """The names the facility CA's broker certificate carries."""
+        if self.tls_names:
+            return self.tls_names
+        first = self.listen if self.listen and self.listen not in ("0.0.0.0", "::") else "localhost"  # noqa: S104 - compared, not bound
+        return tuple(dict.fromkeys([first, "127.0.0.1"]))
 
 
 def render_conf(directory: Path, settings: BrokerSettings) -> str:
@@ -84,12 +124,22 @@ def render_conf(directory: Path, settings: BrokerSettings) -> str:
     lines += [listener]
     if settings.certfile and settings.keyfile:
         lines += [f"certfile {settings.certfile}", f"keyfile {settings.keyfile}"]
+    elif settings.tls:
+        # Clients verify this certificate against the facility CA (ca.pem): a rogue broker
+        # on the network cannot show one, so no door sends it a password or an event.
+        lines += [
+            f"certfile {directory / SERVER_CERT}",
+            f"keyfile {directory / SERVER_KEY}",
+        ]
     lines += [
         "",
         "# Every client logs in, and may touch only the topics the ACL gives it.",
         "allow_anonymous false",
         f"password_file {directory / PASSWD}",
         f"acl_file {directory / ACL}",
+        "# A login's client id is its user name, whatever the client asks for: a door's",
+        "# password cannot take over the hub's session or another door's.",
+        "use_username_as_clientid true",
         "",
         "# Queued messages and retained state (availability, occupancy) survive a restart.",
         "persistence true",
@@ -100,7 +150,11 @@ def render_conf(directory: Path, settings: BrokerSettings) -> str:
         "# events for it. Past this limit the broker drops them (the nodes' journals resend",
         "# anything not acked), so it is set well above a day of a busy facility's events.",
         f"max_queued_messages {settings.max_queued_messages}",
-        "max_queued_bytes 0",
+        f"max_queued_bytes {settings.max_queued_bytes}",
+        "",
+        "# Nothing larger than the protocol's largest message (the status list) is taken:",
+        "# a larger packet closes the sender's connection and is not stored, retained or not.",
+        f"max_packet_size {settings.max_packet_bytes}",
         "",
         "# Logs go to stderr, that is to the journal under systemd.",
         "log_dest stderr",

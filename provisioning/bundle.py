@@ -7,6 +7,7 @@
     <node>/node-key.pem        its Ed25519 private key        (0600)
     <node>/node-key.pub        the public half
     <node>/trust.json          the registry keys it believes, when given
+    <node>/broker-ca.pem       the facility CA it verifies the broker with (TLS)
     <node>/pintu-node.service  the systemd unit
     <node>/install.sh          run as root on the Pi: venv, Pintu, files, service
     <node>/*.whl               a Pintu wheel to install, when given
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 UNIT = "pintu-node.service"
 STATE_DIR = "/var/lib/pintu-node"
+BROKER_CA = "broker-ca.pem"
+INSTALLED_CA = f"/etc/pintu/{BROKER_CA}"
 SOURCE_UNIT = Path(__file__).resolve().parents[1] / "systemd" / UNIT
 
 
@@ -171,6 +174,9 @@ install -m 0644 "$here/node.toml" "$etc/node.toml"
 install -m 0600 "$here/mqtt-password" "$etc/mqtt-password"
 install -m 0600 "$here/node-key.pem" "$etc/node-key.pem"
 install -m 0644 "$here/node-key.pub" "$etc/node-key.pub"
+if [ -f "$here/broker-ca.pem" ]; then
+  install -m 0644 "$here/broker-ca.pem" "$etc/broker-ca.pem"
+fi
 install -d -m 0750 -o "$user" -g "$group" "$state"
 if [ -f "$here/trust.json" ]; then
   install -m 0644 -o "$user" -g "$group" "$here/trust.json" "$state/trust.json"
@@ -209,6 +215,7 @@ class BundleFiles:
     private_key_pem: bytes
     public_key_pem: bytes
     trust: Path | None = None
+    broker_ca: Path | None = None
     wheel: Path | None = None
     pintu_source: str = ""
     unit: Path | None = None
@@ -225,6 +232,8 @@ def write_bundle(staging: Path, node: NodeSettings, files: BundleFiles) -> None:
         _write(staging / "node-key.pub", files.public_key_pem, 0o644)
         if files.trust is not None:
             shutil.copyfile(files.trust, staging / "trust.json")
+        if files.broker_ca is not None:
+            shutil.copyfile(files.broker_ca, staging / BROKER_CA)
         source = files.pintu_source
         if files.wheel is not None:
             shutil.copyfile(files.wheel, staging / files.wheel.name)

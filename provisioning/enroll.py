@@ -22,7 +22,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from provisioning import bundle, hubdoors, passwd
+from provisioning import bundle, hubdoors, passwd, tlsca
 from provisioning.broker import reload_broker
 from provisioning.errors import BundleError, InventoryError
 from provisioning.inventory import Direction, Fleet, NodeRecord, open_fleet, utcnow
@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 DEFAULT_MQTT_PORT = 1883
+DEFAULT_MQTTS_PORT = 8883
 
 
 def _quiet(_: str) -> None:
@@ -93,10 +94,10 @@ class Replacement:
     new: Enrolment
 
 
-def parse_broker(text: str) -> tuple[str, int]:
+def parse_broker(text: str, default_port: int = DEFAULT_MQTT_PORT) -> tuple[str, int]:
     """``host``, ``host:port`` or ``[v6]:port`` as (host, port)."""
     text = text.strip()
-    host, port = text, DEFAULT_MQTT_PORT
+    host, port = text, default_port
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
@@ -187,7 +188,27 @@ def _stage(
     replaces: str | None,
 ) -> _Pending:
     facility = fleet.facility(request.facility_id)
-    host, port = parse_broker(request.broker)
+    broker = fleet.inventory.broker
+    facility_ca = broker.tls and broker.certfile is None and request.tls_ca_file is None
+    host, port = parse_broker(
+        request.broker, DEFAULT_MQTTS_PORT if broker.tls or broker.certfile else DEFAULT_MQTT_PORT
+    )
+    ca_cert: Path | None = None
+    if facility_ca:
+        tls = tlsca.BrokerTls(fleet.directory)
+        if not tls.ca_cert.is_file() or not tls.server_cert.is_file():
+            raise BundleError(
+                f"{fleet.directory} has no facility CA: run `pintu provision broker init` again"
+            )
+        names = tlsca.names_in(tls.server_cert)
+        if host not in names:
+            # The node would refuse the broker's certificate and never connect.
+            raise BundleError(
+                f"the broker's certificate names {', '.join(sorted(names))}, not {host!r}: "
+                f"add it with `pintu provision broker init --tls-name {host}` (and restart "
+                "the broker), or give the broker address it names"
+            )
+        ca_cert = tls.ca_cert
     node_id = request.node_id or fleet.next_node_id(request.door_id)
     fleet.check_new_id(node_id)
     for extra in (request.trust, request.wheel, request.unit):
@@ -226,7 +247,7 @@ def _stage(
         broker_host=host,
         broker_port=port,
         hub_url=request.hub_url,
-        tls_ca_file=request.tls_ca_file,
+        tls_ca_file=bundle.INSTALLED_CA if ca_cert is not None else request.tls_ca_file,
     )
     staging = out / f".{node_id}.staging"
     try:
@@ -245,6 +266,7 @@ def _stage(
                 private_key_pem=private_pem,
                 public_key_pem=public_pem,
                 trust=request.trust,
+                broker_ca=ca_cert,
                 wheel=request.wheel,
                 pintu_source=request.pintu_source,
                 unit=request.unit,

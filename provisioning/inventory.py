@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from protocol.events import Ident
-from provisioning import acl, hubdoors, passwd
+from provisioning import acl, hubdoors, passwd, tlsca
 from provisioning.broker import (
     ACL,
     ACL_LOCAL,
@@ -171,7 +171,8 @@ class Fleet:
     # -- changing ----------------------------------------------------------------
 
     def check_new_id(self, node_id: str) -> None:
-        if node_id.lower() in RESERVED_IDS or node_id == self.inventory.hub.username:
+        hub = self.inventory.hub.username
+        if node_id.lower() in RESERVED_IDS or node_id == hub or node_id.startswith(hub + "."):
             raise InventoryError(f"{node_id!r} is reserved; choose another node id")
         if any(r.node_id == node_id for r in self.inventory.nodes):
             raise InventoryError(
@@ -228,7 +229,12 @@ class Fleet:
         return hubdoors.doors_of(self.nodes(facility_id=facility_id))
 
     def render_passwd(self) -> str:
-        entries = [(self.inventory.hub.username, self.inventory.hub.password_hash)]
+        hub = self.inventory.hub
+        entries = [(hub.username, hub.password_hash)]
+        entries += [
+            (acl.presence_username(hub.username, f.id), hub.password_hash)
+            for f in self.inventory.facilities
+        ]
         entries += [(r.username, r.password_hash) for r in self.inventory.nodes if r.active]
         generated = passwd.render(entries)
         local = _read_optional(self.directory / PASSWD_LOCAL)
@@ -252,6 +258,7 @@ class Fleet:
             grants,
             discovery_prefix=self.inventory.discovery_prefix,
             local=_read_optional(self.directory / ACL_LOCAL),
+            facilities=[f.id for f in self.inventory.facilities],
         )
 
 
@@ -328,7 +335,11 @@ def init_fleet(
         fleet.inventory = inventory
         if not fleet.inventory.facilities:
             raise InventoryError("name at least one facility the broker serves")
-        write_atomic(directory / CONF, render_conf(directory, fleet.inventory.broker), 0o644)
+        broker = fleet.inventory.broker
+        if broker.tls and broker.certfile is None:
+            first = fleet.inventory.facilities[0].id
+            tlsca.ensure(directory, broker.names(), first)
+        write_atomic(directory / CONF, render_conf(directory, broker), 0o644)
         if hub_password is not None:
             write_atomic(directory / HUB_PASSWORD, hub_password + "\n", 0o600)
         fleet.commit()

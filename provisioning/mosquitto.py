@@ -72,6 +72,7 @@ class Mosquitto:
         max_queued_messages: int = 1_000_000,
         extra_conf: str = "",
         config_file: str | Path | None = None,
+        ca_file: str | Path | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.port = port or free_port()
@@ -80,6 +81,8 @@ class Mosquitto:
         self.max_queued_messages = max_queued_messages
         self.extra_conf = extra_conf
         self.config_file = Path(config_file) if config_file is not None else None
+        # The CA a client verifies this broker with, when its configuration speaks TLS.
+        self.ca_file = Path(ca_file) if ca_file is not None else None
         self.process: subprocess.Popen[bytes] | None = None
         self.binary = find_mosquitto()
 

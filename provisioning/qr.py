@@ -69,11 +69,13 @@ def _read(path: Path) -> str:
 def sealed_bundle(staging: Path) -> SealedBundle:
     """The staged bundle's node.toml, password, key and trust list, as the node gets them."""
     trust = staging / "trust.json"
+    ca = staging / "broker-ca.pem"
     return SealedBundle(
         node_toml=_read(staging / "node.toml"),
         mqtt_password=_read(staging / "mqtt-password").strip(),
         node_key_pem=_read(staging / "node-key.pem"),
         trust_json=_read(trust) if trust.is_file() else None,
+        broker_ca_pem=_read(ca) if ca.is_file() else None,
     )
 
 

@@ -92,7 +92,7 @@ from registry.openapi import (
 )
 from registry.poster import door_uri
 from registry.records import Door, Facility, FacilityState, Person
-from registry.service import Registry
+from registry.service import Reader, Registry
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ _VISITS = TypeAdapter(list[VisitIn])
 _SUBJECT = re.compile(r"^[0-9a-f]{24}$")
 _KID = re.compile(r"^[0-9a-fA-F]{8}$")
 _LABELS = {status: status.label for status in Status}
+PURPOSE_HEADER = "X-Pintu-Purpose"
 
 
 class ApiError(Exception):
@@ -123,11 +124,19 @@ class Call:
     query: dict[str, Any]
     body: Any
     headers: Headers
+    address: str = "unknown"
 
     @property
     def caller(self) -> Principal:
         assert self.principal is not None  # noqa: S101 - only routes with auth use this
         return self.principal
+
+    @property
+    def reader(self) -> Reader:
+        """The caller as a reader of personal data: who, from where, and the purpose they
+        state in ``X-Pintu-Purpose`` (kept to 200 printable characters)."""
+        why = "".join(c for c in self.headers.get(PURPOSE_HEADER, "") if c.isprintable())
+        return Reader(self.caller, self.address, why.strip()[:200])
 
 
 # Parameter parsers: each raises ValueError with a sentence.
@@ -251,7 +260,7 @@ def health(call: Call) -> HealthOut:
 
 def login(call: Call) -> LoginOut:
     body = cast(LoginIn, call.body)
-    session = call.registry.login(body.username, body.password)
+    session = call.registry.login(body.username, body.password, call.address)
     kind = "operator" if session.principal.kind == "operator" else "pic"
     return LoginOut.model_validate(
         {
@@ -292,12 +301,12 @@ def set_person(call: Call) -> Response:
 
 
 def get_person(call: Call) -> PersonOut:
-    return person_out(call.registry.person(call.path["subject"]))
+    return person_out(call.registry.person(call.path["subject"], call.reader))
 
 
 def lookup(call: Call) -> LookupOut:
     body = cast(LookupIn, call.body)
-    person = call.registry.lookup(body.nik, body.name)
+    person = call.registry.lookup(body.nik, body.name, call.reader)
     if person is None:
         return LookupOut(found=False, subject=None, status=None, doses=None, changed_at=None)
     return LookupOut.model_validate(
@@ -506,7 +515,7 @@ def receive_visits(call: Call) -> VisitsOut:
 
 def tracing(call: Call) -> Response:
     result = call.registry.trace(
-        call.query["subject"], call.query.get("from"), call.query.get("to")
+        call.query["subject"], call.query.get("from"), call.query.get("to"), call.reader
     )
     if call.query.get("format") == "csv":
         name = f"trace-{result.subject}.csv"
@@ -841,6 +850,7 @@ def _endpoint(op: Operation, registry: Registry) -> Callable[[Request], Awaitabl
                 query=_query(op, request),
                 body=await _body(op, request, registry),
                 headers=request.headers,
+                address=request.client.host if request.client else "unknown",
             )
             result = await run_in_threadpool(op.handler, call)
         except ApiError as err:

@@ -45,6 +45,22 @@ class WebConfig(Section):
     max_visit_batch: int = Field(
         10_000, ge=1, le=100_000, description="Most visits one POST /api/v1/visits may carry."
     )
+    trusted_proxies: tuple[str, ...] = Field(
+        (),
+        description="Addresses of reverse proxies whose X-Forwarded-For is believed; none "
+        "by default, so a client cannot name another address to dodge a per-address limit.",
+    )
+    personal_reads_per_minute: int = Field(
+        60,
+        ge=1,
+        description="Reads of personal data (person by subject, lookup by NIK, tracing) one "
+        "token may make a minute; more are refused with 429.",
+    )
+    personal_reads_per_address_per_minute: int = Field(
+        120,
+        ge=1,
+        description="The same reads from one client address a minute, whatever the token.",
+    )
     trust_max_age_s: int = Field(
         300,
         ge=0,

@@ -781,6 +781,18 @@ class PgStore:
             ),
         )
 
+    def scrub_audit(self, before: int, actions: Sequence[str]) -> int:
+        return self._run(
+            "scrub the audit trail",
+            lambda conn: (
+                conn.execute(
+                    "UPDATE audit SET target = '-' WHERE at < %s AND target != '-' "
+                    "AND action = ANY(%s)",
+                    (before, list(actions)),
+                ).rowcount
+            ),
+        )
+
     def audit_entries(self) -> list[tuple[int, str, str, str, str]]:
         rows = self._all("SELECT at, actor, action, target, detail FROM audit ORDER BY id")
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]

@@ -92,6 +92,8 @@ async def run(registry: Registry, sock: socket.socket, stop: asyncio.Event) -> N
             ws="none",
             server_header=False,
             timeout_graceful_shutdown=5,
+            proxy_headers=bool(registry.config.web.trusted_proxies),
+            forwarded_allow_ips=list(registry.config.web.trusted_proxies) or None,
         )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -46,6 +46,7 @@ from registry.errors import (
 from registry.importer import ImportReport, import_csv
 from registry.keyring import Keyring, Rotation, TrustDocument
 from registry.models import DoorIn, FacilityRequestIn, VisitIn
+from registry.readlimit import ReadLimiter
 from registry.records import (
     Account,
     Door,
@@ -141,6 +142,19 @@ def _time(value: datetime, up: bool) -> int:
     return math.ceil(seconds) if up else math.floor(seconds)
 
 
+# Audit actions that name the subject read; kept as long as the tracing window.
+PERSONAL_READS = ("person.read", "person.lookup", "tracing.query")
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who reads personal data, from where, and why (for the limit and the audit log)."""
+
+    actor: Principal
+    address: str
+    why: str = ""
+
+
 class Registry:
     """The central registry, over a store, a subject key and a keys directory."""
 
@@ -160,6 +174,11 @@ class Registry:
         self.keyring = keyring
         self.clock = clock
         self.throttle = throttle or LoginThrottle()
+        self.address_throttle = LoginThrottle(max_failures=30)
+        self.reads = ReadLimiter(
+            config.web.personal_reads_per_minute,
+            config.web.personal_reads_per_address_per_minute,
+        )
         self._snapshot: Snapshot | None = None
         self._snapshot_lock = threading.Lock()
 
@@ -207,18 +226,36 @@ class Registry:
             self._audit(actor, f"person.{outcome.value}", subject, f"{status.label} {doses}")
         return person, outcome
 
-    def person(self, subject: str) -> Person:
+    def _personal_read(self, reader: Reader | None) -> None:
+        """Spend one of the reader's personal-data reads (``ReadThrottled`` past the limit)."""
+        if reader is not None:
+            self.reads.take(reader.actor.actor, reader.address)
+
+    def _audit_read(self, reader: Reader | None, action: str, target: str, outcome: str) -> None:
+        if reader is not None:
+            why = reader.why or "unstated"
+            self._audit(
+                reader.actor, action, target, f"{outcome}; from {reader.address}; why: {why}"
+            )
+
+    def person(self, subject: str, reader: Reader | None = None) -> Person:
+        """The person behind a subject id; a ``reader``'s read is limited and audited."""
+        self._personal_read(reader)
         person = self.store.get_person(subject)
+        self._audit_read(reader, "person.read", subject, "found" if person else "not found")
         if person is None:
             raise NotFound(f"no person with subject id {subject}")
         return person
 
-    def lookup(self, nik: str, name: str) -> Person | None:
+    def lookup(self, nik: str, name: str, reader: Reader | None = None) -> Person | None:
         """The person with this NIK *and* name; one answer (None) for both kinds of miss."""
-        person = self.store.get_person(self.subject_of(nik))
-        if person is None or not same_name(person.name, name):
-            return None
-        return person
+        self._personal_read(reader)
+        subject = self.subject_of(nik)
+        person = self.store.get_person(subject)
+        found = person is not None and same_name(person.name, name)
+        # The audit names the subject id, never the NIK or the name that was asked.
+        self._audit_read(reader, "person.lookup", subject, "found" if found else "not found")
+        return person if found else None
 
     def import_csv(
         self,
@@ -325,12 +362,22 @@ class Registry:
         self._audit(f"cli:{username}", f"operator.{action}", username)
         return action
 
-    def login(self, username: str, password: str) -> Session:
+    def login(self, username: str, password: str, address: str | None = None) -> Session:
+        """A session for a right password; ``Unauthenticated`` or ``LoginThrottled``.
+
+        Wrong passwords are counted per user name and, with ``address``, per address (30
+        in the window), so one address cannot guess across many names either.
+        """
+        by_address = f"\0addr:{address}" if address is not None else None
+        if by_address is not None:
+            self.address_throttle.check(by_address)
         self.throttle.check(username)
         account = self.store.get_account(username)
         if not auth.verify_password(account.password_hash if account else None, password):
             self.throttle.failed(username)
-            logger.info("failed login for %r", username)
+            if by_address is not None:
+                self.address_throttle.failed(by_address)
+            logger.info("failed login for %r from %s", username, address or "?")
             raise Unauthenticated("wrong user name or password")
         assert account is not None  # noqa: S101 - verify_password fails without one
         self.throttle.succeeded(username)
@@ -612,19 +659,38 @@ class Registry:
         )
         return intake
 
-    def trace(self, subject: str, start: int | None = None, end: int | None = None) -> Trace:
+    def trace(
+        self,
+        subject: str,
+        start: int | None = None,
+        end: int | None = None,
+        reader: Reader | None = None,
+    ) -> Trace:
         now = self.now()
         end = now if end is None else end
         start = now - self.config.tracing_window_days * DAY_S if start is None else start
         if start >= end:
             raise InvalidInput("'from' must be before 'to'")
-        return trace(self.store, subject, start, end)
+        self._personal_read(reader)
+        result = trace(self.store, subject, start, end)
+        self._audit_read(
+            reader,
+            "tracing.query",
+            subject,
+            f"{format_time(start)} to {format_time(end)}, {len(result.facilities)} facilities, "
+            f"{len(result.contacts)} contacts",
+        )
+        return result
 
     def purge(self) -> Purge:
         now = self.now()
         before = now - self.config.tracing_window_days * DAY_S
         visits = self.store.purge_visits(before)
         tokens = self.store.purge_tokens(now)
+        # Who read whom stays in the audit trail; which subject, only as long as the visits.
+        scrubbed = self.store.scrub_audit(before, PERSONAL_READS)
+        if scrubbed:
+            logger.info("blanked the subject of %d audit rows of personal reads", scrubbed)
         if visits or tokens:
             logger.info(
                 "purged %d visits that ended before %s and %d tokens",

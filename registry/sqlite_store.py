@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -160,6 +161,11 @@ class SqliteStore:
         self._closed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            # People's statuses and names: readable by the registry's user only, whatever
+            # the umask of whoever runs it by hand (SQLite gives the -wal and -shm files the
+            # database file's mode).
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             self._writer = self._connect()
             self._writer.execute("PRAGMA journal_mode = WAL")
             # Index pages of visits and the feed are written at random places: a larger
@@ -641,6 +647,15 @@ class SqliteStore:
                 "INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
                 (at, actor, action, target, detail),
             )
+
+    def scrub_audit(self, before: int, actions: Sequence[str]) -> int:
+        marks = ", ".join("?" for _ in actions)
+        with self._write() as db:
+            return db.execute(
+                f"UPDATE audit SET target = '-' WHERE at < ? AND target != '-' "  # noqa: S608 - placeholders only
+                f"AND action IN ({marks})",
+                (before, *actions),
+            ).rowcount
 
     def audit_entries(self) -> list[tuple[int, str, str, str, str]]:
         return (

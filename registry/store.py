@@ -155,6 +155,10 @@ class RegistryStore(Protocol):
         """The audit trail, oldest first: (at, actor, action, target, detail)."""
         ...
 
+    def scrub_audit(self, before: int, actions: Sequence[str]) -> int:
+        """Blank the subject id of ``actions`` rows written before ``before``; how many."""
+        ...
+
 
 def open_store(config: StoreConfig) -> RegistryStore:
     """The store the configuration names, opened and migrated."""

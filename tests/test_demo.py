@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -123,6 +124,10 @@ def anonymous_connack(port: int) -> str:
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.on_connect = on_connect
+    # The broker speaks TLS only; this client skips checking its certificate, as the
+    # question here is only whether it lets a client in without a user name.
+    client.tls_set(cert_reqs=ssl.CERT_NONE)
+    client.tls_insecure_set(True)
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:
@@ -164,7 +169,7 @@ def test_demo_runs_a_provisioned_facility_live_and_stops_cleanly_on_ctrl_c(
     url = run.wait_for(r"dashboard:\s+(http://\S+)", 120).group(1)
     password = run.wait_for(r"log in as:\s+admin / (\S+)", 5).group(1)
     desk = run.wait_for(r"try NIK (\d{16}) and name (.+)$", 5)
-    broker_port = int(run.wait_for(r"broker at mqtt://127\.0\.0\.1:(\d+)", 5).group(1))
+    broker_port = int(run.wait_for(r"broker at mqtts://127\.0\.0\.1:(\d+)", 5).group(1))
     assert run.wait_for(r"registry serving at http://", 5)
     assert run.wait_for(r"operator:\s+operator / \S+", 5)
 

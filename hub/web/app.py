@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub import api
 from hub.auth import Accounts, LoginThrottle
+from hub.config import is_loopback
 from hub.errors import HubError
 from hub.metrics import HubMetrics
 from hub.registry_client import RegistryClient
@@ -76,6 +77,49 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class BodyLimit:
+    """Refuses a request body larger than ``limit`` bytes while it streams in.
+
+    A declared ``Content-Length`` over the limit is answered 413 before anything is read;
+    a chunked body is counted as the app reads it, and the read that crosses the limit
+    raises a 413 instead of handing the app more. Nothing ever holds more than the limit.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            logger.warning(
+                "refused a request body of %s bytes from %s",
+                declared.decode("latin-1"),
+                (scope.get("client") or ("?",))[0],
+            )
+            response = error_response(
+                413, "too_large", f"The request body is larger than {self.limit} bytes."
+            )
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    logger.warning("refused a streamed request body over %d bytes", self.limit)
+                    raise HTTPException(413, f"The request body is larger than {self.limit} bytes.")
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def static_version() -> str:
     """A digest of the static files, appended to their URLs so browsers fetch new ones."""
     digest = hashlib.sha256()
@@ -88,7 +132,16 @@ def static_version() -> str:
 
 async def metrics(request: Request) -> Response:
     ctx = context_of(request)
-    if ctx.metrics_token is not None:
+    if ctx.metrics_token is None:
+        # Open to this machine only: the counts say how full a building is and which doors
+        # are down, which is no one else's business without a token.
+        if not is_loopback(request.client.host if request.client else ""):
+            return error_response(
+                403,
+                "forbidden",
+                "Set [web] metrics_token_file to read the metrics from another machine.",
+            )
+    else:
         given = request.headers.get("authorization", "")
         expected = f"Bearer {ctx.metrics_token}"
         if not hmac.compare_digest(given.encode(), expected.encode()):
@@ -127,7 +180,8 @@ async def health(request: Request) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
     if request.url.path.startswith(api.PREFIX) or request.url.path in ("/metrics", "/healthz"):
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+        code = codes.get(exc.status_code, "error")
         return error_response(exc.status_code, code, exc.detail, dict(exc.headers or {}))
     if exc.status_code in (404, 405):  # a person's mistyped address: a page in their language
         return pages.not_found(request, exc.status_code)
@@ -163,6 +217,16 @@ def create_app(
 ) -> Starlette:
     """The web app for ``hub`` (which must be started, on the loop the app will run on)."""
     web = hub.config.web
+    if not web.cookies_secure():
+        logger.warning(
+            "the session cookie is sent without Secure: the dashboard listens on %s only; "
+            "serve it to other machines through a TLS proxy ([web] secure_cookies)",
+            web.host,
+        )
+    if metrics_token is None:
+        logger.warning(
+            "GET /metrics has no token ([web] metrics_token_file): it answers this machine only"
+        )
     accounts = Accounts(hub.store, session_max_age_s=web.session_max_age_s, throttle=throttle)
     desk = Desk(hub, registry, command_timeout_s=web.command_timeout_s)
     routes = [
@@ -181,13 +245,14 @@ def create_app(
     ]
     middleware = [
         Middleware(SecurityHeaders),
+        Middleware(BodyLimit, limit=web.max_body_bytes),
         Middleware(
             SessionMiddleware,
             secret_key=secret_key,
             session_cookie=SESSION_COOKIE,
             max_age=web.session_max_age_s,
             same_site="strict",
-            https_only=web.secure_cookies,
+            https_only=web.cookies_secure(),
         ),
     ]
     app = Starlette(

@@ -131,6 +131,10 @@ class HubService:
                     ws="none",
                     server_header=False,
                     timeout_graceful_shutdown=3,
+                    # X-Forwarded-For only from the proxies configured, none by default
+                    # (uvicorn would otherwise believe it from 127.0.0.1).
+                    proxy_headers=bool(web.trusted_proxies),
+                    forwarded_allow_ips=list(web.trusted_proxies) or None,
                 )
             )
             self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))

@@ -149,7 +149,7 @@ def provision() -> None:
       pintu provision facility register --registry https://registry.example.id ...
       pintu provision broker init --dir /etc/pintu/broker --facility "mall-a=Mall A"
       pintu provision node enroll --facility mall-a --door main-in --direction entry \\
-          --broker hub.local:1883 --out bundles/ --reload
+          --broker hub.local:8883 --out bundles/ --reload
       pintu provision poster --facility mall-a --door main-in --out main-in.png
     """
 
@@ -193,7 +193,7 @@ def _facility(text: str) -> tuple[str, str]:
 )
 @click.option("--listen", default=None, help="Address to listen on (default: every interface).")
 @click.option(
-    "--port", type=click.IntRange(1, 65535), default=None, help="TCP port (default 1883)."
+    "--port", type=click.IntRange(1, 65535), default=None, help="TCP port (default 8883)."
 )
 @click.option(
     "--persistence-dir",
@@ -209,10 +209,25 @@ def _facility(text: str) -> tuple[str, str]:
 )
 @click.option("--run-as", default=None, help="System user the broker drops to when root.")
 @click.option(
+    "--tls-name",
+    "tls_names",
+    multiple=True,
+    metavar="HOST",
+    help="A host name or address nodes and the hub reach the broker at, named in its "
+    "certificate from the facility CA; repeat for several (default: the listen address or "
+    "localhost, and 127.0.0.1).",
+)
+@click.option(
+    "--tls/--no-tls",
+    default=None,
+    help="TLS with the facility CA (the default), or plain MQTT for a network nobody "
+    "else can join.",
+)
+@click.option(
     "--certfile",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="TLS server certificate (PEM) on the broker machine; enables TLS.",
+    help="TLS server certificate (PEM) from a CA of your own, instead of the facility CA.",
 )
 @click.option(
     "--keyfile",
@@ -234,6 +249,8 @@ def broker_init(
     persistence_dir: Path | None,
     max_queued: int | None,
     run_as: str | None,
+    tls_names: tuple[str, ...],
+    tls: bool | None,
     certfile: Path | None,
     keyfile: Path | None,
     discovery_prefix: str | None,
@@ -241,14 +258,17 @@ def broker_init(
 ) -> None:
     """Create the facility broker's directory, or add facilities and settings to it.
 
-    Writes mosquitto.conf (no anonymous clients, a password file and an ACL, persistence
-    on), the hub's MQTT user and its password (hub-mqtt-password, mode 0600: give it to the
-    hub as its mqtt-password credential), and an empty fleet inventory. Run again on the
+    Writes mosquitto.conf (TLS with a facility CA, no anonymous clients, a password file and
+    an ACL, persistence on), the facility CA (ca.pem: the hub's [mqtt] tls_ca_file; every
+    node bundle carries it), the hub's MQTT user and its password (hub-mqtt-password, mode
+    0600: give it to the hub as its mqtt-password credential), and an empty fleet
+    inventory. Run again on the
     same directory to add a facility or change a setting; nodes and the hub's password stay.
 
     \b
     Example:
-      pintu provision broker init --dir /etc/pintu/broker --facility "mall-a=Mall A"
+      pintu provision broker init --dir /etc/pintu/broker --facility "mall-a=Mall A" \\
+          --tls-name hub.local
       mosquitto -c /etc/pintu/broker/mosquitto.conf
     """
     from provisioning.broker import CONF, HUB_PASSWORD
@@ -260,6 +280,8 @@ def broker_init(
         "persistence_dir": persistence_dir,
         "max_queued_messages": max_queued,
         "run_as": run_as,
+        "tls": tls,
+        "tls_names": tls_names or None,
         "certfile": certfile,
         "keyfile": keyfile,
     }
@@ -304,7 +326,7 @@ def node_group() -> None:
     \b
     Example:
       pintu provision node enroll --facility mall-a --door main-in --direction entry \\
-          --broker hub.local:1883 --out bundles/ --reload
+          --broker hub.local:8883 --out bundles/ --reload
       pintu provision node list
     """
 
@@ -425,10 +447,10 @@ def node_enroll(
     \b
     Example:
       pintu provision node enroll --facility mall-a --door main-in --direction entry \\
-          --broker hub.local:1883 --hub-url http://hub.local:8080 \\
+          --broker hub.local:8883 --hub-url http://hub.local:8080 \\
           --trust keys/trust.json --out bundles/ --reload
       pintu provision node enroll --facility mall-a --door main-in --direction entry \\
-          --broker hub.local:1883 --hub-url http://hub.local:8080 --out bundles/ \\
+          --broker hub.local:8883 --hub-url http://hub.local:8080 --out bundles/ \\
           --qr main-in.png --token-ttl 30m --hub-user admin --reload
     """
     from provisioning.enroll import EnrolRequest, enroll

@@ -25,7 +25,7 @@ from hub.errors import ConfigError, StoreError
 from hub.metrics import HubMetrics
 from hub.registry_client import HttpRegistryClient
 from hub.sqlite_store import SqliteStore
-from hub.sync import ListPublisher, RegistrySync, SyncMetrics, SyncResult
+from hub.sync import ListPublisher, RegistrySync, SyncMetrics, SyncResult, door_items
 from hub.web.server import ServiceThread, bind
 from protocol import topics
 from protocol.status import Status
@@ -160,12 +160,16 @@ def test_a_fresh_hub_reads_everything_then_only_what_changed(world: World) -> No
     assert (again.trust, again.statuses, again.pages, again.published) == ("unchanged", 0, 1, [])
     assert world.transport.trust_answers() == [200, 304]
     assert world.transport.statuses_since() == [0, 10, 20, 25]
-    # What the doors get: every subject with its status, and the registry's keys.
+    # What the doors get: the subjects a still-valid pass could contradict (every status
+    # here changed just now; the green ones need no record), and the registry's keys.
     doors = world.status_list()
-    assert len(doors) == 25
+    assert len(doors) == sum(Status(i % 4) is not Status.GREEN for i in range(25)) == 18
     for i in range(25):
         entry = doors.lookup(bytes.fromhex(world.registry.subject_of(world.nik(i))))
-        assert entry is not None and entry.status is Status(i % 4)
+        if Status(i % 4) is Status.GREEN:
+            assert entry is None
+        else:
+            assert entry is not None and entry.status is Status(i % 4)
     trust = world.trust_list()
     registry_trust = world.registry.keyring.trust_list()
     assert set(trust.keys) == set(registry_trust.keys)
@@ -453,5 +457,20 @@ def test_the_sync_benchmark_still_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     figures = bench.measure(2_500, 1_000, seed=1)
     assert (figures.changes, figures.pages) == (2_500, 3)
     assert figures.sync_s > 0 and figures.read_s > 0 and figures.sql_s > 0
-    assert figures.list_bytes == 16 + 17 * 2_500
+    # The doors' list: a record for each subject not green (the statuses are random).
+    assert figures.list_bytes > 16 and (figures.list_bytes - 16) % 17 == 0
+    assert figures.list_bytes < 16 + 17 * 2_500
     assert "| **hub: sync into SQLite" in bench.report(figures, "python -m bench.sync")
+
+
+def test_doors_are_told_only_of_subjects_a_valid_pass_could_contradict() -> None:
+    day, now = 86_400, 1_800_000_000
+    items = [
+        (b"a" * 12, Status.BLACK, now - 3600),  # turned black an hour ago: needed
+        (b"b" * 12, Status.RED, now - 20 * day),  # within a 30-day pass: needed
+        (b"c" * 12, Status.RED, now - 40 * day),  # every valid pass says red already
+        (b"d" * 12, Status.GREEN, now - 3600),  # green: an older pass says worse, refused
+        (b"e" * 12, Status.YELLOW, now - 30 * day - 3600),  # within the clock margin
+    ]
+    kept = [subject[:1] for subject, _, _ in door_items(items, now, 30 * day)]
+    assert kept == [b"a", b"b", b"e"]

@@ -94,3 +94,13 @@ def test_a_pass_has_exactly_one_text() -> None:
         variant = text[:-1] + alphabet[last | bits]
         assert passes.verify(variant, TRUST, now=NOW).reason is Reason.MALFORMED
     assert passes.verify(text, TRUST, now=NOW).ok
+
+
+def test_the_version_has_exactly_one_spelling() -> None:
+    text = make()
+    for header in ("PINTU01:", "PINTU001:", "PINTU0001:"):
+        variant = text.replace("PINTU1:", header, 1)
+        assert passes.verify(variant, TRUST, now=NOW).reason is Reason.MALFORMED
+    assert passes.verify(text.replace("PINTU1:", "PINTU2:", 1), TRUST, now=NOW).reason is (
+        Reason.UNSUPPORTED_VERSION
+    )

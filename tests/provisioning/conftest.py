@@ -65,6 +65,8 @@ def init_broker_dir(directory: Path, port: int, state: Path) -> str:
             "listen": "127.0.0.1",
             "port": port,
             "persistence_dir": state,
+            # The names the tests' nodes are enrolled with, in the broker's certificate.
+            "tls_names": ("127.0.0.1", "localhost", "hub.local"),
             # As root the broker would drop to `mosquitto`, which cannot read a test's files.
             "run_as": pwd.getpwuid(os.geteuid()).pw_name,
         },
@@ -91,7 +93,12 @@ def facility_broker(tmp_path: Path) -> Iterator[FacilityBroker]:
     port = free_port()
     directory = tmp_path / "broker"
     hub_password = init_broker_dir(directory, port, tmp_path / "state")
-    server = Mosquitto(tmp_path / "run", port, config_file=directory / "mosquitto.conf")
+    server = Mosquitto(
+        tmp_path / "run",
+        port,
+        config_file=directory / "mosquitto.conf",
+        ca_file=directory / "ca.pem",
+    )
     yield FacilityBroker(directory, server, hub_password)
     server.stop()
 
@@ -99,7 +106,13 @@ def facility_broker(tmp_path: Path) -> Iterator[FacilityBroker]:
 class Peer:
     """An MQTT v5 client logged in as someone; records CONNACK, SUBACKs, PUBACKs, messages."""
 
-    def __init__(self, broker: Mosquitto, username: str | None, password: str | None) -> None:
+    def __init__(
+        self,
+        broker: Mosquitto,
+        username: str | None,
+        password: str | None,
+        client_id: str | None = None,
+    ) -> None:
         self._lock = threading.Lock()
         self.connack: ReasonCode | None = None
         self.connacked = threading.Event()
@@ -109,11 +122,13 @@ class Peer:
         self._pubacks: dict[int, ReasonCode] = {}
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"peer-{username}-{id(self)}",
+            client_id=client_id or f"peer-{username}-{id(self)}",
             protocol=MQTTProtocolVersion.MQTTv5,
         )
         if username is not None:
             self.client.username_pw_set(username, password)
+        if broker.ca_file is not None:
+            self.client.tls_set(ca_certs=str(broker.ca_file))
         self.client.reconnect_delay_set(5, 10)  # keep refused peers from hammering the broker
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -175,8 +190,10 @@ def peers() -> Iterator[Callable[..., Peer]]:
     """``peers(broker, username, password)``: a connected :class:`Peer`, closed at the end."""
     made: list[Peer] = []
 
-    def make(broker: Mosquitto, username: str | None, password: str | None) -> Peer:
-        peer = Peer(broker, username, password)
+    def make(
+        broker: Mosquitto, username: str | None, password: str | None, client_id: str | None = None
+    ) -> Peer:
+        peer = Peer(broker, username, password, client_id)
         made.append(peer)
         return peer
 

@@ -48,6 +48,8 @@ def broker_dir(runner: CliRunner, tmp_path: Path) -> Path:
         "mall-a=Mall A Kelapa Gading",
         "--port",
         "1884",
+        "--tls-name",
+        "hub.local",
         "--persistence-dir",
         str(tmp_path / "state"),
     )

@@ -57,6 +57,7 @@ def test_enrolment_writes_a_complete_private_bundle(
         "node-key.pem",
         "node-key.pub",
         "trust.json",
+        "broker-ca.pem",
         "pintu-node.service",
         "install.sh",
     }
@@ -171,7 +172,9 @@ def test_concurrent_enrolments_all_land(broker_dir: tuple[Path, str], tmp_path: 
     assert errors == []
     fleet = Fleet.load(directory)
     assert sorted(r.node_id for r in fleet.nodes()) == [f"door-{i}-1" for i in range(6)]
-    assert len(passwd.parse((directory / "passwd").read_text())) == 7  # and the hub
+    users = set(passwd.parse((directory / "passwd").read_text()))
+    # The doors, the hub and the hub's presence login for each of the two facilities.
+    assert users == {f"door-{i}-1" for i in range(6)} | {"hub", "hub.mall-a", "hub.clinic"}
 
 
 def test_replace_keeps_the_door_and_revokes_the_old_node(
@@ -202,7 +205,7 @@ def test_replace_keeps_the_door_and_revokes_the_old_node(
         "camera broken",
     )
     users = passwd.parse((directory / "passwd").read_text())
-    assert set(users) == {"hub", "main-in-2", "food-out-1"}
+    assert set(users) == {"hub", "hub.mall-a", "hub.clinic", "main-in-2", "food-out-1"}
     acl = (directory / "acl").read_text()
     assert "main-in-1" not in acl
     assert f"topic write {topics.node_events(FACILITY, 'main-in-2')}" in acl

@@ -94,6 +94,7 @@ def hub_service(facility_broker: FacilityBroker, tmp_path: Path) -> Iterator[Ser
                 "client_id": "hub-qr-test",
                 "username": "hub",
                 "password_file": str(facility_broker.dir / "hub-mqtt-password"),
+                "tls_ca_file": str(facility_broker.dir / "ca.pem"),
             },
             "store": {"backend": "sqlite", "path": str(tmp_path / "hub.db")},
             "web": {"secret_key_file": str(tmp_path / "web-secret")},
