@@ -149,6 +149,8 @@ class Client:
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         if login is not None:
             self.client.username_pw_set(*login)
+        if broker.ca_file is not None:
+            self.client.tls_set(ca_certs=str(broker.ca_file))
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
         if self._want:

@@ -47,6 +47,7 @@ class Provisioned:
                 "listen": "127.0.0.1",
                 "port": port,
                 "persistence_dir": tmp_path / "broker-state",
+                "tls_names": ("127.0.0.1",),
                 # As root the broker would drop to `mosquitto`, which cannot read our files.
                 "run_as": pwd.getpwuid(os.geteuid()).pw_name,
             },
@@ -60,7 +61,12 @@ class Provisioned:
         self.node_id = enrolment.record.node_id
         self.node_user = enrolment.record.username
         self.node_password = (enrolment.bundle_dir / "mqtt-password").read_text().strip()
-        self.broker = Mosquitto(tmp_path / "run", port, config_file=self.dir / "mosquitto.conf")
+        self.broker = Mosquitto(
+            tmp_path / "run",
+            port,
+            config_file=self.dir / "mosquitto.conf",
+            ca_file=self.dir / "ca.pem",
+        )
 
     def conf(self) -> str:
         return (self.dir / "mosquitto.conf").read_text()
@@ -91,6 +97,7 @@ def provisioned_hub(facility: Provisioned, store: dict[str, Any]) -> HubConfig:
                 "client_id": "pintu-hub",
                 "username": "hub",
                 "password_file": str(facility.hub_password_file),
+                "tls_ca_file": str(facility.dir / "ca.pem"),
             },
             "store": store,
             "homeassistant": {"enabled": False},
