@@ -295,11 +295,12 @@ class Node:
     def stop(self) -> None:
         """Stop cleanly: lock the door, record the stop, hand events to the broker."""
         self.notifier.stopping()
+        if self.devices is not None:
+            # Locked first, whatever the door thread is doing and however long the camera
+            # takes to stop: a stalled capture must not keep a pulse going until SIGKILL.
+            self.devices.relay.lockdown(True)
         if self.scanner is not None:
             self.scanner.stop()
-        if self.devices is not None:
-            # Locked first, whatever the door thread is doing.
-            self.devices.relay.lockdown(True)
         if self.door is not None:
             self.door.stop()
             self.door.record(EventKind.NODE_STOP, detail="stopped")

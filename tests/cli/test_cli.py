@@ -228,6 +228,20 @@ def test_bad_node_config_names_each_key_and_line(runner: CliRunner, tmp_path: Pa
     assert "Traceback" not in result.output
 
 
+def test_a_camera_stream_picamera2_would_refuse_fails_check_config(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    text = EXAMPLE_NODE_CONFIG.read_text()
+    text = text.replace("height = 480\n", "height = 480\nmain_width = 320\nmain_height = 240\n", 1)
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    result = runner.invoke(cli, ["node", "check-config", "--config", str(path)])
+    assert result.exit_code == 1
+    assert ": source: " in result.output  # the key and its line
+    assert "larger than the main stream (320x240); picamera2 refuses that" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_unreadable_node_config(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(cli, ["node", "check-config", "--config", str(tmp_path / "no.toml")])
     assert result.exit_code == 1
