@@ -256,6 +256,7 @@ class Node:
             restart_after_s=config.scan.restart_source_after_s,
             notifier=self.notifier,
             on_health=lambda problem: self.set_problem("camera", problem),
+            on_decoder=lambda problem: self.set_problem("decoder", problem),
         )
         self.scanner.start()
         self.notifier.ready(f"door {config.door_id} ({config.direction}) ready")

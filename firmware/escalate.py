@@ -94,8 +94,8 @@ def busy_region(image: np.ndarray) -> tuple[int, int, int, int] | None:
     if int(busy.sum()) < _BUSY_BLOCKS:
         return None
     # The code is where busy blocks crowd together; noise or a poster elsewhere adds a
-    # few stray ones. Centre on the block with the most busy neighbours, and keep the
-    # busy blocks near it.
+    # few stray ones. Start at the block with the most busy neighbours and keep the busy
+    # blocks connected to it (gaps of one block bridged), however large the code.
     counts = busy.astype(np.int32)
     padded = np.pad(counts, _NEAR)
     crowd = np.zeros_like(counts)
@@ -103,10 +103,10 @@ def busy_region(image: np.ndarray) -> tuple[int, int, int, int] | None:
         for dx in range(2 * _NEAR + 1):
             crowd += padded[dy : dy + counts.shape[0], dx : dx + counts.shape[1]]
     crowd *= counts
-    cy, cx = np.unravel_index(int(np.argmax(crowd)), crowd.shape)
-    ys, xs = np.nonzero(busy)
-    near = (np.abs(ys - cy) <= 2 * _NEAR) & (np.abs(xs - cx) <= 2 * _NEAR)
-    ys, xs = ys[near], xs[near]
+    start = np.unravel_index(int(np.argmax(crowd)), crowd.shape)
+    component = _connected(busy, (int(start[0]), int(start[1])))
+    ys = np.array([y for y, _ in component])
+    xs = np.array([x for _, x in component])
     side = _STEP * _BLOCK
     return (
         int(xs.min()) * side,
@@ -116,12 +116,29 @@ def busy_region(image: np.ndarray) -> tuple[int, int, int, int] | None:
     )
 
 
+def _connected(busy: np.ndarray, start: tuple[int, int]) -> list[tuple[int, int]]:
+    """The busy blocks reachable from ``start`` in steps of at most two blocks."""
+    rows, cols = busy.shape
+    seen = {start}
+    todo = [start]
+    while todo:
+        y, x = todo.pop()
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                ny, nx = y + dy, x + dx
+                if 0 <= ny < rows and 0 <= nx < cols and busy[ny, nx] and (ny, nx) not in seen:
+                    seen.add((ny, nx))
+                    todo.append((ny, nx))
+    return sorted(seen)
+
+
 class EscalatingDecoder:
     """zxing-cpp on every frame, and more on the frames that may hold a code.
 
     ``budget_ms`` caps the time escalation may spend on one frame; ``share`` is the
     part of the measured time between frames it may take at most (the rest is the fast
-    path's and the door's). ``clock`` is for tests.
+    path's and the door's). ``always`` escalates every frame with no code read (for a
+    technician's photo, which is known to hold one). ``clock`` is for tests.
     """
 
     name = "escalating"
@@ -132,6 +149,7 @@ class EscalatingDecoder:
         budget_ms: float = 40.0,
         share: float = 0.6,
         second: bool = True,
+        always: bool = False,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if budget_ms <= 0 or not 0 < share <= 1:
@@ -149,6 +167,7 @@ class EscalatingDecoder:
                 logger.info("escalation without the second library: %s", err)
         self.budget_ms = budget_ms
         self.share = share
+        self.always = always
         self._clock = clock
         self._last_call: float | None = None
         self._interval: float | None = None  # smoothed time between frames, seconds
@@ -219,6 +238,8 @@ class EscalatingDecoder:
             self._candidate = candidate
         elif self._candidate is not None and start - self._candidate.seen <= REMEMBER_S:
             candidate = self._candidate
+        elif self.always:
+            candidate = _Candidate(None, start)
         else:
             self._candidate = None
             return []

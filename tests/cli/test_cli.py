@@ -155,7 +155,7 @@ def test_png_roundtrip_through_decode_and_verify(
 ) -> None:
     png = tmp_path / "pass.png"
     text = issue(runner, keydir, "--status", "black", "--png", str(png))
-    for backend in ("zxingcpp", "pyzbar"):
+    for backend in ("escalating", "zxingcpp", "pyzbar"):
         result = runner.invoke(cli, ["decode", "--backend", backend, "--json", str(png)])
         assert result.exit_code == 0, result.output
         doc = json.loads(result.output)
@@ -178,6 +178,27 @@ def test_verify_image_without_code(runner: CliRunner, keydir: Path, tmp_path: Pa
     )
     assert result.exit_code == 1
     assert "no QR code" in result.output
+
+
+def test_decode_reads_a_dark_mode_pass_through_escalation(
+    runner: CliRunner, keydir: Path, tmp_path: Path
+) -> None:
+    from PIL import Image, ImageOps
+
+    png = tmp_path / "pass.png"
+    text = issue(runner, keydir, "--status", "green", "--png", str(png))
+    dark = tmp_path / "dark-mode.png"
+    with Image.open(png) as image:
+        ImageOps.invert(image.convert("L")).save(dark)  # light modules on dark
+    plain = runner.invoke(cli, ["decode", "--backend", "zxingcpp", "--json", str(dark)])
+    assert json.loads(plain.output)["texts"] == []
+    result = runner.invoke(cli, ["decode", "--json", str(dark)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["texts"] == [text]
+    assert doc["read_by"].startswith("invert")
+    result = runner.invoke(cli, ["decode", str(dark)])
+    assert f"{dark}: {text} (read by: invert" in result.output
 
 
 def test_decode_goes_on_past_unreadable_files(runner: CliRunner, tmp_path: Path) -> None:
