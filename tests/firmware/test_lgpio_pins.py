@@ -31,6 +31,8 @@ class FakeLine:
         self.level = 1  # the reference relay's GPIO5 is pulled up at boot
         self.pull = PULL_UP
         self.driven: list[int] = []  # every level the line was driven to, in order
+        self.debounce_us = 0
+        self.callback: Any = None
 
 
 class FakeLgpio(types.ModuleType):
@@ -82,6 +84,23 @@ class FakeLgpio(types.ModuleType):
 
     def gpio_read(self, handle: int, gpio: int) -> int:
         return self.line(gpio).level
+
+    def gpio_set_debounce_micros(self, handle: int, gpio: int, micros: int) -> None:
+        self.line(gpio).debounce_us = micros
+
+    def gpio_claim_alert(self, handle: int, gpio: int, edges: int, flags: int = 0) -> None:
+        self.line(gpio).output = False
+
+    def callback(self, handle: int, gpio: int, edges: int, func: Any) -> Any:
+        line = self.line(gpio)
+        line.callback = func
+        return types.SimpleNamespace(cancel=lambda: None)
+
+    def report(self, gpio: int, level: int, ticks_ns: int) -> None:
+        """What lgpio does once a change has held for the debounce time: call back."""
+        line = self.line(gpio)
+        line.level = level
+        line.callback(7, gpio, level, ticks_ns)
 
     def gpio_get_mode(self, handle: int, gpio: int) -> int:
         line = self.line(gpio)
@@ -188,3 +207,25 @@ def test_lgpio_gets_a_writable_directory_under_a_read_only_root(
     assert os.environ["LG_WD"] == str(run)
     monkeypatch.setenv("LG_WD", "/elsewhere")
     assert lgpio_workdir() == "/elsewhere"
+
+
+def test_bounce_ms_reaches_lgpio_as_a_stability_filter(fake_lgpio: FakeLgpio) -> None:
+    """lgpio's debounce is a stability filter: a change is reported only once the line has
+    held its new level for bounce_ms, so a shorter pulse never passes and every reported
+    change comes bounce_ms late (RPi.GPIO's bouncetime instead reports the first edge at
+    once and ignores the others for that long). A rotation sensor's pulse must therefore
+    last longer than its bounce_ms to be counted at all."""
+    from firmware.pins import InputConfig
+    from firmware.sensors import RotationSensor
+
+    done = with_factory(make_safe_lgpio_factory())
+    sensor = RotationSensor(InputConfig(pin=25, bounce_ms=20))
+    line = fake_lgpio.line(25)
+    assert line.debounce_us == 20_000
+    assert sensor.count == 0
+    # A pulse that held for the 20 ms: lgpio reports the fall, one person through.
+    fake_lgpio.report(25, 0, 1_000_000_000)
+    fake_lgpio.report(25, 1, 1_030_000_000)
+    assert sensor.count == 1
+    sensor.close()
+    done()
