@@ -77,9 +77,22 @@ class SyntheticSourceConfig(StrictModel):
         default="synthetic",
         description="Source type: a synthetic scene of a pass held up to a camera.",
     )
-    preset: Literal["default", "easy", "hard"] = Field(
+    preset: Literal[
+        "default",
+        "easy",
+        "hard",
+        "dark_mode",
+        "moire",
+        "glare_spot",
+        "motion_blur",
+        "tilt_45",
+        "far_small",
+        "cracked",
+    ] = Field(
         default="default",
-        description="How hard the scene makes reading a code: easy, default or hard.",
+        description="How hard the scene makes reading a code: easy, default or hard; or one "
+        "trouble phones show at doors: dark_mode, moire, glare_spot, motion_blur, tilt_45, "
+        "far_small, cracked.",
     )
     width: Size = Field(default=640, description="Frame width in pixels.")
     height: Size = Field(default=480, description="Frame height in pixels.")

@@ -283,16 +283,27 @@ class EscalatingDecoder:
         # and the region is read as it is if it is not one.
         inverted = 255 - region
         yield "invert", lambda: read(inverted)
-        yield "invert and enlarge", lambda: read(_enlarge(inverted))
+        second = self._second
         small = max(region.shape) <= _UPSCALE_LIMIT
         if small:
+            # Small modules, blurred: enlarging gives the binarizer room, sharpening
+            # undoes some focus blur, smoothing first keeps noise from being sharpened.
             yield "enlarge", lambda: read(_enlarge(region))
+            yield "sharpen and enlarge", lambda: read(_enlarge(_sharpen(region, 2, 150)))
+            yield (
+                "smooth, enlarge and sharpen",
+                lambda: read(_sharpen(_enlarge(_smooth(region, 0.8)), 2, 300)),
+            )
+            if second is not None:
+                # zbar on a region is cheap, and reads cracked and smudged screens
+                # zxing-cpp does not.
+                yield "zbar smoothed", lambda: second.decode(_smooth(region))
+            yield "invert and enlarge", lambda: read(_enlarge(inverted))
             yield "stretch and enlarge", lambda: read(_enlarge(_stretch(region)))
             yield "smooth and enlarge", lambda: read(_enlarge(_smooth(region)))
             yield "enlarge 3x", lambda: read(_enlarge(region, 3))
         yield "sharpen", lambda: read(_sharpen(region))
-        second = self._second
-        if second is not None:
+        if second is not None and not small:
             yield "zbar smoothed", lambda: second.decode(_smooth(region))
         yield "stretch", lambda: read(_stretch(region))
         if small:
@@ -340,15 +351,15 @@ def _enlarge(region: np.ndarray, factor: int = 2) -> np.ndarray:
     return np.asarray(image.resize(size, Image.Resampling.BICUBIC))
 
 
-def _sharpen(region: np.ndarray, radius: float = 3) -> np.ndarray:
+def _sharpen(region: np.ndarray, radius: float = 3, percent: int = 200) -> np.ndarray:
     image = Image.fromarray(np.ascontiguousarray(region))
-    sharpened = image.filter(ImageFilter.UnsharpMask(radius=radius, percent=200, threshold=0))
+    sharpened = image.filter(ImageFilter.UnsharpMask(radius=radius, percent=percent, threshold=0))
     return np.asarray(sharpened)
 
 
-def _smooth(region: np.ndarray) -> np.ndarray:
+def _smooth(region: np.ndarray, radius: float = 1.0) -> np.ndarray:
     image = Image.fromarray(np.ascontiguousarray(region))
-    return np.asarray(image.filter(ImageFilter.GaussianBlur(1.0)))
+    return np.asarray(image.filter(ImageFilter.GaussianBlur(radius)))
 
 
 def _stretch(region: np.ndarray) -> np.ndarray:

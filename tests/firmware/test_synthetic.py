@@ -182,3 +182,16 @@ def test_show_needs_at_least_one_frame() -> None:
         source.show(pass_text(), 0)
     with pytest.raises(ValueError, match="max_frames"):
         SyntheticSource(small_scene(), max_frames=-1)
+
+
+def test_every_preset_can_be_configured_and_renders() -> None:
+    from typing import get_args
+
+    from firmware.camera import SyntheticSourceConfig
+
+    choices = set(get_args(SyntheticSourceConfig.model_fields["preset"].annotation))
+    assert choices == set(PRESETS)
+    rng = np.random.default_rng(0)
+    for params in PRESETS.values():
+        frame = render("PINTU1:TEST", params, rng)
+        assert frame.shape == (480, 640) and frame.dtype == np.uint8
