@@ -294,7 +294,12 @@ CAMERA_FPS = 15.0
 
 
 def run(
-    frames: int, reps: int, seed: int, command: str, photos: Path | None = None
+    frames: int,
+    reps: int,
+    seed: int,
+    command: str,
+    photos: Path | None = None,
+    photos_note: str = "",
 ) -> tuple[str, float]:
     """All measurements; returns the Markdown section and the worst pipeline ratio."""
     import zxingcpp
@@ -422,7 +427,8 @@ def run(
             "Photos with their expected text beside them (`--photos DIR`: `NAME.png|jpg|webp` "
             "and `NAME.txt`); a photo counts as read when its text is among what the decoder "
             "returned. The escalating decoder gets the budget `pintu decode` gives it "
-            "(500 ms: a technician's photo is not a camera stream).",
+            "(500 ms: a technician's photo is not a camera stream)."
+            + (f" {photos_note}" if photos_note else ""),
             "",
             "| decoder | photos read | read by this decoder alone |",
             "| --- | ---: | ---: |",
@@ -509,6 +515,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a folder of real photos of QR codes, each with its text in NAME.txt",
     )
     parser.add_argument(
+        "--photos-note",
+        default="",
+        help="a sentence saying where the --photos came from, put beside their table",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=Path("docs/benchmarks.md"),
@@ -535,7 +546,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         shown.append(f"--seed {args.seed}")
     if args.photos is not None:
         shown.append("--photos DIR")
-    section, worst = run(args.frames, args.reps, args.seed, " ".join(shown), args.photos)
+    section, worst = run(
+        args.frames, args.reps, args.seed, " ".join(shown), args.photos, args.photos_note
+    )
     print()
     print(section)
     if args.write:

@@ -74,7 +74,7 @@ def render_node_toml(node: NodeSettings) -> str:
         "fps = 15.0",
         "",
         "[decoder]",
-        'backend = "zxingcpp"',
+        'backend = "escalating"',
         "",
         "# The reference wiring (docs/provisioning.md). Change the pins to match the board.",
         "[pins]",
