@@ -146,8 +146,8 @@ class EscalatingDecoder:
     def __init__(
         self,
         *,
-        budget_ms: float = 40.0,
-        share: float = 0.6,
+        budget_ms: float = 50.0,
+        share: float = 0.75,
         second: bool = True,
         always: bool = False,
         clock: Callable[[], float] = time.perf_counter,
@@ -172,6 +172,7 @@ class EscalatingDecoder:
         self._last_call: float | None = None
         self._interval: float | None = None  # smoothed time between frames, seconds
         self._candidate: _Candidate | None = None
+        self._resume = 0  # the step the next escalation of this candidate starts at
         self.stats = EscalationStats()
         self.last_error: str | None = None
 
@@ -242,6 +243,7 @@ class EscalatingDecoder:
             candidate = _Candidate(None, start)
         else:
             self._candidate = None
+            self._resume = 0
             return []
         return self._escalate(image, candidate, start)
 
@@ -262,18 +264,32 @@ class EscalatingDecoder:
     # -- escalation --------------------------------------------------------------------
 
     def _escalate(self, image: np.ndarray, candidate: _Candidate, start: float) -> list[str]:
+        """Try the steps on the candidate's region until one reads it or time is up.
+
+        A frame whose budget runs out before the last step leaves the rest to the next
+        frames of the same visitor: they start where this one stopped (the code is
+        still in view), so a slow board works through every step within a few frames
+        instead of retrying the first ones for ever.
+        """
         self.stats.escalated += 1
         deadline = start + self.frame_budget_s()
         region = _region(image, candidate.box)
-        for step, attempt in self._steps(region):
-            if self._clock() >= deadline:
+        steps = list(self._steps(region))
+        first = self._resume % len(steps)
+        for offset in range(len(steps)):
+            index = (first + offset) % len(steps)
+            if offset and self._clock() >= deadline:
                 self.stats.over_budget += 1
+                self._resume = index
                 return []
+            step, attempt = steps[index]
             texts = attempt()
             if texts:
                 self.stats.read_by[step] = self.stats.read_by.get(step, 0) + 1
                 self._candidate = None
+                self._resume = 0
                 return texts
+        self._resume = 0
         return []
 
     def _steps(self, region: np.ndarray) -> Iterator[tuple[str, Callable[[], list[str]]]]:
