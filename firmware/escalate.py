@@ -187,7 +187,8 @@ class EscalatingDecoder:
     def frame_budget_s(self) -> float:
         """The time escalation may spend on the current frame."""
         cap = self.budget_ms / 1000
-        if self._interval is None:
+        if self._interval is None or self.always:
+            # Photos (``always``) are not a camera stream: each gets the whole budget.
             return cap
         return max(0.002, min(cap, self.share * self._interval))
 
@@ -275,6 +276,10 @@ class EscalatingDecoder:
         deadline = start + self.frame_budget_s()
         region = _region(image, candidate.box)
         steps = list(self._steps(region))
+        if region.shape != image.shape and self._second is not None:
+            # The candidate's box may have cut the code: zbar on the whole frame, last.
+            second = self._second
+            steps.append(("zbar, whole frame", lambda: second.decode(image)))
         first = self._resume % len(steps)
         for offset in range(len(steps)):
             index = (first + offset) % len(steps)
@@ -301,6 +306,10 @@ class EscalatingDecoder:
         yield "invert", lambda: read(inverted)
         second = self._second
         small = max(region.shape) <= _UPSCALE_LIMIT
+        if second is not None and small:
+            # zbar on a region is cheap, and reads cracked and smudged screens that
+            # zxing-cpp does not.
+            yield "zbar", lambda: second.decode(np.ascontiguousarray(region))
         if small:
             # Small modules, blurred: enlarging gives the binarizer room, sharpening
             # undoes some focus blur, smoothing first keeps noise from being sharpened.
@@ -311,8 +320,6 @@ class EscalatingDecoder:
                 lambda: read(_sharpen(_enlarge(_smooth(region, 0.8)), 2, 300)),
             )
             if second is not None:
-                # zbar on a region is cheap, and reads cracked and smudged screens
-                # zxing-cpp does not.
                 yield "zbar smoothed", lambda: second.decode(_smooth(region))
             yield "invert and enlarge", lambda: read(_enlarge(inverted))
             yield "stretch and enlarge", lambda: read(_enlarge(_stretch(region)))
@@ -324,7 +331,7 @@ class EscalatingDecoder:
         yield "stretch", lambda: read(_stretch(region))
         if small:
             yield "enlarge and sharpen", lambda: read(_sharpen(_enlarge(region), radius=4))
-        if second is not None:
+        if second is not None and not small:
             yield "zbar", lambda: second.decode(np.ascontiguousarray(region))
 
     def _zxing_texts(self, image: np.ndarray) -> list[str]:
