@@ -91,6 +91,7 @@ def test_escalation_stops_at_the_budget_and_the_next_frame_goes_on_from_there(
             yield name, lambda name=name: tried.append(name) or []  # type: ignore[func-returns-value]
 
     monkeypatch.setattr(decoder, "_steps", steps)
+    monkeypatch.setattr(decoder, "_second", None)  # no whole-frame zbar step after them
     frame = render(TEXT, PRESETS["dark_mode"], np.random.default_rng(4))
     for _ in range(4):
         assert decoder.decode(frame) == []  # one step a frame, then the frame is dropped
