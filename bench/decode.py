@@ -418,7 +418,10 @@ def run(
         )
     if photos is not None:
         print(f"real photos in {photos} ...", flush=True)
-        generous = EscalatingDecoder(budget_ms=500)
+        # Exactly as `pintu decode` makes it: every photo escalated, the whole budget each.
+        from pintu.commands.decode import PHOTO_BUDGET_MS
+
+        generous = EscalatingDecoder(budget_ms=PHOTO_BUDGET_MS, always=True)
         count, reads, only = photo_reads(photos, [zxing, zbar, generous])
         lines += [
             "",
