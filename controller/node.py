@@ -256,6 +256,7 @@ class Node:
             restart_after_s=config.scan.restart_source_after_s,
             notifier=self.notifier,
             on_health=lambda problem: self.set_problem("camera", problem),
+            on_decoder=lambda problem: self.set_problem("decoder", problem),
         )
         self.scanner.start()
         self.notifier.ready(f"door {config.door_id} ({config.direction}) ready")
@@ -295,11 +296,12 @@ class Node:
     def stop(self) -> None:
         """Stop cleanly: lock the door, record the stop, hand events to the broker."""
         self.notifier.stopping()
+        if self.devices is not None:
+            # Locked first, whatever the door thread is doing and however long the camera
+            # takes to stop: a stalled capture must not keep a pulse going until SIGKILL.
+            self.devices.relay.lockdown(True)
         if self.scanner is not None:
             self.scanner.stop()
-        if self.devices is not None:
-            # Locked first, whatever the door thread is doing.
-            self.devices.relay.lockdown(True)
         if self.door is not None:
             self.door.stop()
             self.door.record(EventKind.NODE_STOP, detail="stopped")

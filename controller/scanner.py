@@ -25,6 +25,8 @@ from protocol.enrolment import is_provisioning_text
 
 logger = logging.getLogger(__name__)
 
+REFUSED_RUN = 30  # frames in a row the decoder refuses before the door reports it
+
 
 class Deduper:
     """Remembers each text's last sighting; a text is fresh after ``cooldown_s`` unseen."""
@@ -61,6 +63,7 @@ class Scanner:
         restart_after_s: float,
         notifier: Notifier,
         on_health: Callable[[str | None], None],
+        on_decoder: Callable[[str | None], None] | None = None,
     ) -> None:
         self.open_source = open_source
         self.decoder = decoder
@@ -69,6 +72,8 @@ class Scanner:
         self.restart_after_s = restart_after_s
         self.notifier = notifier
         self.on_health = on_health  # a problem text, or None when the camera is fine
+        self.on_decoder = on_decoder  # a problem text, or None when the decoder reads again
+        self._refused_run = 0  # frames in a row the decoder refused
         self.stats = ScanStats()
         self.ended = threading.Event()
         self._stop = threading.Event()
@@ -136,7 +141,10 @@ class Scanner:
                 self.on_health(None)
             self.notifier.pet()
             self.stats.frames += 1
-            for text in self.decoder.decode(frame.pixels):
+            refused_before = self.bad_frames
+            texts = self.decoder.decode(frame.pixels)
+            self._count_refusals(self.bad_frames > refused_before)
+            for text in texts:
                 self.stats.codes += 1
                 if not self.deduper.fresh(text, frame.ts):
                     continue
@@ -147,6 +155,32 @@ class Scanner:
                 self.stats.handed_on += 1
                 self.door.submit(Scan(text, frame.ts))
         return not self._stop.is_set()
+
+    def _count_refusals(self, refused: bool) -> None:
+        """A decoder that refuses frame after frame is an error the door reports.
+
+        One bad frame is nothing (a camera glitch); every frame for REFUSED_RUN frames
+        is a decoder that cannot work here (a library too old, frames of a format it
+        cannot take): the door would never read a pass, so it says so.
+        """
+        if refused:
+            self._refused_run += 1
+            if self._refused_run == REFUSED_RUN:
+                reason = getattr(self.decoder, "last_error", None) or "unknown reason"
+                logger.error(
+                    "decoder %s refused the last %d frames: %s",
+                    self.decoder.name,
+                    REFUSED_RUN,
+                    reason,
+                )
+                if self.on_decoder is not None:
+                    self.on_decoder(f"decoder: refuses every frame: {reason}"[:200])
+            return
+        if self._refused_run >= REFUSED_RUN:
+            logger.info("decoder %s reads frames again", self.decoder.name)
+            if self.on_decoder is not None:
+                self.on_decoder(None)
+        self._refused_run = 0
 
     def _camera_failed(self, reason: str) -> None:
         self.stats.source_failures += 1

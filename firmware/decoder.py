@@ -1,9 +1,10 @@
 """QR decoders: a grayscale frame in, the texts of the QR codes in it out.
 
-Two backends sit behind one :class:`Decoder` protocol: zxing-cpp (the default: it reads
-more real phone photos and costs far less on an empty frame) and pyzbar (the zbar
-library, kept selectable). Both libraries are imported when a decoder is made, so a node
-that uses one does not need the other.
+Three backends sit behind one :class:`Decoder` protocol: the escalating decoder of
+:mod:`firmware.escalate` (the default: zxing-cpp, and more effort on frames that may
+hold a code), zxing-cpp alone (it reads more real phone photos than zbar and costs far
+less on an empty frame) and pyzbar (the zbar library, kept selectable). The libraries
+are imported when a decoder is made, so a node that uses one does not need the other.
 
 ``decode`` never raises on a bad frame: anything that is not a non-empty 2-D uint8 array
 with adjacent pixels in each row is counted in ``bad_frames`` and gives ``[]``. Padded
@@ -36,7 +37,7 @@ __all__ = [
     "make_decoder",
 ]
 
-Backend = Literal["zxingcpp", "pyzbar"]
+Backend = Literal["escalating", "zxingcpp", "pyzbar"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 
 
@@ -46,6 +47,7 @@ class Decoder(Protocol):
 
     name: str
     bad_frames: int
+    last_error: str | None  # why the last frame was refused; None after a frame it read
 
     def decode(self, image: np.ndarray) -> list[str]:
         """The texts of the QR codes in ``image``; ``[]`` for none or a bad frame."""
@@ -56,11 +58,13 @@ class DecoderConfig(StrictModel):
     """Which QR decoder a door node uses."""
 
     backend: Backend = Field(
-        default="zxingcpp",
+        default="escalating",
         description=(
-            "QR decoder library: 'zxingcpp' (default; reads more real phone photos and costs "
-            "about a tenth of zbar on an empty frame) or 'pyzbar' (the zbar library; needs "
-            "the system package libzbar0)."
+            "QR decoder: 'escalating' (default: zxing-cpp on every frame, and on a frame "
+            "that may hold a code, inversion for dark mode, enlarging, sharpening, contrast "
+            "stretch and zbar within a per-frame budget), 'zxingcpp' (zxing-cpp alone; "
+            "reads more real phone photos than zbar and costs about a tenth of it on an "
+            "empty frame) or 'pyzbar' (the zbar library; needs the system package libzbar0)."
         ),
     )
 
@@ -124,6 +128,8 @@ class ZxingDecoder:
         self._read = zxingcpp.read_barcodes
         self._formats = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
         self.bad_frames = 0
+        self.last_error: str | None = None
+        _check_zxing(self._read, self._formats)
 
     def decode(self, image: np.ndarray) -> list[str]:
         why = _why_unusable(image)
@@ -139,10 +145,44 @@ class ZxingDecoder:
             except (TypeError, ValueError, RuntimeError) as err:
                 why = f"refused by zxing-cpp: {err}"
             else:
+                self.last_error = None
                 return [_zxing_text(barcode) for barcode in found]
         self.bad_frames += 1
+        self.last_error = why
         logger.debug("zxingcpp: skipped a bad frame: %s", why)
         return []
+
+
+ZXING_MIN_VERSION = "3.0"  # the first with try_invert, which every call here passes
+
+
+def _check_zxing(read: Any, formats: Any) -> None:
+    """Refuse a zxing-cpp too old for the options the decoders pass.
+
+    With 2.2, ``try_invert`` does not exist: every frame would raise TypeError, be
+    counted as a bad frame, and the door would never read a pass.
+    """
+    probe = np.zeros((8, 8), dtype=np.uint8)
+    try:
+        read(
+            probe,
+            formats=formats,
+            try_rotate=False,
+            try_downscale=True,
+            try_invert=False,
+            return_errors=True,
+        )
+    except TypeError as err:
+        try:
+            from importlib.metadata import version
+
+            found = version("zxing-cpp")
+        except Exception:  # the version is only for the message
+            found = "an older version"
+        raise DecoderUnavailable(
+            f"zxing-cpp {found} is too old: Pintu needs zxing-cpp >= {ZXING_MIN_VERSION} "
+            f"(pip install --upgrade 'zxing-cpp>={ZXING_MIN_VERSION}'): {err}"
+        ) from err
 
 
 def _zxing_text(barcode: Any) -> str:
@@ -184,6 +224,7 @@ class PyzbarDecoder:
         self._error = pyzbar.PyZbarError
         self._symbols = [pyzbar.ZBarSymbol.QRCODE]
         self.bad_frames = 0
+        self.last_error: str | None = None
 
     def decode(self, image: np.ndarray) -> list[str]:
         why = _why_unusable(image)
@@ -193,18 +234,24 @@ class PyzbarDecoder:
             except (self._error, TypeError, ValueError) as err:
                 why = f"refused by zbar: {err}"
             else:
+                self.last_error = None
                 return [_text(symbol.data) for symbol in found]
         self.bad_frames += 1
+        self.last_error = why
         logger.debug("pyzbar: skipped a bad frame: %s", why)
         return []
 
 
-def make_decoder(backend: str = "zxingcpp") -> Decoder:
+def make_decoder(backend: str = "escalating") -> Decoder:
     """The decoder for ``backend`` (one of ``BACKENDS``).
 
     Raises ``ValueError`` for an unknown name and :class:`DecoderUnavailable` when the
-    backend's library is missing.
+    backend's library is missing (or too old).
     """
+    if backend == "escalating":
+        from firmware.escalate import EscalatingDecoder
+
+        return EscalatingDecoder()
     if backend == "zxingcpp":
         return ZxingDecoder()
     if backend == "pyzbar":

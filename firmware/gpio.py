@@ -8,6 +8,7 @@ device on gpiozero's simulated pins.
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from gpiozero.exc import GPIOPinInUse, GPIOZeroError, PinInvalidPin
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from firmware.errors import FirmwareError, NotArmed, PinConfigError
+from firmware.lgpio_pins import make_safe_lgpio_factory
 from firmware.pins import PinFactoryName, PinMap
 from firmware.relay import Relay
 from firmware.sensors import DoorContact, ExitButton, PassageWatcher, RotationSensor
@@ -31,7 +33,9 @@ _FACTORY_NAMES: tuple[PinFactoryName, ...] = ("auto", "mock", "lgpio", "rpigpio"
 def select_pin_factory(name: str) -> None:
     """Choose the pin library every device built afterwards uses.
 
-    ``auto`` leaves gpiozero's own choice, which honours ``GPIOZERO_PIN_FACTORY``.
+    ``auto`` honours ``GPIOZERO_PIN_FACTORY`` when it is set; otherwise it takes the
+    lgpio factory of :mod:`firmware.lgpio_pins` where lgpio works (every Raspberry Pi OS
+    since Bookworm), and gpiozero's own choice where it does not.
     ``mock`` puts devices on simulated pins; when mock pins are already in use they are
     kept, so devices already built on them and a test holding them keep working. The
     others load that library, which exists only on a Raspberry Pi.
@@ -40,6 +44,15 @@ def select_pin_factory(name: str) -> None:
         choices = ", ".join(_FACTORY_NAMES)
         raise PinConfigError(f"unknown pin factory {name!r}: expected one of {choices}")
     if name == "auto":
+        if os.environ.get("GPIOZERO_PIN_FACTORY"):
+            return
+        try:
+            Device.pin_factory = make_safe_lgpio_factory()
+        except Exception as err:
+            # Not a Pi, or no lgpio: gpiozero chooses, as it always did.
+            logger.debug("pins: lgpio not usable here (%s), gpiozero chooses", err)
+            return
+        logger.info("pins: lgpio")
         return
     if name == "mock":
         if not isinstance(Device.pin_factory, MockFactory):
@@ -59,9 +72,7 @@ def select_pin_factory(name: str) -> None:
 def _real_factory(name: str) -> object:
     # Runs only on a Raspberry Pi.
     if name == "lgpio":
-        from gpiozero.pins.lgpio import LGPIOFactory
-
-        return LGPIOFactory()
+        return make_safe_lgpio_factory()
     if name == "rpigpio":
         from gpiozero.pins.rpigpio import RPiGPIOFactory
 

@@ -116,7 +116,11 @@ class InputConfig(StrictModel):
         default=50,
         ge=0,
         le=1000,
-        description="ignore further edges for this many milliseconds after one (0: no debounce)",
+        description="debounce, in milliseconds (0: none). With lgpio (the pin library on "
+        "Raspberry Pi OS) it is a stability filter: a change counts only once the line has "
+        "held its new level this long, so shorter pulses never pass and every change is "
+        "seen this much later; a sensor's pulse must last longer than this to be counted. "
+        "With rpigpio the first edge counts at once and further edges are ignored this long",
     )
 
 

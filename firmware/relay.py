@@ -32,10 +32,19 @@ fail-safe (magnetic) lock open, as fire egress requires of such a lock.
 
 Limits worth knowing on a Pi: between power-on and the node claiming the pin, the pin
 follows its boot pull (GPIO0-8 up, GPIO9-27 down), so put a low-triggered relay on
-GPIO0-8 and a high-triggered one on GPIO9-27. The lgpio pin factory claims a line as an
-output at low before gpiozero sets its level, a glitch of microseconds: far too short
-for an electromechanical relay, but an input that reacts to microsecond edges (a solid
-state relay, a turnstile controller's logic input) should be driven active-high.
+GPIO0-8 and a high-triggered one on GPIO9-27. gpiozero's own lgpio pins claim a line as
+a floating input, then as an output at low, before they write the level asked for: a
+brief "open" on an active-low relay. The node's lgpio factory
+(:mod:`firmware.lgpio_pins`) claims the relay line straight at its locked level, and on
+release leaves it pulled towards that level rather than floating.
+
+A process that dies (a crash, SIGKILL, the watchdog) releases the line without running
+any of this; on Raspberry Pi kernels a released output keeps driving its last level,
+so a death mid-pulse would leave the door open. ``dtparam=strict_gpiod`` in
+``/boot/firmware/config.txt`` makes the kernel return a released line to an input, and
+the pull then decides: a 10 kΩ resistor from the relay input to the level that locks
+(3.3 V for a low-triggered relay) makes it decide "locked" whatever the pin's internal
+bias was left at. See docs/provisioning.md, "First day on a real door".
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from gpiozero import OutputDevice
+from gpiozero import Device, OutputDevice
 
 from firmware.errors import NotArmed
 from firmware.pins import RelayConfig
@@ -66,6 +75,13 @@ class Relay:
         # The relay is energised while the door is open (fail-secure) or while it is
         # locked (fail-safe): gpiozero's value is "energised".
         self._open_energised = config.wiring == "fail_secure"
+        # The pin level that keeps the door locked (see the table above).
+        self.locked_level = (not self._open_energised) == config.active_high
+        hold_level = getattr(Device.pin_factory, "hold_level", None)
+        if hold_level is not None:
+            # A factory that can claim the line straight at a level (firmware.lgpio_pins)
+            # never lets it pass through "open" or float on release.
+            hold_level(config.pin, self.locked_level)
         self._device = OutputDevice(
             config.pin,
             active_high=config.active_high,

@@ -40,6 +40,8 @@ _BEZEL = 3  # modules of dark phone body around the quiet zone
 _DARK = 30  # gray level of a dark module on a lit phone screen
 _LIGHT = 225  # gray level of a light module
 _BODY = 45  # gray level of the phone body
+_DARK_SCREEN = 22  # a dark-mode screen's background
+_LIGHT_ON_DARK = 200  # a dark-mode module, lit
 _VIEW_DISTANCE = 2.5  # camera distance, in phone widths: sets how strong a tilt looks
 _MAX_TILT_DEG = 55.0  # the tilt at perspective = 1
 # A pass is a version 6 code, 41 modules a side. Used only where the text is not at hand
@@ -59,6 +61,7 @@ class Jitter:
     brightness: float = 0.0  # multiplier
     glare: float = 0.0
     position: float = 0.0  # fraction of the room the code has to move in the frame
+    motion: float = 0.0  # pixels
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,10 @@ class SceneParams:
     texture: float = 0.5  # 0..1: how busy the background is
     x: float = 0.5  # centre of the code, as a fraction of the width
     y: float = 0.5  # centre of the code, as a fraction of the height
+    dark_mode: bool = False  # light modules on a dark screen, as a phone in dark mode shows
+    moire: float = 0.0  # 0..1: strength of the interference of screen pixels and sensor
+    motion: float = 0.0  # pixels the phone moves while the shutter is open (motion blur)
+    cracks: float = 0.0  # 0..1: how cracked and smudged the screen is
     jitter: Jitter = field(default_factory=Jitter)
 
     def __post_init__(self) -> None:
@@ -84,11 +91,11 @@ class SceneParams:
             raise ValueError(f"a scene needs at least 32x32 pixels, got {self.width}x{self.height}")
         if not 0 < self.qr_size <= 1:
             raise ValueError(f"qr_size is a fraction of the frame height, got {self.qr_size}")
-        for name in ("perspective", "glare", "texture"):
+        for name in ("perspective", "glare", "texture", "moire", "cracks"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
-        if self.blur < 0 or self.noise < 0 or self.brightness <= 0:
+        if self.blur < 0 or self.noise < 0 or self.motion < 0 or self.brightness <= 0:
             raise ValueError("blur and noise must not be negative, brightness must be positive")
 
     def sample(self, rng: np.random.Generator) -> SceneParams:
@@ -128,6 +135,7 @@ class SceneParams:
             noise=spread(self.noise, j.noise, 0.0, 128.0),
             brightness=spread(self.brightness, j.brightness, 0.05, 4.0),
             glare=spread(self.glare, j.glare, 0.0, 1.0),
+            motion=spread(self.motion, j.motion, 0.0, 60.0),
             x=x,
             y=y,
             jitter=Jitter(),
@@ -192,6 +200,42 @@ PRESETS: dict[str, SceneParams] = {
     ),
 }
 
+# What phones show at real doors, one trouble at a time on top of the `default` scene.
+_DEFAULT = PRESETS["default"]
+PRESETS.update(
+    {
+        # A phone in dark mode: light modules on a dark screen.
+        "dark_mode": replace(_DEFAULT, dark_mode=True),
+        # The screen's pixel grid beating against the sensor's: fine stripes over the code.
+        "moire": replace(_DEFAULT, moire=0.45),
+        # A lamp reflected in the screen: a bright spot washing out part of the code.
+        "glare_spot": replace(
+            _DEFAULT, glare=0.85, jitter=replace(_DEFAULT.jitter, glare=0.1, brightness=0.2)
+        ),
+        # The phone still moving while the shutter is open: 0.3 m/s at 30 cm for the
+        # 12 ms the node's default exposure cap allows is about 5 pixels on a 640-pixel
+        # frame 50 cm wide there; up to 7.
+        "motion_blur": replace(
+            _DEFAULT, blur=0.5, motion=5.0, jitter=replace(_DEFAULT.jitter, blur=0.3, motion=2.0)
+        ),
+        # The phone turned 45 degrees away from the camera.
+        "tilt_45": replace(
+            _DEFAULT,
+            perspective=45 / _MAX_TILT_DEG,
+            jitter=replace(_DEFAULT.jitter, perspective=0.03),
+        ),
+        # A code held far away: about two pixels a module.
+        "far_small": replace(
+            _DEFAULT,
+            qr_size=0.19,
+            blur=0.6,
+            jitter=replace(_DEFAULT.jitter, qr_size=0.02, blur=0.3),
+        ),
+        # A cracked, smudged screen.
+        "cracked": replace(_DEFAULT, cracks=0.7),
+    }
+)
+
 
 @lru_cache(maxsize=64)
 def _modules(text: str) -> np.ndarray:
@@ -208,10 +252,11 @@ def _modules(text: str) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _phone(text: str, scale: int) -> Image.Image:
+def _phone(text: str, scale: int, dark_mode: bool = False) -> Image.Image:
     """The phone screen showing ``text``, ``scale`` pixels a module, with an alpha mask."""
     cells = _modules(text)
-    gray = np.array([_DARK, _LIGHT, _BODY], dtype=np.uint8)[cells]
+    levels = [_LIGHT_ON_DARK, _DARK_SCREEN, _BODY] if dark_mode else [_DARK, _LIGHT, _BODY]
+    gray = np.array(levels, dtype=np.uint8)[cells]
     gray = np.repeat(np.repeat(gray, scale, axis=0), scale, axis=1)
     alpha = np.full_like(gray, 255)
     return Image.fromarray(np.dstack([gray, alpha]))  # an "LA" image
@@ -276,6 +321,8 @@ def render(text: str | None, params: SceneParams, rng: np.random.Generator) -> n
     p = params.sample(rng)
     scene = _background(p.width, p.height, p.texture).copy()
     box = None if text is None else _place_phone(scene, text, p, rng)
+    if box is not None and p.cracks > 0:
+        _crack(scene, box, p.cracks, rng)
     if box is not None and p.blur > 0.05:
         # Blur only around the phone: the background is smooth already, and blurring
         # the whole frame would triple the cost of a frame.
@@ -288,10 +335,82 @@ def render(text: str | None, params: SceneParams, rng: np.random.Generator) -> n
             min(p.height, y1 + margin),
         )
         scene.paste(scene.crop(around).filter(ImageFilter.GaussianBlur(p.blur)), around[:2])
-    pixels = np.asarray(scene, dtype=np.float32)
+    pixels = np.array(scene, dtype=np.float32)
+    if box is not None and p.moire > 0:
+        _add_moire(pixels, box, p.moire, rng)
+    if box is not None and p.motion > 0.5:
+        _smear(pixels, box, p.motion, rng)
     if box is not None and p.glare > 0:
         _add_glare(pixels, p, rng)
     return _expose(pixels, p, rng)
+
+
+def _crack(
+    scene: Image.Image, box: tuple[int, int, int, int], strength: float, rng: np.random.Generator
+) -> None:
+    """Cracks (thin jagged lines, dark or lit) and greasy smudges across the phone."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    draw = ImageDraw.Draw(scene)
+    for _ in range(round(2 + 6 * strength)):
+        # A crack runs from a point of impact outwards, changing direction as it goes.
+        x = x0 + rng.uniform(0.2, 0.8) * w
+        y = y0 + rng.uniform(0.2, 0.8) * h
+        heading = rng.uniform(0, 2 * math.pi)
+        points = [(x, y)]
+        for _ in range(int(rng.integers(3, 7))):
+            heading += rng.uniform(-0.6, 0.6)
+            step = rng.uniform(0.08, 0.25) * max(w, h)
+            x += math.cos(heading) * step
+            y += math.sin(heading) * step
+            points.append((x, y))
+        shade = int(rng.choice([15, 235]))
+        draw.line(points, fill=shade, width=int(rng.integers(1, 3)))
+    for _ in range(round(1 + 3 * strength)):
+        # A smudge: a patch where the screen's contrast is smeared out.
+        cx, cy = x0 + rng.uniform(0, w), y0 + rng.uniform(0, h)
+        r = rng.uniform(0.06, 0.15) * max(w, h)
+        patch = (int(cx - r), int(cy - r), int(cx + r), int(cy + r))
+        region = scene.crop(patch)
+        smeared = region.filter(ImageFilter.GaussianBlur(r / 6))
+        mask = Image.new("L", region.size, 0)
+        ImageDraw.Draw(mask).ellipse((0, 0, region.size[0] - 1, region.size[1] - 1), fill=180)
+        scene.paste(smeared, patch[:2], mask)
+
+
+def _add_moire(
+    pixels: np.ndarray, box: tuple[int, int, int, int], strength: float, rng: np.random.Generator
+) -> None:
+    """Stripes where the screen's pixel grid beats against the sensor's, over the phone."""
+    x0, y0, x1, y1 = box
+    period = rng.uniform(2.5, 6.0)  # pixels
+    theta = rng.uniform(0, math.pi)
+    ys = np.arange(y0, y1, dtype=np.float32)[:, None]
+    xs = np.arange(x0, x1, dtype=np.float32)[None, :]
+    phase = (xs * math.cos(theta) + ys * math.sin(theta)) * np.float32(2 * math.pi / period)
+    region = pixels[y0:y1, x0:x1]
+    # The beat modulates the screen's brightness: light parts swing more than dark ones.
+    region *= 1 + np.float32(0.5 * strength) * np.sin(phase + np.float32(rng.uniform(0, 6.28)))
+
+
+def _smear(
+    pixels: np.ndarray, box: tuple[int, int, int, int], length: float, rng: np.random.Generator
+) -> None:
+    """Motion blur: the phone's region averaged along a straight path ``length`` pixels long."""
+    height, width = pixels.shape
+    reach = math.ceil(length) + 1
+    x0, y0 = max(0, box[0] - reach), max(0, box[1] - reach)
+    x1, y1 = min(width, box[2] + reach), min(height, box[3] + reach)
+    region = pixels[y0:y1, x0:x1]
+    heading = rng.uniform(0, 2 * math.pi)
+    steps = max(2, math.ceil(length))
+    total = np.zeros_like(region)
+    for k in range(steps):
+        t = (k / (steps - 1) - 0.5) * length
+        total += np.roll(
+            region, (round(t * math.sin(heading)), round(t * math.cos(heading))), (0, 1)
+        )
+    region[...] = total / steps
 
 
 def _place_phone(
@@ -305,7 +424,7 @@ def _place_phone(
     # Draw the source at least as fine as the target, so resampling enlarges rather than
     # shrinks (Pillow's transform does not antialias) and module edges stay clean.
     scale = max(2, math.ceil(module_px))
-    phone = _phone(text, scale)
+    phone = _phone(text, scale, p.dark_mode)
     src_side = total * scale
     src = np.array([[0, 0], [src_side, 0], [src_side, src_side], [0, src_side]], dtype=float)
     dst = _phone_corners(p, total, module_px, rng)

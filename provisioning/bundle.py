@@ -77,7 +77,7 @@ def render_node_toml(node: NodeSettings) -> str:
         "fps = 15.0",
         "",
         "[decoder]",
-        'backend = "zxingcpp"',
+        'backend = "escalating"',
         "",
         "# The reference wiring (docs/provisioning.md). Change the pins to match the board.",
         "[pins]",
@@ -141,6 +141,10 @@ step() { echo "==> $*"; }
 fail() { echo "install.sh: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || fail "run me as root: sudo ./install.sh"
+# 32-bit Raspberry Pi OS (armhf): zxing-cpp, numpy and Pillow publish no wheels for it,
+# and building them on a Pi takes hours when it works at all.
+[ "$(getconf LONG_BIT 2>/dev/null || echo 64)" = 64 ] || fail "this is a 32-bit system: \
+a door node needs Raspberry Pi OS Lite (64-bit); write that to the card and start again"
 [ -n "$source" ] || fail "say where to install Pintu from, e.g. sudo ./install.sh ./pintu.whl"
 
 case "$source" in
@@ -153,7 +157,7 @@ case "$source" in
 esac
 
 if [ -z "${PINTU_SKIP_APT:-}" ] && command -v apt-get >/dev/null 2>&1; then
-  step "system packages (picamera2 and lgpio come from Raspberry Pi OS)"
+  step "system packages (picamera2, numpy and lgpio come from Raspberry Pi OS)"
   apt-get install -y --no-install-recommends python3-venv python3-picamera2 python3-lgpio libzbar0
 fi
 
@@ -166,7 +170,9 @@ fi
 step "Pintu in $prefix/.venv (this takes a few minutes on a Pi)"
 # --system-site-packages: picamera2 is an apt package, not on PyPI.
 python3 -m venv --system-site-packages "$prefix/.venv"
-"$prefix/.venv/bin/pip" install --quiet --upgrade "$requirement"
+# numpy<2: the venv sees Raspberry Pi OS's picamera2 and simplejpeg, which are built
+# against its numpy 1.x; a numpy 2 from PyPI in the venv would break importing them.
+"$prefix/.venv/bin/pip" install --quiet --upgrade "$requirement" "numpy<2"
 
 step "configuration in $etc"
 install -d -m 0755 "$etc"
@@ -182,6 +188,16 @@ if [ -f "$here/trust.json" ]; then
   install -m 0644 -o "$user" -g "$group" "$here/trust.json" "$state/trust.json"
 fi
 "$prefix/.venv/bin/pintu" node check-config --config "$etc/node.toml"
+
+boot_config=${PINTU_BOOT_CONFIG:-/boot/firmware/config.txt}
+if [ -f "$boot_config" ] && ! grep -q '^dtparam=strict_gpiod' "$boot_config"; then
+  # A node that dies (crash, SIGKILL, watchdog) releases the relay line without locking
+  # it; by default the kernel keeps driving its last level, open if it died mid-pulse.
+  # strict_gpiod returns released lines to inputs, so the pull decides: locked.
+  step "dtparam=strict_gpiod in $boot_config (takes effect at the next reboot)"
+  printf '\n# Pintu door node: released GPIO lines return to inputs.\ndtparam=strict_gpiod\n' \
+    >> "$boot_config"
+fi
 
 step "service pintu-node"
 install -m 0644 "$here/@UNIT@" "$unit_dir/@UNIT@"

@@ -16,6 +16,24 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
 
 
+def _on_a_raspberry_pi() -> bool:
+    try:
+        with open("/proc/device-tree/model", "rb") as model:
+            return b"Raspberry Pi" in model.read()
+    except OSError:
+        return False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``pi`` need a real Raspberry Pi: skipped elsewhere, saying why."""
+    if _on_a_raspberry_pi():
+        return
+    skip = pytest.mark.skip(reason="needs a Raspberry Pi (camera or GPIO)")
+    for item in items:
+        if item.get_closest_marker("pi") is not None:
+            item.add_marker(skip)
+
+
 # The PostgreSQL server the tests use; each test works in a schema of its own.
 PG_DSN_VARIABLE = "PINTU_TEST_PG_DSN"
 DEFAULT_PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"

@@ -90,7 +90,6 @@ def test_every_service_notifies_and_is_hardened(name: str) -> None:
         "Type": ["notify"],
         "NotifyAccess": ["main"],
         "Restart": ["on-failure"],
-        "Environment": ["PYTHONUNBUFFERED=1"],
         "NoNewPrivileges": ["yes"],
         "ProtectSystem": ["strict"],
         "ProtectHome": ["yes"],
@@ -100,6 +99,7 @@ def test_every_service_notifies_and_is_hardened(name: str) -> None:
     }
     for key, values in expected.items():
         assert unit.get(key) == values, f"{name}: {key}={unit.get(key)}"
+    assert "PYTHONUNBUFFERED=1" in unit["Environment"]
     assert unit["ExecStart"][0].startswith(f"{EXEC} ")
     assert "--config /etc/pintu/" in unit["ExecStart"][0]
     assert re.fullmatch(r"\d+s", unit["WatchdogSec"][0])
@@ -122,6 +122,17 @@ def test_the_node_unit_reaches_its_hardware_and_nothing_else() -> None:
     ]
     assert unit["StateDirectory"] == ["pintu-node"]
     assert "PrivateDevices" not in unit  # it would hide the camera and the GPIO chips
+
+
+def test_the_node_works_in_a_directory_it_may_write() -> None:
+    """lgpio creates its notification pipe in the working directory when it is imported:
+    under ProtectSystem=strict, a node left in / cannot import it and never gets its GPIO."""
+    unit = directives("pintu-node.service")
+    assert unit["RuntimeDirectory"] == ["pintu-node"]
+    # %t is /run for a system service: the directory RuntimeDirectory= creates, owned by
+    # the service's user and writable under ProtectSystem=strict.
+    assert unit["WorkingDirectory"] == ["%t/pintu-node"]
+    assert "LG_WD=%t/pintu-node" in unit["Environment"]
 
 
 def test_the_hub_unit_gets_its_mqtt_password_as_a_credential() -> None:

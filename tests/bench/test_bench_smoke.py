@@ -89,3 +89,33 @@ def test_the_hub_ingest_is_not_grossly_slower_than_the_broker(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "CPU per event" in out
+
+
+def test_decode_benchmark_has_a_row_for_every_preset_and_a_photo_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    decode = importlib.import_module("bench.decode")
+    from PIL import Image, ImageOps
+
+    from firmware.synthetic import PRESETS
+    from protocol.passes import issue
+    from protocol.status import Status
+    from protocol.trust import SigningKey
+
+    # A "photo" the escalation reads and zxing-cpp alone does not: a dark-mode screen.
+    text = issue(SigningKey.generate(), bytes(12), Status.GREEN, 2, 1_700_000_000, 1_800_000_000)
+    import segno
+
+    segno.make_qr(text, error="m").save(tmp_path / "dark.png", scale=4)
+    with Image.open(tmp_path / "dark.png") as image:
+        ImageOps.invert(image.convert("L")).save(tmp_path / "dark.png")
+    (tmp_path / "dark.txt").write_text(text)
+
+    section, worst = decode.run(3, 25, 1, "python -m bench.decode --frames 3", tmp_path)
+    for name in PRESETS:
+        assert f"\n| {name} | " in section
+    assert "| zxing-cpp | 0 / 1 | 0 |" in section
+    assert "| escalating | 1 / 1 | 1 |" in section
+    assert "Pi Zero 2 W" in section
+    assert worst > 0

@@ -155,7 +155,7 @@ def test_png_roundtrip_through_decode_and_verify(
 ) -> None:
     png = tmp_path / "pass.png"
     text = issue(runner, keydir, "--status", "black", "--png", str(png))
-    for backend in ("zxingcpp", "pyzbar"):
+    for backend in ("escalating", "zxingcpp", "pyzbar"):
         result = runner.invoke(cli, ["decode", "--backend", backend, "--json", str(png)])
         assert result.exit_code == 0, result.output
         doc = json.loads(result.output)
@@ -178,6 +178,27 @@ def test_verify_image_without_code(runner: CliRunner, keydir: Path, tmp_path: Pa
     )
     assert result.exit_code == 1
     assert "no QR code" in result.output
+
+
+def test_decode_reads_a_dark_mode_pass_through_escalation(
+    runner: CliRunner, keydir: Path, tmp_path: Path
+) -> None:
+    from PIL import Image, ImageOps
+
+    png = tmp_path / "pass.png"
+    text = issue(runner, keydir, "--status", "green", "--png", str(png))
+    dark = tmp_path / "dark-mode.png"
+    with Image.open(png) as image:
+        ImageOps.invert(image.convert("L")).save(dark)  # light modules on dark
+    plain = runner.invoke(cli, ["decode", "--backend", "zxingcpp", "--json", str(dark)])
+    assert json.loads(plain.output)["texts"] == []
+    result = runner.invoke(cli, ["decode", "--json", str(dark)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["texts"] == [text]
+    assert doc["read_by"].startswith("invert")
+    result = runner.invoke(cli, ["decode", str(dark)])
+    assert f"{dark}: {text} (read by: invert" in result.output
 
 
 def test_decode_goes_on_past_unreadable_files(runner: CliRunner, tmp_path: Path) -> None:
@@ -225,6 +246,20 @@ def test_bad_node_config_names_each_key_and_line(runner: CliRunner, tmp_path: Pa
         line = next(i for i, text_line in enumerate(lines, 1) if text_line.startswith(needle))
         assert f"{path}:{line}: {key}: " in result.output
         assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_camera_stream_picamera2_would_refuse_fails_check_config(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    text = EXAMPLE_NODE_CONFIG.read_text()
+    text = text.replace("height = 480\n", "height = 480\nmain_width = 320\nmain_height = 240\n", 1)
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    result = runner.invoke(cli, ["node", "check-config", "--config", str(path)])
+    assert result.exit_code == 1
+    assert ": source: " in result.output  # the key and its line
+    assert "larger than the main stream (320x240); picamera2 refuses that" in result.output
     assert "Traceback" not in result.output
 
 

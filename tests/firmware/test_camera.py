@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import copy
 import logging
 import sys
+import threading
+import time
 import types
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +28,7 @@ from firmware.camera import (
     SyntheticSourceConfig,
     VideoSource,
     VideoSourceConfig,
+    camera_controls,
     open_source,
 )
 from firmware.decoder import make_decoder
@@ -217,24 +222,54 @@ def test_picamera2_off_the_pi_says_how_to_install_it(monkeypatch: pytest.MonkeyP
 
 
 class FakePicamera2:
-    """Just enough of picamera2.Picamera2 to check what the source asks of it."""
+    """Just enough of picamera2.Picamera2 to check what the source asks of it.
+
+    ``capture_array`` with no frame queued waits, as picamera2 does on a stalled camera,
+    until its ``wait`` timeout or until ``cancel_all_and_flush`` cancels it.
+    """
 
     instances: ClassVar[list[FakePicamera2]] = []
     stride = 352  # the ISP pads 320-pixel rows to this
+    model = "imx708"
+    tuning: ClassVar[dict[str, Any]] = {}
+    controls_available: ClassVar[dict[str, Any]] = {"AfMode": (0, 2, 0), "AfRange": (0, 2, 0)}
+    sensor_resolution = (4608, 2592)
 
-    def __init__(self) -> None:
+    def __init__(self, tuning: dict[str, Any] | None = None) -> None:
         self.calls: list[tuple[str, Any]] = []
         self.frames: list[np.ndarray] = []
         self.fail = False
+        self.used_tuning = tuning
+        self.camera_controls = dict(self.controls_available)
+        self.cancelled = threading.Event()
+        self.waiting = threading.Event()
         FakePicamera2.instances.append(self)
+
+    @staticmethod
+    def global_camera_info() -> list[dict[str, Any]]:
+        return [{"Model": FakePicamera2.model, "Num": 0}]
+
+    @staticmethod
+    def load_tuning_file(name: str) -> dict[str, Any]:
+        if name != f"{FakePicamera2.model}.json":
+            raise RuntimeError("Tuning file not found")
+        return copy.deepcopy(FakePicamera2.tuning)
+
+    @staticmethod
+    def find_tuning_algo(tuning: dict[str, Any], name: str) -> dict[str, Any]:
+        found: dict[str, Any] = next(a for a in tuning["algorithms"] if name in a)[name]
+        return found
 
     def create_video_configuration(self, **kwargs: Any) -> dict[str, Any]:
         self.calls.append(("create_video_configuration", kwargs))
-        return {"lores": kwargs["lores"], "controls": kwargs["controls"]}
+        return dict(kwargs)
 
     def configure(self, config: dict[str, Any]) -> None:
         self.calls.append(("configure", config))
-        self.size = config["lores"]["size"]
+        main, lores = config["main"]["size"], config["lores"]["size"]
+        if lores[0] > main[0] or lores[1] > main[1]:  # as picamera2 checks
+            raise RuntimeError("lores stream dimensions may not exceed main stream")
+        self.size = lores
 
     def stream_configuration(self, name: str) -> dict[str, Any]:
         assert name == "lores"
@@ -243,11 +278,21 @@ class FakePicamera2:
     def start(self) -> None:
         self.calls.append(("start", None))
 
-    def capture_array(self, name: str) -> np.ndarray:
+    def capture_array(self, name: str, wait: float | None = None) -> np.ndarray:
         assert name == "lores"
-        if self.fail or not self.frames:
+        assert wait is not None, "a capture without a timeout can wait for ever"
+        if self.fail:
             raise RuntimeError("Camera frontend has timed out!")
-        return self.frames.pop(0)
+        if self.frames:
+            return self.frames.pop(0)
+        self.waiting.set()
+        if self.cancelled.wait(wait):
+            raise concurrent.futures.CancelledError()
+        raise TimeoutError()
+
+    def cancel_all_and_flush(self) -> None:
+        self.calls.append(("cancel_all_and_flush", None))
+        self.cancelled.set()
 
     def stop(self) -> None:
         self.calls.append(("stop", None))
@@ -256,12 +301,37 @@ class FakePicamera2:
         self.calls.append(("close", None))
 
 
+AGC_TUNING: dict[str, Any] = {
+    "version": 2.0,
+    "algorithms": [
+        {"rpi.black_level": {"black_level": 4096}},
+        {
+            "rpi.agc": {
+                "channels": [
+                    {
+                        "exposure_modes": {
+                            "normal": {
+                                "shutter": [100, 10000, 30000, 60000, 66666],
+                                "gain": [1.0, 1.5, 2.0, 4.0, 8.0],
+                            },
+                            "short": {"shutter": [100, 5000, 10000, 20000, 60000]},
+                        }
+                    },
+                    {"exposure_modes": {"normal": {"exposure": [100, 20000, 120000]}}},
+                ]
+            }
+        },
+    ],
+}
+
+
 @pytest.fixture
 def fake_picamera2(monkeypatch: pytest.MonkeyPatch) -> type[FakePicamera2]:
     module = types.ModuleType("picamera2")
     module.Picamera2 = FakePicamera2  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "picamera2", module)
     FakePicamera2.instances = []
+    monkeypatch.setattr(FakePicamera2, "tuning", AGC_TUNING)
     return FakePicamera2
 
 
@@ -276,10 +346,12 @@ def test_picamera2_source_reads_the_lores_y_plane(fake_picamera2: type[FakePicam
     frames = iter(source)
     frame = next(frames)
 
-    assert camera.calls[0] == (
-        "create_video_configuration",
-        {"lores": {"size": (320, 240), "format": "YUV420"}, "controls": {"FrameRate": 10.0}},
-    )
+    name, asked = camera.calls[0]
+    assert name == "create_video_configuration"
+    # The main stream as small as the lores one, same aspect, few buffers.
+    assert asked["main"] == {"size": (320, 240), "format": "YUV420"}
+    assert asked["lores"] == {"size": (320, 240), "format": "YUV420"}
+    assert asked["buffer_count"] == 3
     assert ("start", None) in camera.calls
     assert frame.pixels.shape == (240, 320)
     assert np.shares_memory(frame.pixels, lores)
@@ -289,13 +361,110 @@ def test_picamera2_source_reads_the_lores_y_plane(fake_picamera2: type[FakePicam
     with pytest.raises(SourceError, match="stopped delivering frames: Camera frontend"):
         next(frames)
     source.close()
-    assert camera.calls[-2:] == [("stop", None), ("close", None)]
+    assert camera.calls[-3:] == [("cancel_all_and_flush", None), ("stop", None), ("close", None)]
+
+
+def test_camera_module_3_focuses_close_and_exposure_is_capped(
+    fake_picamera2: type[FakePicamera2],
+) -> None:
+    source = PiCameraSource(config=PiCameraSourceConfig(fps=15, max_exposure_ms=8))
+    camera = fake_picamera2.instances[0]
+    controls = camera.calls[0][1]["controls"]
+    assert controls["AfMode"] == 2 and controls["AfRange"] == 1  # continuous, macro
+    assert controls["FrameDurationLimits"] == (66667, 66667)  # 15 fps, never longer
+    assert camera.used_tuning is not None
+    channels = camera.used_tuning["algorithms"][1]["rpi.agc"]["channels"]
+    assert channels[0]["exposure_modes"]["normal"]["shutter"] == [100, 8000, 8000, 8000, 8000]
+    assert channels[0]["exposure_modes"]["short"]["shutter"] == [100, 5000, 8000, 8000, 8000]
+    assert channels[1]["exposure_modes"]["normal"]["exposure"] == [100, 8000, 8000]
+    assert channels[0]["exposure_modes"]["normal"]["gain"][-1] == 8.0  # gain makes up
+    source.close()
+
+
+def test_a_lens_position_fixes_the_focus_and_fixed_focus_cameras_get_none() -> None:
+    fixed = camera_controls(PiCameraSourceConfig(lens_position=3.0), {"AfMode", "LensPosition"})
+    assert fixed["AfMode"] == 0 and fixed["LensPosition"] == 3.0
+    plain = camera_controls(PiCameraSourceConfig(lens_position=3.0), {"ExposureTime"})
+    assert "AfMode" not in plain and "LensPosition" not in plain
+
+
+def test_a_camera_without_its_tuning_file_keeps_its_own(
+    fake_picamera2: type[FakePicamera2],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def missing(name: str) -> dict[str, Any]:
+        raise RuntimeError("Tuning file not found")
+
+    monkeypatch.setattr(FakePicamera2, "load_tuning_file", staticmethod(missing))
+    with caplog.at_level(logging.WARNING, logger="firmware.camera"):
+        source = PiCameraSource()
+    assert fake_picamera2.instances[0].used_tuning is None
+    assert "exposure left uncapped" in caplog.text
+    source.close()
+
+
+def test_a_stalled_camera_is_a_failure_after_the_timeout(
+    fake_picamera2: type[FakePicamera2],
+) -> None:
+    source = PiCameraSource(config=PiCameraSourceConfig(capture_timeout_s=0.05))
+    with pytest.raises(SourceError, match=r"no frame within 0\.05 s"):
+        next(iter(source))
+    assert ("cancel_all_and_flush", None) in fake_picamera2.instances[0].calls
+    source.close()
+
+
+def test_closing_cancels_a_capture_waiting_on_a_stalled_camera(
+    fake_picamera2: type[FakePicamera2],
+) -> None:
+    source = PiCameraSource(config=PiCameraSourceConfig(capture_timeout_s=30))
+    camera = fake_picamera2.instances[0]
+    ended = threading.Event()
+
+    def read() -> None:
+        assert list(source) == []  # ends quietly once closed
+        ended.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert camera.waiting.wait(5)
+    started = time.monotonic()
+    source.close()
+    reader.join(5)
+    assert ended.is_set() and time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        ({"main_width": 320, "main_height": 240}, "larger than the main stream"),
+        ({"width": 641}, "must be even"),
+        ({"main_width": 1280, "main_height": 720}, "aspect ratio"),
+        ({"main_width": 1280}, "both main_width and main_height"),
+        ({"sensor": "imx296", "width": 1600, "height": 1200}, "imx296 gives at most 1456x1088"),
+        ({"fps": 30, "max_exposure_ms": 40}, "longer than a frame at 30 fps"),
+    ],
+)
+def test_stream_configurations_picamera2_would_refuse_are_refused(
+    options: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(ValidationError, match=reason):
+        PiCameraSourceConfig.model_validate({"kind": "picamera2", **options})
+
+
+def test_the_camera_refuses_a_stream_larger_than_its_sensor(
+    fake_picamera2: type[FakePicamera2], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(FakePicamera2, "sensor_resolution", (1456, 1088))
+    with pytest.raises(SourceError, match="gives at most 1456x1088, not a 1600x1200"):
+        PiCameraSource(1600, 1200)
+    assert fake_picamera2.instances[0].calls[-1] == ("close", None)
 
 
 def test_picamera2_without_a_camera(
     fake_picamera2: type[FakePicamera2], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_camera(self: FakePicamera2) -> None:
+    def no_camera(self: FakePicamera2, tuning: object = None) -> None:
         raise IndexError("list index out of range")
 
     monkeypatch.setattr(fake_picamera2, "__init__", no_camera)

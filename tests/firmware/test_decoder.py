@@ -146,17 +146,17 @@ def test_zxing_text_falls_back_to_the_raw_bytes() -> None:
 
 
 def test_make_decoder_names_its_backends() -> None:
-    assert make_decoder().name == "zxingcpp"
+    assert make_decoder().name == "escalating"
     assert isinstance(make_decoder("zxingcpp"), ZxingDecoder)
     assert isinstance(make_decoder("pyzbar"), PyzbarDecoder)
     with pytest.raises(
-        ValueError, match="unknown QR decoder 'zbar': expected one of zxingcpp, pyzbar"
+        ValueError, match="unknown QR decoder 'zbar': expected one of escalating, zxingcpp, pyzbar"
     ):
         make_decoder("zbar")
 
 
 def test_decoder_config() -> None:
-    assert DecoderConfig().backend == "zxingcpp"
+    assert DecoderConfig().backend == "escalating"
     assert DecoderConfig(backend="pyzbar").backend == "pyzbar"
     assert DecoderConfig.model_fields["backend"].description
     with pytest.raises(ValidationError):

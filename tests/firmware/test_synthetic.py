@@ -221,3 +221,16 @@ def test_visitors_follow_their_file_and_nobody_comes_while_it_is_empty(
     for _ in range(40):
         next(frames)
     assert scene.texts == [] and scene.visitors == seen
+
+
+def test_every_preset_can_be_configured_and_renders() -> None:
+    from typing import get_args
+
+    from firmware.camera import SyntheticSourceConfig
+
+    choices = set(get_args(SyntheticSourceConfig.model_fields["preset"].annotation))
+    assert choices == set(PRESETS)
+    rng = np.random.default_rng(0)
+    for params in PRESETS.values():
+        frame = render("PINTU1:TEST", params, rng)
+        assert frame.shape == (480, 640) and frame.dtype == np.uint8

@@ -72,7 +72,10 @@ def test_install_sh_puts_everything_in_place(
         "PINTU_STATE_DIR": str(root / "var/lib/pintu-node"),
         "PINTU_USER": pwd.getpwuid(os.geteuid()).pw_name,
         "PINTU_GROUP": grp.getgrgid(os.getegid()).gr_name,
+        "PINTU_BOOT_CONFIG": str(root / "boot/firmware/config.txt"),
     }
+    (root / "boot/firmware").mkdir(parents=True)
+    (root / "boot/firmware/config.txt").write_text("[all]\ndtparam=audio=on\n")
     result = subprocess.run(
         ["sh", str(bundle / "install.sh")], env=env, capture_output=True, text=True, check=False
     )
@@ -83,7 +86,8 @@ def test_install_sh_puts_everything_in_place(
     assert "python3-picamera2" in calls[0]
     assert any(c.startswith("useradd --system --user-group") for c in calls), calls
     assert f"python3 -m venv --system-site-packages {root}/opt/pintu/.venv" in calls
-    assert f"pip install --quiet --upgrade {bundle}/{wheel.name}[node]" in calls
+    # numpy stays below 2: the apt picamera2 and simplejpeg the venv sees are built on 1.x.
+    assert f"pip install --quiet --upgrade {bundle}/{wheel.name}[node] numpy<2" in calls
     assert calls[-2:] == ["systemctl daemon-reload", "systemctl enable --now pintu-node.service"]
 
     def mode(relative: str) -> int:
@@ -99,6 +103,16 @@ def test_install_sh_puts_everything_in_place(
     assert (root / "var/lib/pintu-node/trust.json").read_bytes() == trust.read_bytes()
     unit = root / "etc/systemd/system/pintu-node.service"
     assert unit.read_bytes() == (bundle / "pintu-node.service").read_bytes()
+    # A node that dies mid-pulse must not leave the relay line driven open.
+    boot = (root / "boot/firmware/config.txt").read_text().splitlines()
+    assert boot[:2] == ["[all]", "dtparam=audio=on"]
+    assert boot.count("dtparam=strict_gpiod") == 1
+    again = subprocess.run(
+        ["sh", str(bundle / "install.sh")], env=env, capture_output=True, text=True, check=False
+    )
+    assert again.returncode == 0, again.stderr
+    boot = (root / "boot/firmware/config.txt").read_text().splitlines()
+    assert boot.count("dtparam=strict_gpiod") == 1  # added once, not per install
 
 
 def test_install_sh_without_a_source_says_what_to_give(
@@ -119,6 +133,32 @@ def test_install_sh_without_a_source_says_what_to_give(
     assert result.returncode == 1
     assert "say where to install Pintu from" in result.stderr
     assert not (tmp_path / "log").exists()  # nothing was touched
+
+
+def test_install_sh_refuses_a_32_bit_system_before_touching_it(
+    broker_dir: tuple[Path, str], tmp_path: Path, stubs: Path
+) -> None:
+    directory, _ = broker_dir
+    enrolment = enroll(
+        directory,
+        EnrolRequest("mall-a", "main-in", "entry", "hub.local", pintu_source="git+https://x/y"),
+        tmp_path / "out",
+    )
+    getconf = stubs / "getconf"
+    getconf.write_text('#!/bin/sh\n[ "$1" = LONG_BIT ] && echo 32\n')  # armhf Raspberry Pi OS
+    getconf.chmod(0o755)
+    env = {"PATH": f"{stubs}:{os.environ['PATH']}", "LOG": str(tmp_path / "log")}
+    result = subprocess.run(
+        ["sh", str(enrolment.bundle_dir / "install.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "32-bit system" in result.stderr
+    assert "Raspberry Pi OS Lite (64-bit)" in result.stderr
+    assert not (tmp_path / "log").exists()  # no apt, no user, no venv
 
 
 def test_install_sh_is_valid_sh(broker_dir: tuple[Path, str], tmp_path: Path) -> None:
