@@ -99,6 +99,7 @@ from hub.records import (
     Role,
     StoredEvent,
     User,
+    check_user_change,
 )
 from hub.schema import PG_MIGRATIONS, RECOUNT_AFTER
 from protocol.events import Event, NodeStatus, utcnow
@@ -182,7 +183,7 @@ _NODE_COLUMNS = (
     "facility_id, node_id, door_id, state, problems, trust_list_age_s, status_list_age_s, "
     "direction, status_ts, state_since, last_seen, last_event_ts, last_seq"
 )
-_USER_COLUMNS = "id, username, password_hash, role, created_at, disabled"
+_USER_COLUMNS = "id, username, password_hash, role, created_at, disabled, language"
 _AUDIT_COLUMNS = "id, ts, username, action, facility_id, target, detail"
 
 
@@ -1558,7 +1559,7 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
     # --- accounts and audit -----------------------------------------------------------
     @staticmethod
     def _user(row: Row) -> User:
-        id_, username, password_hash, role, created_at, disabled = row
+        id_, username, password_hash, role, created_at, disabled, language = row
         return User(
             id=id_,
             username=username,
@@ -1566,6 +1567,7 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
             role=cast(Role, role),
             created_at=created_at,
             disabled=bool(disabled),
+            language=language,
         )
 
     def add_user(self, username: str, password_hash: str, role: Role) -> User:
@@ -1604,16 +1606,17 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
         password_hash: str | None = None,
         role: Role | None = None,
         disabled: bool | None = None,
+        language: str | None = None,
     ) -> User:
-        if role is not None and role not in ROLES:
-            raise ValueError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+        check_user_change(role, language)
         rows = self._run(
             "update a user",
             lambda conn: conn.execute(
                 "UPDATE users SET password_hash = COALESCE(%s, password_hash), "  # noqa: S608
-                "role = COALESCE(%s, role), disabled = COALESCE(%s, disabled) "
+                "role = COALESCE(%s, role), disabled = COALESCE(%s, disabled), "
+                "language = COALESCE(%s, language) "
                 f"WHERE username = %s RETURNING {_USER_COLUMNS}",
-                (password_hash, role, disabled, username),
+                (password_hash, role, disabled, language, username),
             ).fetchall(),
         )
         if not rows:

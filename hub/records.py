@@ -198,6 +198,18 @@ class HistorySample(Record):
     peak: int  # highest during the minute (the count it began with included)
 
 
+def check_user_change(role: str | None, language: str | None) -> None:
+    """``ValueError`` for a role or a page language a staff account cannot have."""
+    if role is not None and role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+    if language is not None and language not in USER_LANGUAGES:
+        raise ValueError(f"unknown language {language!r}: expected one of id, en")
+
+
+# The languages a staff account can choose for its pages (runtime.i18n.LANGUAGES).
+USER_LANGUAGES = ("id", "en")
+
+
 @dataclass(frozen=True)
 class User(Record):
     id: int
@@ -206,6 +218,7 @@ class User(Record):
     role: Role
     created_at: datetime
     disabled: bool = False
+    language: str | None = None  # the language the person chose for the pages, if any
 
     def as_dict(self) -> dict[str, Any]:
         data = super().as_dict()

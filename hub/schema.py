@@ -202,6 +202,8 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX events_alert ON events (alert_id) WHERE alert_id IS NOT NULL",
         "CREATE INDEX adjustments_made ON adjustments (facility_id, created_at)",
     ],
+    # 6: the page language a staff account chose (hub.web.language), NULL for none.
+    ["ALTER TABLE users ADD COLUMN language TEXT"],
 ]
 
 # The same schema for PostgreSQL, migration for migration: number n here is number n above,
@@ -397,6 +399,8 @@ PG_MIGRATIONS: list[list[str]] = [
         "CREATE INDEX events_alert ON events (alert_id) WHERE alert_id IS NOT NULL",
         "CREATE INDEX adjustments_made ON adjustments (facility_id, created_at)",
     ],
+    # 6: the page language a staff account chose (see migration 6 above).
+    ["ALTER TABLE users ADD COLUMN language TEXT"],
 ]
 
 # After these migrations the store counts every facility again from its stored events

@@ -76,6 +76,7 @@ from hub.records import (
     Role,
     StoredEvent,
     User,
+    check_user_change,
     iso,
     parse_iso,
 )
@@ -1363,11 +1364,11 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
         return [HistorySample(row[0], parse_iso(row[1]), row[2], row[3]) for row in rows]
 
     # --- accounts and audit -----------------------------------------------------------
-    _USER_COLUMNS = "id, username, password_hash, role, created_at, disabled"
+    _USER_COLUMNS = "id, username, password_hash, role, created_at, disabled, language"
 
     @staticmethod
     def _user(row: sqlite3.Row | tuple[Any, ...]) -> User:
-        id_, username, password_hash, role, created_at, disabled = tuple(row)
+        id_, username, password_hash, role, created_at, disabled, language = tuple(row)
         return User(
             id=id_,
             username=username,
@@ -1375,6 +1376,7 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
             role=cast(Role, role),
             created_at=parse_iso(created_at),
             disabled=bool(disabled),
+            language=language,
         )
 
     def add_user(self, username: str, password_hash: str, role: Role) -> User:
@@ -1413,9 +1415,9 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
         password_hash: str | None = None,
         role: Role | None = None,
         disabled: bool | None = None,
+        language: str | None = None,
     ) -> User:
-        if role is not None and role not in ROLES:
-            raise ValueError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+        check_user_change(role, language)
         with self._write() as conn:
             sql_get = f"SELECT {self._USER_COLUMNS} FROM users WHERE username = ?"  # noqa: S608
             if conn.execute(sql_get, (username,)).fetchone() is None:
@@ -1424,6 +1426,7 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
                 ("password_hash", password_hash),
                 ("role", role),
                 ("disabled", None if disabled is None else int(disabled)),
+                ("language", language),
             ):
                 if value is not None:
                     conn.execute(

@@ -196,6 +196,7 @@ class Store(Protocol):
         password_hash: str | None = None,
         role: Role | None = None,
         disabled: bool | None = None,
+        language: str | None = None,
     ) -> User: ...
 
     def delete_user(self, username: str) -> None: ...

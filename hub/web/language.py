@@ -1,11 +1,14 @@
 """Which language a page speaks, and the person's own choice of it.
 
-A choice made from the language menu is kept in a cookie for a year; without one the
-browser's ``Accept-Language`` decides, and without that the facility's default.
+A choice made from the language menu is kept in a cookie for a year and, for someone
+logged in, on their staff account, so it follows them to any browser they log in on;
+without one the browser's ``Accept-Language`` decides, and without that the facility's
+default.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from urllib.parse import urlsplit
@@ -77,5 +80,21 @@ async def choose(request: Request) -> Response:
     if language is None:
         logger.info("language menu: refused %r", request.query_params.get("lang", "")[:40])
         return response
-    response.set_cookie(COOKIE, language, max_age=_YEAR_S, samesite="lax", httponly=True, path="/")
+    remember(response, language)
+    ctx = context_of(request)
+    staff = await ctx.accounts.current(request)
+    if staff is not None:
+        await asyncio.to_thread(ctx.hub.store.update_user, staff.username, language=language)
     return response
+
+
+def remember(response: Response, language: str) -> None:
+    """Keep ``language`` in the browser's cookie."""
+    response.set_cookie(COOKIE, language, max_age=_YEAR_S, samesite="lax", httponly=True, path="/")
+
+
+async def after_login(request: Request, response: Response, username: str) -> None:
+    """Give the browser the language the account chose, if it chose one."""
+    user = await asyncio.to_thread(context_of(request).hub.store.get_user, username)
+    if user is not None and user.language is not None:
+        remember(response, user.language)

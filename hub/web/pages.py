@@ -30,7 +30,7 @@ from hub.auth import (
 )
 from hub.errors import NotFound
 from hub.web.context import context_of
-from hub.web.language import catalog_json, language_of, page_context
+from hub.web.language import after_login, catalog_json, language_of, page_context
 from protocol.events import utcnow
 from runtime.i18n import Language
 
@@ -137,7 +137,9 @@ async def login_submit(request: Request) -> Response:
             )
     finally:
         await form.close()
-    return RedirectResponse("/", status_code=303)
+    response = RedirectResponse("/", status_code=303)
+    await after_login(request, response, username)
+    return response
 
 
 async def logout_submit(request: Request) -> Response:

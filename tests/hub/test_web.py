@@ -229,6 +229,34 @@ def test_pages_speak_the_chosen_language_and_the_menu_never_leads_away(web: Fact
     assert refused.status_code == 303 and "set-cookie" not in refused.headers
 
 
+def form_login(client: httpx.Client, username: str) -> httpx.Response:
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token is not None
+    form = {"username": username, "password": PASSWORDS[username], "csrf_token": token.group(1)}
+    return client.post("/login", data=form)
+
+
+def test_a_staff_accounts_language_follows_them_to_another_browser(web: Factory) -> None:
+    running = web()
+    desk = running.client("en-GB,en;q=0.9")
+    assert form_login(desk, "guard1").status_code == 303
+    desk.get(f"/language?lang=id&next=/facilities/{FACILITY}")
+    assert running.hub.store.get_user("guard1").language == "id"
+    # Another browser that asks for English: at login, the account's choice comes with it.
+    tablet = running.client("en-GB,en;q=0.9")
+    assert "User name" in tablet.get("/login").text
+    logged_in = form_login(tablet, "guard1")
+    assert "pintu_lang=id" in logged_in.headers["set-cookie"]
+    page = tablet.get(f"/facilities/{FACILITY}")
+    assert page.status_code == 200 and page.headers["content-language"] == "id"
+    # Nobody logged in: the choice stays with the browser, no account changes.
+    running.client().get("/language?lang=en&next=/login")
+    assert running.hub.store.get_user("viewer1").language is None
+    with pytest.raises(ValueError, match="unknown language"):
+        running.hub.store.update_user("viewer1", language="klingon")
+
+
 def test_an_admin_downloads_a_days_counts_as_csv(web: Factory, clients: Factory) -> None:
     running = web(facility={"timezone": "Asia/Jakarta"})
     node = clients()
