@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -443,7 +443,9 @@ def test_events_are_parsed_strictly_and_believed_only_of_their_door(
         what=f"rejections {reasons}",
     )
     good = entrance.emit("entry", subject=green, admit=True, signal="green")
-    left = exit_door.emit("exit", subject=green, admit=True, signal="green")
+    # A second later: two doors' events in one millisecond have no order but their seqs.
+    later = good.ts + timedelta(seconds=1)
+    left = exit_door.emit("exit", subject=green, admit=True, signal="green", ts=later)
     entrance.wait_acked([good])
     exit_door.wait_acked([left])
     assert sorted(stored_ids(runner)) == sorted([good.event_id, left.event_id])
