@@ -59,7 +59,9 @@ class Payload(BaseModel):
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "payload"
             raise PayloadError(f"{cls.__name__}: {where}: {first['msg']}") from err
-        null = _explicit_null(payload)
+        # JSON writes null only as the bare word: without it there is none to look for.
+        word: Any = "null" if isinstance(data, str) else b"null"
+        null = _explicit_null(payload) if word in data else None
         if null is not None:
             raise PayloadError(f"{cls.__name__}: {null}: null: leave an absent field out")
         return payload
