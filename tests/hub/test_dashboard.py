@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 import hub.auth
 from hub.auth import hash_password
@@ -19,18 +19,9 @@ from hub.web.server import ServiceThread, bind
 from protocol import topics
 from protocol.events import Command, CommandReply, FacilityState, NodeState, NodeStatus
 
+from .conftest import CHROMIUM
+
 FACILITY = "mall-a"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 USERS = {"viewer1": "viewer", "guard1": "guard", "admin1": "admin"}
 PASSWORD = "dashboard-pass-1"  # noqa: S105 - the test accounts' password
@@ -41,16 +32,6 @@ Factory = Callable[..., Any]
 pytestmark = pytest.mark.skipif(
     shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"
 )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture

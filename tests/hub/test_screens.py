@@ -26,7 +26,7 @@ import pytest
 from argon2 import PasswordHasher
 from babel.dates import format_date
 from babel.messages.pofile import read_po
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 import hub.auth
 from hub.auth import hash_password
@@ -34,10 +34,9 @@ from hub.web.server import ServiceThread, bind
 from runtime.i18n import po_path
 
 from . import axe
+from .conftest import CHROMIUM
 
 FACILITY = "mall-a"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "screens"
 USERS = {"viewer1": "viewer", "guard1": "guard", "admin1": "admin"}
 PASSWORD = "screens-pass-1"  # noqa: S105 - the test accounts' password
@@ -49,16 +48,6 @@ Factory = Callable[..., Any]
 pytestmark = pytest.mark.skipif(
     shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"
 )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture
