@@ -9,6 +9,9 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory, MockPin
+from playwright.sync_api import Browser, sync_playwright
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -69,3 +72,39 @@ def pg_dsn(pg_server: str) -> Iterator[str]:
     finally:
         with psycopg.connect(pg_server, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+# Debian's Chromium, for the browser tests. Without the background-networking
+# flags it keeps trying to reach the network, which this machine's closed network refuses.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium for a test module."""
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def mock_pins() -> Iterator[MockFactory]:
+    """gpiozero's simulated pins (plain, not PWM) for a whole node, reset after the test."""
+    previous = Device.pin_factory
+    Device.pin_factory = MockFactory(pin_class=MockPin)
+    yield Device.pin_factory
+    Device.pin_factory.reset()
+    Device.pin_factory = previous

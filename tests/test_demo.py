@@ -23,17 +23,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from provisioning.mosquitto import free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from .conftest import CHROMIUM, CHROMIUM_ARGS
 
 
 @dataclass

@@ -126,15 +126,6 @@ class RunningNode:
 
 
 @pytest.fixture
-def mock_pins() -> Iterator[MockFactory]:
-    previous = Device.pin_factory
-    Device.pin_factory = MockFactory(pin_class=MockPin)
-    yield Device.pin_factory
-    Device.pin_factory.reset()
-    Device.pin_factory = previous
-
-
-@pytest.fixture
 def start_node(
     tmp_path: Path, broker: Mosquitto, mock_pins: MockFactory
 ) -> Iterator[Callable[..., RunningNode]]:

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -89,15 +88,6 @@ def stalled_camera(monkeypatch: pytest.MonkeyPatch) -> type[StalledPicamera2]:
     StalledPicamera2.log = []
     StalledPicamera2.instances = []
     return StalledPicamera2
-
-
-@pytest.fixture
-def mock_pins() -> Iterator[MockFactory]:
-    previous = Device.pin_factory
-    Device.pin_factory = MockFactory(pin_class=MockPin)
-    yield Device.pin_factory
-    Device.pin_factory.reset()
-    Device.pin_factory = previous
 
 
 def test_stop_locks_the_door_before_it_waits_for_a_stalled_camera(

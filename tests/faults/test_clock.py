@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from gpiozero import Device
-from gpiozero.pins.mock import MockFactory, MockPin
+from gpiozero.pins.mock import MockFactory
 
 import controller.door
 from bench.fleet import RELAY_PIN, Fleet, Tally, count_pulses, doors, wait_until
@@ -28,15 +28,6 @@ from controller.node import Node
 
 NODE = "n-in-1"
 STEP_S = 3600.0
-
-
-@pytest.fixture
-def mock_pins() -> Iterator[MockFactory]:
-    previous = Device.pin_factory
-    Device.pin_factory = MockFactory(pin_class=MockPin)
-    yield Device.pin_factory
-    Device.pin_factory.reset()
-    Device.pin_factory = previous
 
 
 @contextlib.contextmanager

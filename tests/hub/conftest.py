@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -22,9 +22,6 @@ from hub.store import Store
 from protocol import topics
 from protocol.events import Ack, Event, EventKind, new_event_id
 from provisioning.mosquitto import Mosquitto
-
-if TYPE_CHECKING:
-    from playwright.sync_api import Browser
 
 T = TypeVar("T")
 FACILITY = "mall-a"
@@ -253,31 +250,3 @@ def clients(broker: Mosquitto) -> Iterator[Callable[..., Any]]:
     yield make
     for client in made:
         client.close()
-
-
-# Debian's Chromium, for the dashboard's browser tests. Without the background-networking
-# flags it keeps trying to reach the network, which this machine's closed network refuses.
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One Chromium for a test module."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()

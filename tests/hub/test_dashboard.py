@@ -19,7 +19,7 @@ from hub.web.server import ServiceThread, bind
 from protocol import topics
 from protocol.events import Command, CommandReply, FacilityState, NodeState, NodeStatus
 
-from .conftest import CHROMIUM
+from ..conftest import CHROMIUM
 
 FACILITY = "mall-a"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"

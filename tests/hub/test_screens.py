@@ -33,8 +33,8 @@ from hub.auth import hash_password
 from hub.web.server import ServiceThread, bind
 from runtime.i18n import po_path
 
+from ..conftest import CHROMIUM
 from . import axe
-from .conftest import CHROMIUM
 
 FACILITY = "mall-a"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "screens"

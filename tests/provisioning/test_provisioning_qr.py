@@ -28,8 +28,7 @@ import pytest
 import zxingcpp
 from argon2 import PasswordHasher
 from click.testing import CliRunner
-from gpiozero import Device
-from gpiozero.pins.mock import MockFactory, MockPin
+from gpiozero.pins.mock import MockFactory
 from PIL import Image
 
 import hub.auth
@@ -70,15 +69,6 @@ def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         hub.auth, "HASHER", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
     )
-
-
-@pytest.fixture
-def mock_pins() -> Iterator[MockFactory]:
-    previous = Device.pin_factory
-    Device.pin_factory = MockFactory(pin_class=MockPin)
-    yield Device.pin_factory
-    Device.pin_factory.reset()
-    Device.pin_factory = previous
 
 
 @pytest.fixture
