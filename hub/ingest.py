@@ -38,6 +38,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 
 from hub.config import FacilityConfig, HubConfig
+from hub.counting import direction_sign
 from hub.discovery import discovery_messages, node_sensor
 from hub.errors import CommandError, CommandTimeout, StoreDataError, StoreError
 from hub.live import LiveBus, Message
@@ -51,7 +52,6 @@ from protocol.events import (
     Command,
     CommandReply,
     Event,
-    EventKind,
     FacilityState,
     NodeState,
     NodeStatus,
@@ -832,15 +832,12 @@ class Ingest:
             pending.future.set_result(reply)
 
 
+_WAYS: dict[int, Literal["entry", "exit"]] = {1: "entry", -1: "exit"}
+
+
 def _way(event: Event) -> Literal["entry", "exit"] | None:
-    """Which way a passage went: ``entry`` or ``exit``; None for an event that is none."""
-    if event.kind is EventKind.ENTRY:
-        return "entry"
-    if event.kind is EventKind.EXIT:
-        return "exit"
-    if event.kind is EventKind.MANUAL:
-        return event.direction
-    return None
+    """Which way a passage went, as counting sees it; None for an event that is none."""
+    return _WAYS.get(direction_sign(event.kind, event.direction))
 
 
 def _fail(future: asyncio.Future[CommandReply], error: Exception) -> None:
