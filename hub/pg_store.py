@@ -82,7 +82,6 @@ from hub.enrolments import PgEnrolmentMixin
 from hub.errors import AlreadyExists, NotFound, StoreDataError, StoreError
 from hub.pg_registry import PgRegistryMixin
 from hub.records import (
-    ROLES,
     Adjustment,
     AdjustmentKind,
     Alert,
@@ -1571,8 +1570,7 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
         )
 
     def add_user(self, username: str, password_hash: str, role: Role) -> User:
-        if role not in ROLES:
-            raise ValueError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+        check_user_change(role, None)
         if not username or not password_hash:
             raise ValueError("a user needs a name and a password hash")
         rows = self._run(

@@ -59,7 +59,6 @@ from hub.counting import (
 from hub.enrolments import SqliteEnrolmentMixin
 from hub.errors import AlreadyExists, NotFound, StoreDataError, StoreError
 from hub.records import (
-    ROLES,
     Adjustment,
     AdjustmentKind,
     Alert,
@@ -1380,8 +1379,7 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
         )
 
     def add_user(self, username: str, password_hash: str, role: Role) -> User:
-        if role not in ROLES:
-            raise ValueError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+        check_user_change(role, None)
         if not username or not password_hash:
             raise ValueError("a user needs a name and a password hash")
         with self._write() as conn:
