@@ -34,7 +34,6 @@ import tomli_w
 
 from controller.config import NodeConfig, parse_config
 from controller.errors import ConfigError, ControllerError
-from controller.notify import Notifier
 from controller.scanner import Deduper
 from controller.uplink import CREDENTIAL_NAME
 from firmware.camera import PiCameraSourceConfig, SourceConfig, open_source
@@ -52,6 +51,7 @@ from protocol.enrolment import (
     is_provisioning_text,
     open_sealed,
 )
+from runtime.notify import Notifier
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ from controller.door import Door, RemoteOpen
 from controller.errors import ControllerError, JournalError
 from controller.journal import Journal
 from controller.lists import InUse, ListKind, ListReceiver
-from controller.notify import Notifier
 from controller.policy import Policy, PolicyConfig
 from controller.scanner import Scanner
 from controller.uplink import Uplink
@@ -43,6 +42,7 @@ from protocol.events import (
 )
 from protocol.statuslist import StatusList
 from protocol.trust import TrustList
+from runtime.notify import Notifier
 
 logger = logging.getLogger(__name__)
 

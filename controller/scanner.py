@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from controller.door import Alarm, Door, Scan
-from controller.notify import Notifier
 from firmware.decoder import Decoder
 from firmware.errors import SourceError
 from firmware.frames import FrameSource
 from protocol.enrolment import is_provisioning_text
+from runtime.notify import Notifier
 
 logger = logging.getLogger(__name__)
 

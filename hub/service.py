@@ -21,12 +21,12 @@ from hub.errors import HubError, NotFound
 from hub.ingest import Ingest
 from hub.live import LiveBus
 from hub.metrics import HubMetrics
-from hub.notify import Notifier
 from hub.records import Adjustment, Alert, Occupancy
 from hub.retention import Retention
 from hub.store import Store, open_store
 from hub.sync import RegistryLink
 from protocol.events import CommandReply, utcnow
+from runtime.notify import Notifier
 
 logger = logging.getLogger(__name__)
 

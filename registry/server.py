@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import socket
 import time
@@ -25,6 +24,7 @@ from registry.app import create_app
 from registry.config import RegistryConfig
 from registry.errors import RegistryError, StoreError
 from registry.service import Registry
+from runtime.notify import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -34,27 +34,6 @@ class _Server(uvicorn.Server):
     def capture_signals(self) -> Generator[None, None, None]:
         # serve() handles SIGTERM and SIGINT itself, so the store is closed in order.
         yield
-
-
-class Notifier:
-    """systemd's notify protocol; every call does nothing outside systemd."""
-
-    def __init__(self) -> None:
-        self._address = os.environ.get("NOTIFY_SOCKET")
-        usec = os.environ.get("WATCHDOG_USEC", "")
-        self.watchdog_interval_s = int(usec) / 2e6 if usec.isdigit() else None
-
-    def send(self, message: str) -> None:
-        if not self._address:
-            return
-        address = self._address
-        if address.startswith("@"):  # an abstract socket
-            address = "\0" + address[1:]
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            try:
-                sock.sendto(message.encode("utf-8"), address)
-            except OSError as err:
-                logger.warning("cannot notify systemd: %s", err)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -104,7 +83,7 @@ async def run(registry: Registry, sock: socket.socket, stop: asyncio.Event) -> N
                 raise RegistryError("the web server did not start")
             await asyncio.sleep(0.01)  # uvicorn offers no event to wait on
         logger.info("registry API at %s", url_of(sock))
-        notifier.send(f"READY=1\nSTATUS=serving at {url_of(sock)}")
+        notifier.ready(f"serving at {url_of(sock)}")
         interval = registry.config.purge_interval_s
         # Wake often enough to notice a dead web server and to pet the watchdog in time.
         tick = min(interval, notifier.watchdog_interval_s or 5.0, 5.0)
@@ -118,6 +97,8 @@ async def run(registry: Registry, sock: socket.socket, stop: asyncio.Event) -> N
                 next_purge = time.monotonic() + interval
             try:
                 await asyncio.to_thread(registry.store.ping)
+                # Every tick, not rate-limited like pet(): the tick is already at most
+                # half the watchdog period, and the store has just answered.
                 notifier.send("WATCHDOG=1")
             except StoreError as err:
                 logger.error("the store does not answer; not petting the watchdog: %s", err)
@@ -126,7 +107,7 @@ async def run(registry: Registry, sock: socket.socket, stop: asyncio.Event) -> N
         if task.done() and not stop.is_set():
             logger.error("the web server stopped on its own")
     finally:
-        notifier.send("STOPPING=1")
+        notifier.stopping()
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await task

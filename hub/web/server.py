@@ -28,11 +28,11 @@ import uvicorn
 from hub.auth import LoginThrottle, load_or_create_secret
 from hub.config import HubConfig, load_config, read_secret
 from hub.errors import HubError
-from hub.notify import Notifier
 from hub.registry_client import RegistryClient, make_registry_client
 from hub.service import Hub
 from hub.store import Store
 from hub.web.app import create_app
+from runtime.notify import Notifier
 
 logger = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from controller.notify import Notifier
 from controller.scanner import REFUSED_RUN, Scanner
 from firmware.decoder import ZxingDecoder
 from firmware.frames import ReplaySource
+from runtime.notify import Notifier
 
 
 class Collect:

@@ -20,10 +20,10 @@ import numpy as np
 
 from bench.fleet import FACILITY, Fleet, Tally, count_pulses, doors, wait_until
 from controller.door import Alarm
-from controller.notify import Notifier
 from controller.scanner import Scanner
 from firmware.decoder import make_decoder
 from firmware.frames import Frame
+from runtime.notify import Notifier
 
 NODE = "n-in-1"
 
