@@ -45,10 +45,11 @@ from playwright.sync_api import Page, sync_playwright
 
 from hub.auth import hash_password
 from hub.config import HubConfig
-from hub.web.server import ServiceThread, bind
+from hub.web.server import ServiceThread
 from protocol import topics
 from protocol.events import Event, new_event_id
 from provisioning.mosquitto import Mosquitto
+from runtime.listen import bind
 
 START = "<!-- bench:dashboard:start -->"
 END = "<!-- bench:dashboard:end -->"

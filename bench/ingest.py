@@ -55,10 +55,11 @@ from hub.auth import hash_password
 from hub.config import HubConfig
 from hub.ingest import Ingest
 from hub.service import Hub
-from hub.web.server import ServiceThread, bind
+from hub.web.server import ServiceThread
 from protocol import topics
 from protocol.events import Ack, Event, EventKind, new_event_id
 from provisioning.mosquitto import Mosquitto, find_mosquitto
+from runtime.listen import bind
 
 START = "<!-- bench:ingest:start -->"
 END = "<!-- bench:ingest:end -->"

@@ -16,72 +16,32 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Generator
-
-import uvicorn
 
 from registry.app import create_app
 from registry.config import RegistryConfig
 from registry.errors import RegistryError, StoreError
 from registry.service import Registry
+from runtime import listen
+from runtime.listen import ListenError, bind, make_server, url_of
 from runtime.notify import Notifier
 
 logger = logging.getLogger(__name__)
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        # serve() handles SIGTERM and SIGINT itself, so the store is closed in order.
-        yield
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket, so a taken port is a clear error before anything starts."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY only on sockets whose proto
-    # says TCP, and accepted connections inherit proto 0 otherwise. Without it, a small
-    # response written as headers then body waits out the client's delayed ACK (~40 ms).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError as err:
-        sock.close()
-        raise RegistryError(f"cannot listen on {host}:{port}: {err.strerror}") from err
-    sock.setblocking(False)
-    return sock
-
-
-def url_of(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-
-
 async def run(registry: Registry, sock: socket.socket, stop: asyncio.Event) -> None:
     """Serve the API on ``sock`` until ``stop`` is set or the web server ends."""
     notifier = Notifier()
-    server = _Server(
-        uvicorn.Config(
-            create_app(registry),
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            ws="none",
-            server_header=False,
-            timeout_graceful_shutdown=5,
-            proxy_headers=bool(registry.config.web.trusted_proxies),
-            forwarded_allow_ips=list(registry.config.web.trusted_proxies) or None,
-        )
+    server = make_server(
+        create_app(registry),
+        trusted_proxies=registry.config.web.trusted_proxies,
+        graceful_shutdown_s=5,
     )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+    task: asyncio.Task[None] | None = None
     try:
-        deadline = time.monotonic() + 10.0
-        while not server.started:
-            if task.done() or time.monotonic() > deadline:
-                raise RegistryError("the web server did not start")
-            await asyncio.sleep(0.01)  # uvicorn offers no event to wait on
+        try:
+            task = await listen.start(server, sock)
+        except ListenError as err:
+            raise RegistryError(str(err)) from err
         logger.info("registry API at %s", url_of(sock))
         notifier.ready(f"serving at {url_of(sock)}")
         interval = registry.config.purge_interval_s
@@ -109,8 +69,9 @@ async def run(registry: Registry, sock: socket.socket, stop: asyncio.Event) -> N
     finally:
         notifier.stopping()
         server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def serve(config: RegistryConfig) -> None:
@@ -118,6 +79,9 @@ def serve(config: RegistryConfig) -> None:
     registry = Registry.open(config)
     try:
         sock = bind(config.web.host, config.web.port)
+    except ListenError as err:
+        registry.close()
+        raise RegistryError(str(err)) from err
     except BaseException:
         registry.close()
         raise

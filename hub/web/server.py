@@ -18,12 +18,9 @@ import logging
 import signal
 import socket
 import threading
-import time
-from collections.abc import Coroutine, Generator
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
-
-import uvicorn
 
 from hub.auth import LoginThrottle, load_or_create_secret
 from hub.config import HubConfig, load_config, read_secret
@@ -32,36 +29,14 @@ from hub.registry_client import RegistryClient, make_registry_client
 from hub.service import Hub
 from hub.store import Store
 from hub.web.app import create_app
+from runtime import listen
+from runtime.listen import ListenError, Server, bind, make_server, url_of
 from runtime.notify import Notifier
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _UNSET: Any = object()
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        # The service handles SIGTERM and SIGINT itself, in order (see the module's doc).
-        yield
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket, so a taken port is a clear error before anything starts."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY only on sockets whose proto
-    # says TCP, and without it every small answer waits for the peer's delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError as err:
-        sock.close()
-        raise HubError(f"cannot listen on {host}:{port}: {err.strerror}") from err
-    sock.setblocking(False)
-    return sock
 
 
 class HubService:
@@ -83,7 +58,7 @@ class HubService:
         self._registry = registry
         self._throttle = throttle
         self._mqtt_wait_s = mqtt_wait_s
-        self._server: _Server | None = None
+        self._server: Server | None = None
         self._task: asyncio.Task[None] | None = None
         self.app: Any = None
 
@@ -91,8 +66,7 @@ class HubService:
     def url(self) -> str:
         if self._sock is None:
             raise HubError("the web server is not started")
-        host, port = self._sock.getsockname()[:2]
-        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        return url_of(self._sock)
 
     async def start(self) -> None:
         web = self.config.web
@@ -106,7 +80,10 @@ class HubService:
         secret = await asyncio.to_thread(load_or_create_secret, web.secret_key_file)
         token = read_secret(web.metrics_token_file) if web.metrics_token_file else None
         if self._sock is None:
-            self._sock = bind(web.host, web.port)
+            try:
+                self._sock = bind(web.host, web.port)
+            except ListenError as err:
+                raise HubError(str(err)) from err
         try:
             await self.hub.start()
             if not await self.hub.wait_ready(self._mqtt_wait_s):
@@ -122,27 +99,13 @@ class HubService:
                 metrics_token=token,
                 throttle=self._throttle,
             )
-            self._server = _Server(
-                uvicorn.Config(
-                    self.app,
-                    log_config=None,
-                    access_log=False,
-                    lifespan="off",
-                    ws="none",
-                    server_header=False,
-                    timeout_graceful_shutdown=3,
-                    # X-Forwarded-For only from the proxies configured, none by default
-                    # (uvicorn would otherwise believe it from 127.0.0.1).
-                    proxy_headers=bool(web.trusted_proxies),
-                    forwarded_allow_ips=list(web.trusted_proxies) or None,
-                )
+            self._server = make_server(
+                self.app, trusted_proxies=web.trusted_proxies, graceful_shutdown_s=3
             )
-            self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
-            deadline = time.monotonic() + 10.0
-            while not self._server.started:
-                if self._task.done() or time.monotonic() > deadline:
-                    raise HubError("the web server did not start")
-                await asyncio.sleep(0.01)  # uvicorn offers no event to wait on
+            self._task = await listen.start(self._server, self._sock)
+        except ListenError as err:
+            await self.stop()
+            raise HubError(str(err)) from err
         except BaseException:
             await self.stop()
             raise

@@ -33,11 +33,12 @@ import hub.auth
 import registry.auth
 from hub.auth import hash_password
 from hub.config import HubConfig
-from hub.web.server import ServiceThread, bind
+from hub.web.server import ServiceThread
 from provisioning.mosquitto import Mosquitto
 from registry.app import create_app
 from registry.config import parse_config
 from registry.service import Registry
+from runtime.listen import bind
 
 from .apifuzz import Tally, run, run_stateful
 

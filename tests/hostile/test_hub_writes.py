@@ -20,8 +20,9 @@ from hub.api import OPERATIONS
 from hub.auth import hash_password
 from hub.config import HubConfig
 from hub.web.openapi import Operation
-from hub.web.server import ServiceThread, bind
+from hub.web.server import ServiceThread
 from provisioning.mosquitto import Mosquitto
+from runtime.listen import bind
 
 RANK = {"viewer": 0, "guard": 1, "admin": 2}
 USERS = {role: (f"{role}1", f"a long {role} password") for role in RANK}

@@ -15,9 +15,10 @@ from playwright.sync_api import Browser, Page, expect
 
 import hub.auth
 from hub.auth import hash_password
-from hub.web.server import ServiceThread, bind
+from hub.web.server import ServiceThread
 from protocol import topics
 from protocol.events import Command, CommandReply, FacilityState, NodeState, NodeStatus
+from runtime.listen import bind
 
 from ..conftest import CHROMIUM
 

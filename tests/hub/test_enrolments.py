@@ -22,9 +22,10 @@ from hub.errors import AlreadyExists
 from hub.pg_store import PgStore
 from hub.sqlite_store import SqliteStore
 from hub.store import Store
-from hub.web.server import ServiceThread, bind
+from hub.web.server import ServiceThread
 from protocol import enrolment
 from protocol.events import utcnow
+from runtime.listen import bind
 
 PASSWORDS = {"viewer1": "viewer-pass-1", "admin1": "admin-pass-1"}
 

@@ -25,13 +25,14 @@ from hub.registry_client import HttpRegistryClient
 from hub.retention import Retention
 from hub.sqlite_store import SqliteStore
 from hub.tracing import trace
-from hub.web.server import ServiceThread, bind
+from hub.web.server import ServiceThread
 from protocol.events import Event, new_event_id
 from registry.app import create_app
 from registry.auth import Principal
 from registry.config import parse_config
 from registry.models import DoorIn, FacilityRequestIn
 from registry.service import Registry
+from runtime.listen import bind
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 AYU, BUDI, CITRA = "a" * 24, "b" * 24, "c" * 24

@@ -23,11 +23,12 @@ from hub.config import HubConfig
 from hub.errors import StoreDataError, StoreError
 from hub.records import BatchResult
 from hub.sqlite_store import SqliteStore
-from hub.web.server import ServiceThread, bind
+from hub.web.server import ServiceThread
 from protocol.events import Event
 from provisioning.enroll import EnrolRequest, enroll
 from provisioning.inventory import Facility, init_fleet
 from provisioning.mosquitto import Mosquitto, free_port
+from runtime.listen import bind
 
 from .conftest import FACILITY, FakeNode, HubRunner
 

@@ -30,8 +30,9 @@ from playwright.sync_api import Browser, Page, expect
 
 import hub.auth
 from hub.auth import hash_password
-from hub.web.server import ServiceThread, bind
+from hub.web.server import ServiceThread
 from runtime.i18n import po_path
+from runtime.listen import bind
 
 from ..conftest import CHROMIUM
 from . import axe

@@ -26,7 +26,7 @@ from hub.metrics import HubMetrics
 from hub.registry_client import HttpRegistryClient
 from hub.sqlite_store import SqliteStore
 from hub.sync import ListPublisher, RegistrySync, SyncMetrics, SyncResult, door_items
-from hub.web.server import ServiceThread, bind
+from hub.web.server import ServiceThread
 from protocol import topics
 from protocol.status import Status
 from protocol.statuslist import StatusList
@@ -35,10 +35,9 @@ from provisioning.mosquitto import Mosquitto
 from registry.app import create_app
 from registry.config import parse_config
 from registry.models import FacilityRequestIn
-from registry.server import bind as bind_registry
 from registry.server import run as run_registry
-from registry.server import url_of
 from registry.service import Registry
+from runtime.listen import bind, url_of
 
 
 class Recorder(httpx.AsyncBaseTransport):
@@ -357,7 +356,7 @@ class RegistryServer:
     """The registry's API served over HTTP from a thread of its own."""
 
     def __init__(self, registry: Registry) -> None:
-        self.sock = bind_registry("127.0.0.1", 0)
+        self.sock = bind("127.0.0.1", 0)
         self.url = url_of(self.sock)
         self.loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()

@@ -27,11 +27,12 @@ from hub.api import OPERATIONS
 from hub.auth import hash_password
 from hub.records import Role
 from hub.sqlite_store import SqliteStore
-from hub.web.server import ServiceThread, bind
+from hub.web.server import ServiceThread
 from pintu.cli import cli
 from protocol import topics
 from protocol.events import Command, CommandReply, FacilityState, NodeState, NodeStatus
 from provisioning.mosquitto import Mosquitto, free_port
+from runtime.listen import bind
 
 FACILITY = "mall-a"
 Factory = Callable[..., Any]

@@ -19,8 +19,9 @@ from pintu.cli import cli
 from provisioning.mosquitto import free_port
 from registry import auth
 from registry.config import parse_config
-from registry.server import bind, run, url_of
+from registry.server import run
 from registry.service import Registry
+from runtime.listen import bind, url_of
 
 T0 = 1795334400  # 2026-11-22T08:00:00Z
 PASSWORD = "a long enough password"  # noqa: S105 - a test account's password

@@ -41,7 +41,7 @@ from firmware.signals import Signal
 from firmware.synthetic import PRESETS, SyntheticSource
 from hub.auth import hash_password
 from hub.config import HubConfig
-from hub.web.server import ServiceThread, bind
+from hub.web.server import ServiceThread
 from pintu.cli import cli
 from protocol import passes
 from protocol.enrolment import MAX_TEXT_LENGTH, ProvisioningCode
@@ -49,6 +49,7 @@ from protocol.events import EventKind
 from protocol.status import Status
 from protocol.trust import SigningKey
 from provisioning.inventory import Fleet
+from runtime.listen import bind
 
 from .conftest import FACILITY, FacilityBroker, WaitFor
 

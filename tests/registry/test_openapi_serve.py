@@ -151,8 +151,9 @@ def test_serve_runs_until_sigterm(tmp_path: Path, store_toml: str) -> None:
 def test_the_service_purges_old_visits_periodically(tmp_path: Path, store_toml: str) -> None:
     from registry.config import parse_config
     from registry.records import Visit
-    from registry.server import bind, run
+    from registry.server import run
     from registry.service import Registry
+    from runtime.listen import bind
 
     config = parse_config("purge_interval_s = 0.05\n" + store_toml, base=tmp_path)
     registry = Registry.open(config)
