@@ -15,7 +15,7 @@
   past a few, further attempts are refused for a while (429 with Retry-After) instead of
   being slowed down in the request, so an attacker cannot tie up the server either. A lock
   on a user name spares the addresses it logged in from lately, so guessing from elsewhere
-  never locks the owner out (see ``LoginThrottle``).
+  never locks the owner out (see ``runtime.throttle.LoginThrottle``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import logging
 import os
 import secrets
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from hub.config import read_secret
 from hub.errors import ConfigError, HubError
 from hub.records import ROLES, Role, User
 from hub.store import Store
+from runtime.throttle import LoginThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -150,105 +150,6 @@ def load_or_create_secret(path: Path | None) -> str:
     if path.is_file() and path.stat().st_mode & 0o077:
         logger.warning("%s: the session key is readable by others; chmod 600 it", path)
     return secret
-
-
-@dataclass
-class _Failures:
-    count: int = 0
-    locked_until: float = 0.0
-    last: float = 0.0
-
-
-class LoginThrottle:
-    """Slows password guessing without locking the owner out.
-
-    Wrong passwords are counted per (user name, address), per address and per user name.
-    After ``free`` failures for a name from one address, that address is locked for that
-    name (twice as long after each further failure, from ``base_s`` up to ``max_s``); after
-    ``free_per_address`` failures from one address it is locked for every name. A name that
-    fails ``free_per_user`` times from anywhere is locked too, but not for an address that
-    logged in as it lately: the owner at their usual desk gets in while a botnet guesses.
-    Failures are forgotten ``forget_s`` after the last one.
-
-    The tables are bounded: when one is full, entries that lock nothing are dropped first,
-    oldest first, so a flood of failures from other addresses cannot push out a lock.
-    """
-
-    def __init__(
-        self,
-        *,
-        free: int = 5,
-        free_per_address: int = 30,
-        free_per_user: int = 50,
-        base_s: float = 30.0,
-        max_s: float = 900.0,
-        forget_s: float = 3600.0,
-        max_keys: int = 10_000,
-        known_per_user: int = 8,
-    ) -> None:
-        self.free, self.free_per_address, self.free_per_user = free, free_per_address, free_per_user
-        self.base_s, self.max_s, self.forget_s = base_s, max_s, forget_s
-        self.max_keys = max_keys
-        self.known_per_user = known_per_user
-        self._table: OrderedDict[str, _Failures] = OrderedDict()
-        # Addresses each user logged in from lately (newest last), exempt from the user lock.
-        self._known: OrderedDict[str, list[str]] = OrderedDict()
-
-    @staticmethod
-    def _keys(username: str, address: str) -> tuple[str, str, str]:
-        user = username.casefold()
-        return f"pair:{user}\0{address}", f"addr:{address}", f"user:{user}"
-
-    def retry_after(self, username: str, address: str, now: float | None = None) -> float:
-        """Seconds until a login for this user from this address may be tried; 0: now."""
-        now = time.monotonic() if now is None else now
-        pair, addr, user = self._keys(username, address)
-        keys = [pair, addr]
-        if address not in self._known.get(username.casefold(), []):
-            keys.append(user)
-        waits = [0.0]
-        for key in keys:
-            entry = self._table.get(key)
-            if entry is not None:
-                waits.append(entry.locked_until - now)
-        return max(waits)
-
-    def failed(self, username: str, address: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        frees = (self.free, self.free_per_address, self.free_per_user)
-        for key, free in zip(self._keys(username, address), frees, strict=True):
-            entry = self._table.pop(key, None) or _Failures()
-            if now - entry.last > self.forget_s:
-                entry = _Failures()
-            entry.count += 1
-            entry.last = now
-            if entry.count >= free:
-                lock = min(self.max_s, self.base_s * 2 ** (entry.count - free))
-                entry.locked_until = now + lock
-            self._table[key] = entry
-        self._bound(now)
-
-    def _bound(self, now: float) -> None:
-        excess = len(self._table) - self.max_keys
-        if excess <= 0:
-            return
-        # Entries that lock nothing go first (oldest first); locks only when nothing else is
-        # left, so failures from elsewhere cannot clear an account's lock.
-        idle = [k for k, e in self._table.items() if e.locked_until <= now][:excess]
-        for key in idle:
-            del self._table[key]
-        while len(self._table) > self.max_keys:
-            self._table.popitem(last=False)
-
-    def succeeded(self, username: str, address: str) -> None:
-        # The pair's count only: a shared address (a proxy) and the name keep their records.
-        pair, _, _ = self._keys(username, address)
-        self._table.pop(pair, None)
-        user = username.casefold()
-        known = [a for a in self._known.pop(user, []) if a != address]
-        self._known[user] = [*known, address][-self.known_per_user :]
-        while len(self._known) > self.max_keys:
-            self._known.popitem(last=False)
 
 
 @dataclass(frozen=True)

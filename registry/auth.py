@@ -7,8 +7,9 @@
   expiry; replaced by issuing a new one). Tokens are 256-bit random strings, kept only as
   their SHA-256: a stolen database does not log anyone in. A slow hash is not needed for
   random tokens, unlike for passwords.
-* Wrong passwords are counted per user name; past a few, further attempts are refused for
-  a while (429 with Retry-After) instead of being slowed down in the request.
+* Wrong passwords are counted per user name, per address and per both; past a few, further
+  attempts are refused for a while (429 with Retry-After) instead of being slowed down in
+  the request (``login_throttle``).
 """
 
 from __future__ import annotations
@@ -16,16 +17,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
-import threading
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from registry.errors import LoginThrottled
 from registry.records import Role
+from runtime.throttle import LoginThrottle
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024  # hashing a megabyte "password" is a cheap way to burn CPU
@@ -97,35 +95,10 @@ class Principal:
         return f"{self.kind}:{self.facility_id or self.name}"
 
 
-class LoginThrottle:
-    """Counts wrong passwords per user name; refuses logins for a while past a limit."""
-
-    def __init__(
-        self, max_failures: int = 5, window_s: float = 300.0, max_names: int = 10_000
-    ) -> None:
-        self.max_failures = max_failures
-        self.window_s = window_s
-        self._max_names = max_names
-        self._failures: OrderedDict[str, list[float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def check(self, username: str, now: float | None = None) -> None:
-        """``LoginThrottled`` when this name has failed too often lately."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            recent = [t for t in self._failures.get(username, []) if now - t < self.window_s]
-            if len(recent) >= self.max_failures:
-                raise LoginThrottled(self.window_s - (now - recent[0]))
-
-    def failed(self, username: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            times = [t for t in self._failures.pop(username, []) if now - t < self.window_s]
-            self._failures[username] = [*times, now][-self.max_failures :]
-            # Bounded: a flood of made-up names cannot grow this without limit.
-            while len(self._failures) > self._max_names:
-                self._failures.popitem(last=False)
-
-    def succeeded(self, username: str) -> None:
-        with self._lock:
-            self._failures.pop(username, None)
+def login_throttle() -> LoginThrottle:
+    """The registry's limits on wrong passwords: 5 for a name within 5 minutes (from
+    anywhere but the addresses it logged in from lately), 30 from one address; a lock
+    lasts 5 minutes, twice as long after each further failure, up to 15."""
+    return LoginThrottle(
+        free=5, free_per_address=30, free_per_user=5, base_s=300.0, max_s=900.0, forget_s=300.0
+    )

@@ -31,7 +31,7 @@ from protocol.status import Status
 from protocol.statuslist import RECORD_BYTES, StatusList
 from protocol.trust import format_time
 from registry import auth, poster
-from registry.auth import LoginThrottle, Principal
+from registry.auth import Principal, login_throttle
 from registry.config import RegistryConfig
 from registry.errors import (
     AlreadyExists,
@@ -39,6 +39,7 @@ from registry.errors import (
     Forbidden,
     Gone,
     InvalidInput,
+    LoginThrottled,
     NotFound,
     SigningKeyError,
     Unauthenticated,
@@ -63,6 +64,7 @@ from registry.records import (
 from registry.store import RegistryStore, open_store
 from registry.subjects import SubjectKey, normalise_name, same_name, validate_nik
 from registry.tracing import Trace, trace
+from runtime.throttle import LoginThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +175,7 @@ class Registry:
         self.subject_key = subject_key
         self.keyring = keyring
         self.clock = clock
-        self.throttle = throttle or LoginThrottle()
-        self.address_throttle = LoginThrottle(max_failures=30)
+        self.throttle = throttle or login_throttle()
         self.reads = ReadLimiter(
             config.web.personal_reads_per_minute,
             config.web.personal_reads_per_address_per_minute,
@@ -365,22 +366,19 @@ class Registry:
     def login(self, username: str, password: str, address: str | None = None) -> Session:
         """A session for a right password; ``Unauthenticated`` or ``LoginThrottled``.
 
-        Wrong passwords are counted per user name and, with ``address``, per address (30
-        in the window), so one address cannot guess across many names either.
+        Wrong passwords are counted per user name and, with ``address``, per address and
+        per (name, address) (see ``login_throttle``).
         """
-        by_address = f"\0addr:{address}" if address is not None else None
-        if by_address is not None:
-            self.address_throttle.check(by_address)
-        self.throttle.check(username)
+        wait = self.throttle.retry_after(username, address)
+        if wait > 0:
+            raise LoginThrottled(wait)
         account = self.store.get_account(username)
         if not auth.verify_password(account.password_hash if account else None, password):
-            self.throttle.failed(username)
-            if by_address is not None:
-                self.address_throttle.failed(by_address)
+            self.throttle.failed(username, address)
             logger.info("failed login for %r from %s", username, address or "?")
             raise Unauthenticated("wrong user name or password")
         assert account is not None  # noqa: S101 - verify_password fails without one
-        self.throttle.succeeded(username)
+        self.throttle.succeeded(username, address)
         if auth.needs_rehash(account.password_hash):
             self.store.set_password(username, auth.hash_password(password))
         token = auth.new_token(auth.SESSION_PREFIX)

@@ -24,7 +24,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub import api
-from hub.auth import Accounts, LoginThrottle
+from hub.auth import Accounts
 from hub.config import is_loopback
 from hub.errors import HubError
 from hub.metrics import HubMetrics
@@ -36,6 +36,7 @@ from hub.web.desk import Desk
 from hub.web.errors import ApiError, api_error_handler, error_response
 from hub.web.language import choose as choose_language
 from hub.web.stream import Streams, event_stream
+from runtime.throttle import LoginThrottle
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hub.auth import LoginThrottle, load_or_create_secret
+from hub.auth import load_or_create_secret
 from hub.config import HubConfig, load_config, read_secret
 from hub.errors import HubError
 from hub.registry_client import RegistryClient, make_registry_client
@@ -32,6 +32,7 @@ from hub.web.app import create_app
 from runtime import listen
 from runtime.listen import ListenError, Server, bind, make_server, url_of
 from runtime.notify import Notifier
+from runtime.throttle import LoginThrottle
 
 logger = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 import hub.auth
 from hub.config import HttpRegistryConfig
+from runtime.throttle import LoginThrottle
 
 from . import test_web
 from .test_web import PASSWORDS, csrf
@@ -195,7 +196,7 @@ def test_guessing_from_many_addresses_never_locks_the_owner_out(web: Factory) ->
 def test_a_flood_of_failures_elsewhere_does_not_clear_a_lock() -> None:
     """Finding 10: 5,000 failures from other addresses emptied the bounded table, and the
     account's lock with it."""
-    throttle = hub.auth.LoginThrottle(max_keys=100)
+    throttle = LoginThrottle(max_keys=100)
     for _ in range(5):
         throttle.failed("admin1", "198.51.100.1", now=0.0)
     assert throttle.retry_after("admin1", "198.51.100.1", now=1.0) > 0
