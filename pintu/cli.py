@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import click
 
 from pintu import __version__
@@ -16,6 +13,7 @@ from pintu.commands.node import node
 from pintu.commands.passes import pass_group
 from pintu.commands.provision import provision
 from pintu.commands.registry import registry
+from runtime import logs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -34,11 +32,7 @@ def cli(verbose: int) -> None:
           --status green --png pass.png
       pintu pass verify --image pass.png --trust keys/trust.json
     """
-    level = logging.WARNING - 10 * min(verbose, 2)
-    # Logs go to stderr so that stdout stays clean for --json readers.
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.setup(verbose)
 
 
 cli.add_command(keys)
