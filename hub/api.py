@@ -673,7 +673,7 @@ _OTHER_PATHS: dict[str, Any] = {
 
 
 def document() -> dict[str, Any]:
-    from pintu import __version__
+    from runtime.version import __version__
 
     return build_document(
         OPERATIONS,

@@ -1,3 +1,5 @@
 """Pintu: QR check-in for building doors. This package holds the ``pintu`` command."""
 
-__version__ = "0.1.0"
+from runtime.version import __version__
+
+__all__ = ["__version__"]
