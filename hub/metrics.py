@@ -1,163 +1,171 @@
-"""The hub's metrics, rendered in the Prometheus text exposition format (version 0.0.4).
+"""The hub's metrics, on ``prometheus_client``, exposed in the Prometheus text format 0.0.4.
 
-The format is a few lines of text, so it is written here rather than pulled in with a
-client library. Metrics are updated from the ingest's writer thread and read from the web
-server's, so every update takes the metric's lock.
+Each hub has a ``CollectorRegistry`` of its own (never the process-wide one), so several
+hubs in one process (tests, benchmarks) count apart. The classes here are thin handles on
+``prometheus_client``'s metrics that add what the hub and its tests ask of a metric: its
+value for a label set, the label names checked up front, and no ``*_created`` series (the
+hub's metrics never carried them; a scrape shows what the hub counted, nothing else).
+Updates come from the ingest's writer thread and scrapes from the web server's;
+``prometheus_client`` locks each child, so both may run at once.
 """
 
 from __future__ import annotations
 
-import math
-import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
+
+import prometheus_client
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric as Family
+from prometheus_client.registry import Collector
 
 LabelValues = tuple[str, ...]
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if math.isnan(value):
-        return "NaN"
-    if float(value).is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
-
-
-def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
-    parts = [f'{name}="{_escape(value)}"' for name, value in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
-
-
 class Metric:
+    """One metric of the hub: a name, a help text and label names, fixed at creation."""
+
     kind = "untyped"
 
     def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
         self.name = name
         self.help = help_text
         self.label_names = tuple(labels)
-        self._lock = threading.Lock()
-        self._values: dict[LabelValues, float] = {}
-        if not self.label_names:
-            self._values[()] = 0.0
+        self.native: MetricWrapperBase = self._make()
+
+    def _make(self) -> MetricWrapperBase:
+        raise NotImplementedError
 
     def _key(self, labels: dict[str, str]) -> LabelValues:
         if set(labels) != set(self.label_names):
             raise ValueError(f"{self.name} takes labels {self.label_names}, got {tuple(labels)}")
         return tuple(str(labels[name]) for name in self.label_names)
 
+    def _child(self, labels: dict[str, str]) -> MetricWrapperBase:
+        key = self._key(labels)
+        return self.native.labels(*key) if key else self.native
+
+    def _samples(self) -> Iterator[tuple[str, LabelValues, float]]:
+        for family in self.native.collect():
+            for sample in family.samples:
+                key = tuple(sample.labels.get(name, "") for name in self.label_names)
+                yield sample.name, key, sample.value
+
     def value(self, **labels: str) -> float:
-        with self._lock:
-            return self._values.get(self._key(labels), 0.0)
+        """The value for this label set (0 if never set)."""
+        key = self._key(labels)
+        return next((v for n, k, v in self._samples() if n == self.name and k == key), 0.0)
 
     def total(self) -> float:
         """The sum over every label set."""
-        with self._lock:
-            return sum(self._values.values())
-
-    def samples(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        return [f"{self.name}{_labels(self.label_names, k)} {_number(v)}" for k, v in items]
-
-    def render(self) -> str:
-        head = f"# HELP {self.name} {self.help}\n# TYPE {self.name} {self.kind}\n"
-        return head + "".join(f"{line}\n" for line in self.samples())
+        return sum(v for n, _, v in self._samples() if n == self.name)
 
 
 class Counter(Metric):
     kind = "counter"
 
+    def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
+        # prometheus_client names the family without "_total" and its sample with it; a
+        # counter named otherwise would change name on the wire.
+        if not name.endswith("_total"):
+            raise ValueError(f"a counter's name ends in _total: {name}")
+        super().__init__(name, help_text, labels)
+
+    def _make(self) -> MetricWrapperBase:
+        return prometheus_client.Counter(self.name, self.help, self.label_names, registry=None)
+
     def inc(self, amount: float = 1.0, **labels: str) -> None:
         if amount < 0:
             raise ValueError("a counter only goes up")
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+        self._child(labels).inc(amount)  # type: ignore[attr-defined]
 
 
 class Gauge(Metric):
     kind = "gauge"
 
+    def _make(self) -> MetricWrapperBase:
+        return prometheus_client.Gauge(self.name, self.help, self.label_names, registry=None)
+
     def set(self, value: float, **labels: str) -> None:
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = float(value)
+        self._child(labels).set(float(value))  # type: ignore[attr-defined]
 
 
 class Histogram(Metric):
     kind = "histogram"
 
     def __init__(self, name: str, help_text: str, buckets: Sequence[float]) -> None:
-        super().__init__(name, help_text)
         self.buckets = tuple(sorted(buckets))
-        self._counts = [0] * (len(self.buckets) + 1)  # the last one is +Inf
-        self._sum = 0.0
-        self._count = 0
+        super().__init__(name, help_text)
+
+    def _make(self) -> MetricWrapperBase:
+        return prometheus_client.Histogram(
+            self.name, self.help, buckets=self.buckets, registry=None
+        )
 
     def observe(self, value: float) -> None:
-        self.observe_many((value,))
+        self.native.observe(value)  # type: ignore[attr-defined]
 
     def observe_many(self, values: Iterable[float]) -> None:
-        with self._lock:
-            for value in values:
-                index = next(
-                    (i for i, bound in enumerate(self.buckets) if value <= bound), len(self.buckets)
-                )
-                self._counts[index] += 1
-                self._sum += value
-                self._count += 1
+        observe = self.native.observe  # type: ignore[attr-defined]
+        for value in values:
+            observe(value)
+
+    def _sample(self, suffix: str) -> float:
+        name = self.name + suffix
+        return next((v for n, _, v in self._samples() if n == name), 0.0)
 
     @property
     def count(self) -> int:
-        with self._lock:
-            return self._count
+        return int(self._sample("_count"))
 
     @property
     def sum(self) -> float:
-        with self._lock:
-            return self._sum
-
-    def samples(self) -> list[str]:
-        with self._lock:
-            counts, total, count = list(self._counts), self._sum, self._count
-        lines = []
-        cumulative = 0
-        for bound, bucket in zip([*self.buckets, math.inf], counts, strict=True):
-            cumulative += bucket
-            lines.append(f'{self.name}_bucket{{le="{_number(bound)}"}} {cumulative}')
-        lines.append(f"{self.name}_sum {_number(total)}")
-        lines.append(f"{self.name}_count {count}")
-        return lines
+        return self._sample("_sum")
 
 
 M = TypeVar("M", bound="Metric")
 
 
+class _Exposed(Collector):
+    """The registry's families as the hub shows them: no ``*_created`` samples, and the
+    samples of counters and gauges ordered by their labels (a stable page to read)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Family]:
+        for family in self._registry.collect():
+            samples = [s for s in family.samples if not s.name.endswith("_created")]
+            if family.type in ("counter", "gauge"):
+                samples.sort(key=lambda s: sorted(s.labels.items()))
+            family.samples = samples
+            yield family
+
+
 class Registry:
+    """The metrics of one hub, in a ``CollectorRegistry`` of their own."""
+
+    CONTENT_TYPE = prometheus_client.CONTENT_TYPE_PLAIN_0_0_4
+
     def __init__(self) -> None:
         self.metrics: list[Metric] = []
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._exposed = _Exposed(self.registry)
 
     def add(self, metric: Metric) -> None:
         if any(m.name == metric.name for m in self.metrics):
             raise ValueError(f"metric {metric.name} is registered twice")
+        self.registry.register(metric.native)
         self.metrics.append(metric)
 
     def render(self) -> str:
-        return "".join(metric.render() for metric in self.metrics)
+        """The text exposition (format 0.0.4) of every metric, in the order added."""
+        return prometheus_client.generate_latest(self._exposed).decode("utf-8")
 
 
 class HubMetrics(Registry):
     """Everything the hub counts. ``render()`` is the body of ``GET /metrics``."""
-
-    CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
     def __init__(self) -> None:
         super().__init__()

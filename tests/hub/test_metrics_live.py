@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from hub.config import HubConfig
 from hub.discovery import discovery_messages, object_id
@@ -26,17 +28,19 @@ def test_exposition_format() -> None:
     counter.inc(2, reason="b")
     gauge.set(2.5)
     histogram.observe_many([0.05, 0.5, 3])
+    # prometheus_client's text format: every value a float ("2.0"), bucket bounds too
+    # (le="1.0"), and a histogram's _count before its _sum.
     assert registry.render() == (
         "# HELP x_total Things.\n# TYPE x_total counter\n"
-        'x_total{reason="b"} 2\n'
-        'x_total{reason="say \\"hi\\"\\n"} 1\n'
+        'x_total{reason="b"} 2.0\n'
+        'x_total{reason="say \\"hi\\"\\n"} 1.0\n'
         "# HELP y A level.\n# TYPE y gauge\ny 2.5\n"
         "# HELP z_seconds Latency.\n# TYPE z_seconds histogram\n"
-        'z_seconds_bucket{le="0.1"} 1\n'
-        'z_seconds_bucket{le="1"} 2\n'
-        'z_seconds_bucket{le="+Inf"} 3\n'
+        'z_seconds_bucket{le="0.1"} 1.0\n'
+        'z_seconds_bucket{le="1.0"} 2.0\n'
+        'z_seconds_bucket{le="+Inf"} 3.0\n'
+        "z_seconds_count 3.0\n"
         "z_seconds_sum 3.55\n"
-        "z_seconds_count 3\n"
     )
     with pytest.raises(ValueError, match="labels"):
         counter.inc(kind="x")
@@ -48,9 +52,58 @@ def test_exposition_format() -> None:
 
 def test_the_hub_metrics_render_before_anything_happens() -> None:
     text = HubMetrics().render()
-    assert "pintu_hub_events_duplicate_total 0\n" in text
-    assert 'pintu_hub_ack_latency_seconds_bucket{le="+Inf"} 0\n' in text
+    assert "pintu_hub_events_duplicate_total 0.0\n" in text
+    assert 'pintu_hub_ack_latency_seconds_bucket{le="+Inf"} 0.0\n' in text
     assert text.count("# TYPE") == len(HubMetrics().metrics) == 15
+
+
+def test_a_scrape_reads_back_as_what_the_hub_counted() -> None:
+    """The exposition parsed by prometheus_client's own parser, as a Prometheus server
+    would read it: names, label sets, HELP texts, types and values."""
+    metrics = HubMetrics()
+    metrics.events_in.inc(facility="mall-a")
+    metrics.events_in.inc(3, facility="mall-b")
+    metrics.rejected.inc(reason="schema")
+    metrics.occupancy.set(42, facility="mall-a")
+    metrics.capacity.set(150, facility="mall-a")
+    metrics.mqtt_connected.set(1)
+    metrics.ack_latency.observe_many([0.002, 0.004, 0.2])
+    metrics.batch_size.observe(7)
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render())}
+    values = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in families.values()
+        for s in f.samples
+    }
+    assert values[("pintu_hub_events_total", (("facility", "mall-a"),))] == 1
+    assert values[("pintu_hub_events_total", (("facility", "mall-b"),))] == 3
+    assert values[("pintu_hub_messages_rejected_total", (("reason", "schema"),))] == 1
+    assert values[("pintu_hub_events_duplicate_total", ())] == 0
+    assert values[("pintu_hub_occupancy", (("facility", "mall-a"),))] == 42
+    assert values[("pintu_hub_capacity", (("facility", "mall-a"),))] == 150
+    assert values[("pintu_hub_mqtt_connected", ())] == 1
+    assert values[("pintu_hub_ack_latency_seconds_bucket", (("le", "0.005"),))] == 2
+    assert values[("pintu_hub_ack_latency_seconds_bucket", (("le", "+Inf"),))] == 3
+    assert values[("pintu_hub_ack_latency_seconds_count", ())] == 3
+    assert values[("pintu_hub_ack_latency_seconds_sum", ())] == pytest.approx(0.206)
+    assert values[("pintu_hub_batch_size_bucket", (("le", "10.0"),))] == 1
+    assert not any(name.endswith("_created") for name, _ in values)
+    # The names, kinds and HELP texts the hub had before, one family each.
+    assert families["pintu_hub_events"].type == "counter"
+    assert families["pintu_hub_events"].documentation == "Events stored (first copies)."
+    assert families["pintu_hub_occupancy"].type == "gauge"
+    assert families["pintu_hub_ack_latency_seconds"].type == "histogram"
+    assert len(families) == len(metrics.metrics) == 15
+    # The handles read the same values back.
+    assert metrics.events_in.value(facility="mall-b") == 3 and metrics.events_in.total() == 4
+    assert (metrics.ack_latency.count, metrics.batch_size.count) == (3, 1)
+
+
+def test_two_hubs_count_apart_and_leave_the_global_registry_alone() -> None:
+    first, second = HubMetrics(), HubMetrics()
+    first.acks.inc()
+    assert (first.acks.value(), second.acks.value()) == (1, 0)
+    assert "pintu_hub_acks_total" not in generate_latest(REGISTRY).decode()
 
 
 def test_live_bus_drops_the_oldest_for_a_slow_listener_and_ends_on_close() -> None:
