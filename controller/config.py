@@ -20,7 +20,7 @@ from firmware.decoder import DecoderConfig
 from firmware.model import StrictModel
 from firmware.pins import PinMap
 from protocol.configtext import ConfigTextError, parse_model, read_text
-from protocol.events import Ident
+from protocol.ids import Ident
 
 
 class ScanConfig(StrictModel):

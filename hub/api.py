@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,6 +76,7 @@ from hub.web.schemas import (
 )
 from protocol.enrolment import EnrolmentCodeError, decode_sealed, encode_sealed, is_lookup_id
 from protocol.events import EventKind, utcnow
+from protocol.ids import ID_RE
 
 logger = logging.getLogger(__name__)
 
@@ -498,7 +498,7 @@ def _id_query(name: str, description: str) -> Param:
     return Param(name, "query", {"type": "string"}, description, parse=_ident)
 
 
-_IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_IDENT = ID_RE
 
 
 def _ident(text: str) -> str:

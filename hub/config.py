@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from hub.errors import ConfigError
 from protocol.configtext import ConfigTextError, parse_model, read_text
-from protocol.events import Ident
+from protocol.ids import Ident
 
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
 

@@ -30,6 +30,7 @@ import httpx
 from hub.config import HttpRegistryConfig, LocalRegistryConfig, read_secret
 from hub.errors import ConfigError, HubError
 from hub.registry_records import StatusChange
+from protocol.ids import SUBJECT_RE
 from protocol.status import Status
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 Colour = Literal["green", "yellow", "red", "black"]
 COLOURS: tuple[Colour, ...] = ("green", "yellow", "red", "black")
 NIK_PATTERN = re.compile(r"^[0-9]{16}$")
-_SUBJECT = re.compile(r"^[0-9a-f]{24}$")
+_SUBJECT = SUBJECT_RE
 # One answer for both misses, so the desk cannot be used to learn whether a NIK exists.
 NOT_FOUND_REASON = "no person with this NIK and name"
 

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from protocol.errors import ProtocolError
+from protocol.ids import LOOKUP_ID_RE, is_id
 
 HEADER = "PINTU-PROV1:"
 TOKEN_BYTES = 16
@@ -50,10 +51,8 @@ MAX_SEALED_BYTES = 48 * 1024
 _INFO_LOOKUP = b"pintu-prov1 lookup"
 _INFO_KEY = b"pintu-prov1 key"
 _AAD = b"pintu-prov1:"
-_NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{22}$")
 _HUB_URL = re.compile(r"^https?://[^\s|/?#]+(/[^\s|?#]*)?$")
-_LOOKUP = re.compile(r"^[0-9a-f]{32}$")
 
 
 class EnrolmentCodeError(ProtocolError):
@@ -90,7 +89,7 @@ def lookup_id(token: str) -> str:
 
 
 def is_lookup_id(text: str) -> bool:
-    return bool(_LOOKUP.match(text))
+    return LOOKUP_ID_RE.match(text) is not None
 
 
 def seal(token: str, node_id: str, bundle: bytes, *, nonce: bytes | None = None) -> bytes:
@@ -131,7 +130,7 @@ class ProvisioningCode:
     hub_url: str
 
     def __post_init__(self) -> None:
-        if not _NODE_ID.match(self.node_id):
+        if not is_id(self.node_id):
             raise EnrolmentCodeError(f"not a node id: {self.node_id!r}")
         _token_bytes(self.token)
         if not _HUB_URL.match(self.hub_url):

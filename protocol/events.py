@@ -21,13 +21,10 @@ from pydantic import (
 )
 
 from protocol.errors import ProtocolError
+from protocol.ids import EventId, Ident, SubjectHex
 
 SCHEMA_VERSION = 1
 
-# Ids become MQTT topic levels: no "/", "+", "#", no spaces, bounded length.
-Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-SubjectHex = Annotated[str, Field(pattern=r"^[0-9a-f]{24}$")]
-EventId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 ShortText = Annotated[str, Field(max_length=200)]
 # An event's text, stored by the hub: one line, no control characters (PostgreSQL cannot
 # store a NUL in text at all).

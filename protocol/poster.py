@@ -13,7 +13,6 @@ follows each line in smaller grey type. Every word comes from the shared catalog
 from __future__ import annotations
 
 import io
-import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +20,7 @@ import segno
 from PIL import Image, ImageDraw, ImageFont
 
 from protocol.errors import ProtocolError
+from protocol.ids import is_id
 from runtime.i18n import LANGUAGES, N_, Language
 
 
@@ -36,7 +36,6 @@ BAND = (0, 105, 92)  # dark enough for white text on a cheap printer
 INK = (20, 20, 20)
 GREY = (95, 95, 95)
 DOOR_SCHEME = "pintu-door:"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 TITLE = N_("PINTU CHECK-IN")
 HOW = N_("How to check in")
@@ -67,7 +66,7 @@ class DoorSign:
 def door_uri(facility_id: str, door_id: str) -> str:
     """What a door's QR code holds; ids never contain '/', so it splits unambiguously."""
     for what, value in (("facility", facility_id), ("door", door_id)):
-        if not _ID.match(value):
+        if not is_id(value):
             raise PosterError(f"not a valid {what} id: {value!r}")
     return f"{DOOR_SCHEME}{facility_id}/{door_id}"
 

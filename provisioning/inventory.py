@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from protocol.events import Ident
+from protocol.ids import Ident
 from provisioning import acl, hubdoors, passwd, tlsca
 from provisioning.broker import (
     ACL,

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from protocol.events import Ident, SubjectHex
+from protocol.ids import Ident, SubjectHex
 from protocol.passes import MAX_DOSES
 from registry.records import FacilityType
 

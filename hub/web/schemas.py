@@ -12,9 +12,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from protocol.events import EventKind
+from protocol.ids import LOOKUP_ID_PATTERN, Ident
 
 Time = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
-Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Id = Ident
 RoleName = Literal["viewer", "guard", "admin"]
 ColourName = Literal["green", "yellow", "red", "black"]
 
@@ -243,7 +244,7 @@ class OpenOut(Output):
 
 class EnrolmentIn(Input):
     lookup_id: str = Field(
-        pattern=r"^[0-9a-f]{32}$",
+        pattern=LOOKUP_ID_PATTERN,
         description="The id derived from the provisioning QR's token (docs/protocol.md).",
     )
     sealed: str = Field(

@@ -531,10 +531,10 @@ def _hub_password(path: Path | None, user: str) -> str:
 
 
 def _check_ids(**ids: str | None) -> None:
-    import re
+    from protocol.ids import is_id
 
     for what, value in ids.items():
-        if value is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", value):
+        if value is not None and not is_id(value):
             raise click.BadParameter(
                 "letters, digits, '.', '_' and '-', at most 64, starting with a letter or digit",
                 param_hint=f"--{what}" if what != "node" else "--node-id",
