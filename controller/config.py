@@ -17,10 +17,10 @@ from controller.policy import PolicyConfig
 from controller.uplink import MqttConfig
 from firmware.camera import SourceConfig
 from firmware.decoder import DecoderConfig
-from firmware.model import StrictModel
 from firmware.pins import PinMap
 from protocol.configtext import ConfigTextError, parse_model, read_text
 from protocol.ids import Ident
+from protocol.model import StrictModel
 
 
 class ScanConfig(StrictModel):

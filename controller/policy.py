@@ -15,10 +15,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from firmware.model import StrictModel
 from firmware.signals import Signal
 from protocol import passes
 from protocol.events import FacilityState, Passage
+from protocol.model import StrictModel
 from protocol.passes import Reason
 from protocol.status import Status
 from protocol.statuslist import StatusList

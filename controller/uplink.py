@@ -38,7 +38,6 @@ from pydantic import Field, model_validator
 
 from controller.errors import ConfigError, JournalError
 from controller.journal import Journal
-from firmware.model import StrictModel
 from protocol import topics
 from protocol.events import (
     Ack,
@@ -52,6 +51,7 @@ from protocol.events import (
     PayloadError,
     utcnow,
 )
+from protocol.model import StrictModel
 
 logger = logging.getLogger(__name__)
 

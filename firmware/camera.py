@@ -21,8 +21,8 @@ from pydantic import Field, model_validator
 
 from firmware.errors import SourceError
 from firmware.frames import Frame, FrameSource, Pacer, load_image, y_plane
-from firmware.model import StrictModel
 from firmware.synthetic import PRESETS, SyntheticSource, VisitorScene, read_visitor_codes
+from protocol.model import StrictModel
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from firmware.errors import DecoderUnavailable
 from firmware.frames import load_image
-from firmware.model import StrictModel
+from protocol.model import StrictModel
 
 logger = logging.getLogger(__name__)
 

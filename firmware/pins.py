@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from firmware.errors import PinConfigError
-from firmware.model import StrictModel
+from protocol.model import StrictModel
 
 __all__ = [
     "BcmPin",

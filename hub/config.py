@@ -19,19 +19,18 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import paho.mqtt.client as mqtt
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from hub.errors import ConfigError
 from protocol.configtext import ConfigTextError, parse_model, read_text
 from protocol.ids import Ident
+from protocol.model import StrictModel
 
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
 
 
-class Section(BaseModel):
-    """A config section: unknown keys are rejected, values are not coerced loosely."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Section(StrictModel):
+    """A config section: unknown keys are rejected."""
 
 
 class MqttConfig(Section):

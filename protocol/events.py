@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_serializer,
@@ -22,6 +21,7 @@ from pydantic import (
 
 from protocol.errors import ProtocolError
 from protocol.ids import EventId, Ident, SubjectHex
+from protocol.model import StrictModel
 
 SCHEMA_VERSION = 1
 
@@ -39,9 +39,7 @@ class PayloadError(ProtocolError):
     """A payload is not JSON or does not follow its schema."""
 
 
-class Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Payload(StrictModel):
     @classmethod
     def parse(cls, data: bytes | str) -> Any:
         """The payload in ``data``; ``PayloadError`` with a short reason if it is not one.

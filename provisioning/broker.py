@@ -25,8 +25,9 @@ import signal
 import subprocess
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from protocol.model import StrictModel
 from provisioning.errors import BrokerSetupError
 from provisioning.tlsca import SERVER_CERT, SERVER_KEY
 
@@ -48,10 +49,8 @@ DEFAULT_MAX_PACKET = 8 * 1024 * 1024
 DEFAULT_MAX_QUEUED_BYTES = 256 * 1024 * 1024
 
 
-class BrokerSettings(BaseModel):
+class BrokerSettings(StrictModel):
     """How the facility's broker listens and keeps its state."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     listen: str | None = Field(
         None, description="Address to listen on; none listens on every interface."

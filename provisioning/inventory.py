@@ -20,9 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from protocol.ids import Ident
+from protocol.model import StrictModel
 from provisioning import acl, hubdoors, passwd, tlsca
 from provisioning.broker import (
     ACL,
@@ -52,8 +53,8 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Model(StrictModel):
+    """A section of the inventory: unknown keys are rejected."""
 
 
 class Facility(Model):

@@ -17,8 +17,6 @@ from typing import Annotated, Any, Literal
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -26,11 +24,12 @@ from pydantic import (
     field_validator,
 )
 
+from protocol.model import StrictModel
 from registry.errors import ConfigError
 
 
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Section(StrictModel):
+    """A config section: unknown keys are rejected."""
 
 
 class WebConfig(Section):

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from protocol.ids import Ident, SubjectHex
+from protocol.model import StrictModel
 from protocol.passes import MAX_DOSES
 from registry.records import FacilityType
 
@@ -41,8 +42,8 @@ VisitId = Annotated[
 ]
 
 
-class In(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class In(StrictModel):
+    """A request body: unknown fields are refused."""
 
 
 class Out(BaseModel):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from protocol.events import EventKind
 from protocol.ids import LOOKUP_ID_PATTERN, Ident
+from protocol.model import StrictModel
 
 Time = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 Id = Ident
@@ -20,10 +21,10 @@ RoleName = Literal["viewer", "guard", "admin"]
 ColourName = Literal["green", "yellow", "red", "black"]
 
 
-class Input(BaseModel):
+class Input(StrictModel):
     """A request body: unknown fields are refused and nothing is coerced ("3" is no int)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(strict=True)
 
 
 class Output(BaseModel):
