@@ -41,9 +41,9 @@ from controller.journal import Admission, Journal
 from controller.policy import Decision, Direction, Policy
 from firmware.errors import NotArmed
 from firmware.gpio import Devices
-from firmware.signals import Signal
 from protocol import passes
 from protocol.events import EventKind, utcnow
+from protocol.signals import Signal
 
 logger = logging.getLogger(__name__)
 

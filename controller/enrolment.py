@@ -42,7 +42,6 @@ from firmware.errors import SourceError
 from firmware.frames import FrameSource
 from firmware.gpio import Devices
 from firmware.pins import PinMap
-from firmware.signals import Signal
 from protocol.enrolment import (
     EnrolmentCodeError,
     ProvisioningCode,
@@ -51,6 +50,7 @@ from protocol.enrolment import (
     is_provisioning_text,
     open_sealed,
 )
+from protocol.signals import Signal
 from runtime.notify import Notifier
 
 logger = logging.getLogger(__name__)

@@ -15,11 +15,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from firmware.signals import Signal
 from protocol import passes
 from protocol.events import FacilityState, Passage
 from protocol.model import StrictModel
 from protocol.passes import Reason
+from protocol.signals import Signal
 from protocol.status import Status
 from protocol.statuslist import StatusList
 from protocol.trust import TrustList

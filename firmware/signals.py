@@ -1,4 +1,5 @@
-"""What a visitor sees and hears at the door.
+"""What a visitor sees and hears at the door: how each ``protocol.signals.Signal`` looks on
+the lamp and sounds on the buzzer.
 
 Colour is never the only cue: about one man in twelve cannot tell red from green. Every
 signal has a light rhythm of its own *and* a tone rhythm of its own, so a visitor who
@@ -40,6 +41,7 @@ from types import MappingProxyType
 from gpiozero import LED, RGBLED, Buzzer
 
 from firmware.pins import BuzzerConfig, LedsConfig, ThreeLedsConfig
+from protocol.signals import Signal
 
 __all__ = [
     "PATTERNS",
@@ -47,24 +49,10 @@ __all__ = [
     "Lamp",
     "LightPattern",
     "Pattern",
-    "Signal",
     "TonePattern",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class Signal(StrEnum):
-    """An answer the door gives."""
-
-    GREEN = "green"  # admit
-    YELLOW = "yellow"  # admit, with caution
-    RED = "red"  # deny
-    BLACK = "black"  # deny and raise the alarm (confirmed case)
-    FULL = "full"  # deny entry: the building is at capacity
-    ERROR = "error"  # the pass could not be read or is invalid
-    PROVISIONING = "provisioning"  # the node has no configuration yet
-    OFF = "off"
 
 
 class Lamp(StrEnum):

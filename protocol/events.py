@@ -22,6 +22,7 @@ from pydantic import (
 from protocol.errors import ProtocolError
 from protocol.ids import EventId, Ident, SubjectHex
 from protocol.model import StrictModel
+from protocol.signals import Answer
 
 SCHEMA_VERSION = 1
 
@@ -31,8 +32,6 @@ ShortText = Annotated[str, Field(max_length=200)]
 EventText = Annotated[str, Field(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
 # What fits a signed 64-bit column (SQLite's INTEGER, PostgreSQL's bigint).
 MAX_SEQ = 2**63 - 1
-# The answers a door shows, as an event names them.
-EventSignal = Literal["green", "yellow", "red", "black", "full", "error"]
 
 
 class PayloadError(ProtocolError):
@@ -114,7 +113,7 @@ class Event(Payload):
     # For entry, exit and manual events: which way the person went.
     direction: Literal["entry", "exit"] | None = None
     subject: SubjectHex | None = None
-    signal: EventSignal | None = None  # the answer the door showed
+    signal: Answer | None = None  # the answer the door showed
     admit: bool | None = None
     reason: EventText | None = None  # a code, e.g. "expired", "anti_passback"
     message: EventText | None = None  # what a guard reads

@@ -30,10 +30,10 @@ from controller.config import NodeConfig
 from controller.errors import JournalError
 from controller.journal import Journal
 from controller.node import Node
-from firmware.signals import Signal
 from firmware.synthetic import PRESETS, SyntheticSource, render
 from protocol import passes, topics
 from protocol.events import Command, CommandReply, EventKind, FacilityState, NodeStatus
+from protocol.signals import Signal
 from protocol.status import Status
 from protocol.trust import SigningKey, TrustList
 from provisioning.mosquitto import Mosquitto

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from controller.policy import FACILITY_MEMORY, Policy, PolicyConfig
-from firmware.signals import Signal
 from protocol import passes
 from protocol.events import FacilityState, Passage, new_event_id
+from protocol.signals import Signal
 from protocol.status import Status
 from protocol.statuslist import StatusList
 from protocol.trust import SigningKey, TrustList

@@ -12,7 +12,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from firmware.errors import FirmwareError, NotArmed, PinConfigError
 from firmware.gpio import Devices, select_pin_factory
 from firmware.pins import PinMap, RgbLedConfig
-from firmware.signals import Signal
+from protocol.signals import Signal
 
 Levels = Callable[[MockPin], list[bool]]
 

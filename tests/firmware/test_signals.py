@@ -10,7 +10,8 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from firmware.pins import BuzzerConfig, RgbLedConfig, ThreeLedsConfig
-from firmware.signals import PATTERNS, Indicator, Lamp, Pattern, Signal
+from firmware.signals import PATTERNS, Indicator, Lamp, Pattern
+from protocol.signals import Signal
 
 Levels = Callable[[MockPin], list[bool]]
 

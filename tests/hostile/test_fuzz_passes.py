@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.policy import Policy, PolicyConfig
-from firmware.signals import Signal
 from protocol import passes
 from protocol.passes import Reason
+from protocol.signals import Signal
 from protocol.status import Status
 from protocol.trust import SigningKey, TrustList
 

@@ -37,7 +37,6 @@ from controller.enrolment import Enrolment, WaitSettings
 from controller.node import Node
 from firmware.camera import SyntheticSourceConfig
 from firmware.pins import PinMap
-from firmware.signals import Signal
 from firmware.synthetic import PRESETS, SyntheticSource
 from hub.auth import hash_password
 from hub.config import HubConfig
@@ -46,6 +45,7 @@ from pintu.cli import cli
 from protocol import passes
 from protocol.enrolment import MAX_TEXT_LENGTH, ProvisioningCode
 from protocol.events import EventKind
+from protocol.signals import Signal
 from protocol.status import Status
 from protocol.trust import SigningKey
 from provisioning.inventory import Fleet
