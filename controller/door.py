@@ -33,11 +33,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from controller.errors import JournalError
-from controller.journal import Admission, Journal
+from controller.journal import Admission, Entry, Journal
 from controller.policy import Decision, Direction, Policy
 from firmware.errors import NotArmed
 from firmware.gpio import Devices
@@ -137,7 +137,7 @@ class Door:
         self._confirm = passage == "sensor" or (passage == "auto" and self._watcher.can_confirm)
         self._releasing = threading.Event()
         self._pending_frame_ts: float | None = None
-        self._backlog: deque[tuple[EventKind, dict[str, Any]]] = deque()
+        self._backlog: deque[Entry] = deque()
         self._journal_failing = False
         self._clock_offset = self.clock() - time.monotonic()
         self._removers = [devices.relay.on_change(self._on_relay)]
@@ -213,7 +213,7 @@ class Door:
         elif isinstance(work, Unreleased):
             self._unreleased(work)
         else:
-            self.record(EventKind.ALARM, detail=work.detail, message=work.message)
+            self.record(Entry(EventKind.ALARM, detail=work.detail, message=work.message))
             self.devices.indicator.show(Signal.ERROR, self.signal_s)
 
     # -- what happens at the door ----------------------------------------------------
@@ -244,11 +244,13 @@ class Door:
             self._record_decision(EventKind.DENIED, decision)
             if decision.alarm:
                 self.record(
-                    EventKind.ALARM,
-                    subject=decision.subject,
-                    signal=decision.signal.value,
-                    detail="black_pass",
-                    message=decision.message,
+                    Entry(
+                        EventKind.ALARM,
+                        subject=decision.subject,
+                        signal=decision.signal,
+                        detail="black_pass",
+                        message=decision.message,
+                    )
                 )
             return
         if decision.direction == "entry" and not self._flush():
@@ -267,11 +269,13 @@ class Door:
         kind = EventKind.ENTRY if decision.direction == "entry" else EventKind.EXIT
         if decision.alarm:
             self.record(
-                EventKind.ALARM,
-                subject=decision.subject,
-                signal=decision.signal.value,
-                detail="black_pass_exit",
-                message=decision.message,
+                Entry(
+                    EventKind.ALARM,
+                    subject=decision.subject,
+                    signal=decision.signal,
+                    detail="black_pass_exit",
+                    message=decision.message,
+                )
             )
         self._release(kind, decision=decision, frame_ts=scan.frame_ts)
 
@@ -345,25 +349,29 @@ class Door:
                 self._record_decision(kind, decision, direction=way, admission=settles)
             else:
                 self.record(
-                    kind,
-                    subject=subject,
-                    admit=True,
-                    detail=detail,
-                    reason="ok",
-                    direction=way,
-                    admission=settles,
+                    Entry(
+                        kind,
+                        subject=subject,
+                        admit=True,
+                        detail=detail,
+                        reason="ok",
+                        direction=way,
+                        admission=settles,
+                    )
                 )
         else:
             self.stats.not_passed += 1
             self.record(
-                EventKind.NOT_PASSED,
-                subject=subject,
-                signal=signal.value,
-                admit=True,
-                reason="not_passed",
-                message=f"admitted ({kind.value}), nobody passed",
-                detail=detail,
-                admission=settles,
+                Entry(
+                    EventKind.NOT_PASSED,
+                    subject=subject,
+                    signal=signal,
+                    admit=True,
+                    reason="not_passed",
+                    message=f"admitted ({kind.value}), nobody passed",
+                    detail=detail,
+                    admission=settles,
+                )
             )
         return True
 
@@ -384,7 +392,7 @@ class Door:
                 kind,
                 direction=self._way(kind),
                 subject=subject,
-                signal=signal.value,
+                signal=signal,
                 reason=decision.reason if decision is not None else "ok",
                 message=decision.message if decision is not None else None,
                 detail=detail,
@@ -433,12 +441,18 @@ class Door:
             if work.what == "rotation" or self.devices.rotation_sensor is None:
                 self.stats.exits += 1
                 self.record(
-                    EventKind.EXIT, admit=True, reason="ok", detail="free exit", direction="exit"
+                    Entry(
+                        EventKind.EXIT,
+                        admit=True,
+                        reason="ok",
+                        detail="free exit",
+                        direction="exit",
+                    )
                 )
             return
         self.devices.indicator.show(Signal.BLACK, self.signal_s)
         detail = "forced_door" if work.what == "door_opened" else "forced_passage"
-        self.record(EventKind.ALARM, detail=detail, message="passage without a release")
+        self.record(Entry(EventKind.ALARM, detail=detail, message="passage without a release"))
 
     # -- the journal -----------------------------------------------------------------
 
@@ -450,18 +464,20 @@ class Door:
         admit: bool | None = None,
         reason: str | None = None,
         message: str | None = None,
-        direction: str | None = None,
+        direction: Direction | None = None,
         admission: str | None = None,
     ) -> None:
         self.record(
-            kind,
-            subject=decision.subject,
-            signal=decision.signal.value,
-            admit=decision.admit if admit is None else admit,
-            reason=reason or decision.reason,
-            message=message or decision.message,
-            direction=direction,
-            admission=admission,
+            Entry(
+                kind,
+                subject=decision.subject,
+                signal=decision.signal,
+                admit=decision.admit if admit is None else admit,
+                reason=reason or decision.reason,
+                message=message or decision.message,
+                direction=direction,
+                admission=admission,
+            )
         )
 
     def _way(self, kind: EventKind) -> Direction:
@@ -470,12 +486,12 @@ class Door:
             return "exit"
         return "entry"
 
-    def record(self, kind: EventKind, **fields: Any) -> None:
+    def record(self, entry: Entry) -> None:
         """Journal an event; if the disk refuses, keep it (with its time) and retry later."""
         self._watch_clock()
-        if kind is EventKind.ALARM:
+        if entry.kind is EventKind.ALARM:
             self.stats.alarms += 1
-        self._keep(kind, {"ts": utcnow(), **fields})
+        self._keep(entry if entry.ts is not None else replace(entry, ts=utcnow()))
         self._flush()
 
     def _watch_clock(self) -> None:
@@ -489,28 +505,27 @@ class Door:
         logger.warning("wall clock stepped back by %.1f s; event times jump back", -step)
         self.stats.alarms += 1
         self._keep(
-            EventKind.ALARM,
-            {
-                "ts": utcnow(),
-                "detail": "clock_stepped_back",
-                "message": f"the wall clock stepped back by {-step:.0f} s",
-            },
+            Entry(
+                EventKind.ALARM,
+                ts=utcnow(),
+                detail="clock_stepped_back",
+                message=f"the wall clock stepped back by {-step:.0f} s",
+            )
         )
 
-    def _keep(self, kind: EventKind, fields: dict[str, Any]) -> None:
+    def _keep(self, entry: Entry) -> None:
         if len(self._backlog) >= BACKLOG_MAX:
             self._backlog.popleft()
             self.stats.backlog_dropped += 1
             logger.error("journal backlog full: the oldest kept event is dropped")
-        self._backlog.append((kind, fields))
+        self._backlog.append(entry)
 
     def _flush(self) -> bool:
         """Write the kept events to the journal; True when none is left."""
         wrote = 0
         while self._backlog:
-            kind, fields = self._backlog[0]
             try:
-                self.journal.append(kind, **fields)
+                self.journal.write(self._backlog[0])
             except JournalError as err:
                 self._journal_failed(err)
                 if wrote:
@@ -538,12 +553,12 @@ class Door:
         self.on_journal(f"journal: {err}"[:200])
         self.stats.alarms += 1
         self._keep(
-            EventKind.ALARM,
-            {
-                "ts": utcnow(),
-                "detail": "journal_failed",
-                "message": f"events kept in memory, entries refused: {err}",
-            },
+            Entry(
+                EventKind.ALARM,
+                ts=utcnow(),
+                detail="journal_failed",
+                message=f"events kept in memory, entries refused: {err}",
+            )
         )
 
     @property

@@ -37,6 +37,7 @@ from typing import Literal
 
 from controller.errors import JournalError
 from protocol.events import Event, EventKind, new_event_id, utcnow
+from protocol.signals import Signal
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,30 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
         yield items[start : start + _CHUNK]
 
 
+Direction = Literal["entry", "exit"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """An event as the door decides it, typed from the decision to the disk: what happened,
+    before the journal gives it its event id, seq and node. ``Journal.write`` takes it.
+
+    ``ts`` is when it happened (None: when it is written); ``admission`` is the event id of
+    the ``Admission`` it settles, if any.
+    """
+
+    kind: EventKind
+    direction: Direction | None = None
+    subject: str | None = None
+    signal: Signal | None = None
+    admit: bool | None = None
+    reason: str | None = None
+    message: str | None = None
+    detail: str | None = None
+    ts: datetime | None = None
+    admission: str | None = None
+
+
 @dataclass(frozen=True)
 class Admission:
     """An admission journaled before its relay pulse; its event will carry ``event_id``."""
@@ -124,9 +149,9 @@ class Admission:
     event_id: str
     kind: EventKind
     decided_at: datetime
-    direction: Literal["entry", "exit"] | None = None
+    direction: Direction | None = None
     subject: str | None = None
-    signal: str | None = None
+    signal: Signal | None = None
     reason: str | None = None
     message: str | None = None
     detail: str | None = None
@@ -241,9 +266,9 @@ class Journal:
         self,
         kind: EventKind,
         *,
-        direction: Literal["entry", "exit"] | None = None,
+        direction: Direction | None = None,
         subject: str | None = None,
-        signal: str | None = None,
+        signal: Signal | None = None,
         admit: bool | None = None,
         reason: str | None = None,
         message: str | None = None,
@@ -251,12 +276,31 @@ class Journal:
         ts: datetime | None = None,
         admission: str | None = None,
     ) -> Event:
-        """Journal a new event durably and return it; ``JournalError`` if the disk refuses.
+        """``write`` an :class:`Entry` made of these fields."""
+        return self.write(
+            Entry(
+                kind,
+                direction=direction,
+                subject=subject,
+                signal=signal,
+                admit=admit,
+                reason=reason,
+                message=message,
+                detail=detail,
+                ts=ts,
+                admission=admission,
+            )
+        )
 
-        With ``admission`` (an :class:`Admission`'s event id) the event settles that
+    def write(self, entry: Entry) -> Event:
+        """Journal ``entry`` durably as a new event and return the event; ``JournalError``
+        if the disk refuses.
+
+        With ``entry.admission`` (an :class:`Admission`'s event id) the event settles that
         admission: it takes its event id, and the admission row goes in the same commit.
         """
-        when = _millis(ts)
+        when = _millis(entry.ts)
+        admission = entry.admission
         with self._lock:
             seq = self._last_seq + 1
             event = Event(
@@ -266,14 +310,14 @@ class Journal:
                 door_id=self.door_id,
                 seq=seq,
                 ts=when,
-                kind=kind,
-                direction=direction,
-                subject=subject,
-                signal=_cut(signal),
-                admit=admit,
-                reason=_cut(reason),
-                message=_cut(message),
-                detail=_cut(detail),
+                kind=entry.kind,
+                direction=entry.direction,
+                subject=entry.subject,
+                signal=entry.signal,
+                admit=entry.admit,
+                reason=_cut(entry.reason),
+                message=_cut(entry.message),
+                detail=_cut(entry.detail),
             )
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -304,9 +348,9 @@ class Journal:
         self,
         kind: EventKind,
         *,
-        direction: Literal["entry", "exit"] | None = None,
+        direction: Direction | None = None,
         subject: str | None = None,
-        signal: str | None = None,
+        signal: Signal | None = None,
         reason: str | None = None,
         message: str | None = None,
         detail: str | None = None,
@@ -320,7 +364,7 @@ class Journal:
             decided_at=_millis(ts),
             direction=direction,
             subject=subject,
-            signal=_cut(signal),
+            signal=signal,
             reason=_cut(reason),
             message=_cut(message),
             detail=_cut(detail),
@@ -372,7 +416,7 @@ class Journal:
                 kind=EventKind(row[1]),
                 direction=row[2],
                 subject=row[3],
-                signal=row[4],
+                signal=None if row[4] is None else Signal(row[4]),
                 reason=row[5],
                 message=row[6],
                 detail=row[7],
@@ -393,17 +437,19 @@ class Journal:
         for admission in self.admissions():
             way = admission.direction
             counted = way != "exit"
-            event = self.append(
-                admission.kind if counted else EventKind.NOT_PASSED,
-                direction=way if counted else None,
-                subject=admission.subject,
-                signal=admission.signal,
-                admit=True,
-                reason=UNCONFIRMED,
-                message=UNCONFIRMED_MESSAGE,
-                detail=admission.detail,
-                ts=admission.decided_at,
-                admission=admission.event_id,
+            event = self.write(
+                Entry(
+                    admission.kind if counted else EventKind.NOT_PASSED,
+                    direction=way if counted else None,
+                    subject=admission.subject,
+                    signal=admission.signal,
+                    admit=True,
+                    reason=UNCONFIRMED,
+                    message=UNCONFIRMED_MESSAGE,
+                    detail=admission.detail,
+                    ts=admission.decided_at,
+                    admission=admission.event_id,
+                )
             )
             logger.warning(
                 "admission %s (%s, decided %s) was interrupted by a stop: journaled as %s seq %d",

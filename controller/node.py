@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from controller.config import NodeConfig
 from controller.door import Door, RemoteOpen
 from controller.errors import ControllerError, JournalError
-from controller.journal import Journal
+from controller.journal import Entry, Journal
 from controller.lists import InUse, ListKind, ListReceiver
 from controller.policy import Policy, PolicyConfig
 from controller.scanner import Scanner
@@ -226,7 +226,7 @@ class Node:
             on_journal=lambda problem: self.set_problem("journal", problem),
             clock=self.clock,
         )
-        self.door.record(EventKind.NODE_START, detail=f"direction={config.direction}")
+        self.door.record(Entry(EventKind.NODE_START, detail=f"direction={config.direction}"))
         self.lists = ListReceiver(
             config.path(config.trust_list),
             config.path(config.status_list),
@@ -304,7 +304,7 @@ class Node:
             self.scanner.stop()
         if self.door is not None:
             self.door.stop()
-            self.door.record(EventKind.NODE_STOP, detail="stopped")
+            self.door.record(Entry(EventKind.NODE_STOP, detail="stopped"))
         if self.uplink is not None:
             self.uplink.stop()
         if self.lists is not None:

@@ -16,14 +16,37 @@ from pathlib import Path
 import pytest
 
 from controller.errors import ControllerError, JournalError
-from controller.journal import MIGRATIONS, UNCONFIRMED, UNCONFIRMED_MESSAGE, Journal
+from controller.journal import MIGRATIONS, UNCONFIRMED, UNCONFIRMED_MESSAGE, Entry, Journal
 from protocol.events import Event, EventKind
+from protocol.signals import Signal
 
 SUBJECT = "00112233445566778899aabb"
 
 
 def ids(events: list[Event]) -> list[str]:
     return [event.event_id for event in events]
+
+
+def test_an_entry_keeps_its_types_from_the_door_to_the_disk_and_back(journal: Journal) -> None:
+    entry = Entry(
+        EventKind.DENIED,
+        subject=SUBJECT,
+        signal=Signal.BLACK,
+        admit=False,
+        reason="black",
+        message="see a guard",
+    )
+    event = journal.write(entry)
+    assert event.signal is Signal.BLACK and event.kind is EventKind.DENIED
+    [stored] = journal.pending(10)
+    assert stored.signal is Signal.BLACK and stored == event
+    admission = journal.admit(EventKind.ENTRY, direction="entry", signal=Signal.YELLOW)
+    [again] = journal.admissions()
+    assert again.signal is Signal.YELLOW and again == admission
+    settled = journal.write(
+        Entry(EventKind.ENTRY, direction="entry", signal=Signal.YELLOW, admission=again.event_id)
+    )
+    assert settled.event_id == admission.event_id and journal.admissions() == []
 
 
 def test_a_new_journal_is_empty(journal: Journal) -> None:
@@ -411,7 +434,7 @@ WRITER = """\
 import sys
 from pathlib import Path
 
-from controller.journal import MIGRATIONS, UNCONFIRMED, UNCONFIRMED_MESSAGE, Journal
+from controller.journal import MIGRATIONS, UNCONFIRMED, UNCONFIRMED_MESSAGE, Entry, Journal
 from protocol.events import EventKind
 
 journal = Journal(Path(sys.argv[1]), node_id="n1", facility_id="f1", door_id="d1")

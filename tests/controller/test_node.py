@@ -257,15 +257,15 @@ def test_a_journal_that_refuses_writes_refuses_entries_until_it_records_again(
     running = start_node(scan={"cooldown_s": 0.2}, policy={"anti_passback_s": 0})
     journal = running.node.journal
     assert journal is not None
-    real_append = journal.append
+    real_write = journal.write
     full = [True]
 
-    def append(*args: Any, **kwargs: Any) -> Any:
+    def write(*args: Any, **kwargs: Any) -> Any:
         if full[0]:
             raise JournalError("event journal: cannot append an event: the disk is full")
-        return real_append(*args, **kwargs)
+        return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(journal, "append", append)
+    monkeypatch.setattr(journal, "write", write)
     running.show(make_pass(n=20), frames=3)
     wait_for(lambda: running.node.status().state == "degraded", what="degraded")
     assert any(p.startswith("journal:") for p in running.node.status().problems)
