@@ -231,10 +231,14 @@ class EscalatingDecoder:
             self._candidate = None
             return texts
         candidate = self._candidate_of(found, now=start)
+        busy = busy_region(image) if found or candidate is None else None
         if candidate is None:
-            box = busy_region(image)
-            if box is not None:
-                candidate = _Candidate(box, start)
+            if busy is not None:
+                candidate = _Candidate(busy, start)
+        elif busy is not None and candidate.box is not None:
+            # zxing-cpp's box is often one finder pattern of a blurred code, and cuts the
+            # rest off: the busy blocks around it show the whole code.
+            candidate = _Candidate(_union(candidate.box, busy), start)
         if candidate is not None:
             self.stats.candidates += 1
             self._candidate = candidate
@@ -351,6 +355,17 @@ def _text(barcode: Any) -> str:
     except UnicodeDecodeError:
         return bytes(barcode.bytes).decode("utf-8", errors="replace")
     return text
+
+
+def _union(
+    box: tuple[int, int, int, int], busy: tuple[int, int, int, int]
+) -> tuple[int, int, int, int]:
+    """``box`` grown to take in ``busy`` where the two overlap (else ``box`` alone)."""
+    x0, y0, x1, y1 = box
+    bx0, by0, bx1, by1 = busy
+    if bx0 > x1 or bx1 < x0 or by0 > y1 or by1 < y0:
+        return box
+    return min(x0, bx0), min(y0, by0), max(x1, bx1), max(y1, by1)
 
 
 def _region(image: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray:

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.decoder import ZxingDecoder, make_decoder
 from firmware.escalate import EscalatingDecoder, busy_region
@@ -104,3 +105,17 @@ def test_bad_frames_are_counted_not_raised() -> None:
     assert decoder.decode(np.zeros((4, 4), dtype=np.float32)) == []
     assert decoder.bad_frames == 1
     assert decoder.last_error is not None and "float32" in decoder.last_error
+
+
+def test_a_blurred_code_is_read_whole_when_zxing_cpp_saw_only_a_corner_of_it() -> None:
+    # A blurred, tilted pass from the `hard` scenes: zxing-cpp reports a symbol it cannot
+    # decode, with a box around one finder pattern. Enlarging only that box cuts the code
+    # off; the busy blocks around it give the whole code.
+    key = SigningKey(Ed25519PrivateKey.from_private_bytes(bytes(32)))
+    text = issue(key, bytes(range(12)), Status.GREEN, 2, 1_700_000_000, 1_800_000_000)
+    rng = np.random.default_rng(7)
+    params = replace(PRESETS["hard"].sample(rng), jitter=Jitter())
+    frame = render(text, params, rng)
+    assert ZxingDecoder().decode(frame) == []
+    decoder = EscalatingDecoder(budget_ms=5000, always=True)
+    assert decoder.decode(frame) == [text]
