@@ -5,18 +5,20 @@ hubs in one process (tests, benchmarks) count apart. The classes here are thin h
 ``prometheus_client``'s metrics that add what the hub and its tests ask of a metric: its
 value for a label set, the label names checked up front, and no ``*_created`` series (the
 hub's metrics never carried them; a scrape shows what the hub counted, nothing else).
+``Sampled`` is a custom collector for a value read when scraped rather than kept.
 Updates come from the ingest's writer thread and scrapes from the web server's;
 ``prometheus_client`` locks each child, so both may run at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import prometheus_client
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric as Family
 from prometheus_client.registry import Collector
 
@@ -32,9 +34,9 @@ class Metric:
         self.name = name
         self.help = help_text
         self.label_names = tuple(labels)
-        self.native: MetricWrapperBase = self._make()
+        self.native: Collector = self._make()
 
-    def _make(self) -> MetricWrapperBase:
+    def _make(self) -> Collector:
         raise NotImplementedError
 
     def _key(self, labels: dict[str, str]) -> LabelValues:
@@ -42,9 +44,11 @@ class Metric:
             raise ValueError(f"{self.name} takes labels {self.label_names}, got {tuple(labels)}")
         return tuple(str(labels[name]) for name in self.label_names)
 
-    def _child(self, labels: dict[str, str]) -> MetricWrapperBase:
+    def _child(self, labels: dict[str, str]) -> Any:
+        native = self.native
+        assert isinstance(native, MetricWrapperBase)  # noqa: S101 - counters and gauges
         key = self._key(labels)
-        return self.native.labels(*key) if key else self.native
+        return native.labels(*key) if key else native
 
     def _samples(self) -> Iterator[tuple[str, LabelValues, float]]:
         for family in self.native.collect():
@@ -78,7 +82,7 @@ class Counter(Metric):
     def inc(self, amount: float = 1.0, **labels: str) -> None:
         if amount < 0:
             raise ValueError("a counter only goes up")
-        self._child(labels).inc(amount)  # type: ignore[attr-defined]
+        self._child(labels).inc(amount)
 
 
 class Gauge(Metric):
@@ -88,7 +92,7 @@ class Gauge(Metric):
         return prometheus_client.Gauge(self.name, self.help, self.label_names, registry=None)
 
     def set(self, value: float, **labels: str) -> None:
-        self._child(labels).set(float(value))  # type: ignore[attr-defined]
+        self._child(labels).set(float(value))
 
 
 class Histogram(Metric):
@@ -122,6 +126,29 @@ class Histogram(Metric):
     @property
     def sum(self) -> float:
         return self._sample("_sum")
+
+
+class Sampled(Metric):
+    """A gauge read when it is scraped: ``read()`` is called then, from the scraping thread,
+    so it must be cheap and safe to call from there (no store query)."""
+
+    kind = "gauge"
+
+    def __init__(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        self._read = read
+        super().__init__(name, help_text)
+
+    def _make(self) -> Collector:
+        return _SampledCollector(self)
+
+
+class _SampledCollector(Collector):
+    def __init__(self, metric: Sampled) -> None:
+        self._metric = metric
+
+    def collect(self) -> Iterable[Family]:
+        metric = self._metric
+        yield GaugeMetricFamily(metric.name, metric.help, value=float(metric._read()))
 
 
 M = TypeVar("M", bound="Metric")

@@ -20,7 +20,7 @@ from hub.config import FacilityConfig, HubConfig
 from hub.errors import HubError, NotFound
 from hub.ingest import Ingest
 from hub.live import LiveBus
-from hub.metrics import HubMetrics
+from hub.metrics import HubMetrics, Sampled
 from hub.records import Adjustment, Alert, Occupancy
 from hub.retention import Retention
 from hub.store import Store, open_store
@@ -54,6 +54,13 @@ class Hub:
         self.config = config
         self.live = LiveBus()
         self.metrics = HubMetrics()
+        self.metrics.add(
+            Sampled(
+                "pintu_hub_live_streams",
+                "Dashboard live streams open.",
+                lambda: self.live.subscribers,
+            )
+        )
         self._store = store
         self._own_store = store is None
         self._ingest: Ingest | None = None

@@ -3,8 +3,9 @@
 Dependencies point one way: ``controller -> firmware, protocol``; ``hub -> protocol``;
 ``registry -> protocol``; ``provisioning -> protocol``. The shared ``runtime`` package may
 be imported by every service and imports none of them (the contract in ``protocol`` it may
-use); ``protocol`` imports nothing of ours. Nothing imports ``controller`` or ``hub`` but their entry point (the ``pintu``
-command) and tests, and no product package imports the command's package ``pintu``.
+use); ``protocol`` imports nothing of ours. Nothing imports ``controller`` or ``hub`` but
+their entry point (the ``pintu`` command) and tests, and no product package imports the
+command's package ``pintu``.
 
 Every ``import`` counts, at the top of a module or inside a function (a lazy import is
 still a dependency), under ``TYPE_CHECKING`` too.

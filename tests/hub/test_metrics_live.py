@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from hub.config import HubConfig
 from hub.discovery import discovery_messages, object_id
 from hub.live import LiveBus
-from hub.metrics import Counter, Gauge, Histogram, HubMetrics, Registry
+from hub.metrics import Counter, Gauge, Histogram, HubMetrics, Registry, Sampled
 from protocol.events import Event, EventKind, new_event_id
 
 
@@ -104,6 +104,17 @@ def test_two_hubs_count_apart_and_leave_the_global_registry_alone() -> None:
     first.acks.inc()
     assert (first.acks.value(), second.acks.value()) == (1, 0)
     assert "pintu_hub_acks_total" not in generate_latest(REGISTRY).decode()
+
+
+def test_a_sampled_gauge_is_read_when_scraped() -> None:
+    registry = Registry()
+    level = [3]
+    streams = Sampled("streams", "Streams open.", lambda: level[0])
+    registry.add(streams)
+    assert "# TYPE streams gauge\nstreams 3.0\n" in registry.render()
+    level[0] = 5
+    assert streams.value() == 5
+    assert "streams 5.0\n" in registry.render()
 
 
 def test_live_bus_drops_the_oldest_for_a_slow_listener_and_ends_on_close() -> None:
