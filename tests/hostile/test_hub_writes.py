@@ -19,7 +19,7 @@ import hub.auth
 from hub.api import OPERATIONS
 from hub.auth import hash_password
 from hub.config import HubConfig
-from hub.web.openapi import Operation
+from hub.api import Operation
 from hub.web.server import ServiceThread, bind
 from provisioning.mosquitto import Mosquitto
 
