@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
-from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
@@ -102,16 +101,23 @@ def _media(request: Request) -> str:
 class CheckedRoute(APIRoute):
     """An ``APIRoute`` that checks the caller and the request's shape before the body.
 
-    Subclasses set ``body_limit`` (bytes of a body, refused past it), ``too_large`` (the
-    refusal), may widen ``media_types`` per route with ``openapi_extra``'s
-    ``x-media-types``, and may translate the handlers' own exceptions in ``translate``.
+    Subclasses set ``body_limit`` (bytes of a body, refused past it; ``limit_for`` per
+    request) and ``too_large`` (the refusal), may check the body further in ``inspect``,
+    and may translate the handlers' own exceptions in ``translate``. A route that reads its
+    body itself (not JSON) declares it in ``openapi_extra``'s ``requestBody``, whose media
+    types are then the ones accepted.
     """
 
     body_limit = 64 * 1024
     media_types: tuple[str, ...] = ("application/json",)
+    # A parameter given twice is refused (rather than the last one taken).
+    refuse_repeats = True
 
     def too_large(self, limit: int) -> Exception:
         return Refused(413, "too_large", [{"field": "body", "message": "too large"}])
+
+    async def inspect(self, request: Request) -> None:
+        """Further checks of the body as read (and for JSON, parsed), before validation."""
 
     def translate(self, err: Exception) -> Exception | None:
         """The error to answer for an exception of a handler, or None to let it rise."""
@@ -124,9 +130,10 @@ class CheckedRoute(APIRoute):
         inner = super().get_route_handler()
         gates = list(dict.fromkeys(_gates(self.dependant)))
         allowed = _query_names(self.dependant)
-        has_body = self.body_field is not None
         extra = self.openapi_extra or {}
-        media_types = tuple(extra.get("x-media-types", self.media_types))
+        declared = extra.get("requestBody", {}).get("content")
+        has_body = self.body_field is not None or declared is not None
+        media_types = tuple(declared or self.media_types)
 
         async def handler(request: Request) -> Response:
             for gate in gates:
@@ -138,6 +145,21 @@ class CheckedRoute(APIRoute):
                     "bad_request",
                     [{"field": f"query.{n}", "message": "unknown parameter"} for n in unknown],
                 )
+            if self.refuse_repeats:
+                repeated = [
+                    n
+                    for n in dict.fromkeys(request.query_params)
+                    if len(request.query_params.getlist(n)) > 1
+                ]
+                if repeated:
+                    raise Refused(
+                        400,
+                        "bad_request",
+                        [
+                            {"field": f"query.{n}", "message": "given more than once"}
+                            for n in repeated
+                        ],
+                    )
             if has_body:
                 if _media(request) not in media_types:
                     raise Refused(
@@ -147,6 +169,16 @@ class CheckedRoute(APIRoute):
                         sentence=f"Send the body as {' or '.join(media_types)}.",
                     )
                 await read_body(request, self.limit_for(request), self.too_large)
+                if _media(request) == "application/json":
+                    try:
+                        await request.json()  # kept on the request: FastAPI reads it there
+                    except ValueError as err:
+                        raise Refused(
+                            400,
+                            "bad_json",
+                            [{"field": "body", "message": f"not valid JSON: {err}"}],
+                        ) from err
+                await self.inspect(request)
             try:
                 return await inner(request)
             except (HTTPException, RequestValidationError, Refused):
@@ -221,10 +253,6 @@ def body_unreadable(err: RequestValidationError) -> str | None:
         if len(loc) == 1 and kind in ("model_attributes_type", "dict_type", "model_type"):
             return "expected a JSON object"
     return None
-
-
-def check_time(value: datetime | None) -> datetime | None:
-    return value
 
 
 class HeadAsGet:

@@ -47,6 +47,7 @@ class HubRoute(CheckedRoute):
     """A route of the hub's API: the gate before the body, the hub's errors after."""
 
     body_limit = MAX_BODY_BYTES
+    refuse_repeats = False  # the hub takes the last of a repeated parameter
 
     def translate(self, err: Exception) -> Exception | None:
         if isinstance(err, NotFound):
