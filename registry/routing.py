@@ -374,15 +374,18 @@ async def api_error(request: Request, exc: Exception) -> Response:
 
 async def refused(request: Request, exc: Exception) -> Response:
     """A request refused by a shared check (``runtime.api``): the problems in a sentence."""
-    assert isinstance(exc, Refused)  # noqa: S101 - registered for it only
+    assert isinstance(exc, Refused)  # noqa: S101 - registered for Refused only
+    if exc.status == 415:
+        route = request.scope.get("route")
+        csv = "requestBody" in (getattr(route, "openapi_extra", None) or {})
+        sentence = "send the CSV as text/csv" if csv else "send the body as application/json"
+        return error_response(415, exc.code, sentence)
     if exc.sentence is not None:
         return error_response(exc.status, exc.code, exc.sentence)
-    found = [
-        {"field": p["field"].removeprefix("query."), "message": p["message"]} for p in exc.problems
-    ]
-    code = "bad_request" if exc.code == "bad_json" else exc.code
-    detail = "; ".join(f"{p['field']}: {p['message']}" for p in found)
-    return error_response(exc.status, code, detail)
+    if exc.code == "bad_json":
+        return error_response(400, "bad_request", f"the body is {exc.problems[0]['message']}")
+    detail = "; ".join(f"{p['field'].removeprefix('query.')}: {p['message']}" for p in exc.problems)
+    return error_response(exc.status, exc.code, detail)
 
 
 def _field(prefix: str, loc: list[str | int]) -> str:
@@ -397,7 +400,7 @@ async def invalid(request: Request, exc: Exception) -> Response:
     parameter named; a body that does not follow its schema, 422 with each problem."""
     assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
     unreadable = body_unreadable(exc)
-    if unreadable is not None and where(exc) == "body" and "JSON" in unreadable:
+    if unreadable is not None and unreadable.startswith("not valid JSON"):
         return error_response(400, "bad_request", f"the body is {unreadable}")
     if where(exc) != "body":
         first = problems(exc)[0]

@@ -66,8 +66,10 @@ async def validation_handler(request: Request, exc: Exception) -> Response:
         return error_response(400, "bad_json", [{"field": "body", "message": unreadable}])
     found = [{"field": p["field"], "message": p["message"]} for p in problems(exc)]
     place = where(exc)
-    if place == "path":
-        return error_response(404, "not_found", f"No such {found[0]['field'].split('.')[-1]}.")
+    if place == "path":  # e.g. /alerts/0/ack: no alert has that id
+        first = exc.errors()[0]
+        name = str(first["loc"][-1]).removesuffix("_id")
+        return error_response(404, "not_found", f"No {name} {first.get('input')}.")
     if place == "body":
         return error_response(422, "invalid", found)
     return error_response(400, "bad_request", found)
