@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
 from hub.auth import LoginRefused, LoginThrottled, csrf_token
@@ -92,6 +93,24 @@ def _id_query(description: str) -> Any:
 
 
 api = Routes()
+
+
+class EventsQuery(BaseModel):
+    """The events' filters, read and checked as one model (one pass over the query)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    door: str | None = Field(None, pattern=IDENT, description="Only this door.")
+    node: str | None = Field(None, pattern=IDENT, description="Only this node.")
+    kind: EventKind | None = Field(None, description="Only this kind of event.")
+    since: AwareDatetime | None = Field(
+        None, description="Events at or after this time (the node's clock)."
+    )
+    until: AwareDatetime | None = Field(None, description="Events before this time.")
+    cursor: int | None = Field(
+        None, ge=1, le=2**62, description="next_cursor of the previous page, for older events."
+    )
+    limit: int = Field(50, ge=1, le=1000, description="At most this many (default 50).")
 
 
 # --- shaping records --------------------------------------------------------------------
@@ -377,28 +396,18 @@ async def open_door(
     response=EventPageOut,
 )
 async def list_events(
-    call: CallDep,
-    facility_id: FacilityId,
-    door: Annotated[str | None, _id_query("Only this door.")] = None,
-    node: Annotated[str | None, _id_query("Only this node.")] = None,
-    kind: Annotated[EventKind | None, Query(description="Only this kind of event.")] = None,
-    since: Annotated[
-        TimeQuery, Query(description="Events at or after this time (the node's clock).")
-    ] = None,
-    until: Annotated[TimeQuery, Query(description="Events before this time.")] = None,
-    cursor: Annotated[int | None, _cursor("events")] = None,
-    limit: Annotated[int, _limit(50, 1000)] = 50,
+    call: CallDep, facility_id: FacilityId, q: Annotated[EventsQuery, Query()]
 ) -> dict[str, Any]:
     page = await asyncio.to_thread(
         call.hub.store.events,
         facility_id=facility_id,
-        door_id=door,
-        node_id=node,
-        kind=kind.value if kind is not None else None,
-        since=since,
-        until=until,
-        before=cursor,
-        limit=limit,
+        door_id=q.door,
+        node_id=q.node,
+        kind=q.kind.value if q.kind is not None else None,
+        since=q.since,
+        until=q.until,
+        before=q.cursor,
+        limit=q.limit,
     )
     return {
         "events": [_event(e) for e in page.events],

@@ -829,6 +829,7 @@ def create_app(registry: Registry) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         middleware=[Middleware(HeadAsGet)],
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         exception_handlers={
             ApiError: api_error,
             Refused: refused,

@@ -41,7 +41,15 @@ from registry.errors import (
 )
 from registry.models import ErrorOut
 from registry.service import Reader, Registry
-from runtime.api import CheckedRoute, Refused, before_body, body_unreadable, problems, where
+from runtime.api import (
+    CheckedRoute,
+    Refused,
+    before_body,
+    body_unreadable,
+    gated,
+    problems,
+    where,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +194,8 @@ def _gate(auth: frozenset[Kind]) -> Callable[[Request], Any]:
 
 
 async def current_call(request: Request) -> Call:
-    """The request as its gate let it through (every route has one)."""
+    """The request as its gate let it through (``Routes.route`` puts the route's gate in
+    this dependency's place)."""
     call: Call = request.scope["pintu.call"]
     return call
 
@@ -277,16 +286,17 @@ class Routes:
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             self.router.add_api_route(
                 API_PREFIX + path,
-                handler,
+                gated(handler, gate),
                 methods=[method],
                 response_model=response,
-                response_class=JSONResponse if response is not None else Response,
+                # A model's answer goes out through FastAPI's own JSON (pydantic's
+                # serialiser); the others are the handler's own Response.
+                **({} if response is not None else {"response_class": Response}),
                 status_code=status,
                 summary=summary,
                 description=description or None,
                 tags=[tag],
                 operation_id=operation_id,
-                dependencies=[Depends(gate)],
                 responses={
                     code: {"description": STATUS_TEXT[code]}
                     if code == 304

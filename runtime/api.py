@@ -17,18 +17,20 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args
 
-from fastapi import Query
+from fastapi import Depends, Query
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BaseModel
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
@@ -80,6 +82,26 @@ def before_body(
     return dependency
 
 
+def gated(
+    handler: Callable[..., T], gate: Callable[[Request], Any], name: str = "call"
+) -> Callable[..., T]:
+    """``handler`` with its parameter ``name`` given by ``gate`` (a ``before_body`` dependency).
+
+    The handlers declare that parameter with a placeholder dependency; each route puts its
+    own gate (its callers, its role) in its place, so a request solves one dependency for
+    the check and the answer, not two.
+    """
+    signature = inspect.signature(handler, eval_str=True)
+    parameters = [
+        p.replace(annotation=Annotated[get_args(p.annotation)[0], Depends(gate)])
+        if p.name == name
+        else p
+        for p in signature.parameters.values()
+    ]
+    handler.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return handler
+
+
 def _gates(dependant: Dependant) -> Iterator[Callable[[Request], Awaitable[Any]]]:
     for sub in dependant.dependencies:
         yield from _gates(sub)
@@ -88,7 +110,13 @@ def _gates(dependant: Dependant) -> Iterator[Callable[[Request], Awaitable[Any]]
 
 
 def _query_names(dependant: Dependant) -> set[str]:
-    names = {p.alias for p in dependant.query_params}
+    names = set()
+    for param in dependant.query_params:
+        model = param.field_info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):  # parameters as a model
+            names |= {f.alias or n for n, f in model.model_fields.items()}
+        else:
+            names.add(param.alias)
     for sub in dependant.dependencies:
         names |= _query_names(sub)
     return names
@@ -125,6 +153,20 @@ class CheckedRoute(APIRoute):
 
     def limit_for(self, request: Request) -> int:
         return self.body_limit
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        # A router tries its routes in turn: a path that does not even start as this
+        # route's does is told so at once, before the path's pattern is tried.
+        path = scope.get("path")
+        if isinstance(path, str) and not path.startswith(self._fixed_start):
+            return Match.NONE, {}
+        return super().matches(scope)
+
+    @property
+    def _fixed_start(self) -> str:
+        start: str = self.__dict__.get("_start") or self.path.split("{", 1)[0]
+        self.__dict__["_start"] = start
+        return start
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         inner = super().get_route_handler()

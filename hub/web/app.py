@@ -260,7 +260,7 @@ def create_app(
         )
     accounts = Accounts(hub.store, session_max_age_s=web.session_max_age_s, throttle=throttle)
     desk = Desk(hub, registry, command_timeout_s=web.command_timeout_s)
-    routes = [
+    page_routes = [
         Route("/", pages.home, methods=["GET"]),
         Route("/login", pages.login_page, methods=["GET"]),
         Route("/login", pages.login_submit, methods=["POST"]),
@@ -290,8 +290,9 @@ def create_app(
         openapi_url=None,  # served by the API's own route, which the document lists
         docs_url=None,
         redoc_url=None,
-        routes=routes,
         middleware=middleware,
+        # FastAPI's own OpenTelemetry hooks stay off: the hub has its Prometheus metrics.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         exception_handlers={
             ApiError: api_error_handler,
             Refused: refused_handler,
@@ -300,9 +301,11 @@ def create_app(
             Exception: server_error,
         },
     )
+    # The API first: a request is matched against the routes in turn.
     app.router.routes.extend(api.routes())
     for path, endpoint, doc in _OTHER_ROUTES:
         app.add_api_route(path, endpoint, methods=["GET"], openapi_extra=doc, **_DOC_OF[path])
+    app.router.routes.extend(page_routes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.ctx = WebContext(
         hub=hub, accounts=accounts, desk=desk, streams=Streams(), metrics_token=metrics_token

@@ -19,7 +19,7 @@ from hub.records import Role
 from hub.web.context import Call, context_of
 from hub.web.errors import ApiError
 from hub.web.schemas import ErrorOut
-from runtime.api import CheckedRoute, before_body
+from runtime.api import CheckedRoute, before_body, gated
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ _GATES = {
 
 
 async def current_call(request: Request) -> Call:
-    """The request as its gate let it through (every route of the API has one)."""
+    """The request as its gate let it through (``Routes.route`` puts the route's gate in
+    this dependency's place)."""
     call: Call = request.scope["pintu.call"]
     return call
 
@@ -175,7 +176,7 @@ class Routes:
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             self.router.add_api_route(
                 PREFIX + path,
-                handler,
+                gated(handler, _GATES[(role, csrf)]),
                 methods=[method],
                 response_model=response,
                 status_code=status,
@@ -183,7 +184,6 @@ class Routes:
                 description=f"{description}\n\n{role_text}{csrf_text}".strip(),
                 tags=[tag],
                 operation_id=handler.__name__.strip("_"),
-                dependencies=[Depends(_GATES[(role, csrf)])],
                 responses={
                     code: {"model": ErrorOut, "description": STATUS_TEXT[code]} for code in codes
                 },
