@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
+from fastapi.datastructures import Default
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
@@ -291,7 +292,7 @@ class Routes:
                 response_model=response,
                 # A model's answer goes out through FastAPI's own JSON (pydantic's
                 # serialiser); the others are the handler's own Response.
-                **({} if response is not None else {"response_class": Response}),
+                response_class=Default(JSONResponse) if response is not None else Response,
                 status_code=status,
                 summary=summary,
                 description=description or None,
