@@ -12,7 +12,7 @@
 - ``Refused`` and ``problems()``: a request refused by one of the checks here or by
   FastAPI's validation, as a list of ``{field, message}``; each service answers it in its
   own error body (``error``, ``detail``).
-- ``TimeQuery``: an RFC 3339 time with its UTC offset, as a query parameter.
+- ``TimeQuery``: a time-window query parameter, an RFC 3339 time with its UTC offset.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Annotated, Any, TypeVar, get_args
 
-from fastapi import Depends, Query
+from fastapi import Depends
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -38,8 +38,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Problem = dict[str, str]
 
-# An RFC 3339 time with its UTC offset (a time without one names no instant).
-TimeQuery = Annotated[AwareDatetime | None, Query()]
+# A time-window parameter (since/until, from/to): an RFC 3339 time with its UTC offset,
+# since a time without one names no instant. Declared as ``Annotated[TimeQuery, Query(...)]``.
+TimeQuery = AwareDatetime | None
 
 
 class Refused(Exception):
