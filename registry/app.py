@@ -83,7 +83,7 @@ from registry.routing import (
     server_error,
 )
 from registry.service import Registry
-from runtime.api import HeadAsGet, Refused, TimeQuery
+from runtime.api import HeadAsGet, Refused, TimeQuery, document
 
 __all__ = ["Operation", "create_app", "operations"]
 
@@ -797,24 +797,9 @@ def operations() -> list[Operation]:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The document FastAPI generates from the routes, with the registry's security
-    schemes and without the validation error body FastAPI assumes (the registry answers
-    its own)."""
-    if app.openapi_schema is None:
-        document = FastAPI.openapi(app)
-        for methods in document["paths"].values():
-            for entry in methods.values():
-                answer = entry["responses"].get("422", {})
-                if "HTTPValidationError" in str(answer):
-                    del entry["responses"]["422"]
-        components = document.setdefault("components", {})
-        schemas = components.setdefault("schemas", {})
-        for name in ("HTTPValidationError", "ValidationError"):
-            schemas.pop(name, None)
-        components["securitySchemes"] = SECURITY_SCHEMES
-        document["servers"] = [{"url": "/"}]
-        app.openapi_schema = document
-    return app.openapi_schema
+    generated = document(app, SECURITY_SCHEMES)
+    generated["servers"] = [{"url": "/"}]
+    return generated
 
 
 def create_app(registry: Registry) -> FastAPI:

@@ -12,6 +12,7 @@
 - ``Refused`` and ``problems()``: a request refused by one of the checks here or by
   FastAPI's validation, as a list of ``{field, message}``; each service answers it in its
   own error body (``error``, ``detail``).
+- ``document()``: the OpenAPI document FastAPI generates, in the services' terms.
 - ``TimeQuery``: a time-window query parameter, an RFC 3339 time with its UTC offset.
 """
 
@@ -22,7 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Annotated, Any, TypeVar, get_args
 
-from fastapi import Depends
+from fastapi import Depends, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -296,6 +297,26 @@ def body_unreadable(err: RequestValidationError) -> str | None:
         if len(loc) == 1 and kind in ("model_attributes_type", "dict_type", "model_type"):
             return "expected a JSON object"
     return None
+
+
+def document(app: FastAPI, security_schemes: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document FastAPI generates from ``app``'s routes, with the service's
+    security schemes, and without the validation error body FastAPI assumes (each service
+    answers bad input with its own error body, which its routes declare)."""
+    if app.openapi_schema is None:
+        generated = FastAPI.openapi(app)
+        for methods in generated["paths"].values():
+            for operation in methods.values():
+                answer = operation["responses"].get("422", {})
+                if "HTTPValidationError" in repr(answer):
+                    del operation["responses"]["422"]
+        components = generated.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        components["securitySchemes"] = security_schemes
+        app.openapi_schema = generated
+    return app.openapi_schema
 
 
 class HeadAsGet:

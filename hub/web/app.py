@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from hub.web.errors import (
 )
 from hub.web.language import choose as choose_language
 from hub.web.stream import Streams, event_stream
-from runtime.api import BodyLimit, HeadAsGet, Refused
+from runtime.api import BodyLimit, HeadAsGet, Refused, document
 
 logger = logging.getLogger(__name__)
 
@@ -198,22 +197,9 @@ SECURITY_SCHEMES = {
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The document FastAPI generates from the routes, with the hub's security schemes and
-    without the validation error body FastAPI assumes (the hub answers its own)."""
-    if app.openapi_schema is None:
-        document = FastAPI.openapi(app)
-        for methods in document["paths"].values():
-            for operation in methods.values():
-                answer = operation["responses"].get("422", {})
-                if "HTTPValidationError" in json.dumps(answer):
-                    del operation["responses"]["422"]
-        schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for name in ("HTTPValidationError", "ValidationError"):
-            schemas.pop(name, None)
-        document["components"]["securitySchemes"] = SECURITY_SCHEMES
-        document["paths"] = dict(sorted(document["paths"].items()))
-        app.openapi_schema = document
-    return app.openapi_schema
+    generated = document(app, SECURITY_SCHEMES)
+    generated["paths"] = dict(sorted(generated["paths"].items()))
+    return generated
 
 
 _DOC_OF: dict[str, dict[str, Any]] = {
