@@ -12,6 +12,10 @@ this checkout's ``bench/`` is laid over them, so both sides run the same benchma
   reads the whole feed from both, page by page and alternating which goes first, so a busy
   moment of a shared machine falls on both sides alike; every page must be byte for byte the
   same from both. The time of each request, body read in full, is summed per side.
+- ``api``: two ``pintu hub serve`` processes, the earlier code's and this checkout's, each
+  with its own broker and store and an admin logged in; the requests of
+  ``bench.api_latency`` (a static file as the baseline, then the API's routes) go to both
+  in turn, alternating which side goes first, and each is timed to its body read in full.
 - ``run NAME ARGS``: ``python -m bench.NAME ARGS`` over the earlier code, then over this
   checkout's, one after the other (for figures a busy machine does not sway, as memory).
 """
@@ -189,6 +193,126 @@ def feed_report(figures: FeedFigures, revision: str, command: str) -> str:
     )
 
 
+class ServedHub:
+    """``pintu hub serve`` from ``tree`` with its own broker and store, an admin logged in."""
+
+    def __init__(self, tree: Path, work: Path, stack: contextlib.ExitStack) -> None:
+        from bench.api_latency import FACILITY, PASSWORD
+        from provisioning.mosquitto import Mosquitto
+
+        work.mkdir()
+        broker = stack.enter_context(Mosquitto(work / "broker"))
+        port = free_port()
+        config = work / "hub.toml"
+        config.write_text(
+            f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nclient_id = "bench-hub"\n\n'
+            f'[store]\nbackend = "sqlite"\npath = "{work / "hub.db"}"\n\n'
+            f'[web]\nport = {port}\nsecret_key_file = "{work / "web-secret"}"\n\n'
+            "[homeassistant]\nenabled = false\n\n"
+            f'[[facilities]]\nid = "{FACILITY}"\nname = "Benchmark"\ncapacity = 1000\n',
+            encoding="utf-8",
+        )
+        (work / "password").write_text(PASSWORD, encoding="utf-8")
+        pintu = [sys.executable, "-m", "pintu"]
+        subprocess.run(
+            [*pintu, "hub", "add-user", "--config", str(config), "--username", "admin",
+             "--role", "admin", "--password-file", str(work / "password")],
+            cwd=tree, env=_env(tree), check=True, capture_output=True,
+        )  # fmt: skip
+        self.process = subprocess.Popen(
+            [*pintu, "hub", "serve", "--config", str(config)],
+            cwd=tree,
+            env=_env(tree),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        stack.callback(self.stop)
+        self.client = stack.enter_context(
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the hub from {tree} exited")
+            try:
+                token = self.client.get("/api/v1/session").json()["csrf_token"]
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the hub did not start") from None
+                time.sleep(0.05)  # waiting for "it answers", with a deadline
+        answer = self.client.post(
+            "/api/v1/session",
+            json={"username": "admin", "password": PASSWORD},
+            headers={"X-CSRF-Token": token},
+        )
+        answer.raise_for_status()
+        self.token: str = answer.json()["csrf_token"]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def compare_api(revision: str, rounds: int) -> dict[str, dict[str, list[float]]]:
+    """Each request's times (ms) from both sides, rows in the order of bench.api_latency."""
+    from bench.api_latency import WARMUP, rows
+
+    with contextlib.ExitStack() as stack:
+        tree = stack.enter_context(earlier_tree(revision))
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pintu-bench-")))
+        hubs = {
+            "before": ServedHub(tree, work / "before", stack),
+            "after": ServedHub(ROOT, work / "after", stack),
+        }
+        tables = {side: rows(hub.client, hub.token) for side, hub in hubs.items()}
+        names = [name for name, _ in tables["after"]]
+        times: dict[str, dict[str, list[float]]] = {
+            side: {name: [] for name in names} for side in hubs
+        }
+        for round_ in range(WARMUP + rounds):
+            for index, name in enumerate(names):
+                order = ["before", "after"] if (round_ + index) % 2 == 0 else ["after", "before"]
+                for side in order:
+                    send = tables[side][index][1]
+                    started = time.perf_counter()
+                    response = send()
+                    elapsed = (time.perf_counter() - started) * 1000
+                    if response.status_code >= 500:
+                        raise RuntimeError(f"{side} {name}: {response.status_code}")
+                    if round_ >= WARMUP:
+                        times[side][name].append(elapsed)
+    return times
+
+
+def api_report(times: dict[str, dict[str, list[float]]], revision: str, command: str) -> str:
+    from bench.api_latency import pct
+
+    lines = [
+        f"Command: `{command}`",
+        "",
+        f"{len(next(iter(times['after'].values())))} requests a row from each side, the two "
+        "sides in turn. Times in ms, to the body read in full.",
+        "",
+        f"| request | before ({revision}) p50 | after p50 | before p95 | after p95 "
+        "| after / before (p50) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, before in times["before"].items():
+        after = times["after"][name]
+        b50, a50 = statistics.median(before), statistics.median(after)
+        lines.append(
+            f"| {name} | {b50:.2f} | {a50:.2f} | {pct(before, 95):.2f} | {pct(after, 95):.2f} "
+            f"| {a50 / b50:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
     parser.add_argument("--before", required=True, help="the earlier commit (any git revision)")
@@ -198,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     feed.add_argument("--page-size", type=int, default=10_000, help="feed page size (10000)")
     feed.add_argument("--rounds", type=int, default=5, help="whole-feed reads a side (5)")
     feed.add_argument("--seed", type=int, default=2021, help="random seed")
+    api = sub.add_parser("api", help="the hub's API latency, both sides interleaved")
+    api.add_argument("--rounds", type=int, default=300, help="requests a row a side (300)")
     run = sub.add_parser("run", help="a benchmark over the earlier code, then this checkout's")
     run.add_argument("name", help="the benchmark module in bench/, e.g. service_memory")
     run.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
@@ -213,6 +339,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.rounds != 5:
             shown += f" --rounds {args.rounds}"
         print(feed_report(figures, args.before, shown))
+        return 0
+    if args.what == "api":
+        if args.rounds < 1:
+            parser.error("--rounds must be positive")
+        shown = f"python -m bench.compare --before {args.before} api"
+        if args.rounds != 300:
+            shown += f" --rounds {args.rounds}"
+        print(api_report(compare_api(args.before, args.rounds), args.before, shown))
         return 0
     with earlier_tree(args.before) as tree:
         command = [sys.executable, "-m", f"bench.{args.name}", *args.args]

@@ -1,8 +1,8 @@
 """The HTTP API's bodies, as strict models: what a request may hold and what a response holds.
 
 Requests refuse unknown fields, so a misspelt field is an error, not a silent default.
-The same models write the OpenAPI document (``registry.openapi``), so the document and the
-validation cannot disagree.
+The routes (``registry.app``) generate the OpenAPI document from the same models, so the
+document and the validation cannot disagree.
 """
 
 from __future__ import annotations

@@ -10,9 +10,11 @@ import hashlib
 import hmac
 import logging
 from pathlib import Path
+from typing import Any
 
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -33,9 +35,16 @@ from hub.service import Hub
 from hub.web import pages
 from hub.web.context import WebContext, context_of
 from hub.web.desk import Desk
-from hub.web.errors import ApiError, api_error_handler, error_response
+from hub.web.errors import (
+    ApiError,
+    api_error_handler,
+    error_response,
+    refused_handler,
+    validation_handler,
+)
 from hub.web.language import choose as choose_language
 from hub.web.stream import Streams, event_stream
+from runtime.api import BodyLimit, HeadAsGet, Refused, document
 from runtime.throttle import LoginThrottle
 
 logger = logging.getLogger(__name__)
@@ -76,49 +85,6 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-class BodyLimit:
-    """Refuses a request body larger than ``limit`` bytes while it streams in.
-
-    A declared ``Content-Length`` over the limit is answered 413 before anything is read;
-    a chunked body is counted as the app reads it, and the read that crosses the limit
-    raises a 413 instead of handing the app more. Nothing ever holds more than the limit.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            logger.warning(
-                "refused a request body of %s bytes from %s",
-                declared.decode("latin-1"),
-                (scope.get("client") or ("?",))[0],
-            )
-            response = error_response(
-                413, "too_large", f"The request body is larger than {self.limit} bytes."
-            )
-            await response(scope, receive, send)
-            return
-        received = 0
-
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    logger.warning("refused a streamed request body over %d bytes", self.limit)
-                    raise HTTPException(413, f"The request body is larger than {self.limit} bytes.")
-            return message
-
-        await self.app(scope, counted, send)
 
 
 def static_version() -> str:
@@ -208,6 +174,57 @@ def make_templates() -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
+def _too_large(limit: int) -> Response:
+    return error_response(413, "too_large", f"The request body is larger than {limit} bytes.")
+
+
+def _version() -> str:
+    from runtime.version import __version__
+
+    return __version__
+
+
+API_DESCRIPTION = (
+    "The facility hub's API. Log in with `POST /api/v1/session` (after "
+    "`GET /api/v1/session` gives the CSRF token), then send the session cookie, and "
+    "the CSRF token in `X-CSRF-Token` with every request that changes something. "
+    'Errors are JSON: `{"error": code, "detail": sentence or list of {field, message}}`.'
+)
+SECURITY_SCHEMES = {
+    "session": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE},
+    "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
+    "metricsToken": {"type": "http", "scheme": "bearer"},
+}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    generated = document(app, SECURITY_SCHEMES)
+    generated["paths"] = dict(sorted(generated["paths"].items()))
+    return generated
+
+
+_DOC_OF: dict[str, dict[str, Any]] = {
+    "/events/stream": {
+        "summary": "Live updates (Server-Sent Events)",
+        "tags": ["live"],
+        "operation_id": "event_stream",
+        "response_class": Response,
+    },
+    "/metrics": {
+        "summary": "Prometheus metrics",
+        "tags": ["meta"],
+        "operation_id": "metrics",
+        "response_class": Response,
+    },
+    "/healthz": {
+        "summary": "Whether the hub is running and connected",
+        "tags": ["meta"],
+        "operation_id": "health",
+        "response_class": JSONResponse,
+    },
+}
+
+
 def create_app(
     hub: Hub,
     *,
@@ -215,7 +232,7 @@ def create_app(
     registry: RegistryClient | None = None,
     metrics_token: str | None = None,
     throttle: LoginThrottle | None = None,
-) -> Starlette:
+) -> FastAPI:
     """The web app for ``hub`` (which must be started, on the loop the app will run on)."""
     web = hub.config.web
     if not web.cookies_secure():
@@ -230,7 +247,7 @@ def create_app(
         )
     accounts = Accounts(hub.store, session_max_age_s=web.session_max_age_s, throttle=throttle)
     desk = Desk(hub, registry, command_timeout_s=web.command_timeout_s)
-    routes = [
+    page_routes = [
         Route("/", pages.home, methods=["GET"]),
         Route("/login", pages.login_page, methods=["GET"]),
         Route("/login", pages.login_submit, methods=["POST"]),
@@ -238,15 +255,12 @@ def create_app(
         Route("/facilities/{facility_id}", pages.dashboard, methods=["GET"]),
         Route("/facilities/{facility_id}/counts.csv", pages.counts_csv, methods=["GET"]),
         Route("/language", choose_language, methods=["GET"]),
-        Route("/events/stream", event_stream, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/healthz", health, methods=["GET"]),
-        *api.routes(),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     middleware = [
         Middleware(SecurityHeaders),
-        Middleware(BodyLimit, limit=web.max_body_bytes),
+        Middleware(HeadAsGet),
+        Middleware(BodyLimit, limit=web.max_body_bytes, refuse=_too_large),
         Middleware(
             SessionMiddleware,
             secret_key=secret_key,
@@ -256,18 +270,85 @@ def create_app(
             https_only=web.cookies_secure(),
         ),
     ]
-    app = Starlette(
-        routes=routes,
+    app = FastAPI(
+        title="Pintu facility hub",
+        version=_version(),
+        description=API_DESCRIPTION,
+        openapi_url=None,  # served by the API's own route, which the document lists
+        docs_url=None,
+        redoc_url=None,
         middleware=middleware,
+        # FastAPI's own OpenTelemetry hooks stay off: the hub has its Prometheus metrics.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         exception_handlers={
             ApiError: api_error_handler,
+            Refused: refused_handler,
+            RequestValidationError: validation_handler,
             HTTPException: http_error,
             Exception: server_error,
         },
     )
+    # The API first: a request is matched against the routes in turn.
+    app.router.routes.extend(api.routes())
+    for path, endpoint, doc in _OTHER_ROUTES:
+        app.add_api_route(path, endpoint, methods=["GET"], openapi_extra=doc, **_DOC_OF[path])
+    app.router.routes.extend(page_routes)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.ctx = WebContext(
         hub=hub, accounts=accounts, desk=desk, streams=Streams(), metrics_token=metrics_token
     )
     app.state.templates = make_templates()
     app.state.static_version = static_version()
     return app
+
+
+_OTHER_ROUTES: list[tuple[str, Any, dict[str, Any]]] = [
+    (
+        "/events/stream",
+        event_stream,
+        {
+            "x-pintu-role": "viewer",
+            "description": "Events named occupancy, event, alert, node (JSON data), resync "
+            "(messages were dropped: read everything again) and logout. Needs the viewer role.",
+            "security": [{"session": []}],
+            "parameters": [
+                {
+                    "name": "facility",
+                    "in": "query",
+                    "required": False,
+                    "description": "The facility (default: the first in hub.toml).",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "responses": {
+                "200": {"description": "The stream", "content": {"text/event-stream": {}}},
+                "401": {"description": "Not logged in"},
+                "404": {"description": "Unknown facility"},
+            },
+        },
+    ),
+    (
+        "/metrics",
+        metrics,
+        {
+            "description": "The text exposition format. Open, unless web.metrics_token_file "
+            "is set: then it needs that token as a bearer token.",
+            "security": [{}, {"metricsToken": []}],
+            "responses": {
+                "200": {"description": "Metrics", "content": {"text/plain": {}}},
+                "401": {"description": "The bearer token is missing or wrong"},
+            },
+        },
+    ),
+    (
+        "/healthz",
+        health,
+        {
+            "security": [],
+            "responses": {
+                "200": {"description": "Healthy", "content": {"application/json": {}}},
+                "503": {"description": "Not healthy", "content": {"application/json": {}}},
+            },
+        },
+    ),
+]

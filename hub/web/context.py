@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection, Request
 
@@ -36,22 +36,15 @@ def context_of(conn: HTTPConnection) -> WebContext:
 
 @dataclass
 class Call:
-    """One API request, checked and parsed: who asks, and the parameters and body."""
+    """One API request past its gate: who asks, and the web services to answer with."""
 
     request: Request
     ctx: WebContext
     staff: Staff | None
-    path: dict[str, Any]
-    query: dict[str, Any]
-    body: Any
 
     @property
     def hub(self) -> Hub:
         return self.ctx.hub
-
-    @property
-    def facility_id(self) -> str:
-        return str(self.path["facility_id"])
 
     @property
     def user(self) -> str:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pydantic import ValidationError
+from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+from runtime.api import Refused, body_unreadable, problems, where
 
 logger = logging.getLogger(__name__)
 
@@ -32,16 +34,6 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def field_errors(err: ValidationError, prefix: str = "") -> list[dict[str, str]]:
-    """Each problem of a pydantic validation, with the field it is about."""
-    problems = []
-    for item in err.errors():
-        field = ".".join(str(p) for p in item["loc"]) or "body"
-        message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
-        problems.append({"field": f"{prefix}{field}", "message": message})
-    return problems
-
-
 def error_response(
     status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -53,3 +45,31 @@ async def api_error_handler(request: Request, exc: Exception) -> Response:
     if exc.status >= 500:
         logger.warning("%s %s: %s", request.method, request.url.path, exc)
     return error_response(exc.status, exc.error, exc.detail, exc.headers)
+
+
+async def refused_handler(request: Request, exc: Exception) -> Response:
+    """A request refused by a check before its handler (``runtime.api``)."""
+    assert isinstance(exc, Refused)  # noqa: S101 - registered for Refused only
+    return error_response(exc.status, exc.code, exc.sentence or exc.problems)
+
+
+async def validation_handler(request: Request, exc: Exception) -> Response:
+    """FastAPI's validation of the parameters and the body, in the hub's error body.
+
+    A body that is not a JSON object is 400 bad_json; a parameter that is malformed,
+    400 bad_request; a path that names nothing (``/alerts/x/ack``), 404; a body that does
+    not follow its schema, 422 invalid with each field named.
+    """
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
+    unreadable = body_unreadable(exc)
+    if unreadable is not None:
+        return error_response(400, "bad_json", [{"field": "body", "message": unreadable}])
+    found = [{"field": p["field"], "message": p["message"]} for p in problems(exc)]
+    place = where(exc)
+    if place == "path":  # e.g. /alerts/0/ack: no alert has that id
+        first = exc.errors()[0]
+        name = str(first["loc"][-1]).removesuffix("_id")
+        return error_response(404, "not_found", f"No {name} {first.get('input')}.")
+    if place == "body":
+        return error_response(422, "invalid", found)
+    return error_response(400, "bad_request", found)

@@ -1,28 +1,30 @@
 """The API's routes for the registry link: sync now, the sync's state, tracing.
 
-Declared as ``Operation``s like every other route (``hub.api`` lists them with its own), so
-they are in the OpenAPI document and checked the same way: login, role, CSRF, parameters.
+Declared like every other route (``hub.api`` serves them with its own), so they are in the
+OpenAPI document and checked the same way: login, role, CSRF, parameters.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import ConfigDict, Field
 from starlette.responses import Response
 
 from hub.registry_records import rfc3339
 from hub.tracing import trace
-from hub.web.context import Call
 from hub.web.errors import ApiError
-from hub.web.openapi import Operation, Param, parse_choice, parse_time
+from hub.web.routing import CallDep, FacilityId, Routes
 from hub.web.schemas import Output, Time
 from protocol.events import utcnow
+from protocol.ids import SUBJECT_PATTERN
+from runtime.api import Refused, TimeQuery
 
-_SUBJECT = re.compile(r"^[0-9a-f]{24}$")
+SUBJECT = SUBJECT_PATTERN
+api = Routes()
 
 
 class SyncOut(Output):
@@ -102,7 +104,19 @@ class TraceOut(Output):
     contacts: list[ContactOut] = Field(description="Longest total overlap first.")
 
 
-async def sync_now(call: Call) -> dict[str, Any]:
+@api.route(
+    "POST",
+    "/sync",
+    summary="Sync with the registry now",
+    tag="registry",
+    role="admin",
+    response=SyncOut,
+    errors=(409, 503),
+    description="Reads the trust list and the status feed now (as the schedule does "
+    "every sync_interval_s) and publishes changed lists to the doors. 409 when no "
+    "http registry is configured, 503 when it cannot be reached.",
+)
+async def sync_now(call: CallDep) -> dict[str, Any]:
     link = call.hub.registry
     if link is None:
         # A setting, not an outage: retrying cannot help, so not a 503.
@@ -113,7 +127,17 @@ async def sync_now(call: Call) -> dict[str, Any]:
     return result.as_dict()
 
 
-async def sync_state(call: Call) -> dict[str, Any]:
+@api.route(
+    "GET",
+    "/sync",
+    summary="Where the sync with the registry stands",
+    tag="registry",
+    role="admin",
+    response=SyncStateOut,
+    description="The feed cursor, the trust list's ETag, when the registry last "
+    "confirmed the lists, the visits outbox and the visits it refused.",
+)
+async def sync_state(call: CallDep) -> dict[str, Any]:
     store = call.hub.store
     state = await asyncio.to_thread(store.sync_state)
     counts = await asyncio.to_thread(store.outbox_counts)
@@ -143,30 +167,52 @@ async def sync_state(call: Call) -> dict[str, Any]:
     }
 
 
-async def facility_tracing(call: Call) -> Any:
-    q = call.query
-    if "subject" not in q:
-        raise ApiError(
-            400, "bad_request", [{"field": "query.subject", "message": "a subject is needed"}]
-        )
+@api.route(
+    "GET",
+    "/facilities/{facility_id}/tracing",
+    summary="Where a subject was in the facility, and who was there at the same time",
+    tag="registry",
+    role="admin",
+    response=TraceOut,
+    description="Two visits overlap when each began before the other ended. "
+    "Contacts are ordered by total overlap, longest first. Only this hub's visits "
+    "of this facility are searched; the registry answers across facilities. "
+    "Audited with your name.",
+    extra={"responses": {"200": {"content": {"text/csv": {"schema": {"type": "string"}}}}}},
+)
+async def facility_tracing(
+    call: CallDep,
+    facility_id: FacilityId,
+    subject: Annotated[str, Query(pattern=SUBJECT, description="The subject id (24 hex digits).")],
+    from_: Annotated[
+        TimeQuery,
+        Query(
+            alias="from", description="Start (default: the tracing window, [retention] days, ago)."
+        ),
+    ] = None,
+    to: Annotated[TimeQuery, Query(description="End (default: now).")] = None,
+    format: Annotated[
+        Literal["json", "csv"], Query(description="json (default) or csv: one row per overlap.")
+    ] = "json",
+) -> Any:
     now = utcnow()
-    end = q.get("to") or now
-    start = q.get("from") or end - timedelta(days=call.hub.config.retention.days)
+    end = to or now
+    start = from_ or end - timedelta(days=call.hub.config.retention.days)
     if end <= start:
-        raise ApiError(400, "bad_request", [{"field": "query.to", "message": "must be after from"}])
-    facility = call.hub.settings(call.facility_id)
+        raise Refused(400, "bad_request", [{"field": "query.to", "message": "must be after from"}])
+    facility = call.hub.settings(facility_id)
     result = await asyncio.to_thread(
-        trace, call.hub.store, facility.id, facility.name, q["subject"], start, end
+        trace, call.hub.store, facility.id, facility.name, subject, start, end
     )
     await asyncio.to_thread(
         call.hub.store.audit,
         call.user,
         "tracing.query",
         facility_id=facility.id,
-        target=q["subject"],
+        target=subject,
         detail=f"{len(result.visits)} visits, {len(result.contacts)} contacts",
     )
-    if q.get("format") == "csv":
+    if format == "csv":
         name = f"trace-{facility.id}-{result.subject}.csv"
         return Response(
             result.to_csv(),
@@ -178,52 +224,3 @@ async def facility_tracing(call: Call) -> Any:
 
 def _time(value: Any) -> str | None:
     return rfc3339(value) if value is not None else None
-
-
-def _subject(text: str) -> str:
-    if not _SUBJECT.match(text):
-        raise ValueError("a subject id is 24 lower-case hex digits")
-    return text
-
-
-_FACILITY = Param(
-    "facility_id", "path", {"type": "string"}, "The facility's id, as in hub.toml.", required=True
-)
-_TIME = {"type": "string", "format": "date-time"}
-
-OPERATIONS: tuple[Operation, ...] = (
-    Operation("POST", "/api/v1/sync", sync_now, "Sync with the registry now", "registry", "admin",
-              response=SyncOut, errors=(409, 503),
-              description="Reads the trust list and the status feed now (as the schedule does "
-              "every sync_interval_s) and publishes changed lists to the doors. 409 when no "
-              "http registry is configured, 503 when it cannot be reached."),
-    Operation("GET", "/api/v1/sync", sync_state, "Where the sync with the registry stands",
-              "registry", "admin", response=SyncStateOut,
-              description="The feed cursor, the trust list's ETag, when the registry last "
-              "confirmed the lists, the visits outbox and the visits it refused."),
-    Operation("GET", "/api/v1/facilities/{facility_id}/tracing", facility_tracing,
-              "Where a subject was in the facility, and who was there at the same time",
-              "registry", "admin",
-              params=(_FACILITY,
-                      Param("subject", "query", {"type": "string", "pattern": "^[0-9a-f]{24}$"},
-                            "The subject id (24 hex digits).", required=True, parse=_subject),
-                      Param("from", "query", _TIME,
-                            "Start (default: the tracing window, [retention] days, ago).",
-                            parse=parse_time),
-                      Param("to", "query", _TIME, "End (default: now).", parse=parse_time),
-                      Param("format", "query", {"type": "string", "enum": ["json", "csv"],
-                                                 "default": "json"},
-                            "json (default) or csv: one row per overlap.",
-                            parse=parse_choice(("json", "csv")))),
-              response=TraceOut,
-              description="Two visits overlap when each began before the other ended. "
-              "Contacts are ordered by total overlap, longest first. Only this hub's visits "
-              "of this facility are searched; the registry answers across facilities. "
-              "Audited with your name.",
-              extra_responses={"200": {
-                  "description": "The trace",
-                  "content": {
-                      "application/json": {"schema": {"$ref": "#/components/schemas/TraceOut"}},
-                      "text/csv": {"schema": {"type": "string"}},
-                  }}}),
-)  # fmt: skip

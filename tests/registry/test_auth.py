@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from registry.app import operations
-from registry.openapi import Operation
+from registry.app import Operation, operations
 
 if TYPE_CHECKING:
     from conftest import World
