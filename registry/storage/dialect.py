@@ -1,0 +1,365 @@
+"""What differs between SQLite and PostgreSQL under the registry's store, and nothing else.
+
+The repositories beside this module write each statement once; this module holds the
+engines and transactions, and the few places where the two databases need different SQL:
+
+* **Transactions.** SQLite: one writer connection behind a lock, each write a ``BEGIN
+  IMMEDIATE`` transaction, reads on connections of their own that under WAL never wait for
+  it; ``synchronous = NORMAL`` and a 64 MiB writer page cache, as the registry always had.
+  PostgreSQL: several writers at once (registry processes, a CLI import beside the
+  service), each write one transaction, retried on a deadlock or a serialization failure;
+  a pooled connection the server closed is found by a ping on checkout and replaced.
+* **The feed's lock.** On PostgreSQL a write to the status feed takes an advisory lock
+  held until it commits, so a later cursor is never visible before an earlier one (a hub
+  that read up to ``n`` misses nothing that commits later); SQLite's single writer gives
+  that already.
+* **Upserts.** ``ON CONFLICT`` is spelled by each dialect's own ``insert``; the larger of
+  two values is ``max()`` on SQLite and ``GREATEST`` on PostgreSQL.
+* **Bulk import.** PostgreSQL takes new persons and feed entries with ``COPY``; SQLite
+  with ``executemany``.
+* **A consistent snapshot.** One read transaction on a connection of its own (``REPEATABLE
+  READ`` and a server-side cursor on PostgreSQL, so a million persons are streamed).
+
+A database error becomes ``StoreError``; what a method raises on purpose passes through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import Connection, Engine, Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import GenericFunction
+
+from registry.errors import StoreError
+from runtime.db import DatabaseError, migrate, open_engine
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# The newest revision in registry/migrations/versions (a test checks it is the head).
+HEAD = "0002"
+# The numbered migrations before Alembic: the revision each version's schema matches.
+_LEGACY_REVISIONS = {1: "0001"}
+
+_RETRIES = 5
+# Rows a server-side cursor brings over per round trip while a snapshot is read.
+_SNAPSHOT_ROWS = 10_000
+# Index pages of visits and the feed are written at random places: a larger cache than
+# SQLite's 2 MiB default keeps them from being re-read per batch.
+_WRITER_CACHE_KIB = 65_536
+
+Violation = Literal["unique", "foreign_key", "other"]
+
+
+class greatest(GenericFunction[Any]):
+    """The larger of its arguments: ``GREATEST`` on PostgreSQL, ``max()`` on SQLite."""
+
+    name = "greatest"
+    inherit_cache = True
+
+
+@compiles(greatest, "sqlite")
+def _greatest_sqlite(element: greatest, compiler: Any, **kw: Any) -> str:
+    return f"max({compiler.process(element.clauses, **kw)})"
+
+
+def violation(err: IntegrityError) -> Violation:
+    """Which kind of constraint a failed write broke."""
+    message = str(err.orig).lower()
+    if "unique" in message or "duplicate key" in message:
+        return "unique"
+    if "foreign key" in message:
+        return "foreign_key"
+    return "other"
+
+
+class Database:
+    """The engines of one store and the ways its repositories reach them."""
+
+    name: str
+    where: str
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    # What each dialect provides.
+
+    def _writing(self) -> contextlib.AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def _reading(self) -> contextlib.AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def snapshot(self) -> Connection:
+        """A connection in a read transaction of its own; the caller closes it."""
+        raise NotImplementedError
+
+    def lock_feed(self, conn: Connection) -> None:
+        """Hold the status feed's lock until ``conn``'s transaction ends."""
+
+    def insert(self, table: Table) -> Any:
+        """The dialect's ``INSERT`` of ``table``, which can say ``ON CONFLICT``."""
+        raise NotImplementedError
+
+    def bulk_insert(
+        self, conn: Connection, table: Table, columns: Sequence[str], rows: Any
+    ) -> None:
+        """Insert ``rows`` (tuples in the order of ``columns``), in their order."""
+        conn.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
+
+    def close(self) -> None:
+        self.closed = True
+
+    # What the repositories call.
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        return self._run("read the store", work, write=False)
+
+    def write(self, what: str, work: Callable[[Connection], T]) -> T:
+        return self._run(what, work, write=True)
+
+    def _run(self, what: str, work: Callable[[Connection], T], *, write: bool) -> T:
+        for attempt in range(1, _RETRIES + 1):
+            if self.closed:
+                raise StoreError("the store is closed")
+            try:
+                with self._writing() if write else self._reading() as conn:
+                    return work(conn)
+            except DBAPIError as err:
+                if write and attempt < _RETRIES and _worth_retrying(err):
+                    logger.info("%s: %s; trying again", what, err.orig)
+                    continue
+                raise StoreError(f"{self.where}: cannot {what}: {_reason(err)}") from err
+            except SQLAlchemyError as err:
+                raise StoreError(f"{self.where}: cannot {what}: {err}") from err
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def migrate(self, engine: Engine) -> None:
+        try:
+            if migrate(
+                engine,
+                MIGRATIONS_DIR,
+                HEAD,
+                legacy=_legacy_revision,
+                lock_name="pintu-registry",
+            ):
+                logger.info("%s: the schema is now at revision %s", self.where, HEAD)
+        except DatabaseError as err:
+            cause = err.__cause__
+            if isinstance(cause, DBAPIError) and _unreachable(cause):
+                raise StoreError(f"{self.where}: {_reason(cause)}") from err
+            raise StoreError(f"{self.where}: {err}") from err
+
+
+def _legacy_revision(conn: Connection) -> str | None:
+    """The revision a database made by the numbered migrations matches; their table goes."""
+    if not conn.dialect.has_table(conn, "schema_migrations"):
+        return None
+    newest = conn.execute(text("SELECT MAX(version) FROM schema_migrations")).scalar() or 0
+    if newest not in _LEGACY_REVISIONS:
+        raise DatabaseError(
+            f"the database has schema version {newest}, newer than this registry knows "
+            f"({max(_LEGACY_REVISIONS)}); upgrade the registry"
+        )
+    conn.execute(text("DROP TABLE schema_migrations"))
+    return _LEGACY_REVISIONS[newest]
+
+
+def _worth_retrying(err: DBAPIError) -> bool:
+    state = getattr(err.orig, "sqlstate", None)
+    # deadlock_detected, serialization_failure; or the connection dropped before it began.
+    return state in ("40P01", "40001") or bool(err.connection_invalidated)
+
+
+def _unreachable(err: DBAPIError) -> bool:
+    return "connect" in str(err.orig).lower()
+
+
+def _reason(err: DBAPIError) -> str:
+    lines = str(err.orig).strip().splitlines()
+    return lines[0] if lines else type(err.orig).__name__
+
+
+class SqliteDatabase(Database):
+    """One file; one writer connection behind a lock, readers in autocommit."""
+
+    name = "sqlite"
+
+    def __init__(self, path: Path, busy_timeout_s: float = 10.0) -> None:
+        super().__init__()
+        self.path = path
+        self.where = str(path)
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # People's statuses and names: readable by the registry's user only, whatever
+            # the umask of whoever runs it by hand (SQLite gives the -wal and -shm files the
+            # database file's mode).
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            self._writer = open_engine(path, pool_size=1)
+            # Reads take no lock: runtime.db starts no transaction in AUTOCOMMIT.
+            self._reader = open_engine(
+                path,
+                pool_size=4,
+                isolation_level="AUTOCOMMIT",
+                execution_options={"isolation_level": "AUTOCOMMIT"},
+            )
+        except (OSError, DatabaseError) as err:
+            raise StoreError(f"{path}: cannot open the registry database: {err}") from err
+        busy_ms = int(busy_timeout_s * 1000)
+        _pragmas(self._writer, busy_ms, f"PRAGMA cache_size = -{_WRITER_CACHE_KIB}")
+        _pragmas(self._reader, busy_ms)
+        try:
+            with self._lock:
+                self.migrate(self._writer)
+        except BaseException:
+            self.close()
+            raise
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self._lock, self._writer.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self._reader.connect() as conn:
+            yield conn
+
+    def snapshot(self) -> Connection:
+        conn = self._reader.connect()
+        try:
+            conn.exec_driver_sql("BEGIN")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def insert(self, table: Table) -> Any:
+        return sqlite.insert(table)
+
+    def close(self) -> None:
+        super().close()
+        for engine in ("_reader", "_writer"):
+            if hasattr(self, engine):
+                getattr(self, engine).dispose()
+
+
+def _pragmas(engine: Engine, busy_ms: int, *more: str) -> None:
+    # After runtime.db's own: the registry keeps synchronous = NORMAL (a visit batch a hub
+    # pushed again after a power cut is stored once; nothing is acked to a door from here).
+    @event.listens_for(engine, "connect")
+    def _prepare(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            for statement in more:
+                cursor.execute(statement)
+        finally:
+            cursor.close()
+
+
+class PgDatabase(Database):
+    """A PostgreSQL database (or one schema of it, by the DSN's ``search_path``)."""
+
+    name = "postgresql"
+
+    def __init__(self, dsn: str, *, pool_size: int = 4) -> None:
+        super().__init__()
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            params = conninfo_to_dict(dsn)
+        except ProgrammingError as err:
+            raise StoreError(f"the store's dsn is not a valid connection string: {err}") from err
+        host = params.get("host", "localhost")
+        dbname = params.get("dbname", params.get("user", ""))
+        self.where = f"{host}:{params.get('port', 5432)}/{dbname}"
+        try:
+            self._engine = open_engine(
+                dsn, pool_size=pool_size, application_name="pintu-registry", pool_pre_ping=True
+            )
+        except DatabaseError as err:
+            raise StoreError(f"{self.where}: {err}") from err
+        self._reads = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            self.migrate(self._engine)
+        except StoreError as err:
+            self.close()
+            if "connect" in str(err).lower() and "cannot connect" not in str(err):
+                raise StoreError(
+                    f"cannot connect to PostgreSQL at {self.where}: {err}"
+                ) from err.__cause__
+            raise
+        except BaseException:
+            self.close()
+            raise
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self._engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self._reads.connect() as conn:
+            yield conn
+
+    def snapshot(self) -> Connection:
+        conn = self._engine.connect().execution_options(
+            isolation_level="REPEATABLE READ",
+            postgresql_readonly=True,
+            stream_results=True,
+            max_row_buffer=_SNAPSHOT_ROWS,
+            yield_per=_SNAPSHOT_ROWS,
+        )
+        try:
+            conn.begin()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def lock_feed(self, conn: Connection) -> None:
+        conn.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(hashtext('pintu-registry-feed:' || current_schema()))"
+            )
+        )
+
+    def insert(self, table: Table) -> Any:
+        return postgresql.insert(table)
+
+    def bulk_insert(
+        self, conn: Connection, table: Table, columns: Sequence[str], rows: Any
+    ) -> None:
+        # COPY: a first import of a million persons is mostly new rows. It takes the rows in
+        # order, so the feed's cursors follow the batch's.
+        raw = conn.connection.driver_connection
+        assert raw is not None  # noqa: S101 - a checked-out connection has one
+        with (
+            raw.cursor() as cur,
+            cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+
+    def close(self) -> None:
+        super().close()
+        if hasattr(self, "_engine"):
+            self._engine.dispose()
