@@ -65,7 +65,7 @@ class Accounts:
         self._db.write("set a password", work)
 
     def get_account(self, username: str) -> Account | None:
-        row = self._db.read(lambda conn: conn.execute(_GET_ACCOUNT, {"username": username}).first())
+        row = self._db.fetch_one(_GET_ACCOUNT, {"username": username})
         return None if row is None else Account(row[0], row[1], row[2], row[3])
 
     def add_token(self, token: Token) -> None:
@@ -74,9 +74,7 @@ class Accounts:
         )
 
     def get_token(self, token_hash: str) -> Token | None:
-        row = self._db.read(
-            lambda conn: conn.execute(_GET_TOKEN, {"token_hash": token_hash}).first()
-        )
+        row = self._db.fetch_one(_GET_TOKEN, {"token_hash": token_hash})
         return None if row is None else Token(*row)
 
     def delete_token(self, token_hash: str) -> None:

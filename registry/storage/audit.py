@@ -31,7 +31,7 @@ class Audit:
         self._db.write("write the audit trail", lambda conn: conn.execute(audit.insert(), values))
 
     def audit_entries(self) -> list[tuple[int, str, str, str, str]]:
-        rows = self._db.read(lambda conn: conn.execute(_ENTRIES).all())
+        rows = self._db.fetch(_ENTRIES)
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     def scrub_audit(self, before: int, actions: Sequence[str]) -> int:

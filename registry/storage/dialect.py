@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -35,7 +36,7 @@ from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
 
@@ -75,9 +76,9 @@ def _greatest_sqlite(element: greatest, compiler: Any, **kw: Any) -> str:
     return f"max({compiler.process(element.clauses, **kw)})"
 
 
-def violation(err: IntegrityError) -> Violation:
+def violation(err: Exception) -> Violation:
     """Which kind of constraint a failed write broke."""
-    message = str(err.orig).lower()
+    message = str(getattr(err, "orig", err)).lower()
     if "unique" in message or "duplicate key" in message:
         return "unique"
     if "foreign key" in message:
@@ -85,14 +86,85 @@ def violation(err: IntegrityError) -> Violation:
     return "other"
 
 
+class Compiled:
+    """A statement compiled once for one dialect: its SQL text, and how a dict of values
+    becomes the driver's parameters. Reads and the visit intake run it on the driver's
+    own cursor; SQLAlchemy's execution path cost more than the SQL itself there (the
+    feed's pages, a token looked up per request, a hub's batch of visits)."""
+
+    def __init__(self, statement: Any, dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql: str = compiled.string
+        self.defaults: dict[str, Any] = {
+            name: value for name, value in compiled.params.items() if value is not None
+        }
+        self.positions: list[str] | None = compiled.positiontup
+
+    def args(self, values: dict[str, Any]) -> Any:
+        merged = {**self.defaults, **values} if self.defaults else values
+        if self.positions is None:
+            return merged
+        return tuple(merged[name] for name in self.positions)
+
+
 class Database:
     """The engines of one store and the ways its repositories reach them."""
 
     name: str
     where: str
+    # The driver's own errors, met where a statement runs on its cursor.
+    driver_error: type[Exception]
 
     def __init__(self) -> None:
         self.closed = False
+        self._compiled: dict[int, Compiled] = {}
+        self._compiling = threading.Lock()
+
+    def compiled(self, statement: Any) -> Compiled:
+        """``statement`` (a module-level constant) compiled for this database, once."""
+        found = self._compiled.get(id(statement))
+        if found is None:
+            with self._compiling:
+                found = self._compiled.setdefault(
+                    id(statement), Compiled(statement, self._dialect())
+                )
+        return found
+
+    def _dialect(self) -> Any:
+        raise NotImplementedError
+
+    def _raw_read(self) -> contextlib.AbstractContextManager[Any]:
+        """A driver connection (not in a transaction) for one read."""
+        raise NotImplementedError
+
+    def fetch(self, statement: Any, values: dict[str, Any] | None = None) -> list[Row]:
+        """The rows of ``statement`` (a constant) with ``values``, as plain tuples."""
+        compiled = self.compiled(statement)
+        if self.closed:
+            raise StoreError("the store is closed")
+        try:
+            with self._raw_read() as raw:
+                cursor = raw.cursor()
+                try:
+                    cursor.execute(compiled.sql, compiled.args(values or {}))
+                    return list(cursor.fetchall())
+                finally:
+                    cursor.close()
+        except self.driver_error as err:
+            raise StoreError(f"{self.where}: cannot read the store: {err}") from err
+        except SQLAlchemyError as err:
+            raise StoreError(f"{self.where}: cannot read the store: {err}") from err
+
+    def fetch_one(self, statement: Any, values: dict[str, Any] | None = None) -> Row | None:
+        rows = self.fetch(statement, values)
+        return rows[0] if rows else None
+
+    def insert_returning(
+        self, conn: Connection, statement: Any, rows: list[dict[str, Any]]
+    ) -> list[Any]:
+        """Run ``statement``, an ``INSERT ... RETURNING`` of one column, for each of
+        ``rows`` in order, in ``conn``'s transaction; the values it returned."""
+        raise NotImplementedError
 
     # What each dialect provides.
 
@@ -143,6 +215,8 @@ class Database:
                     continue
                 raise StoreError(f"{self.where}: cannot {what}: {_reason(err)}") from err
             except SQLAlchemyError as err:
+                raise StoreError(f"{self.where}: cannot {what}: {err}") from err
+            except self.driver_error as err:
                 raise StoreError(f"{self.where}: cannot {what}: {err}") from err
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
@@ -196,10 +270,15 @@ class SqliteDatabase(Database):
     """One file; one writer connection behind a lock, readers in autocommit."""
 
     name = "sqlite"
+    driver_error = sqlite3.Error
 
     def __init__(self, path: Path, busy_timeout_s: float = 10.0) -> None:
         super().__init__()
         self.path = path
+        # Each thread keeps its reading connection, as a thread of the web server reads often.
+        self._local = threading.local()
+        self._raws: list[Any] = []
+        self._raws_lock = threading.Lock()
         self.where = str(path)
         self._lock = threading.Lock()
         try:
@@ -251,8 +330,40 @@ class SqliteDatabase(Database):
     def insert(self, table: Table) -> Any:
         return sqlite.insert(table)
 
+    def _dialect(self) -> Any:
+        return self._writer.dialect
+
+    @contextlib.contextmanager
+    def _raw_read(self) -> Iterator[Any]:
+        raw = getattr(self._local, "raw", None)
+        if raw is None:
+            raw = self._reader.raw_connection()
+            self._local.raw = raw
+            with self._raws_lock:
+                self._raws.append(raw)
+        yield raw.driver_connection
+
+    def insert_returning(
+        self, conn: Connection, statement: Any, rows: list[dict[str, Any]]
+    ) -> list[Any]:
+        compiled = self.compiled(statement)
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        returned = []
+        try:
+            for row in rows:
+                found = cursor.execute(compiled.sql, compiled.args(row)).fetchone()
+                if found is not None:
+                    returned.append(found[0])
+        finally:
+            cursor.close()
+        return returned
+
     def close(self) -> None:
         super().close()
+        with self._raws_lock:
+            raws, self._raws = self._raws, []
+        for raw in raws:
+            raw.close()
         for engine in ("_reader", "_writer"):
             if hasattr(self, engine):
                 getattr(self, engine).dispose()
@@ -280,7 +391,10 @@ class PgDatabase(Database):
 
     def __init__(self, dsn: str, *, pool_size: int = 4) -> None:
         super().__init__()
+        import psycopg
         from psycopg import ProgrammingError
+
+        self.driver_error = psycopg.Error
         from psycopg.conninfo import conninfo_to_dict
 
         try:
@@ -344,6 +458,31 @@ class PgDatabase(Database):
 
     def insert(self, table: Table) -> Any:
         return postgresql.insert(table)
+
+    def _dialect(self) -> Any:
+        return self._engine.dialect
+
+    @contextlib.contextmanager
+    def _raw_read(self) -> Iterator[Any]:
+        with self._reads.connect() as conn:
+            yield conn.connection.driver_connection
+
+    def insert_returning(
+        self, conn: Connection, statement: Any, rows: list[dict[str, Any]]
+    ) -> list[Any]:
+        # One pipeline of the statements: a round trip for the batch, not one a row.
+        compiled = self.compiled(statement)
+        raw = conn.connection.driver_connection
+        returned = []
+        with raw.cursor() as cursor:  # type: ignore[union-attr]
+            cursor.executemany(compiled.sql, [compiled.args(row) for row in rows], returning=True)
+            while True:
+                found = cursor.fetchone()
+                if found is not None:
+                    returned.append(found[0])
+                if not cursor.nextset():
+                    break
+        return returned
 
     def bulk_insert(
         self, conn: Connection, table: Table, columns: Sequence[str], rows: Any

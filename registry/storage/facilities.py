@@ -75,7 +75,7 @@ class Facilities:
         self._db.write("add a facility", work)
 
     def get_facility(self, facility_id: str) -> Facility | None:
-        row = self._db.read(lambda conn: conn.execute(_GET, {"id": facility_id}).first())
+        row = self._db.fetch_one(_GET, {"id": facility_id})
         return None if row is None else facility_from_row(row)
 
     def list_facilities(
@@ -140,15 +140,9 @@ class Facilities:
         self._db.write("add a door", work)
 
     def list_doors(self, facility_id: str) -> list[Door]:
-        rows = self._db.read(
-            lambda conn: conn.execute(_LIST_DOORS, {"facility_id": facility_id}).all()
-        )
+        rows = self._db.fetch(_LIST_DOORS, {"facility_id": facility_id})
         return [Door(*row) for row in rows]
 
     def get_door(self, facility_id: str, door_id: str) -> Door | None:
-        row = self._db.read(
-            lambda conn: conn.execute(
-                _GET_DOOR, {"facility_id": facility_id, "door_id": door_id}
-            ).first()
-        )
+        row = self._db.fetch_one(_GET_DOOR, {"facility_id": facility_id, "door_id": door_id})
         return None if row is None else Door(*row)

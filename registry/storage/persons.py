@@ -51,7 +51,7 @@ class Persons:
     _db: Database
 
     def get_person(self, subject: str) -> Person | None:
-        row = self._db.read(lambda conn: conn.execute(_GET, {"subject": subject}).first())
+        row = self._db.fetch_one(_GET, {"subject": subject})
         if row is None:
             return None
         return Person(row[0], row[1], Status.parse(row[2]), row[3], row[4], row[5])
@@ -89,16 +89,15 @@ class Persons:
         return plan.outcomes
 
     def changes_since(self, cursor: int, limit: int) -> list[StatusChange]:
-        rows = self._db.read(
-            lambda conn: conn.execute(_SINCE, {"cursor": cursor, "limit": limit}).all()
-        )
+        rows = self._db.fetch(_SINCE, {"cursor": cursor, "limit": limit})
         # A dict of the four labels, not Status[st.upper()]: this runs for every change a
         # fresh hub reads, a million of them.
         by_label = _STATUS_BY_LABEL
         return [StatusChange(c, s, by_label[st], d, t) for c, s, st, d, t in rows]
 
     def last_cursor(self) -> int:
-        return int(self._db.read(lambda conn: conn.execute(_LAST).scalar()) or 0)
+        row = self._db.fetch_one(_LAST)
+        return int(row[0] or 0) if row else 0
 
     def status_snapshot(self) -> tuple[int, Iterator[tuple[str, str, int]]]:
         # A connection of its own: the cursor and the rows come from one read transaction,

@@ -97,7 +97,7 @@ class Visits:
             }
             for v in sorted(batch, key=lambda v: v.visit_id)
         ]
-        inserted = set(conn.execute(insert, rows).scalars())
+        inserted = set(self._db.insert_returning(conn, insert, rows))
         skipped = [v.visit_id for v in batch if v.visit_id not in inserted]
         stored: dict[str, Visit] = {}
         for start in range(0, len(skipped), _CHUNK):
@@ -125,7 +125,7 @@ class Visits:
     def visits_of(self, subject: str, start: int, end: int) -> list[Visit]:
         # A subject has few visits in a window: the (subject, check_in) index gives them all.
         values = {"subject": subject, "start": start, "end": end}
-        rows = self._db.read(lambda conn: conn.execute(_OF_SUBJECT, values).all())
+        rows = self._db.fetch(_OF_SUBJECT, values)
         return [visit_from_row(row) for row in rows]
 
     def overlapping(
@@ -137,7 +137,7 @@ class Visits:
             "end": end,
             "exclude": exclude_subject,
         }
-        rows = self._db.read(lambda conn: conn.execute(_OVERLAPPING, values).all())
+        rows = self._db.fetch(_OVERLAPPING, values)
         return [visit_from_row(row) for row in rows]
 
     def purge_visits(self, before: int) -> int:
@@ -146,4 +146,5 @@ class Visits:
         )
 
     def count_visits(self) -> int:
-        return int(self._db.read(lambda conn: conn.execute(_COUNT).scalar()) or 0)
+        row = self._db.fetch_one(_COUNT)
+        return int(row[0]) if row else 0
