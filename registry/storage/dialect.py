@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import os
 import sqlite3
 import threading
@@ -99,12 +100,19 @@ class Compiled:
             name: value for name, value in compiled.params.items() if value is not None
         }
         self.positions: list[str] | None = compiled.positiontup
+        self._pick: Callable[[dict[str, Any]], tuple[Any, ...]] | None = None
+        if self.positions:
+            pick = operator.itemgetter(*self.positions)
+            if len(self.positions) == 1:
+                self._pick = lambda values: (pick(values),)
+            else:
+                self._pick = pick
 
     def args(self, values: dict[str, Any]) -> Any:
         merged = {**self.defaults, **values} if self.defaults else values
         if self.positions is None:
             return merged
-        return tuple(merged[name] for name in self.positions)
+        return self._pick(merged) if self._pick is not None else ()
 
 
 class Database:
@@ -186,10 +194,22 @@ class Database:
         raise NotImplementedError
 
     def bulk_insert(
-        self, conn: Connection, table: Table, columns: Sequence[str], rows: Any
+        self, conn: Connection, statement: Any, columns: Sequence[str], rows: Sequence[Row]
     ) -> None:
-        """Insert ``rows`` (tuples in the order of ``columns``), in their order."""
-        conn.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
+        """Insert ``rows`` in their order with ``statement``, an ``INSERT`` of ``columns``
+        (tuples in that order)."""
+        self.execute_many(conn, statement, [dict(zip(columns, r, strict=True)) for r in rows])
+
+    def execute_many(
+        self, conn: Connection, statement: Any, rows: Sequence[dict[str, Any]]
+    ) -> None:
+        """``statement`` once for each of ``rows``, on the driver's cursor of ``conn``."""
+        compiled = self.compiled(statement)
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(compiled.sql, [compiled.args(row) for row in rows])
+        finally:
+            cursor.close()
 
     def close(self) -> None:
         self.closed = True
@@ -343,6 +363,19 @@ class SqliteDatabase(Database):
                 self._raws.append(raw)
         yield raw.driver_connection
 
+    def bulk_insert(
+        self, conn: Connection, statement: Any, columns: Sequence[str], rows: Sequence[Row]
+    ) -> None:
+        compiled = self.compiled(statement)
+        if compiled.positions != list(columns):
+            super().bulk_insert(conn, statement, columns, rows)
+            return
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(compiled.sql, rows)
+        finally:
+            cursor.close()
+
     def insert_returning(
         self, conn: Connection, statement: Any, rows: list[dict[str, Any]]
     ) -> list[Any]:
@@ -485,8 +518,9 @@ class PgDatabase(Database):
         return returned
 
     def bulk_insert(
-        self, conn: Connection, table: Table, columns: Sequence[str], rows: Any
+        self, conn: Connection, statement: Any, columns: Sequence[str], rows: Sequence[Row]
     ) -> None:
+        table = statement.table
         # COPY: a first import of a million persons is mostly new rows. It takes the rows in
         # order, so the feed's cursors follow the batch's.
         raw = conn.connection.driver_connection

@@ -19,6 +19,8 @@ _CHUNK = 500
 
 _GET = select(persons).where(persons.c.subject == bindparam("subject"))
 _SOME = select(persons).where(persons.c.subject.in_(bindparam("subjects", expanding=True)))
+_NEW_PERSONS = persons.insert().values({c: bindparam(c) for c in _PERSON_COLUMNS})
+_NEW_CHANGES = status_changes.insert().values({c: bindparam(c) for c in _CHANGE_COLUMNS})
 _UPDATE = (
     persons.update()
     .where(persons.c.subject == bindparam("key"))
@@ -77,15 +79,15 @@ class Persons:
         plan = plan_persons(rows, state, at)
         created = [(s, *_values(state[s])) for s in sorted(plan.dirty - existed)]
         if created:
-            db.bulk_insert(conn, persons, _PERSON_COLUMNS, created)
+            db.bulk_insert(conn, _NEW_PERSONS, _PERSON_COLUMNS, created)
         updated = [
             dict(zip(("key", *_PERSON_COLUMNS[1:]), (s, *_values(state[s])), strict=True))
             for s in sorted(plan.dirty & existed)
         ]
         if updated:
-            conn.execute(_UPDATE, updated)
+            db.execute_many(conn, _UPDATE, updated)
         if plan.changes:
-            db.bulk_insert(conn, status_changes, _CHANGE_COLUMNS, plan.changes)
+            db.bulk_insert(conn, _NEW_CHANGES, _CHANGE_COLUMNS, plan.changes)
         return plan.outcomes
 
     def changes_since(self, cursor: int, limit: int) -> list[StatusChange]:
