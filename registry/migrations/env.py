@@ -1,6 +1,6 @@
 """Alembic's entry to the registry's migrations.
 
-The registry runs them itself when its store opens (``registry.storage.dialect.migrate``),
+The registry runs them itself when its store opens (``registry.storage.database``),
 on a connection it already holds; ``alembic -c registry/migrations/alembic.ini`` with
 ``-x url=...`` runs them by hand, or writes a new revision (see docs/registry.md).
 """

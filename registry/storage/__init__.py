@@ -14,7 +14,8 @@ from pathlib import Path
 
 from registry.storage.accounts import Accounts
 from registry.storage.audit import Audit
-from registry.storage.dialect import HEAD, Database, PgDatabase, SqliteDatabase
+from registry.storage.database import HEAD, Database
+from registry.storage.dialect import PgDatabase, SqliteDatabase
 from registry.storage.facilities import Facilities
 from registry.storage.persons import Persons
 from registry.storage.visits import Visits, _statements

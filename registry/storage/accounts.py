@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from registry.errors import AlreadyExists, NotFound
 from registry.records import Account, Token
 from registry.schema import accounts, tokens
-from registry.storage.dialect import Database
+from registry.storage.database import Database
 
 _GET_ACCOUNT = select(accounts).where(accounts.c.username == bindparam("username"))
 _SET_PASSWORD = (

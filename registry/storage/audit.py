@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import bindparam, select
 
 from registry.schema import audit
-from registry.storage.dialect import Database
+from registry.storage.database import Database
 
 _ENTRIES = select(
     audit.c.at, audit.c.actor, audit.c.action, audit.c.target, audit.c.detail

@@ -10,7 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from registry.errors import AlreadyExists, Conflict, NotFound
 from registry.records import Door, Facility, FacilityState, facility_from_row
 from registry.schema import doors, facilities
-from registry.storage.dialect import Database, violation
+from registry.storage.database import Database
+from registry.storage.dialect import violation
 
 # In the order facility_from_row reads them.
 _FACILITY_COLUMNS = [

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, bindparam, func, select
 from protocol.status import Status
 from registry.records import Outcome, Person, PersonRow, PersonState, StatusChange, plan_persons
 from registry.schema import persons, status_changes
-from registry.storage.dialect import Database
+from registry.storage.database import Database
 
 _STATUS_BY_LABEL = {status.label: status for status in Status}  # the text the store keeps
 _PERSON_COLUMNS = ("subject", "name", "status", "doses", "changed_at", "created_at")

@@ -10,7 +10,8 @@ from sqlalchemy import Connection, bindparam, func, select
 from registry.errors import Conflict
 from registry.records import Visit, VisitIntake, visit_from_row
 from registry.schema import visit_bounds, visits
-from registry.storage.dialect import Database, greatest
+from registry.storage.database import Database
+from registry.storage.dialect import greatest
 
 # Stay far below SQLite's 32,766 host parameters for IN lists.
 _CHUNK = 500
@@ -54,13 +55,9 @@ _COUNT = select(func.count()).select_from(visits)
 
 
 def _statements(db: Database) -> tuple[Any, Any]:
-    """The batch's insert, which skips what is stored and says what it stored, and the
+    """The batch's insert, which skips a visit id already stored, and the
     raise of a facility's longest visit: each in the dialect's own ``ON CONFLICT``."""
-    insert = (
-        db.insert(visits)
-        .on_conflict_do_nothing(index_elements=["facility_id", "visit_id"])
-        .returning(visits.c.visit_id)
-    )
+    insert = db.insert(visits).on_conflict_do_nothing(index_elements=["facility_id", "visit_id"])
     bound = db.insert(visit_bounds)
     bound = bound.on_conflict_do_update(
         index_elements=["facility_id"],
@@ -97,7 +94,8 @@ class Visits:
             }
             for v in sorted(batch, key=lambda v: v.visit_id)
         ]
-        inserted = set(self._db.insert_returning(conn, insert, rows))
+        went_in = self._db.inserted(conn, insert, rows)
+        inserted = {row["visit_id"] for row, new in zip(rows, went_in, strict=True) if new}
         skipped = [v.visit_id for v in batch if v.visit_id not in inserted]
         stored: dict[str, Visit] = {}
         for start in range(0, len(skipped), _CHUNK):

@@ -25,7 +25,7 @@ from protocol.status import Status
 from registry.records import FacilityState, PersonRow
 from registry.schema import metadata
 from registry.storage import HEAD, PgStore, SqliteStore, Store
-from registry.storage.dialect import MIGRATIONS_DIR
+from registry.storage.database import MIGRATIONS_DIR
 
 LEGACY = Path(__file__).parent / "legacy"
 DEWI, BUDI = "0" * 23 + "1", "0" * 23 + "2"
