@@ -219,9 +219,10 @@ def _legacy_revision(conn: Connection) -> str | None:
 
 
 def _worth_retrying(err: DBAPIError) -> bool:
-    state = getattr(err.orig, "sqlstate", None)
-    # deadlock_detected, serialization_failure; or the connection dropped before it began.
-    return state in ("40P01", "40001") or bool(err.connection_invalidated)
+    # deadlock_detected, serialization_failure: PostgreSQL rolled it all back. A write cut
+    # off half way is not retried, as it may or may not have been committed (a connection
+    # already dead when taken from the pool is replaced by the pool's ping before any of it).
+    return getattr(err.orig, "sqlstate", None) in ("40P01", "40001")
 
 
 def _unreachable(err: DBAPIError) -> bool:
