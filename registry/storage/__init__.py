@@ -18,7 +18,7 @@ from registry.storage.database import HEAD, Database
 from registry.storage.dialect import PgDatabase, SqliteDatabase
 from registry.storage.facilities import Facilities
 from registry.storage.persons import Persons
-from registry.storage.visits import Visits, _statements
+from registry.storage.visits import Visits, bound_statement
 
 __all__ = ["HEAD", "PgStore", "SqliteStore", "Store"]
 
@@ -28,7 +28,7 @@ class Store(Persons, Accounts, Facilities, Visits, Audit):
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._visit_statements = _statements(db)
+        self._visit_bound = bound_statement(db)
 
     @property
     def where(self) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, text
+from sqlalchemy import Connection, Engine, Table, bindparam, select, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from registry.errors import StoreError
@@ -75,6 +75,7 @@ class Database:
     def __init__(self) -> None:
         self.closed = False
         self._compiled: dict[int, Compiled] = {}
+        self._statements: dict[tuple[str, ...], Any] = {}
         self._compiling = threading.Lock()
 
     def compiled(self, statement: Any) -> Compiled:
@@ -97,29 +98,65 @@ class Database:
     def fetch(self, statement: Any, values: dict[str, Any] | None = None) -> list[Row]:
         """The rows of ``statement`` (a constant) with ``values``, as plain tuples."""
         compiled = self.compiled(statement)
-        if self.closed:
-            raise StoreError("the store is closed")
-        try:
-            with self._raw_read() as raw:
-                cursor = raw.cursor()
-                try:
-                    cursor.execute(compiled.sql, compiled.args(values or {}))
-                    return list(cursor.fetchall())
-                finally:
-                    cursor.close()
-        except self.driver_error as err:
-            raise StoreError(f"{self.where}: cannot read the store: {err}") from err
-        except SQLAlchemyError as err:
-            raise StoreError(f"{self.where}: cannot read the store: {err}") from err
+        args = compiled.args(values or {})
+        for attempt in (1, 2):
+            if self.closed:
+                raise StoreError("the store is closed")
+            try:
+                with self._raw_read() as raw:
+                    cursor = raw.cursor()
+                    try:
+                        cursor.execute(compiled.sql, args)
+                        return list(cursor.fetchall())
+                    finally:
+                        cursor.close()
+            except self.driver_error as err:
+                if attempt == 1 and self.stale(err):
+                    logger.info("read the store: %s; trying again on a new connection", err)
+                    continue
+                raise StoreError(f"{self.where}: cannot read the store: {err}") from err
+            except SQLAlchemyError as err:
+                raise StoreError(f"{self.where}: cannot read the store: {err}") from err
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def stale(self, err: Exception) -> bool:
+        """Whether a read failed on a connection gone stale (worth one more try)."""
+        return False
 
     def fetch_one(self, statement: Any, values: dict[str, Any] | None = None) -> Row | None:
         rows = self.fetch(statement, values)
         return rows[0] if rows else None
 
-    def inserted(self, conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> list[bool]:
-        """Run ``statement``, an ``INSERT ... ON CONFLICT DO NOTHING``, for each of ``rows``
-        in order, in ``conn``'s transaction; whether each row went in."""
+    def inserted(
+        self, conn: Connection, table: Table, rows: list[dict[str, Any]], key: str
+    ) -> set[Any]:
+        """Insert ``rows`` (every column of ``table``) in their order, skipping those whose
+        primary key is stored; the ``key`` of those that went in."""
         raise NotImplementedError
+
+    def select_by_keys(
+        self, conn: Connection, table: Table, column: str, keys: Sequence[Any]
+    ) -> list[Row]:
+        """The rows (all columns, in the table's order) whose ``column`` is one of ``keys``."""
+        raise NotImplementedError
+
+    def _insert_new(self, table: Table) -> Any:
+        """``INSERT`` into ``table`` that skips a row whose primary key is stored (a constant
+        per table, so that it is compiled once)."""
+        found = self._statements.get(("insert_new", table.name))
+        if found is None:
+            found = self.insert(table).on_conflict_do_nothing(
+                index_elements=[c.name for c in table.primary_key.columns]
+            )
+            self._statements[("insert_new", table.name)] = found
+        return found
+
+    def _by_keys(self, table: Table, column: str) -> Any:
+        found = self._statements.get(("by_keys", table.name, column))
+        if found is None:
+            found = select(table).where(table.c[column].in_(bindparam("keys", expanding=True)))
+            self._statements[("by_keys", table.name, column)] = found
+        return found
 
     # What each dialect provides.
 

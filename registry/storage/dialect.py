@@ -47,6 +47,8 @@ _SNAPSHOT_ROWS = 10_000
 # Index pages of visits and the feed are written at random places: a larger cache than
 # SQLite's 2 MiB default keeps them from being re-read per batch.
 _WRITER_CACHE_KIB = 65_536
+# Stay far below SQLite's 32,766 host parameters for IN lists.
+_IN_CHUNK = 500
 
 Violation = Literal["unique", "foreign_key", "other"]
 
@@ -163,14 +165,29 @@ class SqliteDatabase(Database):
         finally:
             cursor.close()
 
-    def inserted(self, conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> list[bool]:
+    def inserted(
+        self, conn: Connection, table: Table, rows: list[dict[str, Any]], key: str
+    ) -> set[Any]:
         # A statement a row: SQLite's executemany() tells only how many went in in all.
-        compiled = self.compiled(statement)
+        compiled = self.compiled(self._insert_new(table))
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            return [cursor.execute(compiled.sql, compiled.args(row)).rowcount == 1 for row in rows]
+            return {
+                row[key]
+                for row in rows
+                if cursor.execute(compiled.sql, compiled.args(row)).rowcount
+            }
         finally:
             cursor.close()
+
+    def select_by_keys(
+        self, conn: Connection, table: Table, column: str, keys: Sequence[Any]
+    ) -> list[Row]:
+        statement = self._by_keys(table, column)
+        found: list[Row] = []
+        for start in range(0, len(keys), _IN_CHUNK):
+            found.extend(conn.execute(statement, {"keys": list(keys[start : start + _IN_CHUNK])}))
+        return found
 
     def close(self) -> None:
         super().close()
@@ -224,7 +241,15 @@ class PgDatabase(Database):
             )
         except DatabaseError as err:
             raise StoreError(f"{self.where}: {err}") from err
-        self._reads = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Reads skip the pool's ping (a round trip each); one on a connection the server
+        # closed meanwhile is tried again on a new one (see Database.fetch).
+        self._reads = open_engine(
+            dsn,
+            pool_size=pool_size,
+            application_name="pintu-registry",
+            isolation_level="AUTOCOMMIT",
+        )
+        self._unnests: dict[tuple[str, str], str] = {}
         try:
             self.migrate(self._engine)
         except StoreError as err:
@@ -281,21 +306,54 @@ class PgDatabase(Database):
     @contextlib.contextmanager
     def _raw_read(self) -> Iterator[Any]:
         with self._reads.connect() as conn:
-            yield conn.connection.driver_connection
+            raw = conn.connection.driver_connection
+            try:
+                yield raw
+            except self.driver_error:
+                if raw is None or raw.broken or raw.closed:
+                    conn.invalidate()
+                raise
 
-    def inserted(self, conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> list[bool]:
-        # One pipeline of the statements: a round trip for the batch, not one a row; each
-        # statement's result says whether its row went in.
-        compiled = self.compiled(statement)
+    def stale(self, err: Exception) -> bool:
+        import psycopg
+
+        return isinstance(err, psycopg.OperationalError)
+
+    def inserted(
+        self, conn: Connection, table: Table, rows: list[dict[str, Any]], key: str
+    ) -> set[Any]:
+        # One statement for the batch: a column array each, unnested in their order.
+        sql = self._unnest_sql(table, key)
+        arrays = [[row[c.name] for row in rows] for c in table.columns]
         raw = conn.connection.driver_connection
-        went_in = []
         with raw.cursor() as cursor:  # type: ignore[union-attr]
-            cursor.executemany(compiled.sql, [compiled.args(row) for row in rows], returning=True)
-            while True:
-                went_in.append(cursor.rowcount == 1)
-                if not cursor.nextset():
-                    break
-        return went_in
+            return {found[0] for found in cursor.execute(sql, arrays)}
+
+    def _unnest_sql(self, table: Table, key: str) -> str:
+        found = self._unnests.get((table.name, key))
+        if found is None:
+            types = [c.type.compile(dialect=self._engine.dialect) for c in table.columns]
+            found = (
+                f"INSERT INTO {table.name} ({', '.join(c.name for c in table.columns)}) "  # noqa: S608 - names from the schema
+                f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in types)}) "
+                f"ON CONFLICT ({', '.join(c.name for c in table.primary_key.columns)}) "
+                f"DO NOTHING RETURNING {key}"
+            )
+            self._unnests[(table.name, key)] = found
+        return found
+
+    def select_by_keys(
+        self, conn: Connection, table: Table, column: str, keys: Sequence[Any]
+    ) -> list[Row]:
+        # Joined to an unnest() of the keys: with a million rows the planner looks each one
+        # up in the index, where an IN list of a few thousand would scan the whole table.
+        sql = (
+            f"SELECT t.* FROM unnest(%s::text[]) AS k(key) "  # noqa: S608 - names from the schema
+            f"JOIN {table.name} AS t ON t.{column} = k.key"
+        )
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cursor:  # type: ignore[union-attr]
+            return list(cursor.execute(sql, [list(keys)]))
 
     def bulk_insert(
         self, conn: Connection, statement: Any, columns: Sequence[str], rows: Sequence[Row]
@@ -314,5 +372,6 @@ class PgDatabase(Database):
 
     def close(self) -> None:
         super().close()
-        if hasattr(self, "_engine"):
-            self._engine.dispose()
+        for engine in ("_reads", "_engine"):
+            if hasattr(self, engine):
+                getattr(self, engine).dispose()

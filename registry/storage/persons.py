@@ -14,11 +14,8 @@ from registry.storage.database import Database
 _STATUS_BY_LABEL = {status.label: status for status in Status}  # the text the store keeps
 _PERSON_COLUMNS = ("subject", "name", "status", "doses", "changed_at", "created_at")
 _CHANGE_COLUMNS = ("subject", "status", "doses", "changed_at")
-# Stay far below SQLite's 32,766 host parameters for IN lists.
-_CHUNK = 500
 
 _GET = select(persons).where(persons.c.subject == bindparam("subject"))
-_SOME = select(persons).where(persons.c.subject.in_(bindparam("subjects", expanding=True)))
 _NEW_PERSONS = persons.insert().values({c: bindparam(c) for c in _PERSON_COLUMNS})
 _NEW_CHANGES = status_changes.insert().values({c: bindparam(c) for c in _CHANGE_COLUMNS})
 _UPDATE = (
@@ -69,12 +66,10 @@ class Persons:
         # Where each subject stands now: (name, status, doses, changed_at, created_at).
         state: dict[str, PersonState] = {}
         subjects = sorted({row.subject for row in rows})
-        for start in range(0, len(subjects), _CHUNK):
-            chunk = subjects[start : start + _CHUNK]
-            for subject, name, status, doses, changed_at, created_at in conn.execute(
-                _SOME, {"subjects": chunk}
-            ):
-                state[subject] = (name, Status.parse(status), doses, changed_at, created_at)
+        for subject, name, status, doses, changed_at, created_at in db.select_by_keys(
+            conn, persons, "subject", subjects
+        ):
+            state[subject] = (name, Status.parse(status), doses, changed_at, created_at)
         existed = set(state)
         plan = plan_persons(rows, state, at)
         created = [(s, *_values(state[s])) for s in sorted(plan.dirty - existed)]

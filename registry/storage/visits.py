@@ -54,21 +54,18 @@ _PURGE = visits.delete().where(visits.c.check_out < bindparam("before"))
 _COUNT = select(func.count()).select_from(visits)
 
 
-def _statements(db: Database) -> tuple[Any, Any]:
-    """The batch's insert, which skips a visit id already stored, and the
-    raise of a facility's longest visit: each in the dialect's own ``ON CONFLICT``."""
-    insert = db.insert(visits).on_conflict_do_nothing(index_elements=["facility_id", "visit_id"])
+def bound_statement(db: Database) -> Any:
+    """The raise of a facility's longest visit, in the dialect's own ``ON CONFLICT``."""
     bound = db.insert(visit_bounds)
-    bound = bound.on_conflict_do_update(
+    return bound.on_conflict_do_update(
         index_elements=["facility_id"],
         set_={"max_length": greatest(visit_bounds.c.max_length, bound.excluded.max_length)},
     )
-    return insert, bound
 
 
 class Visits:
     _db: Database
-    _visit_statements: tuple[Any, Any]
+    _visit_bound: Any
 
     def add_visits(self, facility_id: str, batch: Sequence[Visit], at: int) -> VisitIntake:
         if not batch:
@@ -78,7 +75,7 @@ class Visits:
     def _add(
         self, conn: Connection, facility_id: str, batch: Sequence[Visit], at: int
     ) -> VisitIntake:
-        insert, bound = self._visit_statements
+        bound = self._visit_bound
         # One statement for the batch. Rows go in by visit id, so two pushes of the same
         # batch at once (on PostgreSQL) take their row locks in one order; what it skipped
         # was stored before, or by the other push, and is compared below.
@@ -94,8 +91,7 @@ class Visits:
             }
             for v in sorted(batch, key=lambda v: v.visit_id)
         ]
-        went_in = self._db.inserted(conn, insert, rows)
-        inserted = {row["visit_id"] for row, new in zip(rows, went_in, strict=True) if new}
+        inserted = self._db.inserted(conn, visits, rows, "visit_id")
         skipped = [v.visit_id for v in batch if v.visit_id not in inserted]
         stored: dict[str, Visit] = {}
         for start in range(0, len(skipped), _CHUNK):
