@@ -68,6 +68,7 @@ class Database:
     """The engines of one store and the ways its repositories reach them."""
 
     name: str
+    label: str  # the database's name for messages
     where: str
     # The driver's own errors, met where a statement runs on its cursor.
     driver_error: type[Exception]
@@ -237,7 +238,9 @@ class Database:
         except DatabaseError as err:
             cause = err.__cause__
             if isinstance(cause, DBAPIError) and _unreachable(cause):
-                raise StoreError(f"{self.where}: {_reason(cause)}") from err
+                raise StoreError(
+                    f"cannot connect to {self.label} at {self.where}: {_reason(cause)}"
+                ) from err
             raise StoreError(f"{self.where}: {err}") from err
 
 

@@ -79,6 +79,7 @@ class SqliteDatabase(Database):
     """One file; one writer connection behind a lock, readers in autocommit."""
 
     name = "sqlite"
+    label = "SQLite"
     driver_error = sqlite3.Error
 
     def __init__(self, path: Path, busy_timeout_s: float = 10.0) -> None:
@@ -219,18 +220,18 @@ class PgDatabase(Database):
     """A PostgreSQL database (or one schema of it, by the DSN's ``search_path``)."""
 
     name = "postgresql"
+    label = "PostgreSQL"
 
     def __init__(self, dsn: str, *, pool_size: int = 4) -> None:
         super().__init__()
-        import psycopg
-        from psycopg import ProgrammingError
+        import psycopg  # loaded by a PostgreSQL store only
+        from psycopg.conninfo import conninfo_to_dict
 
         self.driver_error = psycopg.Error
-        from psycopg.conninfo import conninfo_to_dict
 
         try:
             params = conninfo_to_dict(dsn)
-        except ProgrammingError as err:
+        except psycopg.ProgrammingError as err:
             raise StoreError(f"the store's dsn is not a valid connection string: {err}") from err
         host = params.get("host", "localhost")
         dbname = params.get("dbname", params.get("user", ""))
@@ -252,13 +253,6 @@ class PgDatabase(Database):
         self._unnests: dict[tuple[str, str], str] = {}
         try:
             self.migrate(self._engine)
-        except StoreError as err:
-            self.close()
-            if "connect" in str(err).lower() and "cannot connect" not in str(err):
-                raise StoreError(
-                    f"cannot connect to PostgreSQL at {self.where}: {err}"
-                ) from err.__cause__
-            raise
         except BaseException:
             self.close()
             raise
