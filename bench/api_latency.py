@@ -31,8 +31,9 @@ import httpx
 
 from hub.auth import hash_password
 from hub.config import HubConfig
-from hub.web.server import ServiceThread, bind
+from hub.web.server import ServiceThread
 from provisioning.mosquitto import Mosquitto
+from runtime.listen import bind
 
 FACILITY = "bench"
 PASSWORD = "bench-admin-password"  # noqa: S105 - a throw-away account in a temporary store

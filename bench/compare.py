@@ -119,13 +119,19 @@ def compare_feed(
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pintu-bench-")))
         ports = {"before": free_port(), "after": free_port()}
         (work / "before").mkdir()
-        config, _ = make_config(work / "before", ports["before"])
-        registry = Registry.open(config)
-        try:
-            token, _ = hub_token(registry)
-            seed_statuses(registry, changes, random.Random(seed))
-        finally:
-            registry.close()
+        # Seeded by the earlier code, so that a store whose format changed since is met by
+        # this checkout as an existing database is (migrated when it opens).
+        token = subprocess.run(
+            [
+                *(sys.executable, "-m", "bench.compare", "--before", revision, "seed"),
+                *(str(work / "before"), str(ports["before"]), str(changes), str(seed)),
+            ],
+            cwd=tree,
+            env=_env(tree),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[-1]
         shutil.copytree(work / "before", work / "after")
         _, after_config = make_config(work / "after", ports["after"])
         servers = {
@@ -324,11 +330,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     feed.add_argument("--seed", type=int, default=2021, help="random seed")
     api = sub.add_parser("api", help="the hub's API latency, both sides interleaved")
     api.add_argument("--rounds", type=int, default=300, help="requests a row a side (300)")
+    seeding = sub.add_parser("seed", help="(used by feed) seed a store with this tree's code")
+    seeding.add_argument("directory", type=Path)
+    seeding.add_argument("port", type=int)
+    seeding.add_argument("changes", type=int)
+    seeding.add_argument("seed", type=int)
     run = sub.add_parser("run", help="a benchmark over the earlier code, then this checkout's")
     run.add_argument("name", help="the benchmark module in bench/, e.g. service_memory")
     run.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
     args = parser.parse_args(argv)
 
+    if args.what == "seed":
+        config, _ = make_config(args.directory, args.port)
+        registry = Registry.open(config)
+        try:
+            token, _ = hub_token(registry)
+            seed_statuses(registry, args.changes, random.Random(args.seed))
+        finally:
+            registry.close()
+        print(token)
+        return 0
     if args.what == "feed":
         if args.changes < 1 or args.page_size < 1 or args.rounds < 1:
             parser.error("--changes, --page-size and --rounds must be positive")

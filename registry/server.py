@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -85,6 +86,10 @@ def serve(config: RegistryConfig) -> None:
     except BaseException:
         registry.close()
         raise
+    # What start-up made (modules, the store's statements) lives as long as the process:
+    # kept out of the collector's full passes, which a feed page of 10,000 changes
+    # triggers several times and which would walk it all each time.
+    gc.freeze()
     try:
         asyncio.run(_main(registry, sock))
     finally:

@@ -1,9 +1,8 @@
 """The registry's storage seam: everything it keeps goes through ``RegistryStore``.
 
-``SqliteStore`` (``registry.sqlite_store``) is the default implementation, one file on one
-machine; ``PgStore`` (``registry.pg_store``) keeps the same tables in PostgreSQL for a
-registry that outgrows it. The configuration's ``[store] kind`` chooses; both pass the same
-tests.
+``registry.storage`` implements it once for both databases: ``SqliteStore``, one file on
+one machine, is the default; ``PgStore`` keeps the same tables in PostgreSQL for a registry
+that outgrows it. The configuration's ``[store] kind`` chooses; both pass the same tests.
 
 Every method is synchronous and either does all it says or nothing: a method that raises
 has changed nothing.
@@ -163,9 +162,9 @@ class RegistryStore(Protocol):
 def open_store(config: StoreConfig) -> RegistryStore:
     """The store the configuration names, opened and migrated."""
     if isinstance(config, PostgresStoreConfig):
-        from registry.pg_store import PgStore
+        from registry.storage import PgStore
 
         return PgStore(config.dsn)
-    from registry.sqlite_store import SqliteStore
+    from registry.storage import SqliteStore
 
     return SqliteStore(config.path, busy_timeout_s=config.busy_timeout_s)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from pintu.cli import cli
 from registry.config import PostgresStoreConfig, load_config, parse_config
 from registry.errors import ConfigError, StoreError
-from registry.sqlite_store import MIGRATIONS, SqliteStore
+from registry.storage import HEAD, SqliteStore
 
 EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "registry.toml"
 
@@ -70,12 +70,12 @@ def test_migrations_run_once_and_a_newer_database_is_refused(tmp_path: Path) -> 
     store = SqliteStore(path)  # a second open applies nothing again
     store.close()
     with sqlite3.connect(path) as db:
-        versions = [row[0] for row in db.execute("SELECT version FROM schema_migrations")]
-        assert versions == [v for v, _ in MIGRATIONS]
+        versions = [row[0] for row in db.execute("SELECT version_num FROM alembic_version")]
+        assert versions == [HEAD]
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        db.execute("INSERT INTO schema_migrations VALUES (999, 0)")
+        db.execute("UPDATE alembic_version SET version_num = '0999'")
     db.close()
-    with pytest.raises(StoreError, match="schema version 999"):
+    with pytest.raises(StoreError, match="revision 0999, newer than"):
         SqliteStore(path)
 
 

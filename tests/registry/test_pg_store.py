@@ -23,8 +23,8 @@ from psycopg.conninfo import make_conninfo
 from pintu.cli import cli
 from protocol.status import Status
 from registry.errors import Conflict, StoreError
-from registry.pg_store import MIGRATIONS, PgStore
 from registry.records import Account, PersonRow, Visit
+from registry.storage import HEAD, PgStore
 
 T = TypeVar("T")
 SUBJECT = "ab" * 12
@@ -75,8 +75,8 @@ def test_registries_starting_together_migrate_once(pg_dsn: str) -> None:
     opened = together(4, lambda _: PgStore(pg_dsn))
     try:
         with psycopg.connect(pg_dsn) as conn:
-            versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
-        assert versions == [v for v, _ in MIGRATIONS]
+            versions = [r[0] for r in conn.execute("SELECT version_num FROM alembic_version")]
+        assert versions == [HEAD]
         # Each of them works on the one schema.
         for index, store in enumerate(opened):
             store.audit(index, f"op{index}", "test", "t")
@@ -88,8 +88,8 @@ def test_registries_starting_together_migrate_once(pg_dsn: str) -> None:
 
 def test_a_newer_schema_is_refused(store: PgStore, pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute("INSERT INTO schema_migrations VALUES (999, 0)")
-    with pytest.raises(StoreError, match=r"schema version 999.*upgrade the registry"):
+        conn.execute("UPDATE alembic_version SET version_num = '0999'")
+    with pytest.raises(StoreError, match=r"revision 0999, newer than.*upgrade"):
         PgStore(pg_dsn)
 
 
