@@ -1,7 +1,7 @@
 """The PostgreSQL store's part for the registry: the synced lists, the visits and retention.
 
 A mixin of ``PgStore``, the counterpart of ``hub.sqlite_registry`` for SQLite: the same
-methods, the same rules (``hub.outbox.derive_visits`` pairs check-ins and check-outs for
+methods, the same rules (``hub.visits.derive_visits`` pairs check-ins and check-outs for
 both), the tables of migration 3 in ``PG_MIGRATIONS``. Visits are derived in the
 transaction that stores the events, under the facility's lock, so two workers storing a
 subject's check-in and check-out at once still pair them. Pairing reads what it may need
@@ -18,14 +18,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import psycopg
 
 from hub.errors import StoreError
-from hub.outbox import (
-    CHECK_IN_SQL,
-    CHECK_OUT_SQL,
-    BatchPairing,
-    Mark,
-    derive_visits,
-    pairing_window,
-)
 from hub.registry_records import (
     VISIT_STATES,
     OutboxCounts,
@@ -35,6 +27,14 @@ from hub.registry_records import (
     TrustCopy,
     Visit,
     VisitState,
+)
+from hub.visits import (
+    CHECK_IN_SQL,
+    CHECK_OUT_SQL,
+    BatchPairing,
+    Mark,
+    derive_visits,
+    pairing_window,
 )
 from protocol.events import Event, utcnow
 from protocol.status import Status

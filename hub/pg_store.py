@@ -26,14 +26,13 @@ writer per file; here each hub worker writes through connections of its own, and
 
 Connections are kept in a small pool, in autocommit mode: reads see everything committed,
 and writes are explicit transactions. Times are ``timestamptz``, kept to the millisecond
-as everywhere in the store. Schema changes are the numbered ``PG_MIGRATIONS``, tracked in
-the ``schema_version`` table; workers starting together migrate one at a time.
+as everywhere in the store. The schema is ``hub.store.tables``, migrated by
+``hub.store.migrations``; workers starting together migrate one at a time.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -41,9 +40,11 @@ from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from hub.config import FacilityConfig
 from hub.counting import (
@@ -100,8 +101,9 @@ from hub.records import (
     User,
     check_user_change,
 )
-from hub.schema import PG_MIGRATIONS, RECOUNT_AFTER
+from hub.store.migrations import migrate
 from protocol.events import Event, NodeStatus, utcnow
+from runtime.db import DatabaseError, open_engine
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +188,11 @@ _USER_COLUMNS = "id, username, password_hash, role, created_at, disabled, langua
 _AUDIT_COLUMNS = "id, ts, username, action, facility_id, target, detail"
 
 
+def _revision(conn: Conn) -> str | None:
+    row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    return str(row[0]) if row else None
+
+
 class _Conflict(Exception):
     """An event of the batch was stored by another transaction meanwhile: start again."""
 
@@ -200,69 +207,44 @@ def _minute(ts: datetime) -> datetime:
     return ts.astimezone(UTC).replace(second=0, microsecond=0)
 
 
-def _conninfo(dsn: str) -> str:
-    """The DSN with a connect timeout and an application name, unless it sets its own."""
-    try:
-        params: dict[str, Any] = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError as err:
-        raise StoreError(f"the store's dsn is not a valid connection string: {err}") from err
-    params.setdefault("connect_timeout", 10)
-    params.setdefault("application_name", "pintu-hub")
-    return make_conninfo("", **params)
-
-
 class _Pool:
-    """Open connections, reused; one that broke is closed instead of handed out again."""
+    """Connections from the engine's pool, in autocommit mode: reads see everything
+    committed, and writes are explicit transactions. One that broke is dropped."""
 
-    def __init__(self, conninfo: str, max_idle: int) -> None:
-        self.conninfo = conninfo
-        self.max_idle = max_idle
-        self._idle: list[Conn] = []
-        self._lock = threading.Lock()
+    def __init__(self, dsn: str, max_idle: int) -> None:
+        try:
+            conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError as err:
+            raise StoreError(f"the store's dsn is not a valid connection string: {err}") from err
+        if "=" not in dsn and "://" not in dsn:
+            raise StoreError("the store's dsn is not a valid connection string")
+        try:
+            self.engine = open_engine(
+                dsn, pool_size=max_idle, application_name="pintu-hub", isolation_level="AUTOCOMMIT"
+            )
+        except DatabaseError as err:
+            raise StoreError(f"the store's dsn: {err}") from err
         self.closed = False
-
-    def _connect(self) -> Conn:
-        try:
-            conn = psycopg.connect(self.conninfo, autocommit=True)
-        except psycopg.Error as err:
-            raise StoreError(f"cannot connect to the database: {err}") from err
-        try:
-            # Times come back as UTC datetimes, whatever the server's own time zone.
-            conn.execute("SET TIME ZONE 'UTC'")
-        except psycopg.Error as err:
-            conn.close()
-            raise StoreError(f"cannot set up the database connection: {err}") from err
-        return conn
 
     @contextmanager
     def connection(self) -> Iterator[Conn]:
-        with self._lock:
-            if self.closed:
-                raise StoreError("the store is closed")
-            conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            conn = self._connect()
+        if self.closed:
+            raise StoreError("the store is closed")
+        try:
+            pooled = self.engine.raw_connection()
+        except DBAPIError as err:
+            raise StoreError(f"cannot connect to the database: {err.orig}") from err
+        conn = cast(Conn, pooled.driver_connection)
         try:
             yield conn
         finally:
-            reusable = (
-                not conn.closed
-                and not conn.broken
-                and conn.info.transaction_status == TransactionStatus.IDLE
-            )
-            with self._lock:
-                if reusable and not self.closed and len(self._idle) < self.max_idle:
-                    self._idle.append(conn)
-                    conn = None
-            if conn is not None:
-                conn.close()
+            if conn.closed or conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
+                pooled.invalidate()
+            pooled.close()
 
     def close(self) -> None:
-        with self._lock:
-            self.closed = True
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self.closed = True
+        self.engine.dispose()
 
 
 class PgStore(PgRegistryMixin, PgEnrolmentMixin):
@@ -279,7 +261,7 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
         self._configured: Mapping[str, FacilityConfig] = {f.id: f for f in facilities}
         # Swapped whole, never changed in place: a reader sees the old map or the new one.
         self.facilities: Mapping[str, FacilityConfig] = dict(self._configured)
-        self._pool = _Pool(_conninfo(dsn), max_idle)
+        self._pool = _Pool(dsn, max_idle)
         try:
             self._migrate()
             self._load_capacity_settings()
@@ -327,36 +309,20 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
         )
 
     def _migrate(self) -> None:
-        def step(conn: Conn) -> int | None:
-            """Apply the next migration; its number, or None when there is none."""
-            # One worker migrates at a time; the others find the work done.
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('pintu-hub:' || current_schema()))")
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT version FROM schema_version").fetchone()
-            if row is None:
-                conn.execute("INSERT INTO schema_version (version) VALUES (0)")
-            version = int(row[0]) if row else 0
-            if version > len(PG_MIGRATIONS):
-                raise StoreError(
-                    f"schema version {version} is newer than this hub knows "
-                    f"({len(PG_MIGRATIONS)}); upgrade the hub"
-                )
-            if version == len(PG_MIGRATIONS):
-                return None
-            for statement in PG_MIGRATIONS[version]:
-                conn.execute(statement)
-            if version + 1 in RECOUNT_AFTER:
-                conn.execute("LOCK TABLE facility_locks IN EXCLUSIVE MODE")
-                self._recount_all(conn, _ms(utcnow()))
-            conn.execute("UPDATE schema_version SET version = %s", (version + 1,))
-            return version + 1
+        def recount(conn: Connection) -> None:
+            # Every worker waits for the recount, as it waits for a facility's lock.
+            conn.exec_driver_sql("LOCK TABLE facility_locks IN EXCLUSIVE MODE")
+            self._recount_all(cast(Conn, conn.connection.driver_connection), _ms(utcnow()))
 
-        while (number := self._run("migrate the store", step)) is not None:
-            logger.info("migrated the store to schema %d", number)
+        try:
+            migrate(self._pool.engine, recount)
+        except DatabaseError as err:
+            raise StoreError(f"cannot migrate the store: {err}") from err
 
     @property
-    def schema_version(self) -> int:
-        return int(self._rows("SELECT version FROM schema_version")[0][0])
+    def schema_version(self) -> str | None:
+        """The revision of the store's schema (``hub.store.migrations``)."""
+        return self._run("read the schema's revision", _revision, write=False)
 
     def close(self) -> None:
         self._pool.close()

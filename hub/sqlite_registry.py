@@ -14,14 +14,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from hub.errors import StoreError
-from hub.outbox import (
-    CHECK_IN_SQL,
-    CHECK_OUT_SQL,
-    BatchPairing,
-    Mark,
-    derive_visits,
-    pairing_window,
-)
 from hub.records import iso, parse_iso
 from hub.registry_records import (
     VISIT_STATES,
@@ -32,6 +24,14 @@ from hub.registry_records import (
     TrustCopy,
     Visit,
     VisitState,
+)
+from hub.visits import (
+    CHECK_IN_SQL,
+    CHECK_OUT_SQL,
+    BatchPairing,
+    Mark,
+    derive_visits,
+    pairing_window,
 )
 from protocol.events import Event, utcnow
 from protocol.status import Status

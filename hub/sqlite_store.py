@@ -7,7 +7,7 @@ dashboard never waits for a batch of events being written.
 
 The SQL is kept to what PostgreSQL also understands (``ON CONFLICT ... DO UPDATE``, no
 SQLite-only functions in queries), so a second backend is a port of the schema, not of
-the logic. Schema changes are numbered migrations, tracked in ``PRAGMA user_version``.
+the logic. The schema is ``hub.store.tables``, migrated by ``hub.store.migrations``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import sqlite_utils
+from sqlalchemy import Connection
 
 from hub.config import FacilityConfig
 from hub.counting import (
@@ -79,9 +80,10 @@ from hub.records import (
     iso,
     parse_iso,
 )
-from hub.schema import MIGRATIONS, RECOUNT_AFTER
 from hub.sqlite_registry import SqliteRegistryMixin
+from hub.store.migrations import migrate
 from protocol.events import Event, NodeStatus, utcnow
+from runtime.db import DatabaseError, open_engine
 
 logger = logging.getLogger(__name__)
 
@@ -187,25 +189,22 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
 
     # --- plumbing -------------------------------------------------------------------------
     @property
-    def schema_version(self) -> int:
-        with self._lock:
-            return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+    def schema_version(self) -> str | None:
+        """The revision of the store's schema (``hub.store.migrations``)."""
+        rows = self._rows("SELECT version_num FROM alembic_version")
+        return str(rows[0][0]) if rows else None
 
     def _migrate(self) -> None:
-        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
-        if version > len(MIGRATIONS):
-            raise StoreError(
-                f"{self.path}: schema version {version} is newer than this hub knows "
-                f"({len(MIGRATIONS)}); upgrade the hub"
-            )
-        for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self._write() as conn:
-                for statement in statements:
-                    conn.execute(statement)
-                if number in RECOUNT_AFTER:
-                    self._recount_all(conn, utcnow())
-                conn.execute(f"PRAGMA user_version = {number}")
-            logger.info("%s: migrated the store to schema %d", self.path, number)
+        def recount(conn: Connection) -> None:
+            self._recount_all(cast(sqlite3.Connection, conn.connection.driver_connection), utcnow())
+
+        engine = open_engine(self.path, pool_size=1)
+        try:
+            migrate(engine, recount)
+        except DatabaseError as err:
+            raise StoreError(f"{self.path}: cannot migrate the store: {err}") from err
+        finally:
+            engine.dispose()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

@@ -36,7 +36,7 @@ from sqlalchemy import (
     make_url,
     text,
 )
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 logger = logging.getLogger(__name__)
 
@@ -229,11 +229,18 @@ def migrate(
     connection as ``"connection"``."""
     # The cheap path first: a worker of a database at head never loads Alembic.
     try:
-        with engine.connect() as conn:
+        conn = engine.connect()
+    except DBAPIError as err:
+        raise DatabaseError(f"cannot connect to the database: {err.orig}") from err
+    try:
+        with conn:
             if revision(conn) == head:
                 return False
     except SQLAlchemyError as err:
         raise DatabaseError(f"cannot read the schema's revision: {err}") from err
+    if engine.dialect.name == "postgresql":
+        # One transaction, even on an engine whose connections are in autocommit mode.
+        engine = engine.execution_options(isolation_level="READ COMMITTED")
     try:
         with engine.begin() as conn:
             if conn.dialect.name == "postgresql":
@@ -304,5 +311,5 @@ def alembic_config(alembic_dir: str | Path, url: str | Path) -> Any:
 
     config = Config()
     config.set_main_option("script_location", str(alembic_dir))
-    config.attributes["url"] = database_url(url)
+    config.attributes["url"] = url
     return config
