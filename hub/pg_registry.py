@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import psycopg
 
@@ -222,9 +222,9 @@ class PgRegistryMixin:
         try:
             # A server-side cursor: a million subjects are read a slice at a time.
             with (
-                self._pool.connection() as conn,
-                conn.transaction(),
-                conn.cursor(name="pintu_statuses") as cursor,
+                self._pool.connection() as pooled,
+                cast("Conn", pooled.connection.driver_connection).transaction() as done,
+                done.connection.cursor(name="pintu_statuses") as cursor,
             ):
                 cursor.itersize = 10_000
                 cursor.execute("SELECT subject, status, changed_at FROM statuses")

@@ -188,6 +188,11 @@ _USER_COLUMNS = "id, username, password_hash, role, created_at, disabled, langua
 _AUDIT_COLUMNS = "id, ts, username, action, facility_id, target, detail"
 
 
+def _driver(conn: Connection) -> Conn:
+    """psycopg's own connection under SQLAlchemy's."""
+    return cast(Conn, conn.connection.driver_connection)
+
+
 def _revision(conn: Conn) -> str | None:
     row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     return str(row[0]) if row else None
@@ -227,16 +232,16 @@ class _Pool:
         self.closed = False
 
     @contextmanager
-    def connection(self) -> Iterator[Conn]:
+    def connection(self) -> Iterator[Connection]:
         if self.closed:
             raise StoreError("the store is closed")
         try:
-            pooled = self.engine.raw_connection()
+            pooled = self.engine.connect()
         except DBAPIError as err:
             raise StoreError(f"cannot connect to the database: {err.orig}") from err
-        conn = cast(Conn, pooled.driver_connection)
+        conn = _driver(pooled)
         try:
-            yield conn
+            yield pooled
         finally:
             if conn.closed or conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
                 pooled.invalidate()
@@ -273,17 +278,31 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
     def _run(self, what: str, work: Callable[[Conn], T], *, write: bool = True) -> T:
         """``work`` on a connection, in one transaction when it writes; PostgreSQL errors
         become ``StoreError``, after retrying the ones that ask for it."""
+        return self._sa(what, lambda conn: work(_driver(conn)), write=write)
+
+    def _sa(self, what: str, work: Callable[[Connection], T], *, write: bool = True) -> T:
+        """``_run`` for a statement of ``hub.store.tables`` (SQLAlchemy's connection)."""
+
+        def call(conn: Connection) -> T:
+            try:
+                return work(conn)
+            except DBAPIError as err:
+                # The driver's own error, for the retries below.
+                if isinstance(err.orig, psycopg.Error):
+                    raise err.orig from err
+                raise
+
         for attempt in range(1, _RETRIES + 1):
             begun = False
             used: Conn | None = None
             try:
-                with self._pool.connection() as conn:
-                    used = conn
+                with self._pool.connection() as pooled:
+                    used = conn = _driver(pooled)
                     if not write:
-                        return work(conn)
+                        return call(pooled)
                     with conn.transaction():
                         begun = True
-                        return work(conn)
+                        return call(pooled)
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, _Conflict) as err:
                 if attempt == _RETRIES:
                     raise StoreError(f"cannot {what}: {err}") from err

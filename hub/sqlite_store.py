@@ -16,14 +16,15 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-import sqlite_utils
 from sqlalchemy import Connection
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.exc import SQLAlchemyError
 
 from hub.config import FacilityConfig
 from hub.counting import (
@@ -86,6 +87,8 @@ from protocol.events import Event, NodeStatus, utcnow
 from runtime.db import DatabaseError, open_engine
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _EVENT_COLUMNS = (
     "event_id",
@@ -155,37 +158,29 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
         self.path = Path(path)
         self.facilities: Mapping[str, FacilityConfig] = {f.id: f for f in facilities}
         self._lock = threading.Lock()
-        self._readers: list[sqlite3.Connection] = []
-        self._all_readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
-        self._max_readers = max_readers
         self._closed = False
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
-            )
-        except (OSError, sqlite3.Error) as err:
+            # One writer connection, held open; readers from a read-only pool of their own,
+            # so the dashboard never waits for a batch of events being written.
+            self._engine = open_engine(self.path, pool_size=1)
+            self._writer = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except (DatabaseError, SQLAlchemyError) as err:
             raise StoreError(f"{self.path}: cannot open the database: {err}") from err
-        self._db = sqlite_utils.Database(conn)
+        self._readers = open_engine(self.path, read_only=True, pool_size=max_readers)
         try:
-            self._db.enable_wal()
-            # FULL: a batch is acked to its node right after the commit, and the node then
-            # forgets it, so a commit must survive a power cut, not just a crash.
-            conn.execute("PRAGMA synchronous = FULL")
             self._migrate()
             self._load_capacity_settings()
         except sqlite3.Error as err:
-            self._db.close()
+            self.close()
             raise StoreError(f"{self.path}: cannot prepare the database: {err}") from err
         except StoreError:
-            self._db.close()
+            self.close()
             raise
 
     @property
     def conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection = self._db.conn
-        return conn
+        """The writer's own connection."""
+        return cast(sqlite3.Connection, self._writer.connection.driver_connection)
 
     # --- plumbing -------------------------------------------------------------------------
     @property
@@ -198,17 +193,14 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
         def recount(conn: Connection) -> None:
             self._recount_all(cast(sqlite3.Connection, conn.connection.driver_connection), utcnow())
 
-        engine = open_engine(self.path, pool_size=1)
         try:
-            migrate(engine, recount)
+            migrate(self._engine, recount)
         except DatabaseError as err:
             raise StoreError(f"{self.path}: cannot migrate the store: {err}") from err
-        finally:
-            engine.dispose()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """The writer connection inside one transaction, committed when the block ends."""
+    def _transaction(self) -> Iterator[Connection]:
+        """The writer inside one transaction, committed when the block ends."""
         with self._lock:
             if self._closed:
                 raise StoreError("the store is closed")
@@ -220,7 +212,7 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
             except sqlite3.Error as err:
                 raise StoreError(f"{self.path}: cannot start a transaction: {err}") from err
             try:
-                yield conn
+                yield self._writer
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -231,52 +223,59 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
                 raise StoreError(f"{self.path}: cannot commit: {err}") from err
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """The writer's own connection inside one transaction."""
+        with self._transaction():
+            yield self.conn
+
+    @contextmanager
+    def _reader(self) -> Iterator[Connection]:
         """A read-only connection from the pool; it sees every committed write."""
-        with self._readers_lock:
-            if self._closed:
-                raise StoreError("the store is closed")
-            conn = self._readers.pop() if self._readers else None
-        if conn is None:
-            try:
-                conn = sqlite3.connect(
-                    self.path.resolve().as_uri() + "?mode=ro",
-                    uri=True,
-                    check_same_thread=False,
-                    isolation_level=None,
-                    timeout=30,
-                )
-            except sqlite3.Error as err:
-                raise StoreError(f"{self.path}: cannot open for reading: {err}") from err
-            conn.row_factory = sqlite3.Row
-            with self._readers_lock:
-                self._all_readers.append(conn)
+        if self._closed:
+            raise StoreError("the store is closed")
         try:
+            conn = self._readers.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except SQLAlchemyError as err:
+            raise StoreError(f"{self.path}: cannot open for reading: {err}") from err
+        with conn:
+            cast(sqlite3.Connection, conn.connection.driver_connection).row_factory = sqlite3.Row
             yield conn
-        except sqlite3.Error as err:
-            raise StoreError(f"{self.path}: read failed: {err}") from err
-        finally:
-            with self._readers_lock:
-                if self._closed or len(self._readers) >= self._max_readers:
-                    self._all_readers.remove(conn)
-                    conn.close()
-                else:
-                    self._readers.append(conn)
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection of the driver's own."""
+        with self._reader() as conn:
+            try:
+                yield cast(sqlite3.Connection, conn.connection.driver_connection)
+            except sqlite3.Error as err:
+                raise StoreError(f"{self.path}: read failed: {err}") from err
+
+    def _sa(self, what: str, work: Callable[[Connection], T], *, write: bool = True) -> T:
+        """``work`` on a connection, in one transaction when it writes; database errors
+        become ``StoreError`` (``StoreDataError`` for a value a column cannot hold)."""
+        try:
+            if write:
+                with self._transaction() as conn:
+                    return work(conn)
+            with self._reader() as conn:
+                return work(conn)
+        except (OverflowError, sa_exc.DataError) as err:
+            raise StoreDataError(f"{self.path}: cannot {what}: {err}") from err
+        except sa_exc.SQLAlchemyError as err:
+            raise StoreError(f"{self.path}: cannot {what}: {err}") from err
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._read() as conn:
             return conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
-        with self._lock, self._readers_lock:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
-            for conn in self._all_readers:
-                conn.close()
-            self._all_readers.clear()
-            self._readers.clear()
-            self._db.close()
+            self._writer.close()
+            self._engine.dispose()
+            self._readers.dispose()
 
     def __enter__(self) -> SqliteStore:
         return self
