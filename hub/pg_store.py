@@ -80,14 +80,13 @@ from hub.counting import (
     zones_from,
 )
 from hub.enrolments import PgEnrolmentMixin
-from hub.errors import AlreadyExists, NotFound, StoreDataError, StoreError
+from hub.errors import NotFound, StoreDataError, StoreError
 from hub.pg_registry import PgRegistryMixin
 from hub.records import (
     Adjustment,
     AdjustmentKind,
     Alert,
     AlertKind,
-    AuditEntry,
     BatchResult,
     EventPage,
     Flagged,
@@ -96,11 +95,9 @@ from hub.records import (
     NodeChange,
     NodeView,
     Occupancy,
-    Role,
     StoredEvent,
-    User,
-    check_user_change,
 )
+from hub.store.accounts import Accounts, record_audit
 from hub.store.migrations import migrate
 from protocol.events import Event, NodeStatus, utcnow
 from runtime.db import DatabaseError, open_engine
@@ -252,9 +249,11 @@ class _Pool:
         self.engine.dispose()
 
 
-class PgStore(PgRegistryMixin, PgEnrolmentMixin):
+class PgStore(Accounts, PgRegistryMixin, PgEnrolmentMixin):
     """The hub's store in PostgreSQL (see the module's doc). ``dsn`` is a libpq connection
     string; its password, if the server needs one, belongs in a ``.pgpass`` file."""
+
+    dialect = "postgresql"
 
     def __init__(
         self,
@@ -1248,7 +1247,8 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
     def ack_alert(self, alert_id: int, user: str) -> Alert:
         now = _ms(utcnow())
 
-        def ack(conn: Conn) -> Alert:
+        def ack(pooled: Connection) -> Alert:
+            conn = _driver(pooled)
             row = conn.execute(
                 "UPDATE alerts SET acknowledged_by = %s, acknowledged_at = %s "  # noqa: S608
                 f"WHERE id = %s AND acknowledged_at IS NULL RETURNING {_ALERT_COLUMNS}",
@@ -1263,10 +1263,10 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
                     raise NotFound(f"no alert {alert_id}")
                 return self._alert(row)  # acknowledged before: by whoever did it first
             alert = self._alert(row)
-            self._audit(conn, user, "alert.ack", alert.facility_id, str(alert_id), alert.kind)
+            record_audit(pooled, user, "alert.ack", alert.facility_id, str(alert_id), alert.kind)
             return alert
 
-        return self._run("acknowledge an alert", ack)
+        return self._sa("acknowledge an alert", ack)
 
     def clear_alerts(self, facility_id: str, kind: str, node_id: str | None = None) -> list[Alert]:
         now = _ms(utcnow())
@@ -1394,7 +1394,8 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
             raise NotFound(f"unknown facility {facility_id!r}")
         now = _ms(utcnow())
 
-        def save(conn: Conn) -> CapacityChange:
+        def save(pooled: Connection) -> CapacityChange:
+            conn = _driver(pooled)
             # Locked, and read afresh: what is left out (the soft threshold, the nominal
             # maximum) stays as staff last set it through any worker.
             facility = self._lock(conn, [facility_id])[facility_id]
@@ -1424,10 +1425,10 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
                     now,
                 ),
             )
-            self._audit(conn, user, "capacity.set", facility_id, facility_id, change.detail)
+            record_audit(pooled, user, "capacity.set", facility_id, facility_id, change.detail)
             return change
 
-        change = self._run("set the capacity", save)
+        change = self._sa("set the capacity", save)
         self._apply_settings(
             [
                 (
@@ -1457,7 +1458,8 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
         )
         now = _ms(utcnow())
 
-        def make(conn: Conn) -> Adjustment:
+        def make(pooled: Connection) -> Adjustment:
+            conn = _driver(pooled)
             facilities = self._lock(conn, [facility_id])
             # The facility is locked: its events so far have ids up to this, later ones above.
             after = conn.execute(
@@ -1480,8 +1482,13 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
             delta = part.recount.adjusted[adjustment_id]
             conn.execute("UPDATE adjustments SET delta = %s WHERE id = %s", (delta, adjustment_id))
             target = f"{facility_id}/{zone_id}" if zone_id else facility_id
-            self._audit(
-                conn, user, f"occupancy.{kind}", facility_id, target, f"{value} ({delta:+d}) {note}"
+            record_audit(
+                pooled,
+                user,
+                f"occupancy.{kind}",
+                facility_id,
+                target,
+                f"{value} ({delta:+d}) {note}",
             )
             final = part.recount.final
             return Adjustment(
@@ -1499,7 +1506,7 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
                 ),
             )
 
-        return self._run("adjust the occupancy", make)
+        return self._sa("adjust the occupancy", make)
 
     def adjustments(self, facility_id: str, *, limit: int = 100) -> list[Adjustment]:
         rows = self._rows(
@@ -1539,131 +1546,3 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
             params,
         )
         return [HistorySample(*row) for row in rows]
-
-    # --- accounts and audit -----------------------------------------------------------
-    @staticmethod
-    def _user(row: Row) -> User:
-        id_, username, password_hash, role, created_at, disabled, language = row
-        return User(
-            id=id_,
-            username=username,
-            password_hash=password_hash,
-            role=cast(Role, role),
-            created_at=created_at,
-            disabled=bool(disabled),
-            language=language,
-        )
-
-    def add_user(self, username: str, password_hash: str, role: Role) -> User:
-        check_user_change(role, None)
-        if not username or not password_hash:
-            raise ValueError("a user needs a name and a password hash")
-        rows = self._run(
-            "add a user",
-            lambda conn: conn.execute(
-                "INSERT INTO users (username, password_hash, role, created_at) "  # noqa: S608
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (username) DO NOTHING "
-                f"RETURNING {_USER_COLUMNS}",
-                (username, password_hash, role, _ms(utcnow())),
-            ).fetchall(),
-        )
-        if not rows:
-            raise AlreadyExists(f"user {username!r} already exists")
-        return self._user(rows[0])
-
-    def get_user(self, username: str) -> User | None:
-        rows = self._rows(
-            f"SELECT {_USER_COLUMNS} FROM users WHERE username = %s",  # noqa: S608
-            (username,),
-        )
-        return self._user(rows[0]) if rows else None
-
-    def list_users(self) -> list[User]:
-        rows = self._rows(f'SELECT {_USER_COLUMNS} FROM users ORDER BY username COLLATE "C"')  # noqa: S608
-        return [self._user(row) for row in rows]
-
-    def update_user(
-        self,
-        username: str,
-        *,
-        password_hash: str | None = None,
-        role: Role | None = None,
-        disabled: bool | None = None,
-        language: str | None = None,
-    ) -> User:
-        check_user_change(role, language)
-        rows = self._run(
-            "update a user",
-            lambda conn: conn.execute(
-                "UPDATE users SET password_hash = COALESCE(%s, password_hash), "  # noqa: S608
-                "role = COALESCE(%s, role), disabled = COALESCE(%s, disabled), "
-                "language = COALESCE(%s, language) "
-                f"WHERE username = %s RETURNING {_USER_COLUMNS}",
-                (password_hash, role, disabled, language, username),
-            ).fetchall(),
-        )
-        if not rows:
-            raise NotFound(f"no user {username!r}")
-        return self._user(rows[0])
-
-    def delete_user(self, username: str) -> None:
-        deleted = self._run(
-            "delete a user",
-            lambda conn: (
-                conn.execute("DELETE FROM users WHERE username = %s", (username,)).rowcount
-            ),
-        )
-        if deleted == 0:
-            raise NotFound(f"no user {username!r}")
-
-    @staticmethod
-    def _audit(
-        conn: Conn,
-        user: str,
-        action: str,
-        facility_id: str | None,
-        target: str | None,
-        detail: str,
-    ) -> AuditEntry:
-        row = conn.execute(
-            "INSERT INTO audit (ts, username, action, facility_id, target, detail) "  # noqa: S608
-            f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_AUDIT_COLUMNS}",
-            (_ms(utcnow()), user, action, facility_id, target, detail),
-        ).fetchone()
-        assert row is not None  # noqa: S101 - INSERT ... RETURNING gives one row
-        return AuditEntry(*row)
-
-    def audit(
-        self,
-        user: str,
-        action: str,
-        *,
-        facility_id: str | None = None,
-        target: str | None = None,
-        detail: str = "",
-    ) -> AuditEntry:
-        return self._run(
-            "write the audit log",
-            lambda conn: self._audit(conn, user, action, facility_id, target, detail),
-        )
-
-    def audit_log(
-        self,
-        *,
-        facility_id: str | None = None,
-        user: str | None = None,
-        before: int | None = None,
-        limit: int = 100,
-    ) -> list[AuditEntry]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("facility_id", facility_id), ("username", user), ("id", before)):
-            if value is not None:
-                where.append(f"{column} {'<' if column == 'id' else '='} %s")
-                params.append(value)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(
-            f"SELECT {_AUDIT_COLUMNS} FROM audit {clause} ORDER BY id DESC LIMIT %s",  # noqa: S608
-            [*params, max(1, min(limit, _MAX_PAGE))],
-        )
-        return [AuditEntry(*row) for row in rows]

@@ -59,13 +59,12 @@ from hub.counting import (
     zones_from,
 )
 from hub.enrolments import SqliteEnrolmentMixin
-from hub.errors import AlreadyExists, NotFound, StoreDataError, StoreError
+from hub.errors import NotFound, StoreDataError, StoreError
 from hub.records import (
     Adjustment,
     AdjustmentKind,
     Alert,
     AlertKind,
-    AuditEntry,
     BatchResult,
     EventPage,
     Flagged,
@@ -74,14 +73,12 @@ from hub.records import (
     NodeChange,
     NodeView,
     Occupancy,
-    Role,
     StoredEvent,
-    User,
-    check_user_change,
     iso,
     parse_iso,
 )
 from hub.sqlite_registry import SqliteRegistryMixin
+from hub.store.accounts import Accounts, record_audit
 from hub.store.migrations import migrate
 from protocol.events import Event, NodeStatus, utcnow
 from runtime.db import DatabaseError, open_engine
@@ -145,8 +142,10 @@ def _minute(ts: datetime) -> str:
     return iso(ts.astimezone(UTC).replace(second=0, microsecond=0))
 
 
-class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
+class SqliteStore(Accounts, SqliteRegistryMixin, SqliteEnrolmentMixin):
     """The hub's store in one SQLite file (see the module's doc)."""
+
+    dialect = "sqlite"
 
     def __init__(
         self,
@@ -1097,7 +1096,9 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
                 "UPDATE alerts SET acknowledged_by = ?, acknowledged_at = ? WHERE id = ?",
                 (user, now_text, alert_id),
             )
-            self._audit(conn, user, "alert.ack", alert.facility_id, str(alert_id), alert.kind)
+            record_audit(
+                self._writer, user, "alert.ack", alert.facility_id, str(alert_id), alert.kind
+            )
             acked = self._alert_by_id(conn, alert_id)
         assert acked is not None  # noqa: S101 - read back in the same transaction
         return acked
@@ -1266,7 +1267,9 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
                     now_text,
                 ),
             )
-            self._audit(conn, user, "capacity.set", facility_id, facility_id, change.detail)
+            record_audit(
+                self._writer, user, "capacity.set", facility_id, facility_id, change.detail
+            )
             # Swapped whole under the write lock: readers see the old or the new, never half.
             self.facilities = {**self.facilities, facility_id: updated}
         return updated
@@ -1302,8 +1305,13 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
             delta = part.recount.adjusted[adjustment_id]
             conn.execute("UPDATE adjustments SET delta = ? WHERE id = ?", (delta, adjustment_id))
             target = f"{facility_id}/{zone_id}" if zone_id else facility_id
-            self._audit(
-                conn, user, f"occupancy.{kind}", facility_id, target, f"{value} ({delta:+d}) {note}"
+            record_audit(
+                self._writer,
+                user,
+                f"occupancy.{kind}",
+                facility_id,
+                target,
+                f"{value} ({delta:+d}) {note}",
             )
         final = part.recount.final
         return Adjustment(
@@ -1359,138 +1367,3 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
             params,
         )
         return [HistorySample(row[0], parse_iso(row[1]), row[2], row[3]) for row in rows]
-
-    # --- accounts and audit -----------------------------------------------------------
-    _USER_COLUMNS = "id, username, password_hash, role, created_at, disabled, language"
-
-    @staticmethod
-    def _user(row: sqlite3.Row | tuple[Any, ...]) -> User:
-        id_, username, password_hash, role, created_at, disabled, language = tuple(row)
-        return User(
-            id=id_,
-            username=username,
-            password_hash=password_hash,
-            role=cast(Role, role),
-            created_at=parse_iso(created_at),
-            disabled=bool(disabled),
-            language=language,
-        )
-
-    def add_user(self, username: str, password_hash: str, role: Role) -> User:
-        check_user_change(role, None)
-        if not username or not password_hash:
-            raise ValueError("a user needs a name and a password hash")
-        with self._write() as conn:
-            if conn.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
-                raise AlreadyExists(f"user {username!r} already exists")
-            conn.execute(
-                "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
-                (username, password_hash, role, iso(utcnow())),
-            )
-            row = conn.execute(
-                f"SELECT {self._USER_COLUMNS} FROM users WHERE username = ?",  # noqa: S608
-                (username,),
-            ).fetchone()
-        return self._user(row)
-
-    def get_user(self, username: str) -> User | None:
-        rows = self._rows(
-            f"SELECT {self._USER_COLUMNS} FROM users WHERE username = ?",  # noqa: S608
-            (username,),
-        )
-        return self._user(rows[0]) if rows else None
-
-    def list_users(self) -> list[User]:
-        rows = self._rows(f"SELECT {self._USER_COLUMNS} FROM users ORDER BY username")  # noqa: S608
-        return [self._user(row) for row in rows]
-
-    def update_user(
-        self,
-        username: str,
-        *,
-        password_hash: str | None = None,
-        role: Role | None = None,
-        disabled: bool | None = None,
-        language: str | None = None,
-    ) -> User:
-        check_user_change(role, language)
-        with self._write() as conn:
-            sql_get = f"SELECT {self._USER_COLUMNS} FROM users WHERE username = ?"  # noqa: S608
-            if conn.execute(sql_get, (username,)).fetchone() is None:
-                raise NotFound(f"no user {username!r}")
-            for column, value in (
-                ("password_hash", password_hash),
-                ("role", role),
-                ("disabled", None if disabled is None else int(disabled)),
-                ("language", language),
-            ):
-                if value is not None:
-                    conn.execute(
-                        f"UPDATE users SET {column} = ? WHERE username = ?",  # noqa: S608
-                        (value, username),
-                    )
-            row = conn.execute(sql_get, (username,)).fetchone()
-        return self._user(row)
-
-    def delete_user(self, username: str) -> None:
-        with self._write() as conn:
-            cursor = conn.execute("DELETE FROM users WHERE username = ?", (username,))
-            if cursor.rowcount == 0:
-                raise NotFound(f"no user {username!r}")
-
-    @staticmethod
-    def _audit(
-        conn: sqlite3.Connection,
-        user: str,
-        action: str,
-        facility_id: str | None,
-        target: str | None,
-        detail: str,
-    ) -> AuditEntry:
-        now_text = iso(utcnow())
-        cursor = conn.execute(
-            "INSERT INTO audit (ts, username, action, facility_id, target, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (now_text, user, action, facility_id, target, detail),
-        )
-        return AuditEntry(
-            int(cursor.lastrowid or 0), parse_iso(now_text), user, action, facility_id, target,
-            detail,
-        )  # fmt: skip
-
-    def audit(
-        self,
-        user: str,
-        action: str,
-        *,
-        facility_id: str | None = None,
-        target: str | None = None,
-        detail: str = "",
-    ) -> AuditEntry:
-        with self._write() as conn:
-            return self._audit(conn, user, action, facility_id, target, detail)
-
-    def audit_log(
-        self,
-        *,
-        facility_id: str | None = None,
-        user: str | None = None,
-        before: int | None = None,
-        limit: int = 100,
-    ) -> list[AuditEntry]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("facility_id", facility_id), ("username", user), ("id", before)):
-            if value is not None:
-                where.append(f"{column} {'<' if column == 'id' else '='} ?")
-                params.append(value)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(
-            "SELECT id, ts, username, action, facility_id, target, detail FROM audit "  # noqa: S608
-            f"{clause} ORDER BY id DESC LIMIT ?",
-            [*params, max(1, min(limit, _MAX_PAGE))],
-        )
-        return [
-            AuditEntry(row[0], parse_iso(row[1]), row[2], row[3], row[4], row[5], row[6])
-            for row in rows
-        ]
