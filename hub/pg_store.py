@@ -79,7 +79,6 @@ from hub.counting import (
     with_capacity,
     zones_from,
 )
-from hub.enrolments import PgEnrolmentMixin
 from hub.errors import NotFound, StoreDataError, StoreError
 from hub.pg_registry import PgRegistryMixin
 from hub.records import (
@@ -98,6 +97,7 @@ from hub.records import (
     StoredEvent,
 )
 from hub.store.accounts import Accounts, record_audit
+from hub.store.enrolments import Enrolments
 from hub.store.migrations import migrate
 from protocol.events import Event, NodeStatus, utcnow
 from runtime.db import DatabaseError, open_engine
@@ -249,7 +249,7 @@ class _Pool:
         self.engine.dispose()
 
 
-class PgStore(Accounts, PgRegistryMixin, PgEnrolmentMixin):
+class PgStore(Accounts, PgRegistryMixin, Enrolments):
     """The hub's store in PostgreSQL (see the module's doc). ``dsn`` is a libpq connection
     string; its password, if the server needs one, belongs in a ``.pgpass`` file."""
 

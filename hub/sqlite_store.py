@@ -58,7 +58,6 @@ from hub.counting import (
     with_capacity,
     zones_from,
 )
-from hub.enrolments import SqliteEnrolmentMixin
 from hub.errors import NotFound, StoreDataError, StoreError
 from hub.records import (
     Adjustment,
@@ -79,6 +78,7 @@ from hub.records import (
 )
 from hub.sqlite_registry import SqliteRegistryMixin
 from hub.store.accounts import Accounts, record_audit
+from hub.store.enrolments import Enrolments
 from hub.store.migrations import migrate
 from protocol.events import Event, NodeStatus, utcnow
 from runtime.db import DatabaseError, open_engine
@@ -142,7 +142,7 @@ def _minute(ts: datetime) -> str:
     return iso(ts.astimezone(UTC).replace(second=0, microsecond=0))
 
 
-class SqliteStore(Accounts, SqliteRegistryMixin, SqliteEnrolmentMixin):
+class SqliteStore(Accounts, SqliteRegistryMixin, Enrolments):
     """The hub's store in one SQLite file (see the module's doc)."""
 
     dialect = "sqlite"
