@@ -43,7 +43,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Select
 from sqlalchemy.exc import DBAPIError
 
 from hub.config import FacilityConfig
@@ -80,7 +80,6 @@ from hub.counting import (
     zones_from,
 )
 from hub.errors import NotFound, StoreDataError, StoreError
-from hub.pg_registry import PgRegistryMixin
 from hub.records import (
     Adjustment,
     AdjustmentKind,
@@ -99,6 +98,9 @@ from hub.records import (
 from hub.store.accounts import Accounts, record_audit
 from hub.store.enrolments import Enrolments
 from hub.store.migrations import migrate
+from hub.store.retention import Retention
+from hub.store.upstream import Upstream
+from hub.store.visits import Visits
 from protocol.events import Event, NodeStatus, utcnow
 from runtime.db import DatabaseError, open_engine
 
@@ -249,7 +251,7 @@ class _Pool:
         self.engine.dispose()
 
 
-class PgStore(Accounts, PgRegistryMixin, Enrolments):
+class PgStore(Accounts, Enrolments, Upstream, Visits, Retention):
     """The hub's store in PostgreSQL (see the module's doc). ``dsn`` is a libpq connection
     string; its password, if the server needs one, belongs in a ``.pgpass`` file."""
 
@@ -320,6 +322,17 @@ class PgStore(Accounts, PgRegistryMixin, Enrolments):
             except psycopg.Error as err:
                 raise StoreError(f"cannot {what}: {err}") from err
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _stream(self, what: str, query: Select[Any]) -> Iterator[Any]:
+        try:
+            with self._pool.connection() as pooled, _driver(pooled).transaction():
+                # A server-side cursor, which lives in a transaction.
+                options = pooled.execution_options(stream_results=True, yield_per=10_000)
+                yield from options.execute(query)
+        except DBAPIError as err:
+            raise StoreError(f"cannot {what}: {err.orig}") from err
+        except psycopg.Error as err:
+            raise StoreError(f"cannot {what}: {err}") from err
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return self._run(
@@ -422,9 +435,12 @@ class PgStore(Accounts, PgRegistryMixin, Enrolments):
             if event.ts.tzinfo is None:
                 raise ValueError(f"event {event.event_id}: ts has no time zone")
         now = _ms(received_at or utcnow())
-        return self._run("store events", lambda conn: self._store_batch(conn, events, now))
+        return self._sa("store events", lambda pooled: self._store_batch(pooled, events, now))
 
-    def _store_batch(self, conn: Conn, events: Sequence[Event], now: datetime) -> BatchResult:
+    def _store_batch(
+        self, pooled: Connection, events: Sequence[Event], now: datetime
+    ) -> BatchResult:
+        conn = _driver(pooled)
         facilities = self._lock(conn, {e.facility_id for e in events})
         known = self._known_ids(conn, [e.event_id for e in events])
         new: list[Event] = []
@@ -507,7 +523,7 @@ class PgStore(Accounts, PgRegistryMixin, Enrolments):
             if part.replayed and part.recount.samples:
                 corrected[part.recount.facility_id] = part.recount.samples[0].minute
         # In this same transaction: an exit and the visit it closes are stored together.
-        self._record_visits(conn, new)
+        self._record_visits(pooled, new)
         gaps, gap_alerts, gap_cleared = self._track_nodes(conn, new, now)
         alerts.update((a.id, a) for a in gap_alerts)
         return BatchResult(

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -76,10 +76,12 @@ from hub.records import (
     iso,
     parse_iso,
 )
-from hub.sqlite_registry import SqliteRegistryMixin
 from hub.store.accounts import Accounts, record_audit
 from hub.store.enrolments import Enrolments
 from hub.store.migrations import migrate
+from hub.store.retention import Retention
+from hub.store.upstream import Upstream
+from hub.store.visits import Visits
 from protocol.events import Event, NodeStatus, utcnow
 from runtime.db import DatabaseError, open_engine
 
@@ -142,7 +144,7 @@ def _minute(ts: datetime) -> str:
     return iso(ts.astimezone(UTC).replace(second=0, microsecond=0))
 
 
-class SqliteStore(Accounts, SqliteRegistryMixin, Enrolments):
+class SqliteStore(Accounts, Enrolments, Upstream, Visits, Retention):
     """The hub's store in one SQLite file (see the module's doc)."""
 
     dialect = "sqlite"
@@ -263,6 +265,13 @@ class SqliteStore(Accounts, SqliteRegistryMixin, Enrolments):
         except sa_exc.SQLAlchemyError as err:
             raise StoreError(f"{self.path}: cannot {what}: {err}") from err
 
+    def _stream(self, what: str, query: Select[Any]) -> Iterator[Any]:
+        with self._reader() as conn:
+            try:
+                yield from conn.execution_options(yield_per=10_000).execute(query)
+            except sa_exc.SQLAlchemyError as err:
+                raise StoreError(f"{self.path}: cannot {what}: {err}") from err
+
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._read() as conn:
             return conn.execute(sql, params).fetchall()
@@ -381,7 +390,7 @@ class SqliteStore(Accounts, SqliteRegistryMixin, Enrolments):
             if part.replayed and part.recount.samples:
                 corrected[part.recount.facility_id] = part.recount.samples[0].minute
         # In this same transaction: an exit and the visit it closes are stored together.
-        self._record_visits(conn, new)
+        self._record_visits(self._writer, new)
         gaps, gap_alerts, gap_cleared = self._track_nodes(conn, new, now)
         alerts.update((a.id, a) for a in gap_alerts)
         return BatchResult(

@@ -219,7 +219,7 @@ class Store(Protocol):
         limit: int = 100,
     ) -> list[AuditEntry]: ...
 
-    # --- the registry: synced lists, visits, retention (hub.sqlite_registry) ----------
+    # --- upstream: synced lists, visits, retention (hub.store.upstream, visits, retention)
     def configure_visits(self, max_visit_s: float) -> None:
         """The longest visit an exit closes (``[retention] max_visit_hours``)."""
         ...

@@ -8,17 +8,28 @@ way is here:
 * ``for_update``: a row lock, which PostgreSQL needs for several writers and SQLite,
   with one writer, neither needs nor has;
 * ``bytewise``: an order by the bytes of the text (SQLite's default; PostgreSQL's "C");
+* ``any_of``: one array parameter in PostgreSQL, an IN list in SQLite;
+* ``position``: ``strpos`` or ``instr``;
 * ``ms``: a time to the millisecond, as the store keeps every time in both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, Select, Table
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Table,
+    any_,
+    bindparam,
+    func,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 
 T = TypeVar("T")
 
@@ -31,6 +42,11 @@ class Database(Protocol):
     def _sa(self, what: str, work: Callable[[Connection], T], *, write: bool = True) -> T:
         """``work`` on a connection, in one transaction when it writes; database errors
         become ``hub.errors.StoreError``."""
+        ...
+
+    def _stream(self, what: str, query: Select[Any]) -> Iterator[Any]:
+        """The rows of ``query`` as they come (a server-side cursor where there is a
+        server), for a read too long to hold in memory at once."""
         ...
 
 
@@ -53,3 +69,18 @@ def ms(ts: datetime) -> datetime:
     """``ts`` in UTC to the millisecond, as the store keeps every time."""
     ts = ts.astimezone(UTC)
     return ts.replace(microsecond=ts.microsecond // 1000 * 1000)
+
+
+def any_of(dialect: str, column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column`` is one of ``values``: one array parameter for PostgreSQL, however many
+    values; an IN list for SQLite (callers keep a list under its parameter limit)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
+
+
+def position(dialect: str, needle: Any, haystack: ColumnElement[str]) -> ColumnElement[int]:
+    """Where ``needle`` starts in ``haystack``, from 1; 0 when it is not in there."""
+    if dialect == "postgresql":
+        return func.strpos(haystack, needle)
+    return func.instr(haystack, needle)
