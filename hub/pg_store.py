@@ -86,10 +86,8 @@ from hub.records import (
     Alert,
     AlertKind,
     BatchResult,
-    EventPage,
     Flagged,
     Gap,
-    HistorySample,
     NodeChange,
     NodeView,
     Occupancy,
@@ -98,6 +96,7 @@ from hub.records import (
 from hub.store.accounts import Accounts, record_audit
 from hub.store.enrolments import Enrolments
 from hub.store.migrations import migrate
+from hub.store.reads import Reads
 from hub.store.retention import Retention
 from hub.store.upstream import Upstream
 from hub.store.visits import Visits
@@ -251,7 +250,7 @@ class _Pool:
         self.engine.dispose()
 
 
-class PgStore(Accounts, Enrolments, Upstream, Visits, Retention):
+class PgStore(Reads, Accounts, Enrolments, Upstream, Visits, Retention):
     """The hub's store in PostgreSQL (see the module's doc). ``dsn`` is a libpq connection
     string; its password, if the server needs one, belongs in a ``.pgpass`` file."""
 
@@ -1052,64 +1051,6 @@ class PgStore(Accounts, Enrolments, Upstream, Visits, Retention):
             after = " AND (ts, seq, event_id) > (%s, %s, %s)"
             params = tuple(rows[-1][1:4])
 
-    def events(
-        self,
-        *,
-        facility_id: str | None = None,
-        door_id: str | None = None,
-        node_id: str | None = None,
-        kind: str | None = None,
-        subject: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        before: int | None = None,
-        limit: int = 100,
-    ) -> EventPage:
-        limit = max(1, min(limit, _MAX_PAGE))
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("facility_id", facility_id),
-            ("door_id", door_id),
-            ("node_id", node_id),
-            ("kind", kind),
-            ("subject", subject),
-        ):
-            if value is not None:
-                where.append(f"{column} = %s")
-                params.append(str(value))
-        if since is not None:
-            where.append("ts >= %s")
-            params.append(since)
-        if until is not None:
-            where.append("ts < %s")
-            params.append(until)
-        if before is not None:
-            where.append("id < %s")
-            params.append(before)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(
-            f"{_SELECT_EVENT} {clause} ORDER BY id DESC LIMIT %s", [*params, limit + 1]
-        )
-        page = [self._stored_event(row) for row in rows[:limit]]
-        return EventPage(page, page[-1].id if len(rows) > limit else None)
-
-    def count_events(self, facility_id: str | None = None, *, since: datetime | None = None) -> int:
-        where: list[str] = []
-        params: list[Any] = []
-        if facility_id is not None:
-            where.append("facility_id = %s")
-            params.append(facility_id)
-        if since is not None:
-            where.append("ts >= %s")
-            params.append(since)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        return int(self._rows(f"SELECT COUNT(*) FROM events {clause}", params)[0][0])  # noqa: S608
-
-    def event(self, event_id: str) -> StoredEvent | None:
-        rows = self._rows(f"{_SELECT_EVENT} WHERE event_id = %s", (event_id,))
-        return self._stored_event(rows[0]) if rows else None
-
     @staticmethod
     def _stored_event(row: Row) -> StoredEvent:
         data = {
@@ -1124,22 +1065,6 @@ class PgStore(Accounts, Enrolments, Upstream, Visits, Retention):
             delta=row[17],
             flag=row[18],
         )
-
-    def gaps(self, facility_id: str | None = None, *, open_only: bool = True) -> list[Gap]:
-        where: list[str] = []
-        params: list[Any] = []
-        if facility_id is not None:
-            where.append("facility_id = %s")
-            params.append(facility_id)
-        if open_only:
-            where.append("filled_at IS NULL")
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(
-            "SELECT id, facility_id, node_id, first_seq, last_seq, missing, detected_at, "  # noqa: S608
-            f"filled_at, alert_id FROM gaps {clause} ORDER BY id",
-            params,
-        )
-        return [Gap(*row) for row in rows]
 
     # --- alerts -----------------------------------------------------------------------
     def add_alert(
@@ -1234,31 +1159,6 @@ class PgStore(Accounts, Enrolments, Upstream, Visits, Retention):
             acknowledged_at=acked_at,
             cleared_at=cleared_at,
         )
-
-    def alerts(
-        self,
-        facility_id: str | None = None,
-        *,
-        open_only: bool = True,
-        kind: str | None = None,
-        limit: int = 200,
-    ) -> list[Alert]:
-        where: list[str] = []
-        params: list[Any] = []
-        if facility_id is not None:
-            where.append("facility_id = %s")
-            params.append(facility_id)
-        if kind is not None:
-            where.append("kind = %s")
-            params.append(str(kind))
-        if open_only:
-            where.append(_OPEN)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts {clause} ORDER BY id DESC LIMIT %s",  # noqa: S608
-            [*params, max(1, min(limit, _MAX_PAGE))],
-        )
-        return [self._alert(row) for row in rows]
 
     def ack_alert(self, alert_id: int, user: str) -> Alert:
         now = _ms(utcnow())
@@ -1370,20 +1270,6 @@ class PgStore(Accounts, Enrolments, Upstream, Visits, Retention):
             )
 
         return self._run("record a node's status", upsert)
-
-    def nodes(self, facility_id: str | None = None) -> list[NodeView]:
-        if facility_id is None:
-            rows = self._rows(
-                f"SELECT {_NODE_COLUMNS} FROM nodes "  # noqa: S608
-                'ORDER BY facility_id COLLATE "C", node_id COLLATE "C"'
-            )
-        else:
-            rows = self._rows(
-                f"SELECT {_NODE_COLUMNS} FROM nodes WHERE facility_id = %s "  # noqa: S608
-                'ORDER BY node_id COLLATE "C"',
-                (facility_id,),
-            )
-        return [self._node(row) for row in rows]
 
     # --- capacity set by staff -------------------------------------------------------
     def facility_config(self, facility_id: str) -> FacilityConfig | None:
@@ -1523,42 +1409,3 @@ class PgStore(Accounts, Enrolments, Upstream, Visits, Retention):
             )
 
         return self._sa("adjust the occupancy", make)
-
-    def adjustments(self, facility_id: str, *, limit: int = 100) -> list[Adjustment]:
-        rows = self._rows(
-            "SELECT id, facility_id, zone_id, kind, value, delta, username, note, created_at "
-            "FROM adjustments WHERE facility_id = %s ORDER BY id DESC LIMIT %s",
-            (facility_id, max(1, min(limit, _MAX_PAGE))),
-        )
-        return [
-            Adjustment(
-                id=row[0],
-                facility_id=row[1],
-                zone_id=row[2],
-                kind=cast(AdjustmentKind, row[3]),
-                value=row[4],
-                delta=row[5],
-                user=row[6],
-                note=row[7],
-                created_at=row[8],
-            )
-            for row in rows
-        ]
-
-    def history(
-        self, facility_id: str, since: datetime | None = None, until: datetime | None = None
-    ) -> list[HistorySample]:
-        where = ["facility_id = %s"]
-        params: list[Any] = [facility_id]
-        if since is not None:
-            where.append("minute >= %s")
-            params.append(_minute(since))
-        if until is not None:
-            where.append("minute < %s")
-            params.append(until)
-        rows = self._rows(
-            "SELECT facility_id, minute, occupancy, peak FROM occupancy_history "  # noqa: S608
-            f"WHERE {' AND '.join(where)} ORDER BY minute",
-            params,
-        )
-        return [HistorySample(*row) for row in rows]

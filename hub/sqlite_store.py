@@ -65,10 +65,8 @@ from hub.records import (
     Alert,
     AlertKind,
     BatchResult,
-    EventPage,
     Flagged,
     Gap,
-    HistorySample,
     NodeChange,
     NodeView,
     Occupancy,
@@ -79,6 +77,7 @@ from hub.records import (
 from hub.store.accounts import Accounts, record_audit
 from hub.store.enrolments import Enrolments
 from hub.store.migrations import migrate
+from hub.store.reads import Reads
 from hub.store.retention import Retention
 from hub.store.upstream import Upstream
 from hub.store.visits import Visits
@@ -144,7 +143,7 @@ def _minute(ts: datetime) -> str:
     return iso(ts.astimezone(UTC).replace(second=0, microsecond=0))
 
 
-class SqliteStore(Accounts, Enrolments, Upstream, Visits, Retention):
+class SqliteStore(Reads, Accounts, Enrolments, Upstream, Visits, Retention):
     """The hub's store in one SQLite file (see the module's doc)."""
 
     dialect = "sqlite"
@@ -859,71 +858,6 @@ class SqliteStore(Accounts, Enrolments, Upstream, Visits, Retention):
                 return
             after = tuple(rows[-1][1:4])
 
-    def events(
-        self,
-        *,
-        facility_id: str | None = None,
-        door_id: str | None = None,
-        node_id: str | None = None,
-        kind: str | None = None,
-        subject: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        before: int | None = None,
-        limit: int = 100,
-    ) -> EventPage:
-        limit = max(1, min(limit, _MAX_PAGE))
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("facility_id", facility_id),
-            ("door_id", door_id),
-            ("node_id", node_id),
-            ("kind", kind),
-            ("subject", subject),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(str(value))
-        if since is not None:
-            where.append("ts >= ?")
-            params.append(iso(since))
-        if until is not None:
-            where.append("ts < ?")
-            params.append(iso(until))
-        if before is not None:
-            where.append("id < ?")
-            params.append(before)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(
-            f"SELECT id, {', '.join(_EVENT_COLUMNS)}, received_at, delta, flag FROM events "  # noqa: S608 - fixed column names
-            f"{clause} ORDER BY id DESC LIMIT ?",
-            [*params, limit + 1],
-        )
-        page = [self._stored_event(row) for row in rows[:limit]]
-        return EventPage(page, page[-1].id if len(rows) > limit else None)
-
-    def count_events(self, facility_id: str | None = None, *, since: datetime | None = None) -> int:
-        where: list[str] = []
-        params: list[Any] = []
-        if facility_id is not None:
-            where.append("facility_id = ?")
-            params.append(facility_id)
-        if since is not None:
-            where.append("ts >= ?")
-            params.append(iso(since))
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(f"SELECT COUNT(*) FROM events {clause}", params)  # noqa: S608
-        return int(rows[0][0])
-
-    def event(self, event_id: str) -> StoredEvent | None:
-        rows = self._rows(
-            f"SELECT id, {', '.join(_EVENT_COLUMNS)}, received_at, delta, flag FROM events "  # noqa: S608 - fixed column names
-            "WHERE event_id = ?",
-            (event_id,),
-        )
-        return self._stored_event(rows[0]) if rows else None
-
     @staticmethod
     def _stored_event(row: sqlite3.Row) -> StoredEvent:
         data = {name: row[name] for name in _EVENT_COLUMNS if row[name] is not None}
@@ -937,31 +871,6 @@ class SqliteStore(Accounts, Enrolments, Upstream, Visits, Retention):
             delta=row["delta"],
             flag=row["flag"],
         )
-
-    def gaps(self, facility_id: str | None = None, *, open_only: bool = True) -> list[Gap]:
-        where: list[str] = []
-        params: list[Any] = []
-        if facility_id is not None:
-            where.append("facility_id = ?")
-            params.append(facility_id)
-        if open_only:
-            where.append("filled_at IS NULL")
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(f"SELECT * FROM gaps {clause} ORDER BY id", params)  # noqa: S608
-        return [
-            Gap(
-                id=row["id"],
-                facility_id=row["facility_id"],
-                node_id=row["node_id"],
-                first_seq=row["first_seq"],
-                last_seq=row["last_seq"],
-                missing=row["missing"],
-                detected_at=parse_iso(row["detected_at"]),
-                filled_at=_time(row["filled_at"]),
-                alert_id=row["alert_id"],
-            )
-            for row in rows
-        ]
 
     # --- alerts -----------------------------------------------------------------------
     def add_alert(
@@ -1068,31 +977,6 @@ class SqliteStore(Accounts, Enrolments, Upstream, Visits, Retention):
         ).fetchone()
         return self._alert(row) if row else None
 
-    def alerts(
-        self,
-        facility_id: str | None = None,
-        *,
-        open_only: bool = True,
-        kind: str | None = None,
-        limit: int = 200,
-    ) -> list[Alert]:
-        where: list[str] = []
-        params: list[Any] = []
-        if facility_id is not None:
-            where.append("facility_id = ?")
-            params.append(facility_id)
-        if kind is not None:
-            where.append("kind = ?")
-            params.append(str(kind))
-        if open_only:
-            where.append(_OPEN)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(
-            f"SELECT {self._ALERT_COLUMNS} FROM alerts {clause} ORDER BY id DESC LIMIT ?",  # noqa: S608
-            [*params, max(1, min(limit, _MAX_PAGE))],
-        )
-        return [self._alert(row) for row in rows]
-
     def ack_alert(self, alert_id: int, user: str) -> Alert:
         now_text = iso(utcnow())
         with self._write() as conn:
@@ -1196,19 +1080,6 @@ class SqliteStore(Accounts, Enrolments, Upstream, Visits, Retention):
             )
             node = self._node(conn.execute(sql_get, (facility_id, node_id)).fetchone())
         return NodeChange(node=node, previous=previous.state if previous else "unknown")
-
-    def nodes(self, facility_id: str | None = None) -> list[NodeView]:
-        if facility_id is None:
-            rows = self._rows(
-                f"SELECT {self._NODE_COLUMNS} FROM nodes ORDER BY facility_id, node_id"  # noqa: S608
-            )
-        else:
-            rows = self._rows(
-                f"SELECT {self._NODE_COLUMNS} FROM nodes WHERE facility_id = ? "  # noqa: S608
-                "ORDER BY node_id",
-                (facility_id,),
-            )
-        return [self._node(row) for row in rows]
 
     # --- capacity set by staff -------------------------------------------------------
     def _load_capacity_settings(self) -> None:
@@ -1337,42 +1208,3 @@ class SqliteStore(Accounts, Enrolments, Upstream, Visits, Retention):
                 self.facilities.get(facility_id), facility_id, final.count, final.zones, now
             ),
         )
-
-    def adjustments(self, facility_id: str, *, limit: int = 100) -> list[Adjustment]:
-        rows = self._rows(
-            "SELECT id, facility_id, zone_id, kind, value, delta, username, note, created_at "
-            "FROM adjustments WHERE facility_id = ? ORDER BY id DESC LIMIT ?",
-            (facility_id, max(1, min(limit, _MAX_PAGE))),
-        )
-        return [
-            Adjustment(
-                id=row[0],
-                facility_id=row[1],
-                zone_id=row[2],
-                kind=cast(AdjustmentKind, row[3]),
-                value=row[4],
-                delta=row[5],
-                user=row[6],
-                note=row[7],
-                created_at=parse_iso(row[8]),
-            )
-            for row in rows
-        ]
-
-    def history(
-        self, facility_id: str, since: datetime | None = None, until: datetime | None = None
-    ) -> list[HistorySample]:
-        where = ["facility_id = ?"]
-        params: list[Any] = [facility_id]
-        if since is not None:
-            where.append("minute >= ?")
-            params.append(_minute(since))
-        if until is not None:
-            where.append("minute < ?")
-            params.append(iso(until))
-        rows = self._rows(
-            "SELECT facility_id, minute, occupancy, peak FROM occupancy_history "  # noqa: S608
-            f"WHERE {' AND '.join(where)} ORDER BY minute",
-            params,
-        )
-        return [HistorySample(row[0], parse_iso(row[1]), row[2], row[3]) for row in rows]
