@@ -42,7 +42,6 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
-from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, Select
 from sqlalchemy.exc import DBAPIError
 
@@ -88,19 +87,19 @@ from hub.records import (
     BatchResult,
     Flagged,
     Gap,
-    NodeChange,
-    NodeView,
     Occupancy,
     StoredEvent,
 )
 from hub.store.accounts import Accounts, record_audit
+from hub.store.alerts import Alerts
 from hub.store.enrolments import Enrolments
 from hub.store.migrations import migrate
+from hub.store.nodes import Nodes
 from hub.store.reads import Reads
 from hub.store.retention import Retention
 from hub.store.upstream import Upstream
 from hub.store.visits import Visits
-from protocol.events import Event, NodeStatus, utcnow
+from protocol.events import Event, utcnow
 from runtime.db import DatabaseError, open_engine
 
 logger = logging.getLogger(__name__)
@@ -178,10 +177,6 @@ _ALERT_COLUMNS = (
     "id, facility_id, kind, message, node_id, door_id, event_id, count, created_at, "
     "last_at, acknowledged_by, acknowledged_at, cleared_at"
 )
-_NODE_COLUMNS = (
-    "facility_id, node_id, door_id, state, problems, trust_list_age_s, status_list_age_s, "
-    "direction, status_ts, state_since, last_seen, last_event_ts, last_seq"
-)
 _USER_COLUMNS = "id, username, password_hash, role, created_at, disabled, language"
 _AUDIT_COLUMNS = "id, ts, username, action, facility_id, target, detail"
 
@@ -250,7 +245,7 @@ class _Pool:
         self.engine.dispose()
 
 
-class PgStore(Reads, Accounts, Enrolments, Upstream, Visits, Retention):
+class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Retention):
     """The hub's store in PostgreSQL (see the module's doc). ``dsn`` is a libpq connection
     string; its password, if the server needs one, belongs in a ``.pgpass`` file."""
 
@@ -332,6 +327,9 @@ class PgStore(Reads, Accounts, Enrolments, Upstream, Visits, Retention):
             raise StoreError(f"cannot {what}: {err.orig}") from err
         except psycopg.Error as err:
             raise StoreError(f"cannot {what}: {err}") from err
+
+    def _lock_facilities(self, conn: Connection, facility_ids: Sequence[str]) -> None:
+        self._lock(_driver(conn), facility_ids)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return self._run(
@@ -1160,117 +1158,7 @@ class PgStore(Reads, Accounts, Enrolments, Upstream, Visits, Retention):
             cleared_at=cleared_at,
         )
 
-    def ack_alert(self, alert_id: int, user: str) -> Alert:
-        now = _ms(utcnow())
-
-        def ack(pooled: Connection) -> Alert:
-            conn = _driver(pooled)
-            row = conn.execute(
-                "UPDATE alerts SET acknowledged_by = %s, acknowledged_at = %s "  # noqa: S608
-                f"WHERE id = %s AND acknowledged_at IS NULL RETURNING {_ALERT_COLUMNS}",
-                (user, now, alert_id),
-            ).fetchone()
-            if row is None:
-                row = conn.execute(
-                    f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = %s",  # noqa: S608
-                    (alert_id,),
-                ).fetchone()
-                if row is None:
-                    raise NotFound(f"no alert {alert_id}")
-                return self._alert(row)  # acknowledged before: by whoever did it first
-            alert = self._alert(row)
-            record_audit(pooled, user, "alert.ack", alert.facility_id, str(alert_id), alert.kind)
-            return alert
-
-        return self._sa("acknowledge an alert", ack)
-
-    def clear_alerts(self, facility_id: str, kind: str, node_id: str | None = None) -> list[Alert]:
-        now = _ms(utcnow())
-        rows = self._run(
-            "clear alerts",
-            lambda conn: conn.execute(
-                f"UPDATE alerts SET cleared_at = %s WHERE facility_id = %s AND kind = %s "  # noqa: S608
-                f"AND COALESCE(node_id, '') = %s AND {_OPEN} RETURNING {_ALERT_COLUMNS}",
-                (now, facility_id, str(kind), node_id or ""),
-            ).fetchall(),
-        )
-        return sorted((self._alert(row) for row in rows), key=lambda a: a.id)
-
     # --- nodes ------------------------------------------------------------------------
-    @staticmethod
-    def _node(row: Row) -> NodeView:
-        (facility_id, node_id, door_id, state, problems, trust_age, status_age, direction,
-         status_ts, state_since, last_seen, last_event_ts, last_seq) = row  # fmt: skip
-        return NodeView(
-            facility_id=facility_id,
-            node_id=node_id,
-            door_id=door_id,
-            state=state,
-            problems=list(problems),
-            trust_list_age_s=trust_age,
-            status_list_age_s=status_age,
-            direction=direction,
-            status_ts=status_ts,
-            state_since=state_since,
-            last_seen=last_seen,
-            last_event_ts=last_event_ts,
-            last_seq=last_seq,
-        )
-
-    def upsert_node_status(
-        self,
-        facility_id: str,
-        node_id: str,
-        status: NodeStatus,
-        *,
-        door_id: str | None = None,
-        seen_at: datetime | None = None,
-    ) -> NodeChange:
-        now = _ms(seen_at or utcnow())
-
-        def upsert(conn: Conn) -> NodeChange:
-            # Every worker hears every status: locked, the second one to record it sees
-            # the state the first one wrote, and reports no change.
-            self._lock(conn, [facility_id])
-            row = conn.execute(
-                f"SELECT {_NODE_COLUMNS} FROM nodes WHERE facility_id = %s AND node_id = %s",  # noqa: S608
-                (facility_id, node_id),
-            ).fetchone()
-            previous = self._node(row) if row else None
-            state = status.state.value
-            changed = previous is None or previous.state != state
-            row = conn.execute(
-                "INSERT INTO nodes (facility_id, node_id, door_id, state, problems, "  # noqa: S608
-                "trust_list_age_s, status_list_age_s, direction, status_ts, state_since, "
-                "last_seen) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (facility_id, node_id) DO UPDATE SET "
-                "door_id = COALESCE(excluded.door_id, nodes.door_id), state = excluded.state, "
-                "problems = excluded.problems, trust_list_age_s = excluded.trust_list_age_s, "
-                "status_list_age_s = excluded.status_list_age_s, "
-                "direction = excluded.direction, status_ts = excluded.status_ts, "
-                "state_since = excluded.state_since, last_seen = excluded.last_seen "
-                f"RETURNING {_NODE_COLUMNS}",
-                (
-                    facility_id,
-                    node_id,
-                    door_id,
-                    state,
-                    Jsonb(list(status.problems)),
-                    status.trust_list_age_s,
-                    status.status_list_age_s,
-                    status.direction,
-                    _ms(status.ts) if status.ts and status.ts.tzinfo else None,
-                    now if changed or previous is None else previous.state_since,
-                    now,
-                ),
-            ).fetchone()
-            assert row is not None  # noqa: S101 - INSERT ... RETURNING gives one row
-            return NodeChange(
-                node=self._node(row), previous=previous.state if previous else "unknown"
-            )
-
-        return self._run("record a node's status", upsert)
-
     # --- capacity set by staff -------------------------------------------------------
     def facility_config(self, facility_id: str) -> FacilityConfig | None:
         if facility_id not in self._configured:

@@ -12,7 +12,6 @@ the logic. The schema is ``hub.store.tables``, migrated by ``hub.store.migration
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
@@ -67,21 +66,21 @@ from hub.records import (
     BatchResult,
     Flagged,
     Gap,
-    NodeChange,
-    NodeView,
     Occupancy,
     StoredEvent,
     iso,
     parse_iso,
 )
 from hub.store.accounts import Accounts, record_audit
+from hub.store.alerts import Alerts
 from hub.store.enrolments import Enrolments
 from hub.store.migrations import migrate
+from hub.store.nodes import Nodes
 from hub.store.reads import Reads
 from hub.store.retention import Retention
 from hub.store.upstream import Upstream
 from hub.store.visits import Visits
-from protocol.events import Event, NodeStatus, utcnow
+from protocol.events import Event, utcnow
 from runtime.db import DatabaseError, open_engine
 
 logger = logging.getLogger(__name__)
@@ -143,7 +142,7 @@ def _minute(ts: datetime) -> str:
     return iso(ts.astimezone(UTC).replace(second=0, microsecond=0))
 
 
-class SqliteStore(Reads, Accounts, Enrolments, Upstream, Visits, Retention):
+class SqliteStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Retention):
     """The hub's store in one SQLite file (see the module's doc)."""
 
     dialect = "sqlite"
@@ -270,6 +269,9 @@ class SqliteStore(Reads, Accounts, Enrolments, Upstream, Visits, Retention):
                 yield from conn.execution_options(yield_per=10_000).execute(query)
             except sa_exc.SQLAlchemyError as err:
                 raise StoreError(f"{self.path}: cannot {what}: {err}") from err
+
+    def _lock_facilities(self, conn: Connection, facility_ids: Sequence[str]) -> None:
+        """Nothing to do: the store's one writer takes the file's lock."""
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._read() as conn:
@@ -976,110 +978,6 @@ class SqliteStore(Reads, Accounts, Enrolments, Upstream, Visits, Retention):
             (alert_id,),
         ).fetchone()
         return self._alert(row) if row else None
-
-    def ack_alert(self, alert_id: int, user: str) -> Alert:
-        now_text = iso(utcnow())
-        with self._write() as conn:
-            alert = self._alert_by_id(conn, alert_id)
-            if alert is None:
-                raise NotFound(f"no alert {alert_id}")
-            if alert.acknowledged_at is not None:
-                return alert
-            conn.execute(
-                "UPDATE alerts SET acknowledged_by = ?, acknowledged_at = ? WHERE id = ?",
-                (user, now_text, alert_id),
-            )
-            record_audit(
-                self._writer, user, "alert.ack", alert.facility_id, str(alert_id), alert.kind
-            )
-            acked = self._alert_by_id(conn, alert_id)
-        assert acked is not None  # noqa: S101 - read back in the same transaction
-        return acked
-
-    def clear_alerts(self, facility_id: str, kind: str, node_id: str | None = None) -> list[Alert]:
-        now_text = iso(utcnow())
-        with self._write() as conn:
-            rows = conn.execute(
-                f"SELECT id FROM alerts WHERE facility_id = ? AND kind = ? "  # noqa: S608
-                f"AND COALESCE(node_id, '') = ? AND {_OPEN}",
-                (facility_id, str(kind), node_id or ""),
-            ).fetchall()
-            cleared = []
-            for (alert_id,) in rows:
-                conn.execute("UPDATE alerts SET cleared_at = ? WHERE id = ?", (now_text, alert_id))
-                alert = self._alert_by_id(conn, alert_id)
-                if alert:
-                    cleared.append(alert)
-        return cleared
-
-    # --- nodes ------------------------------------------------------------------------
-    _NODE_COLUMNS = (
-        "facility_id, node_id, door_id, state, problems, trust_list_age_s, status_list_age_s, "
-        "direction, status_ts, state_since, last_seen, last_event_ts, last_seq"
-    )
-
-    @staticmethod
-    def _node(row: sqlite3.Row | tuple[Any, ...]) -> NodeView:
-        (facility_id, node_id, door_id, state, problems, trust_age, status_age, direction,
-         status_ts, state_since, last_seen, last_event_ts, last_seq) = tuple(row)  # fmt: skip
-        return NodeView(
-            facility_id=facility_id,
-            node_id=node_id,
-            door_id=door_id,
-            state=state,
-            problems=list(json.loads(problems)),
-            trust_list_age_s=trust_age,
-            status_list_age_s=status_age,
-            direction=direction,
-            status_ts=_time(status_ts),
-            state_since=_time(state_since),
-            last_seen=_time(last_seen),
-            last_event_ts=_time(last_event_ts),
-            last_seq=last_seq,
-        )
-
-    def upsert_node_status(
-        self,
-        facility_id: str,
-        node_id: str,
-        status: NodeStatus,
-        *,
-        door_id: str | None = None,
-        seen_at: datetime | None = None,
-    ) -> NodeChange:
-        now_text = iso(seen_at or utcnow())
-        sql_get = f"SELECT {self._NODE_COLUMNS} FROM nodes WHERE facility_id = ? AND node_id = ?"  # noqa: S608
-        with self._write() as conn:
-            row = conn.execute(sql_get, (facility_id, node_id)).fetchone()
-            previous = self._node(row) if row else None
-            state = status.state.value
-            changed = previous is None or previous.state != state
-            conn.execute(
-                "INSERT INTO nodes (facility_id, node_id, door_id, state, problems, "
-                "trust_list_age_s, status_list_age_s, direction, status_ts, state_since, "
-                "last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (facility_id, node_id) DO UPDATE SET "
-                "door_id = COALESCE(excluded.door_id, nodes.door_id), state = excluded.state, "
-                "problems = excluded.problems, trust_list_age_s = excluded.trust_list_age_s, "
-                "status_list_age_s = excluded.status_list_age_s, "
-                "direction = excluded.direction, status_ts = excluded.status_ts, "
-                "state_since = excluded.state_since, last_seen = excluded.last_seen",
-                (
-                    facility_id,
-                    node_id,
-                    door_id,
-                    state,
-                    json.dumps(list(status.problems)),
-                    status.trust_list_age_s,
-                    status.status_list_age_s,
-                    status.direction,
-                    iso(status.ts) if status.ts and status.ts.tzinfo else None,
-                    now_text if changed or previous is None else _iso_or_none(previous.state_since),
-                    now_text,
-                ),
-            )
-            node = self._node(conn.execute(sql_get, (facility_id, node_id)).fetchone())
-        return NodeChange(node=node, previous=previous.state if previous else "unknown")
 
     # --- capacity set by staff -------------------------------------------------------
     def _load_capacity_settings(self) -> None:

@@ -44,6 +44,11 @@ class Database(Protocol):
         become ``hub.errors.StoreError``."""
         ...
 
+    def _lock_facilities(self, conn: Connection, facility_ids: Sequence[str]) -> None:
+        """Make other writers of these facilities wait until the transaction ends (several
+        PostgreSQL workers; SQLite has one writer)."""
+        ...
+
     def _stream(self, what: str, query: Select[Any]) -> Iterator[Any]:
         """The rows of ``query`` as they come (a server-side cursor where there is a
         server), for a read too long to hold in memory at once."""

@@ -3,7 +3,6 @@ alerts, nodes, adjustments and the occupancy history (the stores write them)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -72,8 +71,7 @@ def node_of(row: Sequence[Any]) -> NodeView:
      status_ts, state_since, last_seen, last_event_ts, last_seq) = row  # fmt: skip
     return NodeView(
         facility_id=facility_id, node_id=node_id, door_id=door_id, state=state,
-        # jsonb in PostgreSQL, JSON text in SQLite
-        problems=list(json.loads(problems) if isinstance(problems, str) else problems),
+        problems=problems,
         trust_list_age_s=trust_age, status_list_age_s=status_age, direction=direction,
         status_ts=status_ts, state_since=state_since, last_seen=last_seen,
         last_event_ts=last_event_ts, last_seq=last_seq,

@@ -14,6 +14,7 @@ Changing a table here needs a migration (``hub/store/migrations``; see docs/hub.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,6 +66,28 @@ class Time(TypeDecorator[datetime]):
         if value is None or isinstance(value, datetime):
             return value
         return datetime.fromisoformat(value)
+
+
+class JsonList(TypeDecorator[list[Any]]):
+    """A list: ``jsonb`` in PostgreSQL, JSON text in SQLite."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.JSONB())
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None or dialect.name == "postgresql":
+            return value
+        return json.dumps(list(value))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> list[Any] | None:
+        if value is None:
+            return None
+        return list(json.loads(value) if isinstance(value, str) else value)
 
 
 # The row id of a table: SQLite's rowid, an identity column in PostgreSQL.
@@ -181,7 +204,7 @@ nodes = Table(
     Column("state", Text, nullable=False, server_default=text("'unknown'")),
     Column(
         "problems",
-        Text().with_variant(postgresql.JSONB(), "postgresql"),
+        JsonList,
         nullable=False,
         server_default=text("'[]'"),
     ),
