@@ -93,6 +93,7 @@ from hub.records import (
 from hub.store.accounts import Accounts, record_audit
 from hub.store.alerts import Alerts
 from hub.store.enrolments import Enrolments
+from hub.store.facilities import save_capacity
 from hub.store.migrations import migrate
 from hub.store.nodes import Nodes
 from hub.store.reads import Reads
@@ -1197,25 +1198,7 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
                 nominal_max=nominal_max,
                 soft_threshold_percent=soft_threshold_percent,
             )
-            conn.execute(
-                "INSERT INTO capacity_settings (facility_id, capacity, capacity_percent, "
-                "nominal_max, soft_threshold_percent, username, updated_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (facility_id) DO UPDATE SET "
-                "capacity = excluded.capacity, capacity_percent = excluded.capacity_percent, "
-                "nominal_max = excluded.nominal_max, "
-                "soft_threshold_percent = excluded.soft_threshold_percent, "
-                "username = excluded.username, updated_at = excluded.updated_at",
-                (
-                    facility_id,
-                    change.capacity,
-                    change.capacity_percent,
-                    change.nominal_max,
-                    change.soft_threshold_percent,
-                    user,
-                    now,
-                ),
-            )
-            record_audit(pooled, user, "capacity.set", facility_id, facility_id, change.detail)
+            save_capacity(pooled, self.dialect, facility_id, change, user, now)
             return change
 
         change = self._sa("set the capacity", save)

@@ -74,6 +74,7 @@ from hub.records import (
 from hub.store.accounts import Accounts, record_audit
 from hub.store.alerts import Alerts
 from hub.store.enrolments import Enrolments
+from hub.store.facilities import save_capacity
 from hub.store.migrations import migrate
 from hub.store.nodes import Nodes
 from hub.store.reads import Reads
@@ -1025,29 +1026,8 @@ class SqliteStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, 
             soft_threshold_percent=soft_threshold_percent,
         )
         updated = change.facility
-        now_text = iso(utcnow())
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO capacity_settings (facility_id, capacity, capacity_percent, "
-                "nominal_max, soft_threshold_percent, username, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (facility_id) DO UPDATE SET "
-                "capacity = excluded.capacity, capacity_percent = excluded.capacity_percent, "
-                "nominal_max = excluded.nominal_max, "
-                "soft_threshold_percent = excluded.soft_threshold_percent, "
-                "username = excluded.username, updated_at = excluded.updated_at",
-                (
-                    facility_id,
-                    change.capacity,
-                    change.capacity_percent,
-                    change.nominal_max,
-                    change.soft_threshold_percent,
-                    user,
-                    now_text,
-                ),
-            )
-            record_audit(
-                self._writer, user, "capacity.set", facility_id, facility_id, change.detail
-            )
+        with self._write():
+            save_capacity(self._writer, self.dialect, facility_id, change, user, utcnow())
             # Swapped whole under the write lock: readers see the old or the new, never half.
             self.facilities = {**self.facilities, facility_id: updated}
         return updated

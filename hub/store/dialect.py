@@ -8,13 +8,14 @@ way is here:
 * ``for_update``: a row lock, which PostgreSQL needs for several writers and SQLite,
   with one writer, neither needs nor has;
 * ``bytewise``: an order by the bytes of the text (SQLite's default; PostgreSQL's "C");
-* ``any_of``: one array parameter in PostgreSQL, an IN list in SQLite;
+* ``any_of``: one parameter for a list: an array in PostgreSQL, JSON in SQLite;
 * ``position``: ``strpos`` or ``instr``;
 * ``ms``: a time to the millisecond, as the store keeps every time in both.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -24,9 +25,11 @@ from sqlalchemy import (
     Connection,
     Select,
     Table,
+    Text,
     any_,
     bindparam,
     func,
+    select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -77,11 +80,15 @@ def ms(ts: datetime) -> datetime:
 
 
 def any_of(dialect: str, column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
-    """``column`` is one of ``values``: one array parameter for PostgreSQL, however many
-    values; an IN list for SQLite (callers keep a list under its parameter limit)."""
+    """``column`` is one of ``values``, given as one parameter however many there are (an
+    array in PostgreSQL, a JSON array read by ``json_each`` in SQLite): the statement is
+    compiled once, and no value costs a parameter of its own."""
     if dialect == "postgresql":
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-    return column.in_(list(values))
+    listed = func.json_each(bindparam(None, json.dumps(list(values)), type_=Text)).table_valued(
+        "value"
+    )
+    return column.in_(select(listed.c.value))
 
 
 def position(dialect: str, needle: Any, haystack: ColumnElement[str]) -> ColumnElement[int]:

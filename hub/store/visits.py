@@ -8,7 +8,7 @@ Pairing reads what it may need in two queries a batch rather than one or more an
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +29,6 @@ _VISIT = tuple(visits.c)
 # The same rules as ``hub.visits.is_check_in`` / ``is_check_out``.
 _CHECK_IN = or_(_E.kind == "entry", and_(_E.kind == "manual", _E.direction == "entry"))
 _CHECK_OUT = or_(_E.kind == "exit", and_(_E.kind == "manual", _E.direction == "exit"))
-# SQLite takes up to 32,766 parameters a statement; a visits read binds a chunk twice.
-_CHUNK = 5000
 
 
 def _visit(row: Sequence[Any]) -> Visit:
@@ -52,11 +50,6 @@ def _visit(row: Sequence[Any]) -> Visit:
     )
 
 
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
-
-
 def _pairing(
     conn: Connection, dialect: str, new: Sequence[Event], max_visit_s: float
 ) -> BatchPairing:
@@ -64,30 +57,26 @@ def _pairing(
     window = pairing_window(new, max_visit_s)
     if window is None:
         return BatchPairing([], [], [])
-    marks: list[Mark] = []
-    for chunk in _chunks(window.subjects):
-        query = select(
-            _E.id, _E.event_id, _E.facility_id, _E.subject, _E.door_id, _E.ts, _CHECK_IN
-        ).where(
-            any_of(dialect, _E.subject, chunk),
-            _E.ts >= window.start,
-            _E.ts <= window.end,
-            or_(_CHECK_IN, _CHECK_OUT),
+    query = select(
+        _E.id, _E.event_id, _E.facility_id, _E.subject, _E.door_id, _E.ts, _CHECK_IN
+    ).where(
+        any_of(dialect, _E.subject, window.subjects),
+        _E.ts >= window.start,
+        _E.ts <= window.end,
+        or_(_CHECK_IN, _CHECK_OUT),
+    )
+    marks = [
+        Mark(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
+        for row in conn.execute(query).all()
+    ]
+    ids = [mark.event_id for mark in marks]
+    visits_made = conn.execute(
+        select(_V.visit_id, _V.exit_event_id).where(
+            or_(any_of(dialect, _V.visit_id, ids), any_of(dialect, _V.exit_event_id, ids))
         )
-        marks += [
-            Mark(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
-            for row in conn.execute(query)
-        ]
-    closed: list[str] = []
-    used: list[str] = []
-    for chunk in _chunks([mark.event_id for mark in marks]):
-        for visit_id, exit_id in conn.execute(
-            select(_V.visit_id, _V.exit_event_id).where(
-                or_(any_of(dialect, _V.visit_id, chunk), any_of(dialect, _V.exit_event_id, chunk))
-            )
-        ):
-            closed.append(visit_id)
-            used.append(exit_id)
+    ).all()
+    closed = [row[0] for row in visits_made]
+    used = [row[1] for row in visits_made]
     return BatchPairing(marks, closed, used)
 
 
@@ -152,22 +141,17 @@ class Visits:
             raise ValueError(f"unknown visit state {state!r}")
         now = ms(utcnow())
 
-        def mark(conn: Connection) -> int:
-            changed = 0
-            for chunk in _chunks(list(visit_ids)):
-                changed += conn.execute(
-                    update(visits)
-                    .where(any_of(self.dialect, _V.visit_id, chunk))
-                    .values(
-                        state=state,
-                        reason=reason,
-                        attempts=_V.attempts + 1,
-                        sent_at=now if state == "sent" else _V.sent_at,
-                    )
-                ).rowcount
-            return changed
-
-        return self._sa("mark visits", mark)
+        query = (
+            update(visits)
+            .where(any_of(self.dialect, _V.visit_id, visit_ids))
+            .values(
+                state=state,
+                reason=reason,
+                attempts=_V.attempts + 1,
+                sent_at=now if state == "sent" else _V.sent_at,
+            )
+        )
+        return self._sa("mark visits", lambda conn: int(conn.execute(query).rowcount))
 
     def outbox_counts(self: Database) -> OutboxCounts:
         query = select(_V.state, func.count()).group_by(_V.state)
