@@ -16,6 +16,15 @@ The caller then starts the node as usual. A hub that refuses (a used, expired or
 token) or cannot be reached gets a brief red, a log line, and the node keeps waiting.
 Passes shown meanwhile are ignored with a log line: the node has no trust list to judge
 them by and no door to open.
+
+**Bound to its facility.** A node that knows its facility's CA (``facility_ca``: given it
+when its card was prepared, or the ``broker-ca.pem`` an earlier enrolment left beside its
+configuration) takes only a code whose pin is that CA's, and only a bundle that carries
+that CA: a code for another facility, or one with no pin, is refused before any hub is
+asked for anything, so a QR held up by a stranger cannot take the door to a broker of
+theirs. A node that knows none takes the first code, logs the facility pin it now belongs
+to (the technician compares it with what `pintu provision node enroll` printed) and keeps
+the CA, so a later code must match it.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ from protocol.enrolment import (
     ProvisioningCode,
     SealedBundle,
     decode_sealed,
+    facility_pin,
     is_provisioning_text,
     open_sealed,
 )
@@ -92,10 +102,12 @@ class Enrolment:
         *,
         source: FrameSource | None = None,
         notifier: Notifier | None = None,
+        facility_ca: Path | None = None,
     ) -> None:
         self.config_path = config_path
         self.state_dir = state_dir
         self.settings = settings or WaitSettings.default()
+        self.pin = self._pin_of(facility_ca)
         self._given_source = source
         self.notifier = notifier or Notifier()
         self.deduper = Deduper(self.settings.cooldown_s)
@@ -103,6 +115,25 @@ class Enrolment:
         self.refusals: list[str] = []
         self._devices: Devices | None = None
         self._red_until: float | None = None
+
+    def _pin_of(self, facility_ca: Path | None) -> str | None:
+        """The facility pin this node is bound to: its given CA's, else a kept one's."""
+        kept = self.config_path.parent / BROKER_CA_FILE
+        path = facility_ca if facility_ca is not None else kept
+        try:
+            pem = path.read_bytes()
+        except FileNotFoundError:
+            if facility_ca is not None:
+                raise ConfigError(f"the facility CA {facility_ca} does not exist") from None
+            return None
+        except OSError as err:
+            raise ConfigError(f"cannot read the facility CA {path}: {err}") from err
+        try:
+            pin = facility_pin(pem)
+        except EnrolmentCodeError as err:
+            raise ConfigError(f"{path} is not the facility CA's certificate: {err}") from err
+        logger.info("bound to the facility whose CA has pin %s (%s)", pin, path)
+        return pin
 
     @property
     def signal(self) -> Signal:
@@ -174,7 +205,9 @@ class Enrolment:
         self.attempts += 1
         try:
             code = ProvisioningCode.parse(text)
+            self._check_pin(code)
             bundle = self._fetch(code)
+            self._check_bundle(code, bundle)
             config = self.install(code, bundle)
         except (EnrolmentCodeError, EnrolmentFailed, ConfigError) as err:
             self._refused(str(err))
@@ -187,6 +220,36 @@ class Enrolment:
             code.hub_url,
         )
         return config
+
+    def _check_pin(self, code: ProvisioningCode) -> None:
+        """Refuse a code for another facility before any hub is asked for anything."""
+        if self.pin is None:
+            return
+        if code.pin is None:
+            raise EnrolmentFailed(
+                f"this node belongs to the facility with pin {self.pin}, and the code names "
+                "no facility"
+            )
+        if code.pin != self.pin:
+            raise EnrolmentFailed(
+                f"the code is for the facility with pin {code.pin}; this node belongs to "
+                f"the one with pin {self.pin}"
+            )
+
+    def _check_bundle(self, code: ProvisioningCode, bundle: SealedBundle) -> None:
+        """The bundle's CA must be the one the node (or else the code) names."""
+        expected = self.pin or code.pin
+        got = facility_pin(bundle.broker_ca_pem) if bundle.broker_ca_pem is not None else None
+        if expected is not None and got != expected:
+            raise EnrolmentFailed(
+                f"the bundle's facility CA is not the one with pin {expected}: refused"
+            )
+        if self.pin is None and got is not None:
+            logger.warning(
+                "this node knew no facility: it now belongs to the facility with pin %s; "
+                "compare it with the pin the enrolment printed",
+                got,
+            )
 
     def _fetch(self, code: ProvisioningCode) -> SealedBundle:
         url = f"{code.hub_url}/api/v1/enrolments/{code.lookup_id}/claim"

@@ -11,7 +11,7 @@ costs. So every frame gets two cheap looks:
 
 A frame with a candidate, or the few frames after one (the visitor is still holding the
 phone up), is escalated: the region around the candidate (the whole frame if none is
-known) is tried again enlarged, sharpened, contrast-stretched and through the second
+known) is tried again enlarged, sharpened, deblurred, contrast-stretched and through the second
 library, in that order, until one reads it or the frame's budget is spent.
 
 The budget adapts: it is a share of the time between frames as they arrive, so when the
@@ -231,10 +231,14 @@ class EscalatingDecoder:
             self._candidate = None
             return texts
         candidate = self._candidate_of(found, now=start)
+        busy = busy_region(image) if found or candidate is None else None
         if candidate is None:
-            box = busy_region(image)
-            if box is not None:
-                candidate = _Candidate(box, start)
+            if busy is not None:
+                candidate = _Candidate(busy, start)
+        elif busy is not None and candidate.box is not None:
+            # zxing-cpp's box is often one finder pattern of a blurred code, and cuts the
+            # rest off: the busy blocks around it show the whole code.
+            candidate = _Candidate(_union(candidate.box, busy), start)
         if candidate is not None:
             self.stats.candidates += 1
             self._candidate = candidate
@@ -315,6 +319,9 @@ class EscalatingDecoder:
             # undoes some focus blur, smoothing first keeps noise from being sharpened.
             yield "enlarge", lambda: read(_enlarge(region))
             yield "sharpen and enlarge", lambda: read(_enlarge(_sharpen(region, 2, 150)))
+            # Focus blur undone: a phone held too close for the lens, or a blurred
+            # screen. Costs a few milliseconds, so it comes after the cheap steps.
+            yield "deblur and enlarge", lambda: read(_enlarge(_deblur(region)))
             yield (
                 "smooth, enlarge and sharpen",
                 lambda: read(_sharpen(_enlarge(_smooth(region, 0.8)), 2, 300)),
@@ -353,6 +360,17 @@ def _text(barcode: Any) -> str:
     return text
 
 
+def _union(
+    box: tuple[int, int, int, int], busy: tuple[int, int, int, int]
+) -> tuple[int, int, int, int]:
+    """``box`` grown to take in ``busy`` where the two overlap (else ``box`` alone)."""
+    x0, y0, x1, y1 = box
+    bx0, by0, bx1, by1 = busy
+    if bx0 > x1 or bx1 < x0 or by0 > y1 or by1 < y0:
+        return box
+    return min(x0, bx0), min(y0, by0), max(x1, bx1), max(y1, by1)
+
+
 def _region(image: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray:
     if box is None:
         return image
@@ -383,6 +401,42 @@ def _sharpen(region: np.ndarray, radius: float = 3, percent: int = 200) -> np.nd
 def _smooth(region: np.ndarray, radius: float = 1.0) -> np.ndarray:
     image = Image.fromarray(np.ascontiguousarray(region))
     return np.asarray(image.filter(ImageFilter.GaussianBlur(radius)))
+
+
+def _deblur(region: np.ndarray, sigma: float = 1.5, noise: float = 0.03) -> np.ndarray:
+    """``region`` with a Gaussian focus blur of ``sigma`` pixels undone (Wiener filter).
+
+    ``noise`` is the share of the signal taken to be sensor noise: the filter divides by
+    the blur's frequency response only where that is well above it, so noise is not
+    amplified without bound. The region is padded (its edge pixels repeated) to sizes
+    whose only prime factors are 2, 3 and 5, which the FFT does several times faster than
+    an awkward size, and which keeps the far edge from ringing into the near one.
+    """
+    height, width = region.shape
+    rows, cols = _fft_size(height), _fft_size(width)
+    pixels = np.pad(region, ((0, rows - height), (0, cols - width)), mode="edge")
+    pixels = pixels.astype(np.float32)
+    mean = float(pixels.mean())
+    fy = np.fft.fftfreq(rows).astype(np.float32)[:, None]
+    fx = np.fft.rfftfreq(cols).astype(np.float32)[None, :]
+    response = np.exp(np.float32(-2 * np.pi**2 * sigma**2) * (fx * fx + fy * fy))
+    spectrum = np.fft.rfft2(pixels - mean)
+    restored = np.fft.irfft2(spectrum * (response / (response * response + noise)), s=(rows, cols))
+    out: np.ndarray = np.clip(restored[:height, :width] + mean, 0, 255).astype(np.uint8)
+    return out
+
+
+def _fft_size(n: int) -> int:
+    """The least size at or above ``n`` with no prime factor but 2, 3 and 5."""
+    size = n
+    while True:
+        left = size
+        for prime in (2, 3, 5):
+            while left % prime == 0:
+                left //= prime
+        if left == 1:
+            return size
+        size += 1
 
 
 def _stretch(region: np.ndarray) -> np.ndarray:

@@ -9,11 +9,17 @@ database gives nobody a node's credentials.
 
 Layout (``docs/protocol.md`` has the table and test vectors)::
 
-    text      = "PINTU-PROV1:" + node_id + "|" + token + "|" + hub_url
+    text      = "PINTU-PROV1:" + node_id + "|" + token + "|" + hub_url [+ "|" + pin]
+    pin       = base64url(SHA-256(DER of the facility CA's certificate)[:16]), no padding
     token     = base64url(16 random bytes), no padding (22 characters)
     lookup_id = hex(HKDF-SHA256(token bytes, salt="", info="pintu-prov1 lookup", 16))
     key       = HKDF-SHA256(token bytes, salt="", info="pintu-prov1 key", 32)
     sealed    = nonce (12) + ChaCha20-Poly1305(key, nonce, bundle, aad="pintu-prov1:" + node_id)
+
+The pin binds the code to a facility: a door that already knows its facility's CA (given
+it when its card was prepared, or kept from an earlier enrolment) refuses a code whose pin
+is not that CA's before it asks any hub for anything, and a bundle whose CA is not the
+pinned one.
 
 ChaCha20-Poly1305 rather than AES-GCM: a Raspberry Pi's Cortex-A72 and A53 have no AES
 instructions, and ChaCha20 is fast in plain software. The whole text stays within 213
@@ -32,8 +38,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography import x509
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -42,6 +49,7 @@ from protocol.errors import ProtocolError
 HEADER = "PINTU-PROV1:"
 TOKEN_BYTES = 16
 TOKEN_LENGTH = 22  # base64url of 16 bytes, unpadded
+PIN_BYTES = 16
 LOOKUP_BYTES = 16
 NONCE_BYTES = 12
 # Byte-mode capacity of a version 10 QR code at level M.
@@ -54,6 +62,7 @@ _NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{22}$")
 _HUB_URL = re.compile(r"^https?://[^\s|/?#]+(/[^\s|?#]*)?$")
 _LOOKUP = re.compile(r"^[0-9a-f]{32}$")
+_PIN = re.compile(r"^[A-Za-z0-9_-]{22}$")
 
 
 class EnrolmentCodeError(ProtocolError):
@@ -93,6 +102,18 @@ def is_lookup_id(text: str) -> bool:
     return bool(_LOOKUP.match(text))
 
 
+def facility_pin(ca_pem: str | bytes) -> str:
+    """The pin of a facility CA's certificate (PEM): what a provisioning QR carries."""
+    data = ca_pem.encode() if isinstance(ca_pem, str) else ca_pem
+    try:
+        cert = x509.load_pem_x509_certificate(data)
+    except ValueError as err:
+        raise EnrolmentCodeError(f"not a PEM certificate: {err}") from err
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(cert.public_bytes(serialization.Encoding.DER))
+    return _b64(digest.finalize()[:PIN_BYTES])
+
+
 def seal(token: str, node_id: str, bundle: bytes, *, nonce: bytes | None = None) -> bytes:
     """``bundle`` encrypted for ``node_id`` under ``token``'s key (``nonce``: for vectors)."""
     nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
@@ -129,11 +150,14 @@ class ProvisioningCode:
     node_id: str
     token: str
     hub_url: str
+    pin: str | None = None  # the facility CA's pin (``facility_pin``), where it has one
 
     def __post_init__(self) -> None:
         if not _NODE_ID.match(self.node_id):
             raise EnrolmentCodeError(f"not a node id: {self.node_id!r}")
         _token_bytes(self.token)
+        if self.pin is not None and not _PIN.match(self.pin):
+            raise EnrolmentCodeError("the facility pin is not 22 base64url characters")
         if not _HUB_URL.match(self.hub_url):
             raise EnrolmentCodeError(
                 f"not a hub URL (http[s]://host[:port][/path], no '|', '?' or '#'): "
@@ -148,7 +172,8 @@ class ProvisioningCode:
             )
 
     def text(self) -> str:
-        return f"{HEADER}{self.node_id}|{self.token}|{self.hub_url}"
+        pin = "" if self.pin is None else f"|{self.pin}"
+        return f"{HEADER}{self.node_id}|{self.token}|{self.hub_url}{pin}"
 
     @property
     def lookup_id(self) -> str:
@@ -161,10 +186,12 @@ class ProvisioningCode:
         if len(text) > MAX_TEXT_LENGTH:
             raise EnrolmentCodeError("the provisioning QR text is too long")
         parts = text[len(HEADER) :].split("|")
-        if len(parts) != 3:
-            raise EnrolmentCodeError("a provisioning QR holds node id, token and hub URL")
-        node_id, token, hub_url = parts
-        return cls(node_id=node_id, token=token, hub_url=hub_url)
+        if len(parts) not in (3, 4):
+            raise EnrolmentCodeError(
+                "a provisioning QR holds node id, token and hub URL, and a facility pin"
+            )
+        pin = parts[3] if len(parts) == 4 else None
+        return cls(node_id=parts[0], token=parts[1], hub_url=parts[2], pin=pin)
 
 
 # -- the bundle inside: JSON, so that a node needs no archive reader ----------------------

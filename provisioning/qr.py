@@ -25,6 +25,7 @@ from protocol.enrolment import (
     ProvisioningCode,
     SealedBundle,
     encode_sealed,
+    facility_pin,
     new_token,
     seal,
 )
@@ -57,6 +58,7 @@ class ProvisioningQr:
     lookup_id: str
     expires_at: str
     version: int
+    pin: str | None = None  # the facility pin the code carries
 
 
 def _read(path: Path) -> str:
@@ -79,10 +81,14 @@ def sealed_bundle(staging: Path) -> SealedBundle:
     )
 
 
-def make_code(node_id: str, hub_url: str) -> tuple[ProvisioningCode, segno.QRCode]:
+def make_code(
+    node_id: str, hub_url: str, pin: str | None = None
+) -> tuple[ProvisioningCode, segno.QRCode]:
     """A fresh code and its QR symbol, checked to fit version 10 at level M."""
     try:
-        code = ProvisioningCode(node_id=node_id, token=new_token(), hub_url=hub_url.rstrip("/"))
+        code = ProvisioningCode(
+            node_id=node_id, token=new_token(), hub_url=hub_url.rstrip("/"), pin=pin
+        )
     except EnrolmentCodeError as err:
         raise ProvisioningError(str(err)) from err
     symbol = segno.make_qr(code.text(), error="m", boost_error=False)
@@ -93,8 +99,11 @@ def make_code(node_id: str, hub_url: str) -> tuple[ProvisioningCode, segno.QRCod
 
 def publish(record: NodeRecord, staging: Path, request: QrRequest) -> ProvisioningQr:
     """Seal the staged bundle, file it at the hub and write the QR code's PNG."""
-    code, symbol = make_code(record.node_id, request.hub_url)
-    sealed = seal(code.token, record.node_id, sealed_bundle(staging).dumps())
+    contents = sealed_bundle(staging)
+    # The facility CA's pin binds the code to this facility (protocol.enrolment).
+    pin = facility_pin(contents.broker_ca_pem) if contents.broker_ca_pem is not None else None
+    code, symbol = make_code(record.node_id, request.hub_url, pin)
+    sealed = seal(code.token, record.node_id, contents.dumps())
     partial = request.out.with_name(f".{request.out.name}.partial")
     try:
         request.out.parent.mkdir(parents=True, exist_ok=True)
@@ -118,4 +127,4 @@ def publish(record: NodeRecord, staging: Path, request: QrRequest) -> Provisioni
         partial.unlink(missing_ok=True)
         raise
     logger.info("sealed bundle of %s filed at %s", record.node_id, request.hub_url)
-    return ProvisioningQr(request.out, code.lookup_id, expires_at, int(symbol.version))
+    return ProvisioningQr(request.out, code.lookup_id, expires_at, int(symbol.version), pin)

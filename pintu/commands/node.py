@@ -78,7 +78,14 @@ def check_config(config_path: Path, as_json: bool) -> None:
     help="Where a node provisioned by QR keeps its journal and lists (default: "
     "$STATE_DIRECTORY under systemd, else the configuration's directory).",
 )
-def run(config_path: Path, state_dir: Path | None) -> None:
+@click.option(
+    "--facility-ca",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="A node waiting for its provisioning QR: the facility CA's certificate (the "
+    "broker directory's ca.pem). Only a code for that facility is taken.",
+)
+def run(config_path: Path, state_dir: Path | None, facility_ca: Path | None) -> None:
     """Run the door node until SIGTERM or Ctrl-C.
 
     Tells systemd when it is ready (Type=notify) and pets the watchdog from the scan loop.
@@ -101,7 +108,7 @@ def run(config_path: Path, state_dir: Path | None) -> None:
         if config_path.exists():
             config = _load(config_path)
         else:
-            provisioned = _provision(config_path, state_dir)
+            provisioned = _provision(config_path, state_dir, facility_ca)
             if provisioned is None:
                 return
             config = provisioned
@@ -110,7 +117,9 @@ def run(config_path: Path, state_dir: Path | None) -> None:
         raise click.ClickException(str(err)) from err
 
 
-def _provision(config_path: Path, state_dir: Path | None) -> NodeConfig | None:
+def _provision(
+    config_path: Path, state_dir: Path | None, facility_ca: Path | None
+) -> NodeConfig | None:
     """Wait for a provisioning QR until provisioned (the configuration) or stopped (None)."""
     import os
     import signal
@@ -129,4 +138,4 @@ def _provision(config_path: Path, state_dir: Path | None) -> NodeConfig | None:
     if state_dir is None:
         env = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
         state_dir = Path(env) if env else config_path.resolve().parent
-    return Enrolment(config_path, state_dir).wait(stop)
+    return Enrolment(config_path, state_dir, facility_ca=facility_ca).wait(stop)

@@ -509,6 +509,7 @@ def node_enroll(
                 "path": str(published[0].path),
                 "expires_at": published[0].expires_at,
                 "version": published[0].version,
+                "facility_pin": published[0].pin,
             }
         echo_json(doc)
     else:
@@ -519,6 +520,11 @@ def node_enroll(
                 f"provisioning QR: {qr.path} (works once, until {qr.expires_at}); show it to "
                 "the node's camera, then delete it"
             )
+            if qr.pin is not None:
+                click.echo(
+                    f"facility pin: {qr.pin} (the node logs the pin it belongs to; they "
+                    "must be the same)"
+                )
 
 
 def _hub_password(path: Path | None, user: str) -> str:

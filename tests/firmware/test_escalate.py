@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.decoder import ZxingDecoder, make_decoder
 from firmware.escalate import EscalatingDecoder, busy_region
@@ -104,3 +105,32 @@ def test_bad_frames_are_counted_not_raised() -> None:
     assert decoder.decode(np.zeros((4, 4), dtype=np.float32)) == []
     assert decoder.bad_frames == 1
     assert decoder.last_error is not None and "float32" in decoder.last_error
+
+
+def hard_scene(seed: int) -> tuple[str, np.ndarray]:
+    """A pass of fixed text in a scene drawn from the `hard` preset with ``seed``."""
+    key = SigningKey(Ed25519PrivateKey.from_private_bytes(bytes(32)))
+    text = issue(key, bytes(range(12)), Status.GREEN, 2, 1_700_000_000, 1_800_000_000)
+    rng = np.random.default_rng(seed)
+    params = replace(PRESETS["hard"].sample(rng), jitter=Jitter())
+    return text, render(text, params, rng)
+
+
+def test_a_blurred_code_is_read_whole_when_zxing_cpp_saw_only_a_corner_of_it() -> None:
+    # A blurred, tilted pass: zxing-cpp reports a symbol it cannot decode, with a box
+    # around one finder pattern. Enlarging only that box cuts the code off; the busy
+    # blocks around it give the whole code.
+    text, frame = hard_scene(7)
+    assert ZxingDecoder().decode(frame) == []
+    decoder = EscalatingDecoder(budget_ms=5000, always=True)
+    assert decoder.decode(frame) == [text]
+
+
+def test_a_pass_blurred_past_what_sharpening_reads_is_read_once_the_blur_is_undone() -> None:
+    # Focus blur of almost two pixels on a small code: no enlarging, sharpening or
+    # smoothing reads it; the Wiener filter for a Gaussian blur does.
+    text, frame = hard_scene(21)
+    assert ZxingDecoder().decode(frame) == []
+    decoder = EscalatingDecoder(budget_ms=5000, always=True)
+    assert decoder.decode(frame) == [text]
+    assert decoder.stats.read_by == {"deblur and enlarge": 1}

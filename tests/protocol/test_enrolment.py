@@ -27,10 +27,11 @@ DOC: dict[str, Any] = json.loads(
 @pytest.mark.parametrize("vector", DOC["vectors"], ids=lambda v: v["name"])
 def test_every_valid_vector_parses_derives_and_seals_as_committed(vector: dict[str, Any]) -> None:
     code = ProvisioningCode.parse(vector["text"])
-    assert (code.node_id, code.token, code.hub_url) == (
+    assert (code.node_id, code.token, code.hub_url, code.pin) == (
         vector["node_id"],
         vector["token"],
         vector["hub_url"],
+        vector["pin"],
     )
     assert code.text() == vector["text"]
     assert code.lookup_id == vector["lookup_id"] == enrolment.lookup_id(vector["token"])

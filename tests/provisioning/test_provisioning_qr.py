@@ -44,11 +44,21 @@ from hub.config import HubConfig
 from hub.web.server import ServiceThread, bind
 from pintu.cli import cli
 from protocol import passes
-from protocol.enrolment import MAX_TEXT_LENGTH, ProvisioningCode
+from protocol.enrolment import (
+    MAX_TEXT_LENGTH,
+    ProvisioningCode,
+    SealedBundle,
+    encode_sealed,
+    facility_pin,
+    new_token,
+    seal,
+)
 from protocol.events import EventKind
 from protocol.status import Status
 from protocol.trust import SigningKey
+from provisioning import tlsca
 from provisioning.inventory import Fleet
+from provisioning.remote import HubAdmin
 
 from .conftest import FACILITY, FacilityBroker, WaitFor
 
@@ -134,7 +144,9 @@ class Waiting:
 def blank_node(tmp_path: Path, mock_pins: MockFactory) -> Iterator[Callable[..., Waiting]]:
     made: list[Waiting] = []
 
-    def make(name: str = "pi", pins: PinMap | None = None) -> Waiting:
+    def make(
+        name: str = "pi", pins: PinMap | None = None, facility_ca: Path | None = None
+    ) -> Waiting:
         source = SyntheticSource(PRESETS["easy"], seed=len(made) + 3, fps=30)
         settings = WaitSettings(
             pins=pins or PinMap.default(),
@@ -143,7 +155,13 @@ def blank_node(tmp_path: Path, mock_pins: MockFactory) -> Iterator[Callable[...,
             refused_s=0.3,
         )
         home = tmp_path / name
-        enrolment = Enrolment(home / "etc" / "node.toml", home / "state", settings, source=source)
+        enrolment = Enrolment(
+            home / "etc" / "node.toml",
+            home / "state",
+            settings,
+            source=source,
+            facility_ca=facility_ca,
+        )
         waiting = Waiting(enrolment, source).start()
         made.append(waiting)
         return waiting
@@ -365,3 +383,117 @@ def test_pintu_node_run_without_a_configuration_waits_and_stops_on_sigterm(
     text = log.read_text()
     assert "released locked" in text
     assert not config.exists()
+
+
+@pytest.fixture
+def rogue_hub(
+    facility_broker: FacilityBroker, hub_service: ServiceThread, tmp_path: Path
+) -> Iterator[ServiceThread]:
+    """A stranger's own hub (a real one, with an admin of theirs), on another port."""
+    config = hub_service.hub.config.model_copy(
+        update={
+            "store": hub_service.hub.config.store.model_copy(
+                update={"path": str(tmp_path / "rogue-hub.db")}
+            ),
+            "mqtt": hub_service.hub.config.mqtt.model_copy(update={"client_id": "rogue-hub"}),
+        }
+    )
+    thread = ServiceThread(config, sock=bind("127.0.0.1", 0)).start()
+    thread.hub.store.add_user(ADMIN, hash_password(ADMIN_PASSWORD), "admin")
+    yield thread
+    thread.stop()
+
+
+def rogue_code(hub: ServiceThread, tmp_path: Path, *, with_pin: bool) -> ProvisioningCode:
+    """A code a stranger makes: their own CA, their own broker, their own hub."""
+    ca_pem = tlsca.ensure(tmp_path / "rogue-tls", ["rogue.example"], "rogue").ca_cert.read_text()
+    bundle = SealedBundle(
+        node_toml=(
+            f'node_id = "{NODE_ID}"\nfacility_id = "{FACILITY}"\ndoor_id = "{DOOR}"\n'
+            'direction = "entry"\n[mqtt]\nhost = "rogue.example"\nport = 8883\n'
+        ),
+        mqtt_password="rogue-password",  # noqa: S106 - the stranger's own
+        node_key_pem="-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n",
+        broker_ca_pem=ca_pem,
+    )
+    code = ProvisioningCode(
+        node_id=NODE_ID,
+        token=new_token(),
+        hub_url=hub.url,
+        pin=facility_pin(ca_pem) if with_pin else None,
+    )
+    sealed = seal(code.token, NODE_ID, bundle.dumps())
+    with HubAdmin(hub.url) as admin:
+        admin.login(ADMIN, ADMIN_PASSWORD)
+        admin.add_enrolment(code.lookup_id, encode_sealed(sealed), 600, NODE_ID)
+    return code
+
+
+def test_a_node_bound_to_its_facility_refuses_a_strangers_code_before_asking_their_hub(
+    facility_broker: FacilityBroker,
+    hub_service: ServiceThread,
+    rogue_hub: ServiceThread,
+    blank_node: Callable[..., Waiting],
+    tmp_path: Path,
+    wait_for: WaitFor,
+) -> None:
+    """The attack: a stranger holds their own provisioning QR up to a blank door before the
+    technician does, to take the door to a broker and hub of theirs."""
+    facility_ca = facility_broker.dir / "ca.pem"
+    pi = blank_node(facility_ca=facility_ca)
+    assert pi.enrolment.pin == facility_pin(facility_ca.read_text())
+    wait_for(lambda: pi.enrolment.signal is Signal.PROVISIONING, what="the blink")
+    for with_pin, reason in [(True, "is for the facility with pin"), (False, "names no")]:
+        code = rogue_code(rogue_hub, tmp_path / str(with_pin), with_pin=with_pin)
+        refused = len(pi.enrolment.refusals)
+        pi.show(code.text())
+        wait_for(
+            lambda before=refused: len(pi.enrolment.refusals) > before,
+            what="the stranger's code refused",
+        )
+        assert reason in pi.enrolment.refusals[-1]
+        # Refused before any hub was asked: the stranger's bundle is still unclaimed.
+        record = rogue_hub.hub.store.enrolment(code.lookup_id)
+        assert record is not None and record.used_at is None
+        assert not pi.done and not pi.enrolment.config_path.exists()
+
+    # The technician's code for this facility carries the same pin, and is taken.
+    qr_png = tmp_path / "main-1.png"
+    doc = enrol(facility_broker, hub_service, tmp_path, NODE_ID, qr_png)
+    text = read_qr(qr_png)
+    assert ProvisioningCode.parse(text).pin == doc["qr"]["facility_pin"] == pi.enrolment.pin
+    pi.show(text)
+    wait_for(lambda: pi.done, timeout=10, what="the node provisioned")
+    assert pi.result[0] is not None and pi.result[0].node_id == NODE_ID
+
+
+def test_a_node_that_knew_no_facility_keeps_the_first_one_it_enrolled_with(
+    facility_broker: FacilityBroker,
+    hub_service: ServiceThread,
+    rogue_hub: ServiceThread,
+    blank_node: Callable[..., Waiting],
+    tmp_path: Path,
+    wait_for: WaitFor,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    pi = blank_node()
+    assert pi.enrolment.pin is None
+    qr_png = tmp_path / "main-1.png"
+    doc = enrol(facility_broker, hub_service, tmp_path, NODE_ID, qr_png)
+    pi.show(read_qr(qr_png))
+    wait_for(lambda: pi.done, timeout=10, what="the node provisioned")
+    pin = doc["qr"]["facility_pin"]
+    assert pin is not None
+    # The node said which facility it now belongs to, for the technician to compare.
+    assert f"pin {pin}" in caplog.text
+    # Wiped back to blank (its configuration deleted), it still knows its facility.
+    pi.enrolment.config_path.unlink()
+    again = blank_node("pi")
+    assert again.enrolment.pin == pin
+    code = rogue_code(rogue_hub, tmp_path / "rogue", with_pin=True)
+    again.show(code.text())
+    wait_for(lambda: again.enrolment.refusals, what="the stranger's code refused")
+    assert "this node belongs to the one with pin" in again.enrolment.refusals[0]
+    record = rogue_hub.hub.store.enrolment(code.lookup_id)
+    assert record is not None and record.used_at is None

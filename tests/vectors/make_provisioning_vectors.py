@@ -22,8 +22,10 @@ def token(seed: int) -> str:
     return base64.urlsafe_b64encode(bytes(range(seed, seed + 16))).rstrip(b"=").decode()
 
 
-def valid(name: str, node_id: str, tok: str, hub_url: str, nonce: bytes) -> dict[str, Any]:
-    code = ProvisioningCode(node_id=node_id, token=tok, hub_url=hub_url)
+def valid(
+    name: str, node_id: str, tok: str, hub_url: str, nonce: bytes, pin: str | None = None
+) -> dict[str, Any]:
+    code = ProvisioningCode(node_id=node_id, token=tok, hub_url=hub_url, pin=pin)
     bundle = SealedBundle(
         node_toml=f'node_id = "{node_id}"\n',
         mqtt_password="test-password-not-real",  # noqa: S106 - a test vector
@@ -36,6 +38,7 @@ def valid(name: str, node_id: str, tok: str, hub_url: str, nonce: bytes) -> dict
         "node_id": node_id,
         "token": tok,
         "hub_url": hub_url,
+        "pin": pin,
         "lookup_id": code.lookup_id,
         "nonce": nonce.hex(),
         "bundle": bundle.decode(),
@@ -50,6 +53,8 @@ def main() -> None:
         valid("https_with_path", "gate.2_b", token(16), "https://hub.example.id/pintu",
               bytes(range(12))),
         valid("long_node_id", "n" * 64, token(32), longest_url, bytes(range(12, 24))),
+        valid("facility_pin", "main-in-1", token(0), "https://hub.local:8443", bytes(12),
+              pin=token(48)),
     ]  # fmt: skip
     plain = vectors[0]["text"]
     bad = [
@@ -61,6 +66,8 @@ def main() -> None:
         {"name": "bad_node_id", "text": f"PINTU-PROV1:-x|{token(0)}|http://h", "error": "node id"},
         {"name": "not_http", "text": f"PINTU-PROV1:n|{token(0)}|ftp://h", "error": "hub URL"},
         {"name": "query", "text": f"PINTU-PROV1:n|{token(0)}|http://h/?a=1", "error": "hub URL"},
+        {"name": "short_pin", "text": plain + "|abc", "error": "facility pin"},
+        {"name": "five_fields", "text": plain + "|" + token(48) + "|x", "error": "facility pin"},
         {"name": "oversize", "text": plain + "/" + "x" * 300, "error": "too long"},
     ]  # fmt: skip
     doc = {
