@@ -79,16 +79,23 @@ def ms(ts: datetime) -> datetime:
     return ts.replace(microsecond=ts.microsecond // 1000 * 1000)
 
 
-def any_of(dialect: str, column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+def any_of(
+    dialect: str, column: ColumnElement[Any], values: Sequence[Any] | str
+) -> ColumnElement[bool]:
     """``column`` is one of ``values``, given as one parameter however many there are (an
     array in PostgreSQL, a JSON array read by ``json_each`` in SQLite): the statement is
-    compiled once, and no value costs a parameter of its own."""
+    compiled once, and no value costs a parameter of its own. ``values`` may be the name
+    of a parameter given later (as ``listed`` makes it)."""
     if dialect == "postgresql":
+        if isinstance(values, str):
+            return column == any_(bindparam(values, type_=ARRAY(column.type)))
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-    listed = func.json_each(bindparam(None, json.dumps(list(values)), type_=Text)).table_valued(
-        "value"
+    param = (
+        bindparam(values, type_=Text)
+        if isinstance(values, str)
+        else bindparam(None, json.dumps(list(values)), type_=Text)
     )
-    return column.in_(select(listed.c.value))
+    return column.in_(select(func.json_each(param).table_valued("value").c.value))
 
 
 def position(dialect: str, needle: Any, haystack: ColumnElement[str]) -> ColumnElement[int]:
@@ -96,3 +103,35 @@ def position(dialect: str, needle: Any, haystack: ColumnElement[str]) -> ColumnE
     if dialect == "postgresql":
         return func.strpos(haystack, needle)
     return func.instr(haystack, needle)
+
+
+def listed(dialect: str, items: Sequence[Any]) -> Any:
+    """``items`` as the one parameter ``any_of(dialect, column, "name")`` takes."""
+    return list(items) if dialect == "postgresql" else json.dumps(list(items))
+
+
+class Prepared:
+    """A statement of the ingest path compiled once per database by SQLAlchemy and run on
+    the driver's own cursor: nothing is built, compiled or wrapped per batch or per row.
+    ``build(dialect)`` makes it, with named parameters given to ``rows``."""
+
+    def __init__(self, build: Callable[[str], Any]) -> None:
+        self._build = build
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
+
+    def rows(self, conn: Connection, **params: Any) -> list[Any]:
+        dialect = conn.dialect
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            compiled = self._build(dialect.name).compile(dialect=dialect)
+            order = tuple(compiled.positiontup or ()) if compiled.positional else None
+            found = self._compiled[dialect.name] = (str(compiled), order, dict(compiled.params))
+        sql, order, constants = found
+        given = {**constants, **params}
+        args: Any = [given[name] for name in order] if order is not None else given
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, args)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from hub.registry_records import VISIT_STATES, OutboxCounts, Visit, VisitState
-from hub.store.dialect import any_of, bytewise, ms
-from hub.store.tables import events, visits
+from hub.store.dialect import Prepared, any_of, bytewise, listed, ms
+from hub.store.tables import _time_text, events, visits
 from hub.visits import BatchPairing, Mark, derive_visits, pairing_window
 from protocol.events import Event, utcnow
 
@@ -50,6 +50,24 @@ def _visit(row: Sequence[Any]) -> Visit:
     )
 
 
+# The pairing's two reads, on the ingest path: compiled once (see ``Prepared``).
+_MARKS = Prepared(
+    lambda dialect: select(
+        _E.id, _E.event_id, _E.facility_id, _E.subject, _E.door_id, _E.ts, _CHECK_IN
+    ).where(
+        any_of(dialect, _E.subject, "subjects"),
+        _E.ts >= bindparam("start"),
+        _E.ts <= bindparam("end"),
+        or_(_CHECK_IN, _CHECK_OUT),
+    )
+)
+_CLOSED = Prepared(
+    lambda dialect: select(_V.visit_id, _V.exit_event_id).where(
+        or_(any_of(dialect, _V.visit_id, "ids"), any_of(dialect, _V.exit_event_id, "ids"))
+    )
+)
+
+
 def _pairing(
     conn: Connection, dialect: str, new: Sequence[Event], max_visit_s: float
 ) -> BatchPairing:
@@ -57,24 +75,17 @@ def _pairing(
     window = pairing_window(new, max_visit_s)
     if window is None:
         return BatchPairing([], [], [])
-    query = select(
-        _E.id, _E.event_id, _E.facility_id, _E.subject, _E.door_id, _E.ts, _CHECK_IN
-    ).where(
-        any_of(dialect, _E.subject, window.subjects),
-        _E.ts >= window.start,
-        _E.ts <= window.end,
-        or_(_CHECK_IN, _CHECK_OUT),
-    )
+    subjects = listed(dialect, window.subjects)
+    # The driver's own values: times are text in SQLite.
+    pg = dialect == "postgresql"
+    start: Any = window.start if pg else _time_text(window.start)
+    end: Any = window.end if pg else _time_text(window.end)
     marks = [
-        Mark(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
-        for row in conn.execute(query).all()
+        Mark(r[0], r[1], r[2], r[3], r[4], r[5] if pg else datetime.fromisoformat(r[5]), bool(r[6]))
+        for r in _MARKS.rows(conn, subjects=subjects, start=start, end=end)
     ]
-    ids = [mark.event_id for mark in marks]
-    visits_made = conn.execute(
-        select(_V.visit_id, _V.exit_event_id).where(
-            or_(any_of(dialect, _V.visit_id, ids), any_of(dialect, _V.exit_event_id, ids))
-        )
-    ).all()
+    ids = listed(dialect, [mark.event_id for mark in marks])
+    visits_made = _CLOSED.rows(conn, ids=ids)
     closed = [row[0] for row in visits_made]
     used = [row[1] for row in visits_made]
     return BatchPairing(marks, closed, used)
