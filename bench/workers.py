@@ -75,7 +75,9 @@ END = "<!-- bench:workers:end -->"
 TITLE = "Hub workers"
 DEFAULT_PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 TARGETS = {"sqlite": 0.5, "postgresql": 0.3}  # share of the broker alone, per backend
-_PG_MODULES = ("hub/pg_store.py", "hub/pg_registry.py")
+# The modules that call the driver: the store (before and after its statements went
+# through SQLAlchemy) and SQLAlchemy itself.
+_PG_MODULES = ("hub/pg_store.py", "hub/pg_registry.py", "sqlalchemy/engine/default.py")
 GROUPS = ("load generator", "broker", "hub workers", "PostgreSQL", "listener")
 OTHERS = "other processes"
 

@@ -26,14 +26,13 @@ writer per file; here each hub worker writes through connections of its own, and
 
 Connections are kept in a small pool, in autocommit mode: reads see everything committed,
 and writes are explicit transactions. Times are ``timestamptz``, kept to the millisecond
-as everywhere in the store. Schema changes are the numbered ``PG_MIGRATIONS``, tracked in
-the ``schema_version`` table; workers starting together migrate one at a time.
+as everywhere in the store. The schema is ``hub.store.tables``, migrated by
+``hub.store.migrations``; workers starting together migrate one at a time.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -41,9 +40,10 @@ from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
-from psycopg.types.json import Jsonb
+from sqlalchemy import Connection, Select
+from sqlalchemy.exc import DBAPIError
 
 from hub.config import FacilityConfig
 from hub.counting import (
@@ -78,30 +78,30 @@ from hub.counting import (
     with_capacity,
     zones_from,
 )
-from hub.enrolments import PgEnrolmentMixin
-from hub.errors import AlreadyExists, NotFound, StoreDataError, StoreError
-from hub.pg_registry import PgRegistryMixin
+from hub.errors import NotFound, StoreDataError, StoreError
 from hub.records import (
     Adjustment,
     AdjustmentKind,
     Alert,
     AlertKind,
-    AuditEntry,
     BatchResult,
-    EventPage,
     Flagged,
     Gap,
-    HistorySample,
-    NodeChange,
-    NodeView,
     Occupancy,
-    Role,
     StoredEvent,
-    User,
-    check_user_change,
 )
-from hub.schema import PG_MIGRATIONS, RECOUNT_AFTER
-from protocol.events import Event, NodeStatus, utcnow
+from hub.store.accounts import Accounts, record_audit
+from hub.store.alerts import Alerts
+from hub.store.enrolments import Enrolments
+from hub.store.facilities import save_capacity
+from hub.store.migrations import migrate
+from hub.store.nodes import Nodes
+from hub.store.reads import Reads
+from hub.store.retention import Retention
+from hub.store.upstream import Upstream
+from hub.store.visits import Visits
+from protocol.events import Event, utcnow
+from runtime.db import DatabaseError, open_engine
 
 logger = logging.getLogger(__name__)
 
@@ -178,12 +178,18 @@ _ALERT_COLUMNS = (
     "id, facility_id, kind, message, node_id, door_id, event_id, count, created_at, "
     "last_at, acknowledged_by, acknowledged_at, cleared_at"
 )
-_NODE_COLUMNS = (
-    "facility_id, node_id, door_id, state, problems, trust_list_age_s, status_list_age_s, "
-    "direction, status_ts, state_since, last_seen, last_event_ts, last_seq"
-)
 _USER_COLUMNS = "id, username, password_hash, role, created_at, disabled, language"
 _AUDIT_COLUMNS = "id, ts, username, action, facility_id, target, detail"
+
+
+def _driver(conn: Connection) -> Conn:
+    """psycopg's own connection under SQLAlchemy's."""
+    return cast(Conn, conn.connection.driver_connection)
+
+
+def _revision(conn: Conn) -> str | None:
+    row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    return str(row[0]) if row else None
 
 
 class _Conflict(Exception):
@@ -200,74 +206,51 @@ def _minute(ts: datetime) -> datetime:
     return ts.astimezone(UTC).replace(second=0, microsecond=0)
 
 
-def _conninfo(dsn: str) -> str:
-    """The DSN with a connect timeout and an application name, unless it sets its own."""
-    try:
-        params: dict[str, Any] = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError as err:
-        raise StoreError(f"the store's dsn is not a valid connection string: {err}") from err
-    params.setdefault("connect_timeout", 10)
-    params.setdefault("application_name", "pintu-hub")
-    return make_conninfo("", **params)
-
-
 class _Pool:
-    """Open connections, reused; one that broke is closed instead of handed out again."""
+    """Connections from the engine's pool, in autocommit mode: reads see everything
+    committed, and writes are explicit transactions. One that broke is dropped."""
 
-    def __init__(self, conninfo: str, max_idle: int) -> None:
-        self.conninfo = conninfo
-        self.max_idle = max_idle
-        self._idle: list[Conn] = []
-        self._lock = threading.Lock()
+    def __init__(self, dsn: str, max_idle: int) -> None:
+        try:
+            conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError as err:
+            raise StoreError(f"the store's dsn is not a valid connection string: {err}") from err
+        if "=" not in dsn and "://" not in dsn:
+            raise StoreError("the store's dsn is not a valid connection string")
+        try:
+            self.engine = open_engine(
+                dsn, pool_size=max_idle, application_name="pintu-hub", isolation_level="AUTOCOMMIT"
+            )
+        except DatabaseError as err:
+            raise StoreError(f"the store's dsn: {err}") from err
         self.closed = False
 
-    def _connect(self) -> Conn:
-        try:
-            conn = psycopg.connect(self.conninfo, autocommit=True)
-        except psycopg.Error as err:
-            raise StoreError(f"cannot connect to the database: {err}") from err
-        try:
-            # Times come back as UTC datetimes, whatever the server's own time zone.
-            conn.execute("SET TIME ZONE 'UTC'")
-        except psycopg.Error as err:
-            conn.close()
-            raise StoreError(f"cannot set up the database connection: {err}") from err
-        return conn
-
     @contextmanager
-    def connection(self) -> Iterator[Conn]:
-        with self._lock:
-            if self.closed:
-                raise StoreError("the store is closed")
-            conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            conn = self._connect()
+    def connection(self) -> Iterator[Connection]:
+        if self.closed:
+            raise StoreError("the store is closed")
         try:
-            yield conn
+            pooled = self.engine.connect()
+        except DBAPIError as err:
+            raise StoreError(f"cannot connect to the database: {err.orig}") from err
+        conn = _driver(pooled)
+        try:
+            yield pooled
         finally:
-            reusable = (
-                not conn.closed
-                and not conn.broken
-                and conn.info.transaction_status == TransactionStatus.IDLE
-            )
-            with self._lock:
-                if reusable and not self.closed and len(self._idle) < self.max_idle:
-                    self._idle.append(conn)
-                    conn = None
-            if conn is not None:
-                conn.close()
+            if conn.closed or conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
+                pooled.invalidate()
+            pooled.close()
 
     def close(self) -> None:
-        with self._lock:
-            self.closed = True
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self.closed = True
+        self.engine.dispose()
 
 
-class PgStore(PgRegistryMixin, PgEnrolmentMixin):
+class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Retention):
     """The hub's store in PostgreSQL (see the module's doc). ``dsn`` is a libpq connection
     string; its password, if the server needs one, belongs in a ``.pgpass`` file."""
+
+    dialect = "postgresql"
 
     def __init__(
         self,
@@ -279,7 +262,7 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
         self._configured: Mapping[str, FacilityConfig] = {f.id: f for f in facilities}
         # Swapped whole, never changed in place: a reader sees the old map or the new one.
         self.facilities: Mapping[str, FacilityConfig] = dict(self._configured)
-        self._pool = _Pool(_conninfo(dsn), max_idle)
+        self._pool = _Pool(dsn, max_idle)
         try:
             self._migrate()
             self._load_capacity_settings()
@@ -291,17 +274,31 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
     def _run(self, what: str, work: Callable[[Conn], T], *, write: bool = True) -> T:
         """``work`` on a connection, in one transaction when it writes; PostgreSQL errors
         become ``StoreError``, after retrying the ones that ask for it."""
+        return self._sa(what, lambda conn: work(_driver(conn)), write=write)
+
+    def _sa(self, what: str, work: Callable[[Connection], T], *, write: bool = True) -> T:
+        """``_run`` for a statement of ``hub.store.tables`` (SQLAlchemy's connection)."""
+
+        def call(conn: Connection) -> T:
+            try:
+                return work(conn)
+            except DBAPIError as err:
+                # The driver's own error, for the retries below.
+                if isinstance(err.orig, psycopg.Error):
+                    raise err.orig from err
+                raise
+
         for attempt in range(1, _RETRIES + 1):
             begun = False
             used: Conn | None = None
             try:
-                with self._pool.connection() as conn:
-                    used = conn
+                with self._pool.connection() as pooled:
+                    used = conn = _driver(pooled)
                     if not write:
-                        return work(conn)
+                        return call(pooled)
                     with conn.transaction():
                         begun = True
-                        return work(conn)
+                        return call(pooled)
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, _Conflict) as err:
                 if attempt == _RETRIES:
                     raise StoreError(f"cannot {what}: {err}") from err
@@ -321,42 +318,40 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
                 raise StoreError(f"cannot {what}: {err}") from err
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
+    def _stream(self, what: str, query: Select[Any]) -> Iterator[Any]:
+        try:
+            with self._pool.connection() as pooled, _driver(pooled).transaction():
+                # A server-side cursor, which lives in a transaction.
+                options = pooled.execution_options(stream_results=True, yield_per=10_000)
+                yield from options.execute(query)
+        except DBAPIError as err:
+            raise StoreError(f"cannot {what}: {err.orig}") from err
+        except psycopg.Error as err:
+            raise StoreError(f"cannot {what}: {err}") from err
+
+    def _lock_facilities(self, conn: Connection, facility_ids: Sequence[str]) -> None:
+        self._lock(_driver(conn), facility_ids)
+
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return self._run(
             "read the store", lambda conn: conn.execute(sql, params).fetchall(), write=False
         )
 
     def _migrate(self) -> None:
-        def step(conn: Conn) -> int | None:
-            """Apply the next migration; its number, or None when there is none."""
-            # One worker migrates at a time; the others find the work done.
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('pintu-hub:' || current_schema()))")
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT version FROM schema_version").fetchone()
-            if row is None:
-                conn.execute("INSERT INTO schema_version (version) VALUES (0)")
-            version = int(row[0]) if row else 0
-            if version > len(PG_MIGRATIONS):
-                raise StoreError(
-                    f"schema version {version} is newer than this hub knows "
-                    f"({len(PG_MIGRATIONS)}); upgrade the hub"
-                )
-            if version == len(PG_MIGRATIONS):
-                return None
-            for statement in PG_MIGRATIONS[version]:
-                conn.execute(statement)
-            if version + 1 in RECOUNT_AFTER:
-                conn.execute("LOCK TABLE facility_locks IN EXCLUSIVE MODE")
-                self._recount_all(conn, _ms(utcnow()))
-            conn.execute("UPDATE schema_version SET version = %s", (version + 1,))
-            return version + 1
+        def recount(conn: Connection) -> None:
+            # Every worker waits for the recount, as it waits for a facility's lock.
+            conn.exec_driver_sql("LOCK TABLE facility_locks IN EXCLUSIVE MODE")
+            self._recount_all(cast(Conn, conn.connection.driver_connection), _ms(utcnow()))
 
-        while (number := self._run("migrate the store", step)) is not None:
-            logger.info("migrated the store to schema %d", number)
+        try:
+            migrate(self._pool.engine, recount)
+        except DatabaseError as err:
+            raise StoreError(f"cannot migrate the store: {err}") from err
 
     @property
-    def schema_version(self) -> int:
-        return int(self._rows("SELECT version FROM schema_version")[0][0])
+    def schema_version(self) -> str | None:
+        """The revision of the store's schema (``hub.store.migrations``)."""
+        return self._run("read the schema's revision", _revision, write=False)
 
     def close(self) -> None:
         self._pool.close()
@@ -438,9 +433,12 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
             if event.ts.tzinfo is None:
                 raise ValueError(f"event {event.event_id}: ts has no time zone")
         now = _ms(received_at or utcnow())
-        return self._run("store events", lambda conn: self._store_batch(conn, events, now))
+        return self._sa("store events", lambda pooled: self._store_batch(pooled, events, now))
 
-    def _store_batch(self, conn: Conn, events: Sequence[Event], now: datetime) -> BatchResult:
+    def _store_batch(
+        self, pooled: Connection, events: Sequence[Event], now: datetime
+    ) -> BatchResult:
+        conn = _driver(pooled)
         facilities = self._lock(conn, {e.facility_id for e in events})
         known = self._known_ids(conn, [e.event_id for e in events])
         new: list[Event] = []
@@ -523,7 +521,7 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
             if part.replayed and part.recount.samples:
                 corrected[part.recount.facility_id] = part.recount.samples[0].minute
         # In this same transaction: an exit and the visit it closes are stored together.
-        self._record_visits(conn, new)
+        self._record_visits(pooled, new)
         gaps, gap_alerts, gap_cleared = self._track_nodes(conn, new, now)
         alerts.update((a.id, a) for a in gap_alerts)
         return BatchResult(
@@ -1052,64 +1050,6 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
             after = " AND (ts, seq, event_id) > (%s, %s, %s)"
             params = tuple(rows[-1][1:4])
 
-    def events(
-        self,
-        *,
-        facility_id: str | None = None,
-        door_id: str | None = None,
-        node_id: str | None = None,
-        kind: str | None = None,
-        subject: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        before: int | None = None,
-        limit: int = 100,
-    ) -> EventPage:
-        limit = max(1, min(limit, _MAX_PAGE))
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("facility_id", facility_id),
-            ("door_id", door_id),
-            ("node_id", node_id),
-            ("kind", kind),
-            ("subject", subject),
-        ):
-            if value is not None:
-                where.append(f"{column} = %s")
-                params.append(str(value))
-        if since is not None:
-            where.append("ts >= %s")
-            params.append(since)
-        if until is not None:
-            where.append("ts < %s")
-            params.append(until)
-        if before is not None:
-            where.append("id < %s")
-            params.append(before)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(
-            f"{_SELECT_EVENT} {clause} ORDER BY id DESC LIMIT %s", [*params, limit + 1]
-        )
-        page = [self._stored_event(row) for row in rows[:limit]]
-        return EventPage(page, page[-1].id if len(rows) > limit else None)
-
-    def count_events(self, facility_id: str | None = None, *, since: datetime | None = None) -> int:
-        where: list[str] = []
-        params: list[Any] = []
-        if facility_id is not None:
-            where.append("facility_id = %s")
-            params.append(facility_id)
-        if since is not None:
-            where.append("ts >= %s")
-            params.append(since)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        return int(self._rows(f"SELECT COUNT(*) FROM events {clause}", params)[0][0])  # noqa: S608
-
-    def event(self, event_id: str) -> StoredEvent | None:
-        rows = self._rows(f"{_SELECT_EVENT} WHERE event_id = %s", (event_id,))
-        return self._stored_event(rows[0]) if rows else None
-
     @staticmethod
     def _stored_event(row: Row) -> StoredEvent:
         data = {
@@ -1124,22 +1064,6 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
             delta=row[17],
             flag=row[18],
         )
-
-    def gaps(self, facility_id: str | None = None, *, open_only: bool = True) -> list[Gap]:
-        where: list[str] = []
-        params: list[Any] = []
-        if facility_id is not None:
-            where.append("facility_id = %s")
-            params.append(facility_id)
-        if open_only:
-            where.append("filled_at IS NULL")
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(
-            "SELECT id, facility_id, node_id, first_seq, last_seq, missing, detected_at, "  # noqa: S608
-            f"filled_at, alert_id FROM gaps {clause} ORDER BY id",
-            params,
-        )
-        return [Gap(*row) for row in rows]
 
     # --- alerts -----------------------------------------------------------------------
     def add_alert(
@@ -1235,155 +1159,7 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
             cleared_at=cleared_at,
         )
 
-    def alerts(
-        self,
-        facility_id: str | None = None,
-        *,
-        open_only: bool = True,
-        kind: str | None = None,
-        limit: int = 200,
-    ) -> list[Alert]:
-        where: list[str] = []
-        params: list[Any] = []
-        if facility_id is not None:
-            where.append("facility_id = %s")
-            params.append(facility_id)
-        if kind is not None:
-            where.append("kind = %s")
-            params.append(str(kind))
-        if open_only:
-            where.append(_OPEN)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts {clause} ORDER BY id DESC LIMIT %s",  # noqa: S608
-            [*params, max(1, min(limit, _MAX_PAGE))],
-        )
-        return [self._alert(row) for row in rows]
-
-    def ack_alert(self, alert_id: int, user: str) -> Alert:
-        now = _ms(utcnow())
-
-        def ack(conn: Conn) -> Alert:
-            row = conn.execute(
-                "UPDATE alerts SET acknowledged_by = %s, acknowledged_at = %s "  # noqa: S608
-                f"WHERE id = %s AND acknowledged_at IS NULL RETURNING {_ALERT_COLUMNS}",
-                (user, now, alert_id),
-            ).fetchone()
-            if row is None:
-                row = conn.execute(
-                    f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = %s",  # noqa: S608
-                    (alert_id,),
-                ).fetchone()
-                if row is None:
-                    raise NotFound(f"no alert {alert_id}")
-                return self._alert(row)  # acknowledged before: by whoever did it first
-            alert = self._alert(row)
-            self._audit(conn, user, "alert.ack", alert.facility_id, str(alert_id), alert.kind)
-            return alert
-
-        return self._run("acknowledge an alert", ack)
-
-    def clear_alerts(self, facility_id: str, kind: str, node_id: str | None = None) -> list[Alert]:
-        now = _ms(utcnow())
-        rows = self._run(
-            "clear alerts",
-            lambda conn: conn.execute(
-                f"UPDATE alerts SET cleared_at = %s WHERE facility_id = %s AND kind = %s "  # noqa: S608
-                f"AND COALESCE(node_id, '') = %s AND {_OPEN} RETURNING {_ALERT_COLUMNS}",
-                (now, facility_id, str(kind), node_id or ""),
-            ).fetchall(),
-        )
-        return sorted((self._alert(row) for row in rows), key=lambda a: a.id)
-
     # --- nodes ------------------------------------------------------------------------
-    @staticmethod
-    def _node(row: Row) -> NodeView:
-        (facility_id, node_id, door_id, state, problems, trust_age, status_age, direction,
-         status_ts, state_since, last_seen, last_event_ts, last_seq) = row  # fmt: skip
-        return NodeView(
-            facility_id=facility_id,
-            node_id=node_id,
-            door_id=door_id,
-            state=state,
-            problems=list(problems),
-            trust_list_age_s=trust_age,
-            status_list_age_s=status_age,
-            direction=direction,
-            status_ts=status_ts,
-            state_since=state_since,
-            last_seen=last_seen,
-            last_event_ts=last_event_ts,
-            last_seq=last_seq,
-        )
-
-    def upsert_node_status(
-        self,
-        facility_id: str,
-        node_id: str,
-        status: NodeStatus,
-        *,
-        door_id: str | None = None,
-        seen_at: datetime | None = None,
-    ) -> NodeChange:
-        now = _ms(seen_at or utcnow())
-
-        def upsert(conn: Conn) -> NodeChange:
-            # Every worker hears every status: locked, the second one to record it sees
-            # the state the first one wrote, and reports no change.
-            self._lock(conn, [facility_id])
-            row = conn.execute(
-                f"SELECT {_NODE_COLUMNS} FROM nodes WHERE facility_id = %s AND node_id = %s",  # noqa: S608
-                (facility_id, node_id),
-            ).fetchone()
-            previous = self._node(row) if row else None
-            state = status.state.value
-            changed = previous is None or previous.state != state
-            row = conn.execute(
-                "INSERT INTO nodes (facility_id, node_id, door_id, state, problems, "  # noqa: S608
-                "trust_list_age_s, status_list_age_s, direction, status_ts, state_since, "
-                "last_seen) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (facility_id, node_id) DO UPDATE SET "
-                "door_id = COALESCE(excluded.door_id, nodes.door_id), state = excluded.state, "
-                "problems = excluded.problems, trust_list_age_s = excluded.trust_list_age_s, "
-                "status_list_age_s = excluded.status_list_age_s, "
-                "direction = excluded.direction, status_ts = excluded.status_ts, "
-                "state_since = excluded.state_since, last_seen = excluded.last_seen "
-                f"RETURNING {_NODE_COLUMNS}",
-                (
-                    facility_id,
-                    node_id,
-                    door_id,
-                    state,
-                    Jsonb(list(status.problems)),
-                    status.trust_list_age_s,
-                    status.status_list_age_s,
-                    status.direction,
-                    _ms(status.ts) if status.ts and status.ts.tzinfo else None,
-                    now if changed or previous is None else previous.state_since,
-                    now,
-                ),
-            ).fetchone()
-            assert row is not None  # noqa: S101 - INSERT ... RETURNING gives one row
-            return NodeChange(
-                node=self._node(row), previous=previous.state if previous else "unknown"
-            )
-
-        return self._run("record a node's status", upsert)
-
-    def nodes(self, facility_id: str | None = None) -> list[NodeView]:
-        if facility_id is None:
-            rows = self._rows(
-                f"SELECT {_NODE_COLUMNS} FROM nodes "  # noqa: S608
-                'ORDER BY facility_id COLLATE "C", node_id COLLATE "C"'
-            )
-        else:
-            rows = self._rows(
-                f"SELECT {_NODE_COLUMNS} FROM nodes WHERE facility_id = %s "  # noqa: S608
-                'ORDER BY node_id COLLATE "C"',
-                (facility_id,),
-            )
-        return [self._node(row) for row in rows]
-
     # --- capacity set by staff -------------------------------------------------------
     def facility_config(self, facility_id: str) -> FacilityConfig | None:
         if facility_id not in self._configured:
@@ -1409,7 +1185,8 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
             raise NotFound(f"unknown facility {facility_id!r}")
         now = _ms(utcnow())
 
-        def save(conn: Conn) -> CapacityChange:
+        def save(pooled: Connection) -> CapacityChange:
+            conn = _driver(pooled)
             # Locked, and read afresh: what is left out (the soft threshold, the nominal
             # maximum) stays as staff last set it through any worker.
             facility = self._lock(conn, [facility_id])[facility_id]
@@ -1421,28 +1198,10 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
                 nominal_max=nominal_max,
                 soft_threshold_percent=soft_threshold_percent,
             )
-            conn.execute(
-                "INSERT INTO capacity_settings (facility_id, capacity, capacity_percent, "
-                "nominal_max, soft_threshold_percent, username, updated_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (facility_id) DO UPDATE SET "
-                "capacity = excluded.capacity, capacity_percent = excluded.capacity_percent, "
-                "nominal_max = excluded.nominal_max, "
-                "soft_threshold_percent = excluded.soft_threshold_percent, "
-                "username = excluded.username, updated_at = excluded.updated_at",
-                (
-                    facility_id,
-                    change.capacity,
-                    change.capacity_percent,
-                    change.nominal_max,
-                    change.soft_threshold_percent,
-                    user,
-                    now,
-                ),
-            )
-            self._audit(conn, user, "capacity.set", facility_id, facility_id, change.detail)
+            save_capacity(pooled, self.dialect, facility_id, change, user, now)
             return change
 
-        change = self._run("set the capacity", save)
+        change = self._sa("set the capacity", save)
         self._apply_settings(
             [
                 (
@@ -1472,7 +1231,8 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
         )
         now = _ms(utcnow())
 
-        def make(conn: Conn) -> Adjustment:
+        def make(pooled: Connection) -> Adjustment:
+            conn = _driver(pooled)
             facilities = self._lock(conn, [facility_id])
             # The facility is locked: its events so far have ids up to this, later ones above.
             after = conn.execute(
@@ -1495,8 +1255,13 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
             delta = part.recount.adjusted[adjustment_id]
             conn.execute("UPDATE adjustments SET delta = %s WHERE id = %s", (delta, adjustment_id))
             target = f"{facility_id}/{zone_id}" if zone_id else facility_id
-            self._audit(
-                conn, user, f"occupancy.{kind}", facility_id, target, f"{value} ({delta:+d}) {note}"
+            record_audit(
+                pooled,
+                user,
+                f"occupancy.{kind}",
+                facility_id,
+                target,
+                f"{value} ({delta:+d}) {note}",
             )
             final = part.recount.final
             return Adjustment(
@@ -1514,171 +1279,4 @@ class PgStore(PgRegistryMixin, PgEnrolmentMixin):
                 ),
             )
 
-        return self._run("adjust the occupancy", make)
-
-    def adjustments(self, facility_id: str, *, limit: int = 100) -> list[Adjustment]:
-        rows = self._rows(
-            "SELECT id, facility_id, zone_id, kind, value, delta, username, note, created_at "
-            "FROM adjustments WHERE facility_id = %s ORDER BY id DESC LIMIT %s",
-            (facility_id, max(1, min(limit, _MAX_PAGE))),
-        )
-        return [
-            Adjustment(
-                id=row[0],
-                facility_id=row[1],
-                zone_id=row[2],
-                kind=cast(AdjustmentKind, row[3]),
-                value=row[4],
-                delta=row[5],
-                user=row[6],
-                note=row[7],
-                created_at=row[8],
-            )
-            for row in rows
-        ]
-
-    def history(
-        self, facility_id: str, since: datetime | None = None, until: datetime | None = None
-    ) -> list[HistorySample]:
-        where = ["facility_id = %s"]
-        params: list[Any] = [facility_id]
-        if since is not None:
-            where.append("minute >= %s")
-            params.append(_minute(since))
-        if until is not None:
-            where.append("minute < %s")
-            params.append(until)
-        rows = self._rows(
-            "SELECT facility_id, minute, occupancy, peak FROM occupancy_history "  # noqa: S608
-            f"WHERE {' AND '.join(where)} ORDER BY minute",
-            params,
-        )
-        return [HistorySample(*row) for row in rows]
-
-    # --- accounts and audit -----------------------------------------------------------
-    @staticmethod
-    def _user(row: Row) -> User:
-        id_, username, password_hash, role, created_at, disabled, language = row
-        return User(
-            id=id_,
-            username=username,
-            password_hash=password_hash,
-            role=cast(Role, role),
-            created_at=created_at,
-            disabled=bool(disabled),
-            language=language,
-        )
-
-    def add_user(self, username: str, password_hash: str, role: Role) -> User:
-        check_user_change(role, None)
-        if not username or not password_hash:
-            raise ValueError("a user needs a name and a password hash")
-        rows = self._run(
-            "add a user",
-            lambda conn: conn.execute(
-                "INSERT INTO users (username, password_hash, role, created_at) "  # noqa: S608
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (username) DO NOTHING "
-                f"RETURNING {_USER_COLUMNS}",
-                (username, password_hash, role, _ms(utcnow())),
-            ).fetchall(),
-        )
-        if not rows:
-            raise AlreadyExists(f"user {username!r} already exists")
-        return self._user(rows[0])
-
-    def get_user(self, username: str) -> User | None:
-        rows = self._rows(
-            f"SELECT {_USER_COLUMNS} FROM users WHERE username = %s",  # noqa: S608
-            (username,),
-        )
-        return self._user(rows[0]) if rows else None
-
-    def list_users(self) -> list[User]:
-        rows = self._rows(f'SELECT {_USER_COLUMNS} FROM users ORDER BY username COLLATE "C"')  # noqa: S608
-        return [self._user(row) for row in rows]
-
-    def update_user(
-        self,
-        username: str,
-        *,
-        password_hash: str | None = None,
-        role: Role | None = None,
-        disabled: bool | None = None,
-        language: str | None = None,
-    ) -> User:
-        check_user_change(role, language)
-        rows = self._run(
-            "update a user",
-            lambda conn: conn.execute(
-                "UPDATE users SET password_hash = COALESCE(%s, password_hash), "  # noqa: S608
-                "role = COALESCE(%s, role), disabled = COALESCE(%s, disabled), "
-                "language = COALESCE(%s, language) "
-                f"WHERE username = %s RETURNING {_USER_COLUMNS}",
-                (password_hash, role, disabled, language, username),
-            ).fetchall(),
-        )
-        if not rows:
-            raise NotFound(f"no user {username!r}")
-        return self._user(rows[0])
-
-    def delete_user(self, username: str) -> None:
-        deleted = self._run(
-            "delete a user",
-            lambda conn: (
-                conn.execute("DELETE FROM users WHERE username = %s", (username,)).rowcount
-            ),
-        )
-        if deleted == 0:
-            raise NotFound(f"no user {username!r}")
-
-    @staticmethod
-    def _audit(
-        conn: Conn,
-        user: str,
-        action: str,
-        facility_id: str | None,
-        target: str | None,
-        detail: str,
-    ) -> AuditEntry:
-        row = conn.execute(
-            "INSERT INTO audit (ts, username, action, facility_id, target, detail) "  # noqa: S608
-            f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_AUDIT_COLUMNS}",
-            (_ms(utcnow()), user, action, facility_id, target, detail),
-        ).fetchone()
-        assert row is not None  # noqa: S101 - INSERT ... RETURNING gives one row
-        return AuditEntry(*row)
-
-    def audit(
-        self,
-        user: str,
-        action: str,
-        *,
-        facility_id: str | None = None,
-        target: str | None = None,
-        detail: str = "",
-    ) -> AuditEntry:
-        return self._run(
-            "write the audit log",
-            lambda conn: self._audit(conn, user, action, facility_id, target, detail),
-        )
-
-    def audit_log(
-        self,
-        *,
-        facility_id: str | None = None,
-        user: str | None = None,
-        before: int | None = None,
-        limit: int = 100,
-    ) -> list[AuditEntry]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("facility_id", facility_id), ("username", user), ("id", before)):
-            if value is not None:
-                where.append(f"{column} {'<' if column == 'id' else '='} %s")
-                params.append(value)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(
-            f"SELECT {_AUDIT_COLUMNS} FROM audit {clause} ORDER BY id DESC LIMIT %s",  # noqa: S608
-            [*params, max(1, min(limit, _MAX_PAGE))],
-        )
-        return [AuditEntry(*row) for row in rows]
+        return self._sa("adjust the occupancy", make)

@@ -7,22 +7,23 @@ dashboard never waits for a batch of events being written.
 
 The SQL is kept to what PostgreSQL also understands (``ON CONFLICT ... DO UPDATE``, no
 SQLite-only functions in queries), so a second backend is a port of the schema, not of
-the logic. Schema changes are numbered migrations, tracked in ``PRAGMA user_version``.
+the logic. The schema is ``hub.store.tables``, migrated by ``hub.store.migrations``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-import sqlite_utils
+from sqlalchemy import Connection, Select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.exc import SQLAlchemyError
 
 from hub.config import FacilityConfig
 from hub.counting import (
@@ -56,34 +57,36 @@ from hub.counting import (
     with_capacity,
     zones_from,
 )
-from hub.enrolments import SqliteEnrolmentMixin
-from hub.errors import AlreadyExists, NotFound, StoreDataError, StoreError
+from hub.errors import NotFound, StoreDataError, StoreError
 from hub.records import (
     Adjustment,
     AdjustmentKind,
     Alert,
     AlertKind,
-    AuditEntry,
     BatchResult,
-    EventPage,
     Flagged,
     Gap,
-    HistorySample,
-    NodeChange,
-    NodeView,
     Occupancy,
-    Role,
     StoredEvent,
-    User,
-    check_user_change,
     iso,
     parse_iso,
 )
-from hub.schema import MIGRATIONS, RECOUNT_AFTER
-from hub.sqlite_registry import SqliteRegistryMixin
-from protocol.events import Event, NodeStatus, utcnow
+from hub.store.accounts import Accounts, record_audit
+from hub.store.alerts import Alerts
+from hub.store.enrolments import Enrolments
+from hub.store.facilities import save_capacity
+from hub.store.migrations import migrate
+from hub.store.nodes import Nodes
+from hub.store.reads import Reads
+from hub.store.retention import Retention
+from hub.store.upstream import Upstream
+from hub.store.visits import Visits
+from protocol.events import Event, utcnow
+from runtime.db import DatabaseError, open_engine
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _EVENT_COLUMNS = (
     "event_id",
@@ -140,8 +143,10 @@ def _minute(ts: datetime) -> str:
     return iso(ts.astimezone(UTC).replace(second=0, microsecond=0))
 
 
-class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
+class SqliteStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Retention):
     """The hub's store in one SQLite file (see the module's doc)."""
+
+    dialect = "sqlite"
 
     def __init__(
         self,
@@ -153,63 +158,49 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
         self.path = Path(path)
         self.facilities: Mapping[str, FacilityConfig] = {f.id: f for f in facilities}
         self._lock = threading.Lock()
-        self._readers: list[sqlite3.Connection] = []
-        self._all_readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
-        self._max_readers = max_readers
         self._closed = False
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
-            )
-        except (OSError, sqlite3.Error) as err:
+            # One writer connection, held open; readers from a read-only pool of their own,
+            # so the dashboard never waits for a batch of events being written.
+            self._engine = open_engine(self.path, pool_size=1)
+            self._writer = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except (DatabaseError, SQLAlchemyError) as err:
             raise StoreError(f"{self.path}: cannot open the database: {err}") from err
-        self._db = sqlite_utils.Database(conn)
+        self._readers = open_engine(self.path, read_only=True, pool_size=max_readers)
         try:
-            self._db.enable_wal()
-            # FULL: a batch is acked to its node right after the commit, and the node then
-            # forgets it, so a commit must survive a power cut, not just a crash.
-            conn.execute("PRAGMA synchronous = FULL")
             self._migrate()
             self._load_capacity_settings()
         except sqlite3.Error as err:
-            self._db.close()
+            self.close()
             raise StoreError(f"{self.path}: cannot prepare the database: {err}") from err
         except StoreError:
-            self._db.close()
+            self.close()
             raise
 
     @property
     def conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection = self._db.conn
-        return conn
+        """The writer's own connection."""
+        return cast(sqlite3.Connection, self._writer.connection.driver_connection)
 
     # --- plumbing -------------------------------------------------------------------------
     @property
-    def schema_version(self) -> int:
-        with self._lock:
-            return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+    def schema_version(self) -> str | None:
+        """The revision of the store's schema (``hub.store.migrations``)."""
+        rows = self._rows("SELECT version_num FROM alembic_version")
+        return str(rows[0][0]) if rows else None
 
     def _migrate(self) -> None:
-        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
-        if version > len(MIGRATIONS):
-            raise StoreError(
-                f"{self.path}: schema version {version} is newer than this hub knows "
-                f"({len(MIGRATIONS)}); upgrade the hub"
-            )
-        for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self._write() as conn:
-                for statement in statements:
-                    conn.execute(statement)
-                if number in RECOUNT_AFTER:
-                    self._recount_all(conn, utcnow())
-                conn.execute(f"PRAGMA user_version = {number}")
-            logger.info("%s: migrated the store to schema %d", self.path, number)
+        def recount(conn: Connection) -> None:
+            self._recount_all(cast(sqlite3.Connection, conn.connection.driver_connection), utcnow())
+
+        try:
+            migrate(self._engine, recount)
+        except DatabaseError as err:
+            raise StoreError(f"{self.path}: cannot migrate the store: {err}") from err
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """The writer connection inside one transaction, committed when the block ends."""
+    def _transaction(self) -> Iterator[Connection]:
+        """The writer inside one transaction, committed when the block ends."""
         with self._lock:
             if self._closed:
                 raise StoreError("the store is closed")
@@ -221,7 +212,7 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
             except sqlite3.Error as err:
                 raise StoreError(f"{self.path}: cannot start a transaction: {err}") from err
             try:
-                yield conn
+                yield self._writer
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -232,52 +223,69 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
                 raise StoreError(f"{self.path}: cannot commit: {err}") from err
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """The writer's own connection inside one transaction."""
+        with self._transaction():
+            yield self.conn
+
+    @contextmanager
+    def _reader(self) -> Iterator[Connection]:
         """A read-only connection from the pool; it sees every committed write."""
-        with self._readers_lock:
-            if self._closed:
-                raise StoreError("the store is closed")
-            conn = self._readers.pop() if self._readers else None
-        if conn is None:
-            try:
-                conn = sqlite3.connect(
-                    self.path.resolve().as_uri() + "?mode=ro",
-                    uri=True,
-                    check_same_thread=False,
-                    isolation_level=None,
-                    timeout=30,
-                )
-            except sqlite3.Error as err:
-                raise StoreError(f"{self.path}: cannot open for reading: {err}") from err
-            conn.row_factory = sqlite3.Row
-            with self._readers_lock:
-                self._all_readers.append(conn)
+        if self._closed:
+            raise StoreError("the store is closed")
         try:
+            conn = self._readers.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except SQLAlchemyError as err:
+            raise StoreError(f"{self.path}: cannot open for reading: {err}") from err
+        with conn:
+            cast(sqlite3.Connection, conn.connection.driver_connection).row_factory = sqlite3.Row
             yield conn
-        except sqlite3.Error as err:
-            raise StoreError(f"{self.path}: read failed: {err}") from err
-        finally:
-            with self._readers_lock:
-                if self._closed or len(self._readers) >= self._max_readers:
-                    self._all_readers.remove(conn)
-                    conn.close()
-                else:
-                    self._readers.append(conn)
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection of the driver's own."""
+        with self._reader() as conn:
+            try:
+                yield cast(sqlite3.Connection, conn.connection.driver_connection)
+            except sqlite3.Error as err:
+                raise StoreError(f"{self.path}: read failed: {err}") from err
+
+    def _sa(self, what: str, work: Callable[[Connection], T], *, write: bool = True) -> T:
+        """``work`` on a connection, in one transaction when it writes; database errors
+        become ``StoreError`` (``StoreDataError`` for a value a column cannot hold)."""
+        try:
+            if write:
+                with self._transaction() as conn:
+                    return work(conn)
+            with self._reader() as conn:
+                return work(conn)
+        except (OverflowError, sa_exc.DataError) as err:
+            raise StoreDataError(f"{self.path}: cannot {what}: {err}") from err
+        except sa_exc.SQLAlchemyError as err:
+            raise StoreError(f"{self.path}: cannot {what}: {err}") from err
+
+    def _stream(self, what: str, query: Select[Any]) -> Iterator[Any]:
+        with self._reader() as conn:
+            try:
+                yield from conn.execution_options(yield_per=10_000).execute(query)
+            except sa_exc.SQLAlchemyError as err:
+                raise StoreError(f"{self.path}: cannot {what}: {err}") from err
+
+    def _lock_facilities(self, conn: Connection, facility_ids: Sequence[str]) -> None:
+        """Nothing to do: the store's one writer takes the file's lock."""
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._read() as conn:
             return conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
-        with self._lock, self._readers_lock:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
-            for conn in self._all_readers:
-                conn.close()
-            self._all_readers.clear()
-            self._readers.clear()
-            self._db.close()
+            self._writer.close()
+            self._engine.dispose()
+            self._readers.dispose()
 
     def __enter__(self) -> SqliteStore:
         return self
@@ -384,7 +392,7 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
             if part.replayed and part.recount.samples:
                 corrected[part.recount.facility_id] = part.recount.samples[0].minute
         # In this same transaction: an exit and the visit it closes are stored together.
-        self._record_visits(conn, new)
+        self._record_visits(self._writer, new)
         gaps, gap_alerts, gap_cleared = self._track_nodes(conn, new, now)
         alerts.update((a.id, a) for a in gap_alerts)
         return BatchResult(
@@ -853,71 +861,6 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
                 return
             after = tuple(rows[-1][1:4])
 
-    def events(
-        self,
-        *,
-        facility_id: str | None = None,
-        door_id: str | None = None,
-        node_id: str | None = None,
-        kind: str | None = None,
-        subject: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        before: int | None = None,
-        limit: int = 100,
-    ) -> EventPage:
-        limit = max(1, min(limit, _MAX_PAGE))
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("facility_id", facility_id),
-            ("door_id", door_id),
-            ("node_id", node_id),
-            ("kind", kind),
-            ("subject", subject),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(str(value))
-        if since is not None:
-            where.append("ts >= ?")
-            params.append(iso(since))
-        if until is not None:
-            where.append("ts < ?")
-            params.append(iso(until))
-        if before is not None:
-            where.append("id < ?")
-            params.append(before)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(
-            f"SELECT id, {', '.join(_EVENT_COLUMNS)}, received_at, delta, flag FROM events "  # noqa: S608 - fixed column names
-            f"{clause} ORDER BY id DESC LIMIT ?",
-            [*params, limit + 1],
-        )
-        page = [self._stored_event(row) for row in rows[:limit]]
-        return EventPage(page, page[-1].id if len(rows) > limit else None)
-
-    def count_events(self, facility_id: str | None = None, *, since: datetime | None = None) -> int:
-        where: list[str] = []
-        params: list[Any] = []
-        if facility_id is not None:
-            where.append("facility_id = ?")
-            params.append(facility_id)
-        if since is not None:
-            where.append("ts >= ?")
-            params.append(iso(since))
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(f"SELECT COUNT(*) FROM events {clause}", params)  # noqa: S608
-        return int(rows[0][0])
-
-    def event(self, event_id: str) -> StoredEvent | None:
-        rows = self._rows(
-            f"SELECT id, {', '.join(_EVENT_COLUMNS)}, received_at, delta, flag FROM events "  # noqa: S608 - fixed column names
-            "WHERE event_id = ?",
-            (event_id,),
-        )
-        return self._stored_event(rows[0]) if rows else None
-
     @staticmethod
     def _stored_event(row: sqlite3.Row) -> StoredEvent:
         data = {name: row[name] for name in _EVENT_COLUMNS if row[name] is not None}
@@ -931,31 +874,6 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
             delta=row["delta"],
             flag=row["flag"],
         )
-
-    def gaps(self, facility_id: str | None = None, *, open_only: bool = True) -> list[Gap]:
-        where: list[str] = []
-        params: list[Any] = []
-        if facility_id is not None:
-            where.append("facility_id = ?")
-            params.append(facility_id)
-        if open_only:
-            where.append("filled_at IS NULL")
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(f"SELECT * FROM gaps {clause} ORDER BY id", params)  # noqa: S608
-        return [
-            Gap(
-                id=row["id"],
-                facility_id=row["facility_id"],
-                node_id=row["node_id"],
-                first_seq=row["first_seq"],
-                last_seq=row["last_seq"],
-                missing=row["missing"],
-                detected_at=parse_iso(row["detected_at"]),
-                filled_at=_time(row["filled_at"]),
-                alert_id=row["alert_id"],
-            )
-            for row in rows
-        ]
 
     # --- alerts -----------------------------------------------------------------------
     def add_alert(
@@ -1062,146 +980,6 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
         ).fetchone()
         return self._alert(row) if row else None
 
-    def alerts(
-        self,
-        facility_id: str | None = None,
-        *,
-        open_only: bool = True,
-        kind: str | None = None,
-        limit: int = 200,
-    ) -> list[Alert]:
-        where: list[str] = []
-        params: list[Any] = []
-        if facility_id is not None:
-            where.append("facility_id = ?")
-            params.append(facility_id)
-        if kind is not None:
-            where.append("kind = ?")
-            params.append(str(kind))
-        if open_only:
-            where.append(_OPEN)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(
-            f"SELECT {self._ALERT_COLUMNS} FROM alerts {clause} ORDER BY id DESC LIMIT ?",  # noqa: S608
-            [*params, max(1, min(limit, _MAX_PAGE))],
-        )
-        return [self._alert(row) for row in rows]
-
-    def ack_alert(self, alert_id: int, user: str) -> Alert:
-        now_text = iso(utcnow())
-        with self._write() as conn:
-            alert = self._alert_by_id(conn, alert_id)
-            if alert is None:
-                raise NotFound(f"no alert {alert_id}")
-            if alert.acknowledged_at is not None:
-                return alert
-            conn.execute(
-                "UPDATE alerts SET acknowledged_by = ?, acknowledged_at = ? WHERE id = ?",
-                (user, now_text, alert_id),
-            )
-            self._audit(conn, user, "alert.ack", alert.facility_id, str(alert_id), alert.kind)
-            acked = self._alert_by_id(conn, alert_id)
-        assert acked is not None  # noqa: S101 - read back in the same transaction
-        return acked
-
-    def clear_alerts(self, facility_id: str, kind: str, node_id: str | None = None) -> list[Alert]:
-        now_text = iso(utcnow())
-        with self._write() as conn:
-            rows = conn.execute(
-                f"SELECT id FROM alerts WHERE facility_id = ? AND kind = ? "  # noqa: S608
-                f"AND COALESCE(node_id, '') = ? AND {_OPEN}",
-                (facility_id, str(kind), node_id or ""),
-            ).fetchall()
-            cleared = []
-            for (alert_id,) in rows:
-                conn.execute("UPDATE alerts SET cleared_at = ? WHERE id = ?", (now_text, alert_id))
-                alert = self._alert_by_id(conn, alert_id)
-                if alert:
-                    cleared.append(alert)
-        return cleared
-
-    # --- nodes ------------------------------------------------------------------------
-    _NODE_COLUMNS = (
-        "facility_id, node_id, door_id, state, problems, trust_list_age_s, status_list_age_s, "
-        "direction, status_ts, state_since, last_seen, last_event_ts, last_seq"
-    )
-
-    @staticmethod
-    def _node(row: sqlite3.Row | tuple[Any, ...]) -> NodeView:
-        (facility_id, node_id, door_id, state, problems, trust_age, status_age, direction,
-         status_ts, state_since, last_seen, last_event_ts, last_seq) = tuple(row)  # fmt: skip
-        return NodeView(
-            facility_id=facility_id,
-            node_id=node_id,
-            door_id=door_id,
-            state=state,
-            problems=list(json.loads(problems)),
-            trust_list_age_s=trust_age,
-            status_list_age_s=status_age,
-            direction=direction,
-            status_ts=_time(status_ts),
-            state_since=_time(state_since),
-            last_seen=_time(last_seen),
-            last_event_ts=_time(last_event_ts),
-            last_seq=last_seq,
-        )
-
-    def upsert_node_status(
-        self,
-        facility_id: str,
-        node_id: str,
-        status: NodeStatus,
-        *,
-        door_id: str | None = None,
-        seen_at: datetime | None = None,
-    ) -> NodeChange:
-        now_text = iso(seen_at or utcnow())
-        sql_get = f"SELECT {self._NODE_COLUMNS} FROM nodes WHERE facility_id = ? AND node_id = ?"  # noqa: S608
-        with self._write() as conn:
-            row = conn.execute(sql_get, (facility_id, node_id)).fetchone()
-            previous = self._node(row) if row else None
-            state = status.state.value
-            changed = previous is None or previous.state != state
-            conn.execute(
-                "INSERT INTO nodes (facility_id, node_id, door_id, state, problems, "
-                "trust_list_age_s, status_list_age_s, direction, status_ts, state_since, "
-                "last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (facility_id, node_id) DO UPDATE SET "
-                "door_id = COALESCE(excluded.door_id, nodes.door_id), state = excluded.state, "
-                "problems = excluded.problems, trust_list_age_s = excluded.trust_list_age_s, "
-                "status_list_age_s = excluded.status_list_age_s, "
-                "direction = excluded.direction, status_ts = excluded.status_ts, "
-                "state_since = excluded.state_since, last_seen = excluded.last_seen",
-                (
-                    facility_id,
-                    node_id,
-                    door_id,
-                    state,
-                    json.dumps(list(status.problems)),
-                    status.trust_list_age_s,
-                    status.status_list_age_s,
-                    status.direction,
-                    iso(status.ts) if status.ts and status.ts.tzinfo else None,
-                    now_text if changed or previous is None else _iso_or_none(previous.state_since),
-                    now_text,
-                ),
-            )
-            node = self._node(conn.execute(sql_get, (facility_id, node_id)).fetchone())
-        return NodeChange(node=node, previous=previous.state if previous else "unknown")
-
-    def nodes(self, facility_id: str | None = None) -> list[NodeView]:
-        if facility_id is None:
-            rows = self._rows(
-                f"SELECT {self._NODE_COLUMNS} FROM nodes ORDER BY facility_id, node_id"  # noqa: S608
-            )
-        else:
-            rows = self._rows(
-                f"SELECT {self._NODE_COLUMNS} FROM nodes WHERE facility_id = ? "  # noqa: S608
-                "ORDER BY node_id",
-                (facility_id,),
-            )
-        return [self._node(row) for row in rows]
-
     # --- capacity set by staff -------------------------------------------------------
     def _load_capacity_settings(self) -> None:
         rows = self.conn.execute(
@@ -1248,27 +1026,8 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
             soft_threshold_percent=soft_threshold_percent,
         )
         updated = change.facility
-        now_text = iso(utcnow())
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO capacity_settings (facility_id, capacity, capacity_percent, "
-                "nominal_max, soft_threshold_percent, username, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (facility_id) DO UPDATE SET "
-                "capacity = excluded.capacity, capacity_percent = excluded.capacity_percent, "
-                "nominal_max = excluded.nominal_max, "
-                "soft_threshold_percent = excluded.soft_threshold_percent, "
-                "username = excluded.username, updated_at = excluded.updated_at",
-                (
-                    facility_id,
-                    change.capacity,
-                    change.capacity_percent,
-                    change.nominal_max,
-                    change.soft_threshold_percent,
-                    user,
-                    now_text,
-                ),
-            )
-            self._audit(conn, user, "capacity.set", facility_id, facility_id, change.detail)
+        with self._write():
+            save_capacity(self._writer, self.dialect, facility_id, change, user, utcnow())
             # Swapped whole under the write lock: readers see the old or the new, never half.
             self.facilities = {**self.facilities, facility_id: updated}
         return updated
@@ -1304,8 +1063,13 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
             delta = part.recount.adjusted[adjustment_id]
             conn.execute("UPDATE adjustments SET delta = ? WHERE id = ?", (delta, adjustment_id))
             target = f"{facility_id}/{zone_id}" if zone_id else facility_id
-            self._audit(
-                conn, user, f"occupancy.{kind}", facility_id, target, f"{value} ({delta:+d}) {note}"
+            record_audit(
+                self._writer,
+                user,
+                f"occupancy.{kind}",
+                facility_id,
+                target,
+                f"{value} ({delta:+d}) {note}",
             )
         final = part.recount.final
         return Adjustment(
@@ -1322,177 +1086,3 @@ class SqliteStore(SqliteRegistryMixin, SqliteEnrolmentMixin):
                 self.facilities.get(facility_id), facility_id, final.count, final.zones, now
             ),
         )
-
-    def adjustments(self, facility_id: str, *, limit: int = 100) -> list[Adjustment]:
-        rows = self._rows(
-            "SELECT id, facility_id, zone_id, kind, value, delta, username, note, created_at "
-            "FROM adjustments WHERE facility_id = ? ORDER BY id DESC LIMIT ?",
-            (facility_id, max(1, min(limit, _MAX_PAGE))),
-        )
-        return [
-            Adjustment(
-                id=row[0],
-                facility_id=row[1],
-                zone_id=row[2],
-                kind=cast(AdjustmentKind, row[3]),
-                value=row[4],
-                delta=row[5],
-                user=row[6],
-                note=row[7],
-                created_at=parse_iso(row[8]),
-            )
-            for row in rows
-        ]
-
-    def history(
-        self, facility_id: str, since: datetime | None = None, until: datetime | None = None
-    ) -> list[HistorySample]:
-        where = ["facility_id = ?"]
-        params: list[Any] = [facility_id]
-        if since is not None:
-            where.append("minute >= ?")
-            params.append(_minute(since))
-        if until is not None:
-            where.append("minute < ?")
-            params.append(iso(until))
-        rows = self._rows(
-            "SELECT facility_id, minute, occupancy, peak FROM occupancy_history "  # noqa: S608
-            f"WHERE {' AND '.join(where)} ORDER BY minute",
-            params,
-        )
-        return [HistorySample(row[0], parse_iso(row[1]), row[2], row[3]) for row in rows]
-
-    # --- accounts and audit -----------------------------------------------------------
-    _USER_COLUMNS = "id, username, password_hash, role, created_at, disabled, language"
-
-    @staticmethod
-    def _user(row: sqlite3.Row | tuple[Any, ...]) -> User:
-        id_, username, password_hash, role, created_at, disabled, language = tuple(row)
-        return User(
-            id=id_,
-            username=username,
-            password_hash=password_hash,
-            role=cast(Role, role),
-            created_at=parse_iso(created_at),
-            disabled=bool(disabled),
-            language=language,
-        )
-
-    def add_user(self, username: str, password_hash: str, role: Role) -> User:
-        check_user_change(role, None)
-        if not username or not password_hash:
-            raise ValueError("a user needs a name and a password hash")
-        with self._write() as conn:
-            if conn.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
-                raise AlreadyExists(f"user {username!r} already exists")
-            conn.execute(
-                "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
-                (username, password_hash, role, iso(utcnow())),
-            )
-            row = conn.execute(
-                f"SELECT {self._USER_COLUMNS} FROM users WHERE username = ?",  # noqa: S608
-                (username,),
-            ).fetchone()
-        return self._user(row)
-
-    def get_user(self, username: str) -> User | None:
-        rows = self._rows(
-            f"SELECT {self._USER_COLUMNS} FROM users WHERE username = ?",  # noqa: S608
-            (username,),
-        )
-        return self._user(rows[0]) if rows else None
-
-    def list_users(self) -> list[User]:
-        rows = self._rows(f"SELECT {self._USER_COLUMNS} FROM users ORDER BY username")  # noqa: S608
-        return [self._user(row) for row in rows]
-
-    def update_user(
-        self,
-        username: str,
-        *,
-        password_hash: str | None = None,
-        role: Role | None = None,
-        disabled: bool | None = None,
-        language: str | None = None,
-    ) -> User:
-        check_user_change(role, language)
-        with self._write() as conn:
-            sql_get = f"SELECT {self._USER_COLUMNS} FROM users WHERE username = ?"  # noqa: S608
-            if conn.execute(sql_get, (username,)).fetchone() is None:
-                raise NotFound(f"no user {username!r}")
-            for column, value in (
-                ("password_hash", password_hash),
-                ("role", role),
-                ("disabled", None if disabled is None else int(disabled)),
-                ("language", language),
-            ):
-                if value is not None:
-                    conn.execute(
-                        f"UPDATE users SET {column} = ? WHERE username = ?",  # noqa: S608
-                        (value, username),
-                    )
-            row = conn.execute(sql_get, (username,)).fetchone()
-        return self._user(row)
-
-    def delete_user(self, username: str) -> None:
-        with self._write() as conn:
-            cursor = conn.execute("DELETE FROM users WHERE username = ?", (username,))
-            if cursor.rowcount == 0:
-                raise NotFound(f"no user {username!r}")
-
-    @staticmethod
-    def _audit(
-        conn: sqlite3.Connection,
-        user: str,
-        action: str,
-        facility_id: str | None,
-        target: str | None,
-        detail: str,
-    ) -> AuditEntry:
-        now_text = iso(utcnow())
-        cursor = conn.execute(
-            "INSERT INTO audit (ts, username, action, facility_id, target, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (now_text, user, action, facility_id, target, detail),
-        )
-        return AuditEntry(
-            int(cursor.lastrowid or 0), parse_iso(now_text), user, action, facility_id, target,
-            detail,
-        )  # fmt: skip
-
-    def audit(
-        self,
-        user: str,
-        action: str,
-        *,
-        facility_id: str | None = None,
-        target: str | None = None,
-        detail: str = "",
-    ) -> AuditEntry:
-        with self._write() as conn:
-            return self._audit(conn, user, action, facility_id, target, detail)
-
-    def audit_log(
-        self,
-        *,
-        facility_id: str | None = None,
-        user: str | None = None,
-        before: int | None = None,
-        limit: int = 100,
-    ) -> list[AuditEntry]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("facility_id", facility_id), ("username", user), ("id", before)):
-            if value is not None:
-                where.append(f"{column} {'<' if column == 'id' else '='} ?")
-                params.append(value)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(
-            "SELECT id, ts, username, action, facility_id, target, detail FROM audit "  # noqa: S608
-            f"{clause} ORDER BY id DESC LIMIT ?",
-            [*params, max(1, min(limit, _MAX_PAGE))],
-        )
-        return [
-            AuditEntry(row[0], parse_iso(row[1]), row[2], row[3], row[4], row[5], row[6])
-            for row in rows
-        ]

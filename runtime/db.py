@@ -25,8 +25,18 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy import (
+    URL,
+    Connection,
+    Engine,
+    MetaData,
+    create_engine,
+    event,
+    inspect,
+    make_url,
+    text,
+)
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 logger = logging.getLogger(__name__)
 
@@ -205,20 +215,32 @@ def migrate(
     head: str,
     *,
     legacy: Legacy | None = None,
+    fresh: MetaData | None = None,
     lock_name: str = "pintu",
     attributes: Mapping[str, Any] | None = None,
 ) -> bool:
     """Bring the database to ``head``, the newest revision in ``alembic_dir`` (the caller
     keeps it as a constant; its tests check it is the scripts' head). True when something
-    was migrated. ``attributes`` reach the migrations' ``env.py`` in
-    ``config.attributes``, beside the connection as ``"connection"``."""
+    was done.
+
+    A database with no tables at all is made from ``fresh``, the metadata at head, and
+    stamped at head: Alembic runs only for a database that has revisions to go through.
+    ``attributes`` reach the migrations' ``env.py`` in ``config.attributes``, beside the
+    connection as ``"connection"``."""
     # The cheap path first: a worker of a database at head never loads Alembic.
     try:
-        with engine.connect() as conn:
+        conn = engine.connect()
+    except DBAPIError as err:
+        raise DatabaseError(f"cannot connect to the database: {err.orig}") from err
+    try:
+        with conn:
             if revision(conn) == head:
                 return False
     except SQLAlchemyError as err:
         raise DatabaseError(f"cannot read the schema's revision: {err}") from err
+    if engine.dialect.name == "postgresql":
+        # One transaction, even on an engine whose connections are in autocommit mode.
+        engine = engine.execution_options(isolation_level="READ COMMITTED")
     try:
         with engine.begin() as conn:
             if conn.dialect.name == "postgresql":
@@ -230,18 +252,35 @@ def migrate(
             current = revision(conn)
             if current == head:
                 return False
-            _upgrade(conn, Path(alembic_dir), current, legacy, attributes or {})
+            if current is None:
+                current = legacy(conn) if legacy is not None else None
+                if current is None and fresh is not None and not inspect(conn).get_table_names():
+                    fresh.create_all(conn)
+                    current = head
+                    logger.info("made the database's tables at revision %s", head)
+                elif current is not None:
+                    logger.info("database made before migrations: stamped at %s", current)
+                if current is not None:
+                    _stamp(conn, current)
+                if current == head:
+                    return True
+            _upgrade(conn, Path(alembic_dir), current, attributes or {})
     except SQLAlchemyError as err:
         raise DatabaseError(f"cannot migrate the database: {err}") from err
     return True
 
 
+def _stamp(conn: Connection, at: str) -> None:
+    """Record revision ``at`` as Alembic does, without loading it."""
+    conn.exec_driver_sql(
+        f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL, "
+        f"CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num))"
+    )
+    conn.execute(text(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (:at)"), {"at": at})  # noqa: S608
+
+
 def _upgrade(
-    conn: Connection,
-    alembic_dir: Path,
-    current: str | None,
-    legacy: Legacy | None,
-    attributes: Mapping[str, Any],
+    conn: Connection, alembic_dir: Path, current: str | None, attributes: Mapping[str, Any]
 ) -> None:
     from alembic import command  # loaded only when there is work to do
     from alembic.config import Config
@@ -262,11 +301,6 @@ def _upgrade(
             f"the database is at revision {current}, newer than this service knows "
             f"({script.get_current_head()}); upgrade the service"
         )
-    if current is None and legacy is not None:
-        stamped = legacy(conn)
-        if stamped is not None:
-            command.stamp(config, stamped)
-            logger.info("stamped the database made before migrations at revision %s", stamped)
     command.upgrade(config, "head")
     logger.info("migrated the database to revision %s", script.get_current_head())
 
@@ -277,5 +311,5 @@ def alembic_config(alembic_dir: str | Path, url: str | Path) -> Any:
 
     config = Config()
     config.set_main_option("script_location", str(alembic_dir))
-    config.attributes["url"] = database_url(url)
+    config.attributes["url"] = url
     return config

@@ -15,6 +15,7 @@ from argon2 import PasswordHasher
 
 import hub.auth
 import hub.enrolments
+import hub.store.enrolments
 from hub.auth import hash_password
 from hub.config import HubConfig
 from hub.enrolments import EnrolmentRefused, Refusal
@@ -81,6 +82,7 @@ def test_an_expired_bundle_is_refused_and_left_as_it_was(
     store.add_enrolment(lookup, b"sealed", utcnow() + timedelta(minutes=5))
     later = utcnow() + timedelta(minutes=6)
     monkeypatch.setattr(hub.enrolments, "utcnow", lambda: later)
+    monkeypatch.setattr(hub.store.enrolments, "utcnow", lambda: later)
     before = store.enrolment(lookup)
     assert refusal(store, lookup) is Refusal.EXPIRED
     assert store.enrolment(lookup) == before and before is not None and before.used_at is None

@@ -18,8 +18,8 @@ from psycopg.conninfo import make_conninfo
 from hub.config import FacilityConfig
 from hub.errors import StoreError
 from hub.pg_store import PgStore
-from hub.schema import PG_MIGRATIONS
 from hub.sqlite_store import SqliteStore
+from hub.store.migrations import HEAD
 from protocol.events import Event, NodeState, NodeStatus, new_event_id
 
 F, G = "mall-a", "mall-b"
@@ -88,7 +88,7 @@ def test_the_schema_has_the_tables_and_columns_of_the_sqlite_one(
     tmp_path: Path, workers: Callable[[int], list[PgStore]], pg_dsn: str
 ) -> None:
     [store] = workers(1)
-    assert store.schema_version == len(PG_MIGRATIONS)
+    assert store.schema_version == HEAD
     with SqliteStore(tmp_path / "hub.db") as sqlite:
         tables = [
             r[0] for r in sqlite.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -105,8 +105,8 @@ def test_the_schema_has_the_tables_and_columns_of_the_sqlite_one(
     pg_columns: dict[str, set[str]] = {}
     for table, column in rows:
         pg_columns.setdefault(table, set()).add(column)
-    # The tables PostgreSQL needs besides: the lock rows and the schema version.
-    assert set(pg_columns) - set(sqlite_columns) == {"facility_locks", "schema_version"}
+    # One schema: the lock rows and the schema's revision are in both.
+    assert set(pg_columns) == set(sqlite_columns)
     assert {t: pg_columns[t] for t in sqlite_columns} == sqlite_columns
 
 
@@ -255,7 +255,7 @@ def test_workers_starting_together_migrate_once(pg_dsn: str) -> None:
 
     try:
         run_together(*(start for _ in range(4)))
-        assert [s.schema_version for s in opened] == [len(PG_MIGRATIONS)] * 4
+        assert [s.schema_version for s in opened] == [HEAD] * 4
     finally:
         for store in opened:
             store.close()

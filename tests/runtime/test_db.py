@@ -200,3 +200,22 @@ def test_pg_workers_starting_together_migrate_once(pg_dsn: str, scripts: Path) -
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_empty_database_is_made_from_the_metadata(sqlite_engine: Engine, scripts: Path) -> None:
+    from sqlalchemy import Column, Integer, MetaData, Table
+
+    fresh = MetaData()
+    Table("things", fresh, Column("n", Integer, nullable=False))
+    assert migrate(sqlite_engine, scripts, "0002", fresh=fresh) is True
+    assert revision(sqlite_engine) == "0002"
+    assert _things(sqlite_engine) == []  # made whole at head: no revision ran
+
+
+def test_pg_migrates_in_one_transaction_on_an_autocommit_engine(pg_dsn: str, scripts: Path) -> None:
+    engine = open_engine(pg_dsn, isolation_level="AUTOCOMMIT")
+    try:
+        assert migrate(engine, scripts, "0002") is True
+        assert _things(engine) == [2]
+    finally:
+        engine.dispose()

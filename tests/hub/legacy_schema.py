@@ -1,4 +1,8 @@
-"""The store's schema as numbered migrations: each one a list of SQL statements.
+"""The hub's schema as its stores made it before its migrations were Alembic's: the SQL
+of both dialects, kept to make the databases of that time in tests (they must migrate
+forward, keeping their rows).
+
+The store's schema as numbered migrations: each one a list of SQL statements.
 
 A database records the number of the last migration applied (SQLite: ``PRAGMA
 user_version``; PostgreSQL: the ``schema_version`` table); opening it applies the ones
@@ -208,7 +212,7 @@ MIGRATIONS: list[list[str]] = [
 
 # The same schema for PostgreSQL, migration for migration: number n here is number n above,
 # in PostgreSQL's own types (identity columns, timestamptz, boolean, jsonb). A migration
-# added above needs its counterpart here; tests/hub/test_pg_store.py compares the two.
+# added above needs its counterpart here; they were compared by the tests.
 PG_MIGRATIONS: list[list[str]] = [
     # 1: the first schema, and the rows a writer locks to count a facility's events.
     [

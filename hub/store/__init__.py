@@ -39,11 +39,10 @@ from hub.registry_records import (
     Visit,
     VisitState,
 )
-from hub.sqlite_store import SqliteStore
 from protocol.events import Event, NodeStatus
 from protocol.status import Status
 
-__all__ = ["SqliteStore", "Store", "open_store"]
+__all__ = ["Store", "open_store"]
 
 
 class Store(Protocol):
@@ -220,7 +219,7 @@ class Store(Protocol):
         limit: int = 100,
     ) -> list[AuditEntry]: ...
 
-    # --- the registry: synced lists, visits, retention (hub.sqlite_registry) ----------
+    # --- upstream: synced lists, visits, retention (hub.store.upstream, visits, retention)
     def configure_visits(self, max_visit_s: float) -> None:
         """The longest visit an exit closes (``[retention] max_visit_hours``)."""
         ...
@@ -300,5 +299,7 @@ def open_store(config: HubConfig, facilities: Sequence[FacilityConfig] | None = 
 
         return PgStore(store.dsn, chosen)
     if isinstance(store, SqliteStoreConfig):
+        from hub.sqlite_store import SqliteStore
+
         return SqliteStore(store.path, chosen)
     raise UnsupportedBackend(f"store backend {store.backend!r} is not supported")

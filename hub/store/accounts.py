@@ -1,0 +1,170 @@
+"""Staff accounts and the audit log of what people did."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Connection, delete, select, update
+
+from hub.errors import AlreadyExists, NotFound
+from hub.records import AuditEntry, Role, User, check_user_change
+from hub.store.dialect import bytewise, insert, ms
+from hub.store.tables import audit as audit_table
+from hub.store.tables import users
+from protocol.events import utcnow
+
+if TYPE_CHECKING:
+    from hub.store.dialect import Database
+
+_MAX_PAGE = 1000
+_USER = (
+    users.c.id,
+    users.c.username,
+    users.c.password_hash,
+    users.c.role,
+    users.c.created_at,
+    users.c.disabled,
+    users.c.language,
+)
+_AUDIT = tuple(audit_table.c)
+
+
+def _user(row: Sequence[Any]) -> User:
+    id_, username, password_hash, role, created_at, disabled, language = row
+    return User(
+        id=id_,
+        username=username,
+        password_hash=password_hash,
+        role=cast(Role, role),
+        created_at=created_at,
+        disabled=bool(disabled),
+        language=language,
+    )
+
+
+def record_audit(
+    conn: Connection,
+    user: str,
+    action: str,
+    facility_id: str | None = None,
+    target: str | None = None,
+    detail: str = "",
+) -> AuditEntry:
+    """Write what ``user`` did, in the caller's transaction."""
+    row = conn.execute(
+        audit_table.insert()
+        .values(
+            ts=ms(utcnow()),
+            username=user,
+            action=action,
+            facility_id=facility_id,
+            target=target,
+            detail=detail,
+        )
+        .returning(*_AUDIT)
+    ).one()
+    return AuditEntry(*row)
+
+
+class Accounts:
+    """Staff accounts and the audit log: a part of the store (``hub.store.Store``)."""
+
+    def add_user(self: Database, username: str, password_hash: str, role: Role) -> User:
+        check_user_change(role, None)
+        if not username or not password_hash:
+            raise ValueError("a user needs a name and a password hash")
+        query = (
+            insert(self.dialect, users)
+            .values(username=username, password_hash=password_hash, role=role,
+                    created_at=ms(utcnow()))
+            .on_conflict_do_nothing(index_elements=["username"])
+            .returning(*_USER)
+        )  # fmt: skip
+        row = self._sa("add a user", lambda conn: conn.execute(query).first())
+        if row is None:
+            raise AlreadyExists(f"user {username!r} already exists")
+        return _user(row)
+
+    def get_user(self: Database, username: str) -> User | None:
+        query = select(*_USER).where(users.c.username == username)
+        row = self._sa("read a user", lambda conn: conn.execute(query).first(), write=False)
+        return _user(row) if row else None
+
+    def list_users(self: Database) -> list[User]:
+        query = select(*_USER).order_by(bytewise(self.dialect, users.c.username))
+        rows = self._sa("read the users", lambda conn: conn.execute(query).all(), write=False)
+        return [_user(row) for row in rows]
+
+    def update_user(
+        self: Database,
+        username: str,
+        *,
+        password_hash: str | None = None,
+        role: Role | None = None,
+        disabled: bool | None = None,
+        language: str | None = None,
+    ) -> User:
+        check_user_change(role, language)
+        changes = {
+            column: value
+            for column, value in (
+                ("password_hash", password_hash),
+                ("role", role),
+                ("disabled", disabled),
+                ("language", language),
+            )
+            if value is not None
+        }
+        query = (
+            update(users)
+            .where(users.c.username == username)
+            .values(changes or {"username": users.c.username})
+            .returning(*_USER)
+        )
+        row = self._sa("update a user", lambda conn: conn.execute(query).first())
+        if row is None:
+            raise NotFound(f"no user {username!r}")
+        return _user(row)
+
+    def delete_user(self: Database, username: str) -> None:
+        query = delete(users).where(users.c.username == username)
+        deleted = self._sa("delete a user", lambda conn: conn.execute(query).rowcount)
+        if deleted == 0:
+            raise NotFound(f"no user {username!r}")
+
+    def audit(
+        self: Database,
+        user: str,
+        action: str,
+        *,
+        facility_id: str | None = None,
+        target: str | None = None,
+        detail: str = "",
+    ) -> AuditEntry:
+        return self._sa(
+            "write the audit log",
+            lambda conn: record_audit(conn, user, action, facility_id, target, detail),
+        )
+
+    def audit_log(
+        self: Database,
+        *,
+        facility_id: str | None = None,
+        user: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        query = select(*_AUDIT)
+        if facility_id is not None:
+            query = query.where(audit_table.c.facility_id == facility_id)
+        if user is not None:
+            query = query.where(audit_table.c.username == user)
+        if before is not None:
+            query = query.where(audit_table.c.id < before)
+        query = query.order_by(audit_table.c.id.desc()).limit(max(1, min(limit, _MAX_PAGE)))
+        rows = self._sa("read the audit log", lambda conn: conn.execute(query).all(), write=False)
+        return [AuditEntry(*row) for row in rows]
+
+
+__all__ = ["Accounts", "record_audit"]

@@ -1,0 +1,137 @@
+"""Where SQLite and PostgreSQL differ, in one place.
+
+The repositories write one statement for both databases; what they cannot say the same
+way is here:
+
+* ``insert``: the dialect's own INSERT, for ``ON CONFLICT`` (both speak it, with
+  ``RETURNING``);
+* ``for_update``: a row lock, which PostgreSQL needs for several writers and SQLite,
+  with one writer, neither needs nor has;
+* ``bytewise``: an order by the bytes of the text (SQLite's default; PostgreSQL's "C");
+* ``any_of``: one parameter for a list: an array in PostgreSQL, JSON in SQLite;
+* ``position``: ``strpos`` or ``instr``;
+* ``ms``: a time to the millisecond, as the store keeps every time in both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Table,
+    Text,
+    any_,
+    bindparam,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
+
+T = TypeVar("T")
+
+
+class Database(Protocol):
+    """What a repository needs of its store: a statement run on a connection."""
+
+    dialect: str  # "sqlite" or "postgresql"
+
+    def _sa(self, what: str, work: Callable[[Connection], T], *, write: bool = True) -> T:
+        """``work`` on a connection, in one transaction when it writes; database errors
+        become ``hub.errors.StoreError``."""
+        ...
+
+    def _lock_facilities(self, conn: Connection, facility_ids: Sequence[str]) -> None:
+        """Make other writers of these facilities wait until the transaction ends (several
+        PostgreSQL workers; SQLite has one writer)."""
+        ...
+
+    def _stream(self, what: str, query: Select[Any]) -> Iterator[Any]:
+        """The rows of ``query`` as they come (a server-side cursor where there is a
+        server), for a read too long to hold in memory at once."""
+        ...
+
+
+def insert(dialect: str, table: Table) -> Any:
+    """An INSERT with ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def for_update(dialect: str, query: Select[Any]) -> Select[Any]:
+    """``query`` locking the rows it reads until the transaction ends (PostgreSQL)."""
+    return query.with_for_update() if dialect == "postgresql" else query
+
+
+def bytewise(dialect: str, column: ColumnElement[str]) -> ColumnElement[str]:
+    """``column`` to order by its bytes, as SQLite orders text by default."""
+    return column.collate("C") if dialect == "postgresql" else column
+
+
+def ms(ts: datetime) -> datetime:
+    """``ts`` in UTC to the millisecond, as the store keeps every time."""
+    ts = ts.astimezone(UTC)
+    return ts.replace(microsecond=ts.microsecond // 1000 * 1000)
+
+
+def any_of(
+    dialect: str, column: ColumnElement[Any], values: Sequence[Any] | str
+) -> ColumnElement[bool]:
+    """``column`` is one of ``values``, given as one parameter however many there are (an
+    array in PostgreSQL, a JSON array read by ``json_each`` in SQLite): the statement is
+    compiled once, and no value costs a parameter of its own. ``values`` may be the name
+    of a parameter given later (as ``listed`` makes it)."""
+    if dialect == "postgresql":
+        if isinstance(values, str):
+            return column == any_(bindparam(values, type_=ARRAY(column.type)))
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    param = (
+        bindparam(values, type_=Text)
+        if isinstance(values, str)
+        else bindparam(None, json.dumps(list(values)), type_=Text)
+    )
+    return column.in_(select(func.json_each(param).table_valued("value").c.value))
+
+
+def position(dialect: str, needle: Any, haystack: ColumnElement[str]) -> ColumnElement[int]:
+    """Where ``needle`` starts in ``haystack``, from 1; 0 when it is not in there."""
+    if dialect == "postgresql":
+        return func.strpos(haystack, needle)
+    return func.instr(haystack, needle)
+
+
+def listed(dialect: str, items: Sequence[Any]) -> Any:
+    """``items`` as the one parameter ``any_of(dialect, column, "name")`` takes."""
+    return list(items) if dialect == "postgresql" else json.dumps(list(items))
+
+
+class Prepared:
+    """A statement of the ingest path compiled once per database by SQLAlchemy and run on
+    the driver's own cursor: nothing is built, compiled or wrapped per batch or per row.
+    ``build(dialect)`` makes it, with named parameters given to ``rows``."""
+
+    def __init__(self, build: Callable[[str], Any]) -> None:
+        self._build = build
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
+
+    def rows(self, conn: Connection, **params: Any) -> list[Any]:
+        dialect = conn.dialect
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            compiled = self._build(dialect.name).compile(dialect=dialect)
+            order = tuple(compiled.positiontup or ()) if compiled.positional else None
+            found = self._compiled[dialect.name] = (str(compiled), order, dict(compiled.params))
+        sql, order, constants = found
+        given = {**constants, **params}
+        args: Any = [given[name] for name in order] if order is not None else given
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, args)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()

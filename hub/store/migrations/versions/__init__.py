@@ -1,0 +1,1 @@
+"""The hub's revisions, one file each (see hub.store.migrations)."""
