@@ -47,25 +47,19 @@ from sqlalchemy.exc import DBAPIError
 
 from hub.config import FacilityConfig
 from hub.counting import (
-    COALESCED,
     EVENT_RANK,
-    WHOLE,
-    CapacityChange,
     Counted,
     CountingEvent,
     CountKey,
     FacilityCount,
-    MadeAdjustment,
     OpenGap,
     Persisted,
     Snapshot,
     adjustment_key,
     alert_for,
-    capacity_change,
     check_adjustment,
     counts,
     event_key,
-    exit_message,
     fill_gaps,
     followed_seq,
     from_ms,
@@ -75,10 +69,9 @@ from hub.counting import (
     recount,
     seq_gap_message,
     seq_reset_message,
-    with_capacity,
     zones_from,
 )
-from hub.errors import NotFound, StoreDataError, StoreError
+from hub.errors import StoreDataError, StoreError
 from hub.records import (
     Adjustment,
     AdjustmentKind,
@@ -88,12 +81,13 @@ from hub.records import (
     Flagged,
     Gap,
     Occupancy,
-    StoredEvent,
 )
 from hub.store.accounts import Accounts, record_audit
-from hub.store.alerts import Alerts
+from hub.store.alerts import Alerts, clear_ids, flag_alerts, raise_alert, touched_alerts
+from hub.store.dialect import lock_all
 from hub.store.enrolments import Enrolments
-from hub.store.facilities import save_capacity
+from hub.store.events import Events, counting_event, made_adjustment, recount_all
+from hub.store.facilities import Facilities, apply_settings
 from hub.store.migrations import migrate
 from hub.store.nodes import Nodes
 from hub.store.reads import Reads
@@ -110,8 +104,6 @@ Row = tuple[Any, ...]
 Conn = psycopg.Connection[Row]
 
 _RETRIES = 5
-_MAX_PAGE = 1000
-_OPEN = "acknowledged_at IS NULL AND cleared_at IS NULL"
 
 # Column, and the array type it is sent as when a batch is inserted in one statement.
 _EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -174,10 +166,6 @@ _FIX_EVENT = (
 )
 _NOT_COUNTED = Counted(0)
 _PAGE = 5000  # events read at a time when every facility is counted again
-_ALERT_COLUMNS = (
-    "id, facility_id, kind, message, node_id, door_id, event_id, count, created_at, "
-    "last_at, acknowledged_by, acknowledged_at, cleared_at"
-)
 _USER_COLUMNS = "id, username, password_hash, role, created_at, disabled, language"
 _AUDIT_COLUMNS = "id, ts, username, action, facility_id, target, detail"
 
@@ -200,10 +188,6 @@ def _ms(ts: datetime) -> datetime:
     """``ts`` in UTC to the millisecond, as the store keeps every time."""
     ts = ts.astimezone(UTC)
     return ts.replace(microsecond=ts.microsecond // 1000 * 1000)
-
-
-def _minute(ts: datetime) -> datetime:
-    return ts.astimezone(UTC).replace(second=0, microsecond=0)
 
 
 class _Pool:
@@ -246,11 +230,14 @@ class _Pool:
         self.engine.dispose()
 
 
-class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Retention):
+class PgStore(
+    Reads, Events, Facilities, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Retention
+):
     """The hub's store in PostgreSQL (see the module's doc). ``dsn`` is a libpq connection
     string; its password, if the server needs one, belongs in a ``.pgpass`` file."""
 
     dialect = "postgresql"
+    several_writers = True
 
     def __init__(
         self,
@@ -259,9 +246,9 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
         *,
         max_idle: int = 4,
     ) -> None:
-        self._configured: Mapping[str, FacilityConfig] = {f.id: f for f in facilities}
+        self.configured: Mapping[str, FacilityConfig] = {f.id: f for f in facilities}
         # Swapped whole, never changed in place: a reader sees the old map or the new one.
-        self.facilities: Mapping[str, FacilityConfig] = dict(self._configured)
+        self.facilities: Mapping[str, FacilityConfig] = dict(self.configured)
         self._pool = _Pool(dsn, max_idle)
         try:
             self._migrate()
@@ -329,8 +316,10 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
         except psycopg.Error as err:
             raise StoreError(f"cannot {what}: {err}") from err
 
-    def _lock_facilities(self, conn: Connection, facility_ids: Sequence[str]) -> None:
-        self._lock(_driver(conn), facility_ids)
+    def _lock_facilities(
+        self, conn: Connection, facility_ids: Sequence[str]
+    ) -> Mapping[str, FacilityConfig]:
+        return self._lock(_driver(conn), facility_ids)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return self._run(
@@ -340,8 +329,8 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
     def _migrate(self) -> None:
         def recount(conn: Connection) -> None:
             # Every worker waits for the recount, as it waits for a facility's lock.
-            conn.exec_driver_sql("LOCK TABLE facility_locks IN EXCLUSIVE MODE")
-            self._recount_all(cast(Conn, conn.connection.driver_connection), _ms(utcnow()))
+            lock_all(self.dialect, conn)
+            recount_all(self, conn, utcnow())
 
         try:
             migrate(self._pool.engine, recount)
@@ -379,49 +368,7 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
                 (missing,),
             )
             rows += conn.execute(_LOCK, (missing,)).fetchall()
-        return self._apply_settings(rows)
-
-    def _apply_settings(self, rows: Iterable[Row]) -> Mapping[str, FacilityConfig]:
-        """Take (facility_id, capacity, percent, nominal_max, soft) rows into ``facilities``."""
-        updates: dict[str, FacilityConfig] = {}
-        for facility_id, capacity, percent, nominal, soft in rows:
-            configured = self._configured.get(facility_id)
-            if configured is None or soft is None:
-                continue  # not this hub's facility, or no change made by staff
-            updated = with_capacity(configured, capacity, percent, nominal, soft)
-            if self.facilities.get(facility_id) != updated:
-                updates[facility_id] = updated
-        if updates:
-            self.facilities = {**self.facilities, **updates}
-        return self.facilities
-
-    def _read_settings(self, conn: Conn, facility_id: str | None = None) -> None:
-        sql = (
-            "SELECT facility_id, capacity, capacity_percent, nominal_max, soft_threshold_percent "
-            "FROM capacity_settings"
-        )
-        if facility_id is None:
-            self._apply_settings(conn.execute(sql).fetchall())
-        else:
-            where = f"{sql} WHERE facility_id = %s"
-            self._apply_settings(conn.execute(where, (facility_id,)).fetchall())
-
-    def _load_capacity_settings(self) -> None:
-        rows = self._rows(
-            "SELECT facility_id, capacity, capacity_percent, nominal_max, soft_threshold_percent, "
-            "username, updated_at FROM capacity_settings"
-        )
-        self._apply_settings([row[:5] for row in rows])
-        for facility_id, *_, user, updated_at in rows:
-            facility = self.facilities.get(facility_id)
-            if facility is not None:
-                logger.info(
-                    "capacity of %s as %s set it at %s overrides the config: %s",
-                    facility_id,
-                    user,
-                    updated_at.isoformat(),
-                    facility.effective_capacity,
-                )
+        return apply_settings(self, rows)
 
     # --- events and occupancy ---------------------------------------------------------
     def store_batch(
@@ -465,7 +412,7 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
                     )
                 )
         work = [
-            self._count(conn, facilities, facility_id, by_facility[facility_id], now)
+            self._count(pooled, facilities, facility_id, by_facility[facility_id], now)
             for facility_id in sorted(by_facility)
         ]
         counted: dict[str, tuple[Counted, int | None]] = {}
@@ -488,8 +435,8 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
                 column.append(item)
             raised = alert_for(event)
             if raised:
-                alert = self._raise(
-                    conn,
+                alert = raise_alert(
+                    pooled,
                     event.facility_id,
                     raised[0],
                     raised[1],
@@ -512,7 +459,7 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
         occupancy: dict[str, Occupancy] = {}
         corrected: dict[str, datetime] = {}
         for part in work:
-            done = self._persist(conn, facilities, part, now)
+            done = self._persist(pooled, facilities, part, now)
             flagged += done.flagged
             alerts.update((a.id, a) for a in done.alerts)
             cleared += done.cleared
@@ -522,7 +469,7 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
                 corrected[part.recount.facility_id] = part.recount.samples[0].minute
         # In this same transaction: an exit and the visit it closes are stored together.
         self._record_visits(pooled, new)
-        gaps, gap_alerts, gap_cleared = self._track_nodes(conn, new, now)
+        gaps, gap_alerts, gap_cleared = self._track_nodes(pooled, new, now)
         alerts.update((a.id, a) for a in gap_alerts)
         return BatchResult(
             stored=new,
@@ -565,7 +512,7 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
     # --- counting in the events' own order (hub.counting) ------------------------------
     def _count(
         self,
-        conn: Conn,
+        pooled: Connection,
         facilities: Mapping[str, FacilityConfig],
         facility_id: str,
         new: Sequence[CountingEvent],
@@ -575,6 +522,7 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
         """Count a facility's ``new`` events (or, from ``point``, an adjustment just made)
         in their place, as the SQLite store does (see ``SqliteStore._count``). The
         facility is locked: nothing of it changes meanwhile."""
+        conn = _driver(pooled)
         ms, rank, seq, event_id = point or min(e.key for e in new)
         ts = from_ms(ms)
         params: tuple[Any, ...]
@@ -599,7 +547,7 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
             later_params = tuple(row[:3])
             adjusted_sql, adjusted_params = " AND created_at >= %s", (row[0],)
         stored = [
-            self._counting_event(r)
+            counting_event(r)
             for r in conn.execute(
                 f"SELECT {_COUNTING_COLUMNS} FROM events WHERE facility_id = %s "  # noqa: S608 - fixed SQL
                 f"AND occupancy_after IS NOT NULL{later_sql} ORDER BY ts, seq, event_id",
@@ -607,7 +555,7 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
             ).fetchall()
         ]
         adjustments = [
-            self._made_adjustment(r)
+            made_adjustment(r)
             for r in conn.execute(
                 "SELECT id, zone_id, kind, value, created_at FROM adjustments "  # noqa: S608 - fixed SQL
                 f"WHERE facility_id = %s{adjusted_sql}",
@@ -619,67 +567,19 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
             "SELECT zone_id, value FROM occupancy WHERE facility_id = %s", (facility_id,)
         ).fetchall()
         part = FacilityCount(result, {r[0]: r[1] for r in counters}, replayed=bool(stored))
-        self._flag_alerts(conn, part, now)
+        flag_alerts(pooled, part, now)
         return part
-
-    @staticmethod
-    def _counting_event(row: Row) -> CountingEvent:
-        (id_, ts, seq, event_id, node_id, door_id, kind, direction, delta, flag, after, zones,
-         peak, alert_id) = row  # fmt: skip
-        return CountingEvent(
-            event_key(ts, seq, event_id),
-            node_id,
-            door_id,
-            kind,
-            direction,
-            row_id=id_,
-            stored=Counted(delta, flag, after, zones, peak),
-            alert_id=alert_id,
-        )
-
-    @staticmethod
-    def _made_adjustment(row: Row) -> MadeAdjustment:
-        id_, zone_id, kind, value, created_at = row
-        return MadeAdjustment(id_, zone_id, cast(AdjustmentKind, kind), value, created_at)
-
-    def _flag_alerts(self, conn: Conn, part: FacilityCount, now: datetime) -> None:
-        """Raise the alert of each exit flagged now; take back those no longer flagged."""
-        facility_id = part.recount.facility_id
-        for event, _ in part.recount.flagged:
-            alert = self._raise(
-                conn,
-                facility_id,
-                AlertKind.EXIT_WITHOUT_ENTRY,
-                exit_message(event.door_id),
-                now,
-                node_id=event.node_id,
-                door_id=event.door_id,
-                event_id=event.event_id,
-            )
-            part.alert_ids[event.event_id] = alert.id
-            part.touched.add(alert.id)
-        for event in part.recount.unflagged:
-            part.alert_ids[event.event_id] = None
-            if event.alert_id is None:
-                continue
-            # Its entry came in late: an open alert counts one exit less and ends when
-            # none is left; one already acknowledged stays as it is.
-            conn.execute(
-                "UPDATE alerts SET count = count - 1, last_at = %s, cleared_at = CASE "  # noqa: S608 - fixed SQL
-                f"WHEN count <= 1 THEN %s END WHERE id = %s AND {_OPEN}",
-                (now, now, event.alert_id),
-            )
-            part.touched.add(event.alert_id)
 
     def _persist(
         self,
-        conn: Conn,
+        pooled: Connection,
         facilities: Mapping[str, FacilityConfig],
         part: FacilityCount,
         now: datetime,
     ) -> Persisted:
         """Write what counting changed besides the new events: the stored events counted
         differently, the alerts' latest exits, the counters and the history."""
+        conn = _driver(pooled)
         result = part.recount
         facility_id = result.facility_id
         fixes = [
@@ -700,29 +600,7 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
                 cursor.executemany(
                     _SAMPLE, [(facility_id, s.minute, s.occupancy, s.peak) for s in result.samples]
                 )
-        alerts: list[Alert] = []
-        cleared: list[Alert] = []
-        for alert_id in sorted(part.touched):
-            if part.replayed:
-                # The alert names its latest exit in the counting order, however they came.
-                latest = conn.execute(
-                    "SELECT event_id, door_id FROM events WHERE alert_id = %s "
-                    "ORDER BY ts DESC, seq DESC, event_id DESC LIMIT 1",
-                    (alert_id,),
-                ).fetchone()
-                if latest is not None:
-                    conn.execute(
-                        "UPDATE alerts SET event_id = %s, door_id = %s, message = %s "  # noqa: S608 - fixed SQL
-                        f"WHERE id = %s AND {_OPEN}",
-                        (latest[0], latest[1], exit_message(latest[1]), alert_id),
-                    )
-            row = conn.execute(
-                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = %s",  # noqa: S608 - fixed SQL
-                (alert_id,),
-            ).fetchone()
-            if row is not None:
-                alert = self._alert(row)
-                (alerts if alert.open else cleared).append(alert)
+        alerts, cleared = touched_alerts(pooled, part)
         occupancy = None
         if changed:
             final = result.final
@@ -735,7 +613,7 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
         return Persisted(flagged, alerts, cleared, occupancy)
 
     def _track_nodes(
-        self, conn: Conn, new: Sequence[Event], now: datetime
+        self, pooled: Connection, new: Sequence[Event], now: datetime
     ) -> tuple[list[Gap], list[Alert], list[Alert]]:
         """Update each node's last seq and time; find seq gaps, fill old ones.
 
@@ -743,6 +621,7 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
         written, a statement for all of them: when several workers share a node's events,
         each batch finds gaps the others fill, and a round trip per gap would add up.
         """
+        conn = _driver(pooled)
         by_node: dict[tuple[str, str], list[Event]] = {}
         for event in new:
             by_node.setdefault((event.facility_id, event.node_id), []).append(event)
@@ -775,10 +654,10 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
             seqs = [e.seq for e in node_events]
             ranges = gap_ranges(last_seq, seqs)
             if ranges:
-                # One open alert per node, counted once per gap, as ``_raise`` would do a
+                # One open alert per node, counted once per gap, as ``raise_alert`` would do a
                 # gap at a time.
-                alert = self._raise(
-                    conn,
+                alert = raise_alert(
+                    pooled,
                     facility_id,
                     AlertKind.SEQ_GAP,
                     seq_gap_message(node_id, *ranges[-1]),
@@ -803,8 +682,8 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
                 reset = fill.unmatched
                 if reset:
                     alerts.append(
-                        self._raise(
-                            conn,
+                        raise_alert(
+                            pooled,
                             facility_id,
                             AlertKind.SEQ_RESET,
                             seq_reset_message(node_id, reset[0], last_seq),
@@ -836,12 +715,7 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
             )
         cleared: list[Alert] = []
         if to_clear:
-            rows = conn.execute(
-                f"UPDATE alerts SET cleared_at = %s WHERE id = ANY(%s) AND {_OPEN} "  # noqa: S608
-                f"RETURNING {_ALERT_COLUMNS}",
-                (now, sorted(to_clear)),
-            ).fetchall()
-            cleared = sorted((self._alert(row) for row in rows), key=lambda a: a.id)
+            cleared = clear_ids(pooled, self.dialect, sorted(to_clear), now)
         with conn.cursor() as cursor:
             cursor.executemany(
                 "INSERT INTO nodes (facility_id, node_id, door_id, last_seen, last_event_ts, "
@@ -905,316 +779,6 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
             )
         ]
 
-    def occupancy(self, facility_id: str) -> Occupancy:
-        def read(conn: Conn) -> list[Row]:
-            self._read_settings(conn, facility_id)
-            return conn.execute(
-                "SELECT zone_id, value, updated_at FROM occupancy WHERE facility_id = %s",
-                (facility_id,),
-            ).fetchall()
-
-        rows = self._run("read the occupancy", read, write=False)
-        if facility_id not in self.facilities and not rows:
-            raise NotFound(f"unknown facility {facility_id!r}")
-        return self._occupancy_of(facility_id, rows)
-
-    def _occupancy_of(self, facility_id: str, rows: Sequence[Row]) -> Occupancy:
-        counts = {row[0]: row[1] for row in rows}
-        updated = max((row[2] for row in rows), default=None)
-        return make_occupancy(
-            self.facilities.get(facility_id), facility_id, counts.pop(WHOLE, 0), counts, updated
-        )
-
-    def occupancies(self) -> list[Occupancy]:
-        def read(conn: Conn) -> list[Row]:
-            self._read_settings(conn)
-            return conn.execute(
-                "SELECT facility_id, zone_id, value, updated_at FROM occupancy "
-                'ORDER BY facility_id COLLATE "C"'
-            ).fetchall()
-
-        rows = self._run("read the occupancy", read, write=False)
-        by_facility: dict[str, list[Row]] = {f: [] for f in self.facilities}
-        for row in rows:
-            by_facility.setdefault(row[0], []).append(row[1:])
-        return [self._occupancy_of(f, rows) for f, rows in by_facility.items()]
-
-    def rebuild_occupancy(self) -> dict[str, Occupancy]:
-        now = _ms(utcnow())
-
-        def rebuild(conn: Conn) -> dict[str, Snapshot]:
-            # Waits for every transaction holding a facility's lock, and keeps new ones out
-            # until the counters are rebuilt.
-            conn.execute("LOCK TABLE facility_locks IN EXCLUSIVE MODE")
-            self._read_settings(conn)
-            return self._recount_all(conn, now)
-
-        finals = self._run("rebuild the occupancy", rebuild)
-        facility_ids = sorted(set(finals) | set(self.facilities))
-        return {
-            f: make_occupancy(
-                self.facilities.get(f),
-                f,
-                finals[f].count if f in finals else 0,
-                finals[f].zones if f in finals else {},
-                now,
-            )
-            for f in facility_ids
-        }
-
-    def _recount_all(self, conn: Conn, now: datetime) -> dict[str, Snapshot]:
-        """Count every facility again from its first event, in the counting order: the
-        events' values, the counters and the history are rewritten to what it finds."""
-        adjustments: dict[str, list[MadeAdjustment]] = {}
-        for row in conn.execute(
-            "SELECT facility_id, id, zone_id, kind, value, created_at FROM adjustments"
-        ).fetchall():
-            adjustments.setdefault(row[0], []).append(self._made_adjustment(row[1:]))
-        facility_ids = {
-            r[0] for r in conn.execute("SELECT DISTINCT facility_id FROM events").fetchall()
-        }
-        finals: dict[str, Snapshot] = {}
-        fixes: list[tuple[Any, ...]] = []
-        changed = 0
-
-        def flush() -> None:
-            if fixes:
-                with conn.cursor() as cursor:
-                    cursor.executemany(_FIX_EVENT, fixes)
-                fixes.clear()
-
-        def fix(event: CountingEvent, counted: Counted) -> None:
-            nonlocal changed
-            changed += 1
-            alert_id = event.alert_id if counted.flag else None
-            fixes.append(
-                (counted.delta, counted.flag, counted.after, counted.zones, counted.peak,
-                 alert_id, event.row_id)
-            )  # fmt: skip
-            if len(fixes) >= _PAGE:
-                flush()
-
-        for facility_id in sorted(facility_ids | set(adjustments)):
-            result = recount(
-                facility_id,
-                self.facilities.get(facility_id),
-                Snapshot(),
-                self._all_counting(conn, facility_id),
-                (),
-                adjustments.get(facility_id, ()),
-                on_changed=fix,
-            )
-            flush()
-            finals[facility_id] = result.final
-            conn.execute("DELETE FROM occupancy_history WHERE facility_id = %s", (facility_id,))
-            if result.samples:
-                with conn.cursor() as cursor:
-                    cursor.executemany(
-                        _SAMPLE,
-                        [(facility_id, s.minute, s.occupancy, s.peak) for s in result.samples],
-                    )
-        if changed:
-            logger.warning("rebuild: %d events counted differently now", changed)
-        conn.execute("DELETE FROM occupancy")
-        rows = [
-            (f, zone, value, now)
-            for f, final in sorted(finals.items())
-            for zone, value in sorted({WHOLE: final.count, **final.zones}.items())
-        ]
-        if rows:
-            with conn.cursor() as cursor:
-                cursor.executemany(
-                    "INSERT INTO occupancy (facility_id, zone_id, value, updated_at) "
-                    "VALUES (%s, %s, %s, %s)",
-                    rows,
-                )
-        return finals
-
-    def _all_counting(self, conn: Conn, facility_id: str) -> Iterator[CountingEvent]:
-        """The facility's events that count, in the counting order, a page at a time (each
-        page read whole, so the rows counted differently can be written in between)."""
-        after = ""
-        params: tuple[Any, ...] = ()
-        while True:
-            rows = conn.execute(
-                f"SELECT {_COUNTING_COLUMNS} FROM events WHERE facility_id = %s "  # noqa: S608 - fixed SQL
-                f"AND kind IN ('entry', 'exit', 'manual'){after} "
-                "ORDER BY ts, seq, event_id LIMIT %s",
-                (facility_id, *params, _PAGE),
-            ).fetchall()
-            for row in rows:
-                if counts(row[6], row[7]):
-                    yield self._counting_event(row)
-            if len(rows) < _PAGE:
-                return
-            after = " AND (ts, seq, event_id) > (%s, %s, %s)"
-            params = tuple(rows[-1][1:4])
-
-    @staticmethod
-    def _stored_event(row: Row) -> StoredEvent:
-        data = {
-            name: value
-            for name, value in zip(_EVENT_NAMES, row[1:16], strict=True)
-            if value is not None
-        }
-        return StoredEvent(
-            id=row[0],
-            event=Event.model_validate(data),
-            received_at=row[16],
-            delta=row[17],
-            flag=row[18],
-        )
-
-    # --- alerts -----------------------------------------------------------------------
-    def add_alert(
-        self,
-        facility_id: str,
-        kind: str,
-        message: str,
-        *,
-        node_id: str | None = None,
-        door_id: str | None = None,
-        event_id: str | None = None,
-        coalesce: bool = False,
-    ) -> Alert:
-        now = _ms(utcnow())
-
-        def add(conn: Conn) -> Alert:
-            if coalesce:
-                # Two workers raising the same alert count one alert twice, not open two.
-                self._lock(conn, [facility_id])
-            return self._raise(
-                conn,
-                facility_id,
-                kind,
-                message,
-                now,
-                node_id=node_id,
-                door_id=door_id,
-                event_id=event_id,
-                coalesce=coalesce,
-            )
-
-        return self._run("add an alert", add)
-
-    def _raise(
-        self,
-        conn: Conn,
-        facility_id: str,
-        kind: str,
-        message: str,
-        now: datetime,
-        *,
-        node_id: str | None = None,
-        door_id: str | None = None,
-        event_id: str | None = None,
-        coalesce: bool | None = None,
-        times: int = 1,
-    ) -> Alert:
-        """A new alert, or the open one of its kind counted again (see ``COALESCED``);
-        ``times``: it happened that often (only for an alert that coalesces)."""
-        coalesced = coalesce if coalesce is not None else kind in COALESCED
-        if times != 1 and not coalesced:
-            raise ValueError("only a coalesced alert is raised several times at once")
-        if coalesced:
-            # Counted again only while still open: an alert acknowledged meanwhile is
-            # left alone, and the repeat opens a new one.
-            row = conn.execute(
-                "UPDATE alerts SET count = count + %s, last_at = %s, message = %s, "  # noqa: S608
-                "door_id = %s, event_id = %s WHERE id = (SELECT id FROM alerts "
-                "WHERE facility_id = %s AND kind = %s AND COALESCE(node_id, '') = %s "
-                f"AND {_OPEN} ORDER BY id DESC LIMIT 1) AND {_OPEN} "
-                f"RETURNING {_ALERT_COLUMNS}",
-                (times, now, message, door_id, event_id, facility_id, str(kind), node_id or ""),
-            ).fetchone()
-            if row is not None:
-                return self._alert(row)
-        row = conn.execute(
-            "INSERT INTO alerts (facility_id, kind, message, node_id, door_id, event_id, "  # noqa: S608
-            "count, created_at, last_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            f"RETURNING {_ALERT_COLUMNS}",
-            (facility_id, str(kind), message, node_id, door_id, event_id, times, now, now),
-        ).fetchone()
-        assert row is not None  # noqa: S101 - INSERT ... RETURNING gives one row
-        logger.info("alert %s at %s: %s", kind, facility_id, message)
-        return self._alert(row)
-
-    @staticmethod
-    def _alert(row: Row) -> Alert:
-        (id_, facility_id, kind, message, node_id, door_id, event_id, count, created_at,
-         last_at, acked_by, acked_at, cleared_at) = row  # fmt: skip
-        return Alert(
-            id=id_,
-            facility_id=facility_id,
-            kind=kind,
-            message=message,
-            created_at=created_at,
-            last_at=last_at,
-            count=count,
-            node_id=node_id,
-            door_id=door_id,
-            event_id=event_id,
-            acknowledged_by=acked_by,
-            acknowledged_at=acked_at,
-            cleared_at=cleared_at,
-        )
-
-    # --- nodes ------------------------------------------------------------------------
-    # --- capacity set by staff -------------------------------------------------------
-    def facility_config(self, facility_id: str) -> FacilityConfig | None:
-        if facility_id not in self._configured:
-            return None
-        self._run(
-            "read the capacity settings",
-            lambda conn: self._read_settings(conn, facility_id),
-            write=False,
-        )
-        return self.facilities.get(facility_id)
-
-    def set_capacity(
-        self,
-        facility_id: str,
-        user: str,
-        *,
-        capacity: int | None = None,
-        capacity_percent: float | None = None,
-        nominal_max: int | None = None,
-        soft_threshold_percent: float | None = None,
-    ) -> FacilityConfig:
-        if facility_id not in self._configured:
-            raise NotFound(f"unknown facility {facility_id!r}")
-        now = _ms(utcnow())
-
-        def save(pooled: Connection) -> CapacityChange:
-            conn = _driver(pooled)
-            # Locked, and read afresh: what is left out (the soft threshold, the nominal
-            # maximum) stays as staff last set it through any worker.
-            facility = self._lock(conn, [facility_id])[facility_id]
-            change = capacity_change(
-                facility,
-                user,
-                capacity=capacity,
-                capacity_percent=capacity_percent,
-                nominal_max=nominal_max,
-                soft_threshold_percent=soft_threshold_percent,
-            )
-            save_capacity(pooled, self.dialect, facility_id, change, user, now)
-            return change
-
-        change = self._sa("set the capacity", save)
-        self._apply_settings(
-            [
-                (
-                    facility_id,
-                    change.capacity,
-                    change.capacity_percent,
-                    change.nominal_max,
-                    change.soft_threshold_percent,
-                )
-            ]
-        )
-        return change.facility
-
     # --- adjustments and history ------------------------------------------------------
     def adjust(
         self,
@@ -1227,7 +791,7 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
         zone_id: str | None = None,
     ) -> Adjustment:
         value, zone_id = check_adjustment(
-            facility_id, self._configured.get(facility_id), kind, value, user, zone_id
+            facility_id, self.configured.get(facility_id), kind, value, user, zone_id
         )
         now = _ms(utcnow())
 
@@ -1249,9 +813,9 @@ class PgStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Rete
             # It takes its place at the time it was made: events stamped later (a door
             # whose clock runs ahead) are counted after it.
             part = self._count(
-                conn, facilities, facility_id, [], now, point=adjustment_key(now, adjustment_id)
+                pooled, facilities, facility_id, [], now, point=adjustment_key(now, adjustment_id)
             )
-            self._persist(conn, facilities, part, now)
+            self._persist(pooled, facilities, part, now)
             delta = part.recount.adjusted[adjustment_id]
             conn.execute("UPDATE adjustments SET delta = %s WHERE id = %s", (delta, adjustment_id))
             target = f"{facility_id}/{zone_id}" if zone_id else facility_id

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -27,9 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hub.config import FacilityConfig
 from hub.counting import (
-    COALESCED,
     EVENT_RANK,
-    WHOLE,
     Counted,
     CountingEvent,
     CountKey,
@@ -40,11 +38,9 @@ from hub.counting import (
     Snapshot,
     adjustment_key,
     alert_for,
-    capacity_change,
     check_adjustment,
     counts,
     event_key,
-    exit_message,
     fill_gaps,
     followed_seq,
     from_ms,
@@ -54,10 +50,9 @@ from hub.counting import (
     recount,
     seq_gap_message,
     seq_reset_message,
-    with_capacity,
     zones_from,
 )
-from hub.errors import NotFound, StoreDataError, StoreError
+from hub.errors import StoreDataError, StoreError
 from hub.records import (
     Adjustment,
     AdjustmentKind,
@@ -67,14 +62,14 @@ from hub.records import (
     Flagged,
     Gap,
     Occupancy,
-    StoredEvent,
     iso,
     parse_iso,
 )
 from hub.store.accounts import Accounts, record_audit
-from hub.store.alerts import Alerts
+from hub.store.alerts import Alerts, clear_ids, flag_alerts, raise_alert, touched_alerts
 from hub.store.enrolments import Enrolments
-from hub.store.facilities import save_capacity
+from hub.store.events import Events, recount_all
+from hub.store.facilities import Facilities
 from hub.store.migrations import migrate
 from hub.store.nodes import Nodes
 from hub.store.reads import Reads
@@ -124,29 +119,18 @@ _SAMPLE = (
     "ON CONFLICT (facility_id, minute) DO UPDATE SET occupancy = excluded.occupancy, "
     "peak = excluded.peak"
 )
-_OPEN = "acknowledged_at IS NULL AND cleared_at IS NULL"
 # SQLite allows 999 parameters in one statement in old builds; stay well under.
 _CHUNK = 500
 _PAGE = 5000  # events read at a time when every facility is counted again
-_MAX_PAGE = 1000
 
 
-def _time(text: str | None) -> datetime | None:
-    return parse_iso(text) if text else None
-
-
-def _iso_or_none(ts: datetime | None) -> str | None:
-    return iso(ts) if ts else None
-
-
-def _minute(ts: datetime) -> str:
-    return iso(ts.astimezone(UTC).replace(second=0, microsecond=0))
-
-
-class SqliteStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Retention):
+class SqliteStore(
+    Reads, Events, Facilities, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, Retention
+):
     """The hub's store in one SQLite file (see the module's doc)."""
 
     dialect = "sqlite"
+    several_writers = False
 
     def __init__(
         self,
@@ -156,7 +140,9 @@ class SqliteStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, 
         max_readers: int = 4,
     ) -> None:
         self.path = Path(path)
-        self.facilities: Mapping[str, FacilityConfig] = {f.id: f for f in facilities}
+        self.configured: Mapping[str, FacilityConfig] = {f.id: f for f in facilities}
+        # Swapped whole, never changed in place: a reader sees the old map or the new one.
+        self.facilities: Mapping[str, FacilityConfig] = dict(self.configured)
         self._lock = threading.Lock()
         self._closed = False
         try:
@@ -191,7 +177,7 @@ class SqliteStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, 
 
     def _migrate(self) -> None:
         def recount(conn: Connection) -> None:
-            self._recount_all(cast(sqlite3.Connection, conn.connection.driver_connection), utcnow())
+            recount_all(self, conn, utcnow())
 
         try:
             migrate(self._engine, recount)
@@ -271,8 +257,11 @@ class SqliteStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, 
             except sa_exc.SQLAlchemyError as err:
                 raise StoreError(f"{self.path}: cannot {what}: {err}") from err
 
-    def _lock_facilities(self, conn: Connection, facility_ids: Sequence[str]) -> None:
-        """Nothing to do: the store's one writer takes the file's lock."""
+    def _lock_facilities(
+        self, conn: Connection, facility_ids: Sequence[str]
+    ) -> Mapping[str, FacilityConfig]:
+        """Nothing to lock: the store's one writer takes the file's lock."""
+        return self.facilities
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._read() as conn:
@@ -366,8 +355,8 @@ class SqliteStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, 
             )
             raised = alert_for(event)
             if raised:
-                alert = self._raise(
-                    conn,
+                alert = raise_alert(
+                    self._writer,
                     event.facility_id,
                     raised[0],
                     raised[1],
@@ -497,7 +486,7 @@ class SqliteStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, 
             {zone: value for (_, zone), value in counters.items()},
             replayed=bool(stored),
         )
-        self._flag_alerts(conn, part, now)
+        flag_alerts(self._writer, part, now)
         return part
 
     @staticmethod
@@ -522,36 +511,6 @@ class SqliteStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, 
             id_, zone_id, cast(AdjustmentKind, kind), value, parse_iso(created_at)
         )
 
-    def _flag_alerts(self, conn: sqlite3.Connection, part: FacilityCount, now: datetime) -> None:
-        """Raise the alert of each exit flagged now; take back those no longer flagged."""
-        facility_id = part.recount.facility_id
-        for event, _ in part.recount.flagged:
-            alert = self._raise(
-                conn,
-                facility_id,
-                AlertKind.EXIT_WITHOUT_ENTRY,
-                exit_message(event.door_id),
-                now,
-                node_id=event.node_id,
-                door_id=event.door_id,
-                event_id=event.event_id,
-            )
-            part.alert_ids[event.event_id] = alert.id
-            part.touched.add(alert.id)
-        now_text = iso(now)
-        for event in part.recount.unflagged:
-            part.alert_ids[event.event_id] = None
-            if event.alert_id is None:
-                continue
-            # Its entry came in late: the exit counts after all. An open alert counts one
-            # exit less, and ends when none is left; one already acknowledged stays as it is.
-            conn.execute(
-                f"UPDATE alerts SET count = count - 1, last_at = ?, cleared_at = CASE "  # noqa: S608 - fixed SQL
-                f"WHEN count <= 1 THEN ? END WHERE id = ? AND {_OPEN}",
-                (now_text, now_text, event.alert_id),
-            )
-            part.touched.add(event.alert_id)
-
     def _persist(self, conn: sqlite3.Connection, part: FacilityCount, now: datetime) -> Persisted:
         """Write what counting changed besides the new events: the stored events counted
         differently, the alerts' latest exits, the counters and the history."""
@@ -569,25 +528,7 @@ class SqliteStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, 
                 "minute_peak = ?, alert_id = ? WHERE id = ?",
                 fixes,
             )
-        alerts: list[Alert] = []
-        cleared: list[Alert] = []
-        for alert_id in sorted(part.touched):
-            if part.replayed:
-                # The alert names its latest exit in the counting order, however they came.
-                latest = conn.execute(
-                    "SELECT event_id, door_id FROM events WHERE alert_id = ? "
-                    "ORDER BY ts DESC, seq DESC, event_id DESC LIMIT 1",
-                    (alert_id,),
-                ).fetchone()
-                if latest is not None:
-                    conn.execute(
-                        f"UPDATE alerts SET event_id = ?, door_id = ?, message = ? "  # noqa: S608 - fixed SQL
-                        f"WHERE id = ? AND {_OPEN}",
-                        (latest[0], latest[1], exit_message(latest[1]), alert_id),
-                    )
-            alert = self._alert_by_id(conn, alert_id)
-            if alert is not None:
-                (alerts if alert.open else cleared).append(alert)
+        alerts, cleared = touched_alerts(self._writer, part)
         changed = part.counters
         facility_id = result.facility_id
         conn.executemany(
@@ -641,8 +582,8 @@ class SqliteStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, 
             seqs = [e.seq for e in node_events]
             reset: list[int] = []
             for first, last in gap_ranges(last_seq, seqs):
-                alert = self._raise(
-                    conn,
+                alert = raise_alert(
+                    self._writer,
                     facility_id,
                     AlertKind.SEQ_GAP,
                     seq_gap_message(node_id, first, last),
@@ -673,8 +614,8 @@ class SqliteStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, 
                 cleared.extend(closed)
                 if reset:
                     alerts.append(
-                        self._raise(
-                            conn,
+                        raise_alert(
+                            self._writer,
                             facility_id,
                             AlertKind.SEQ_RESET,
                             seq_reset_message(node_id, reset[0], last_seq),
@@ -724,313 +665,8 @@ class SqliteStore(Reads, Alerts, Nodes, Accounts, Enrolments, Upstream, Visits, 
         closed: list[Alert] = []
         if fill.all_filled:
             alert_ids = {gap.alert_id for gap in open_gaps if gap.alert_id is not None}
-            for alert_id in sorted(alert_ids):
-                conn.execute(
-                    f"UPDATE alerts SET cleared_at = ? WHERE id = ? AND {_OPEN}",  # noqa: S608
-                    (now_text, alert_id),
-                )
-                alert = self._alert_by_id(conn, alert_id)
-                if alert:
-                    closed.append(alert)
+            closed = clear_ids(self._writer, self.dialect, sorted(alert_ids), now)
         return fill.unmatched, closed
-
-    def occupancy(self, facility_id: str) -> Occupancy:
-        rows = self._rows(
-            "SELECT zone_id, value, updated_at FROM occupancy WHERE facility_id = ?",
-            (facility_id,),
-        )
-        facility = self.facilities.get(facility_id)
-        if facility is None and not rows:
-            raise NotFound(f"unknown facility {facility_id!r}")
-        return self._occupancy_of(facility_id, rows)
-
-    def _occupancy_of(self, facility_id: str, rows: Sequence[sqlite3.Row]) -> Occupancy:
-        counts = {row[0]: row[1] for row in rows}
-        updated = max((row[2] for row in rows), default=None)
-        return make_occupancy(
-            self.facilities.get(facility_id),
-            facility_id,
-            counts.pop(WHOLE, 0),
-            counts,
-            _time(updated),
-        )
-
-    def occupancies(self) -> list[Occupancy]:
-        rows = self._rows(
-            "SELECT facility_id, zone_id, value, updated_at FROM occupancy ORDER BY facility_id"
-        )
-        by_facility: dict[str, list[Any]] = {f: [] for f in self.facilities}
-        for row in rows:
-            by_facility.setdefault(row[0], []).append(tuple(row)[1:])
-        return [self._occupancy_of(f, rows) for f, rows in by_facility.items()]
-
-    def rebuild_occupancy(self) -> dict[str, Occupancy]:
-        now = utcnow()
-        with self._write() as conn:
-            finals = self._recount_all(conn, now)
-        facility_ids = sorted(set(finals) | set(self.facilities))
-        return {
-            f: make_occupancy(
-                self.facilities.get(f),
-                f,
-                finals[f].count if f in finals else 0,
-                finals[f].zones if f in finals else {},
-                now,
-            )
-            for f in facility_ids
-        }
-
-    def _recount_all(self, conn: sqlite3.Connection, now: datetime) -> dict[str, Snapshot]:
-        """Count every facility again from its first event, in the counting order: the
-        events' values, the counters and the history are rewritten to what it finds."""
-        now_text = iso(now)
-        adjustments: dict[str, list[MadeAdjustment]] = {}
-        for row in conn.execute(
-            "SELECT facility_id, id, zone_id, kind, value, created_at FROM adjustments"
-        ):
-            adjustments.setdefault(row[0], []).append(self._made_adjustment(row[1:]))
-        facility_ids = {r[0] for r in conn.execute("SELECT DISTINCT facility_id FROM events")}
-        finals: dict[str, Snapshot] = {}
-        fixes: list[tuple[Any, ...]] = []
-        changed = 0
-
-        def fix(event: CountingEvent, counted: Counted) -> None:
-            nonlocal changed
-            changed += 1
-            alert_id = event.alert_id if counted.flag else None
-            fixes.append(
-                (counted.delta, counted.flag, counted.after, counted.zones, counted.peak,
-                 alert_id, event.row_id)
-            )  # fmt: skip
-            if len(fixes) >= _CHUNK:
-                flush()
-
-        def flush() -> None:
-            conn.executemany(
-                "UPDATE events SET delta = ?, flag = ?, occupancy_after = ?, zones_after = ?, "
-                "minute_peak = ?, alert_id = ? WHERE id = ?",
-                fixes,
-            )
-            fixes.clear()
-
-        for facility_id in sorted(facility_ids | set(adjustments)):
-            result = recount(
-                facility_id,
-                self.facilities.get(facility_id),
-                Snapshot(),
-                self._all_counting(conn, facility_id),
-                (),
-                adjustments.get(facility_id, ()),
-                on_changed=fix,
-            )
-            flush()
-            finals[facility_id] = result.final
-            conn.execute("DELETE FROM occupancy_history WHERE facility_id = ?", (facility_id,))
-            conn.executemany(
-                _SAMPLE,
-                [(facility_id, iso(s.minute), s.occupancy, s.peak) for s in result.samples],
-            )
-        if changed:
-            logger.warning("rebuild: %d events counted differently now", changed)
-        conn.execute("DELETE FROM occupancy")
-        conn.executemany(
-            "INSERT INTO occupancy (facility_id, zone_id, value, updated_at) VALUES (?, ?, ?, ?)",
-            [
-                (f, zone, value, now_text)
-                for f, final in sorted(finals.items())
-                for zone, value in sorted({WHOLE: final.count, **final.zones}.items())
-            ],
-        )
-        return finals
-
-    def _all_counting(self, conn: sqlite3.Connection, facility_id: str) -> Iterator[CountingEvent]:
-        """The facility's events that count, in the counting order, a page at a time (each
-        page read whole, so the rows counted differently can be written in between)."""
-        after: tuple[Any, ...] = ("", 0, "")
-        while True:
-            rows = conn.execute(
-                f"SELECT {_COUNTING_COLUMNS} FROM events WHERE facility_id = ? "  # noqa: S608 - fixed SQL
-                "AND kind IN ('entry', 'exit', 'manual') AND (ts, seq, event_id) > (?, ?, ?) "
-                "ORDER BY ts, seq, event_id LIMIT ?",
-                (facility_id, *after, _PAGE),
-            ).fetchall()
-            for row in rows:
-                if counts(row[6], row[7]):
-                    yield self._counting_event(row)
-            if len(rows) < _PAGE:
-                return
-            after = tuple(rows[-1][1:4])
-
-    @staticmethod
-    def _stored_event(row: sqlite3.Row) -> StoredEvent:
-        data = {name: row[name] for name in _EVENT_COLUMNS if row[name] is not None}
-        data["late"] = bool(data.get("late"))
-        if "admit" in data:
-            data["admit"] = bool(data["admit"])
-        return StoredEvent(
-            id=row["id"],
-            event=Event.model_validate(data),
-            received_at=parse_iso(row["received_at"]),
-            delta=row["delta"],
-            flag=row["flag"],
-        )
-
-    # --- alerts -----------------------------------------------------------------------
-    def add_alert(
-        self,
-        facility_id: str,
-        kind: str,
-        message: str,
-        *,
-        node_id: str | None = None,
-        door_id: str | None = None,
-        event_id: str | None = None,
-        coalesce: bool = False,
-    ) -> Alert:
-        with self._write() as conn:
-            return self._raise(
-                conn,
-                facility_id,
-                kind,
-                message,
-                utcnow(),
-                node_id=node_id,
-                door_id=door_id,
-                event_id=event_id,
-                coalesce=coalesce,
-            )
-
-    def _raise(
-        self,
-        conn: sqlite3.Connection,
-        facility_id: str,
-        kind: str,
-        message: str,
-        now: datetime,
-        *,
-        node_id: str | None = None,
-        door_id: str | None = None,
-        event_id: str | None = None,
-        coalesce: bool | None = None,
-    ) -> Alert:
-        """A new alert, or the open one of its kind counted again (see ``COALESCED``)."""
-        now_text = iso(now)
-        if coalesce if coalesce is not None else kind in COALESCED:
-            row = conn.execute(
-                f"SELECT id FROM alerts WHERE facility_id = ? AND kind = ? "  # noqa: S608
-                f"AND COALESCE(node_id, '') = ? AND {_OPEN} ORDER BY id DESC LIMIT 1",
-                (facility_id, kind, node_id or ""),
-            ).fetchone()
-            if row:
-                conn.execute(
-                    "UPDATE alerts SET count = count + 1, last_at = ?, message = ?, "
-                    "door_id = ?, event_id = ? WHERE id = ?",
-                    (now_text, message, door_id, event_id, row[0]),
-                )
-                alert = self._alert_by_id(conn, row[0])
-                assert alert is not None  # noqa: S101 - read back in the same transaction
-                return alert
-        cursor = conn.execute(
-            "INSERT INTO alerts (facility_id, kind, message, node_id, door_id, event_id, "
-            "created_at, last_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (facility_id, str(kind), message, node_id, door_id, event_id, now_text, now_text),
-        )
-        logger.info("alert %s at %s: %s", kind, facility_id, message)
-        return Alert(
-            id=int(cursor.lastrowid or 0),
-            facility_id=facility_id,
-            kind=str(kind),
-            message=message,
-            created_at=parse_iso(now_text),
-            last_at=parse_iso(now_text),
-            node_id=node_id,
-            door_id=door_id,
-            event_id=event_id,
-        )
-
-    @staticmethod
-    def _alert(row: sqlite3.Row | tuple[Any, ...]) -> Alert:
-        (id_, facility_id, kind, message, node_id, door_id, event_id, count, created_at,
-         last_at, acked_by, acked_at, cleared_at) = tuple(row)  # fmt: skip
-        return Alert(
-            id=id_,
-            facility_id=facility_id,
-            kind=kind,
-            message=message,
-            created_at=parse_iso(created_at),
-            last_at=parse_iso(last_at),
-            count=count,
-            node_id=node_id,
-            door_id=door_id,
-            event_id=event_id,
-            acknowledged_by=acked_by,
-            acknowledged_at=_time(acked_at),
-            cleared_at=_time(cleared_at),
-        )
-
-    _ALERT_COLUMNS = (
-        "id, facility_id, kind, message, node_id, door_id, event_id, count, created_at, "
-        "last_at, acknowledged_by, acknowledged_at, cleared_at"
-    )
-
-    def _alert_by_id(self, conn: sqlite3.Connection, alert_id: int) -> Alert | None:
-        row = conn.execute(
-            f"SELECT {self._ALERT_COLUMNS} FROM alerts WHERE id = ?",  # noqa: S608
-            (alert_id,),
-        ).fetchone()
-        return self._alert(row) if row else None
-
-    # --- capacity set by staff -------------------------------------------------------
-    def _load_capacity_settings(self) -> None:
-        rows = self.conn.execute(
-            "SELECT facility_id, capacity, capacity_percent, nominal_max, "
-            "soft_threshold_percent, username, updated_at FROM capacity_settings"
-        ).fetchall()
-        facilities = dict(self.facilities)
-        for facility_id, capacity, percent, nominal, soft, user, updated_at in rows:
-            facility = facilities.get(facility_id)
-            if facility is None:
-                continue
-            facilities[facility_id] = with_capacity(facility, capacity, percent, nominal, soft)
-            logger.info(
-                "capacity of %s as %s set it at %s overrides the config: %s",
-                facility_id,
-                user,
-                updated_at,
-                facilities[facility_id].effective_capacity,
-            )
-        self.facilities = facilities
-
-    def facility_config(self, facility_id: str) -> FacilityConfig | None:
-        return self.facilities.get(facility_id)
-
-    def set_capacity(
-        self,
-        facility_id: str,
-        user: str,
-        *,
-        capacity: int | None = None,
-        capacity_percent: float | None = None,
-        nominal_max: int | None = None,
-        soft_threshold_percent: float | None = None,
-    ) -> FacilityConfig:
-        facility = self.facilities.get(facility_id)
-        if facility is None:
-            raise NotFound(f"unknown facility {facility_id!r}")
-        change = capacity_change(
-            facility,
-            user,
-            capacity=capacity,
-            capacity_percent=capacity_percent,
-            nominal_max=nominal_max,
-            soft_threshold_percent=soft_threshold_percent,
-        )
-        updated = change.facility
-        with self._write():
-            save_capacity(self._writer, self.dialect, facility_id, change, user, utcnow())
-            # Swapped whole under the write lock: readers see the old or the new, never half.
-            self.facilities = {**self.facilities, facility_id: updated}
-        return updated
 
     # --- adjustments and history ------------------------------------------------------
     def adjust(

@@ -5,6 +5,7 @@ way is here:
 
 * ``insert``: the dialect's own INSERT, for ``ON CONFLICT`` (both speak it, with
   ``RETURNING``);
+* ``lock_all``: every facility's lock at once (PostgreSQL);
 * ``for_update``: a row lock, which PostgreSQL needs for several writers and SQLite,
   with one writer, neither needs nor has;
 * ``bytewise``: an order by the bytes of the text (SQLite's default; PostgreSQL's "C");
@@ -16,9 +17,9 @@ way is here:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -34,6 +35,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 
+if TYPE_CHECKING:
+    from hub.config import FacilityConfig
+
 T = TypeVar("T")
 
 
@@ -41,15 +45,24 @@ class Database(Protocol):
     """What a repository needs of its store: a statement run on a connection."""
 
     dialect: str  # "sqlite" or "postgresql"
+    # Whether other processes write the same database (capacity set through another
+    # worker is then read back from it).
+    several_writers: bool
+    # The facilities of the config file, and their settings in effect (with staff's
+    # capacity changes), swapped whole, never changed in place.
+    configured: Mapping[str, FacilityConfig]
+    facilities: Mapping[str, FacilityConfig]
 
     def _sa(self, what: str, work: Callable[[Connection], T], *, write: bool = True) -> T:
         """``work`` on a connection, in one transaction when it writes; database errors
         become ``hub.errors.StoreError``."""
         ...
 
-    def _lock_facilities(self, conn: Connection, facility_ids: Sequence[str]) -> None:
+    def _lock_facilities(
+        self, conn: Connection, facility_ids: Sequence[str]
+    ) -> Mapping[str, FacilityConfig]:
         """Make other writers of these facilities wait until the transaction ends (several
-        PostgreSQL workers; SQLite has one writer)."""
+        PostgreSQL workers; SQLite has one writer); the facilities' settings in effect."""
         ...
 
     def _stream(self, what: str, query: Select[Any]) -> Iterator[Any]:
@@ -66,6 +79,13 @@ def insert(dialect: str, table: Table) -> Any:
 def for_update(dialect: str, query: Select[Any]) -> Select[Any]:
     """``query`` locking the rows it reads until the transaction ends (PostgreSQL)."""
     return query.with_for_update() if dialect == "postgresql" else query
+
+
+def lock_all(dialect: str, conn: Connection) -> None:
+    """Wait for every transaction holding a facility's lock, and keep new ones out until
+    this one ends (PostgreSQL; SQLite's one writer holds the file's lock already)."""
+    if dialect == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE facility_locks IN EXCLUSIVE MODE")
 
 
 def bytewise(dialect: str, column: ColumnElement[str]) -> ColumnElement[str]:
