@@ -6,17 +6,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Connection, case, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    bindparam,
+    case,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from hub.counting import COALESCED, FacilityCount, exit_message
 from hub.errors import NotFound
 from hub.records import Alert, AlertKind
 from hub.store.accounts import record_audit
-from hub.store.dialect import any_of, ms
+from hub.store.dialect import Prepared, any_of, listed, ms
 from hub.store.reads import ALERT, OPEN, alert_of
-from hub.store.tables import alerts, events
+from hub.store.tables import _text_time, _time_text, alerts, events
 from protocol.events import utcnow
 
 if TYPE_CHECKING:
@@ -36,6 +46,107 @@ def _same(facility_id: str, kind: str, node_id: str | None) -> tuple[ColumnEleme
     )
 
 
+# The alerts of the ingest path: compiled once per database, run on the driver's cursor
+# (see ``Prepared``), with the driver's own values (times are text in SQLite).
+def _latest_open(dialect: str) -> Any:
+    return (
+        select(_A.id)
+        .where(
+            _A.facility_id == bindparam("p_facility"),
+            _A.kind == bindparam("p_kind"),
+            func.coalesce(_A.node_id, "") == bindparam("p_node"),
+            *OPEN,
+        )
+        .order_by(_A.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+_AGAIN = Prepared(
+    lambda dialect: (
+        update(alerts)
+        .where(_A.id == _latest_open(dialect), *OPEN)
+        .values(
+            count=_A.count + bindparam("p_times", type_=Integer),
+            last_at=bindparam("p_now"),
+            message=bindparam("p_message"),
+            door_id=bindparam("p_door"),
+            event_id=bindparam("p_event"),
+        )
+        .returning(*ALERT)
+    )
+)
+_NEW = Prepared(
+    lambda dialect: (
+        insert(alerts)
+        .values(
+            facility_id=bindparam("p_facility"),
+            kind=bindparam("p_kind"),
+            message=bindparam("p_message"),
+            node_id=bindparam("p_node"),
+            door_id=bindparam("p_door"),
+            event_id=bindparam("p_event"),
+            count=bindparam("p_times", type_=Integer),
+            created_at=bindparam("p_now"),
+            last_at=bindparam("p_now"),
+        )
+        .returning(*ALERT)
+    )
+)
+_TAKE_BACK = Prepared(
+    lambda dialect: (
+        update(alerts)
+        .where(_A.id == bindparam("p_id"), *OPEN)
+        .values(
+            count=_A.count - 1,
+            last_at=bindparam("p_now"),
+            cleared_at=case((_A.count <= 1, bindparam("p_now")), else_=None),
+        )
+    )
+)
+_LATEST_EXIT = Prepared(
+    lambda dialect: (
+        select(_E.event_id, _E.door_id)
+        .where(_E.alert_id == bindparam("p_id"))
+        .order_by(_E.ts.desc(), _E.seq.desc(), _E.event_id.desc())
+        .limit(1)
+    )
+)
+_NAME_EXIT = Prepared(
+    lambda dialect: (
+        update(alerts)
+        .where(_A.id == bindparam("p_id"), *OPEN)
+        .values(
+            event_id=bindparam("p_event"),
+            door_id=bindparam("p_door"),
+            message=bindparam("p_message"),
+        )
+    )
+)
+_BY_ID = Prepared(lambda dialect: select(*ALERT).where(_A.id == bindparam("p_id")))
+_CLEAR = Prepared(
+    lambda dialect: (
+        update(alerts)
+        .where(any_of(dialect, _A.id, "p_ids"), *OPEN)
+        .values(cleared_at=bindparam("p_now"))
+        .returning(*ALERT)
+    )
+)
+_TIMES = (8, 9, 11, 12)  # created_at, last_at, acknowledged_at, cleared_at of ``ALERT``
+
+
+def _driver_time(conn: Connection, ts: datetime) -> Any:
+    ts = ms(ts)
+    return ts if conn.dialect.name == "postgresql" else _time_text(ts)
+
+
+def _alert(conn: Connection, row: Sequence[Any]) -> Alert:
+    if conn.dialect.name != "postgresql":
+        row = [_text_time(value) if index in _TIMES else value for index, value in enumerate(row)]
+    return alert_of(row)
+
+
 def raise_alert(
     conn: Connection,
     facility_id: str,
@@ -51,81 +162,43 @@ def raise_alert(
 ) -> Alert:
     """A new alert, or the open one of its kind counted again (see ``COALESCED``);
     ``times``: it happened that often (only for an alert that coalesces)."""
-    now = ms(now)
     coalesced = coalesce if coalesce is not None else kind in COALESCED
     if times != 1 and not coalesced:
         raise ValueError("only a coalesced alert is raised several times at once")
+    params = {
+        "p_facility": facility_id,
+        "p_kind": str(kind),
+        "p_message": message,
+        "p_node": node_id,
+        "p_door": door_id,
+        "p_event": event_id,
+        "p_times": times,
+        "p_now": _driver_time(conn, now),
+    }
     if coalesced:
         # Counted again only while still open: an alert acknowledged meanwhile is left
         # alone, and the repeat opens a new one.
-        latest = (
-            select(_A.id)
-            .where(*_same(facility_id, kind, node_id), *OPEN)
-            .order_by(_A.id.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-        row = conn.execute(
-            update(alerts)
-            .where(_A.id == latest, *OPEN)
-            .values(
-                count=_A.count + times,
-                last_at=now,
-                message=message,
-                door_id=door_id,
-                event_id=event_id,
-            )
-            .returning(*ALERT)
-        ).first()
-        if row is not None:
-            return alert_of(row)
-    row = conn.execute(
-        insert(alerts)
-        .values(
-            facility_id=facility_id,
-            kind=str(kind),
-            message=message,
-            node_id=node_id,
-            door_id=door_id,
-            event_id=event_id,
-            count=times,
-            created_at=now,
-            last_at=now,
-        )
-        .returning(*ALERT)
-    ).one()
+        rows = _AGAIN.rows(conn, **{**params, "p_node": node_id or ""})
+        if rows:
+            return _alert(conn, rows[0])
+    row = _NEW.rows(conn, **params)[0]
     logger.info("alert %s at %s: %s", kind, facility_id, message)
-    return alert_of(row)
+    return _alert(conn, row)
 
 
 def take_back(conn: Connection, alert_id: int, now: datetime) -> None:
     """One exit of an open alert counted after all (its entry came in late): the alert
     counts one exit less, and ends when none is left; one acknowledged stays as it is."""
-    now = ms(now)
-    conn.execute(
-        update(alerts)
-        .where(_A.id == alert_id, *OPEN)
-        .values(
-            count=_A.count - 1,
-            last_at=now,
-            cleared_at=case((_A.count <= 1, now), else_=None),
-        )
-    )
+    _TAKE_BACK.run(conn, p_id=alert_id, p_now=_driver_time(conn, now))
 
 
 def name_latest_exit(conn: Connection, alert_id: int) -> None:
     """The open alert names its latest exit in the counting order, however they came."""
-    latest = conn.execute(
-        select(_E.event_id, _E.door_id)
-        .where(_E.alert_id == alert_id)
-        .order_by(_E.ts.desc(), _E.seq.desc(), _E.event_id.desc())
-        .limit(1)
-    ).first()
-    if latest is not None:
-        conn.execute(
-            update(alerts)
-            .where(_A.id == alert_id, *OPEN)
-            .values(event_id=latest[0], door_id=latest[1], message=exit_message(latest[1]))
+    latest = _LATEST_EXIT.rows(conn, p_id=alert_id)
+    if latest:
+        event_id, door_id = latest[0]
+        _NAME_EXIT.run(
+            conn, p_id=alert_id, p_event=event_id, p_door=door_id, p_message=exit_message(door_id)
         )
 
 
@@ -169,8 +242,8 @@ def touched_alerts(conn: Connection, part: FacilityCount) -> tuple[list[Alert], 
 
 
 def alert_by_id(conn: Connection, alert_id: int) -> Alert | None:
-    row = conn.execute(select(*ALERT).where(_A.id == alert_id)).first()
-    return alert_of(row) if row else None
+    rows = _BY_ID.rows(conn, p_id=alert_id)
+    return _alert(conn, rows[0]) if rows else None
 
 
 def clear_ids(
@@ -179,13 +252,10 @@ def clear_ids(
     """Close these alerts where still open (every gap of their node is filled)."""
     if not alert_ids:
         return []
-    rows = conn.execute(
-        update(alerts)
-        .where(any_of(dialect, _A.id, sorted(alert_ids)), *OPEN)
-        .values(cleared_at=ms(now))
-        .returning(*ALERT)
-    ).all()
-    return sorted((alert_of(row) for row in rows), key=lambda a: a.id)
+    rows = _CLEAR.rows(
+        conn, p_ids=listed(dialect, sorted(alert_ids)), p_now=_driver_time(conn, now)
+    )
+    return sorted((_alert(conn, row) for row in rows), key=lambda a: a.id)
 
 
 class Alerts:

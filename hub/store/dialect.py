@@ -140,6 +140,14 @@ class Prepared:
         self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
 
     def rows(self, conn: Connection, **params: Any) -> list[Any]:
+        """The rows the statement returns."""
+        return self._execute(conn, params, fetch=True)
+
+    def run(self, conn: Connection, **params: Any) -> None:
+        """The statement run, for what it changes (it returns no rows)."""
+        self._execute(conn, params, fetch=False)
+
+    def _execute(self, conn: Connection, params: dict[str, Any], *, fetch: bool) -> list[Any]:
         dialect = conn.dialect
         found = self._compiled.get(dialect.name)
         if found is None:
@@ -152,6 +160,6 @@ class Prepared:
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(sql, args)
-            return list(cursor.fetchall())
+            return list(cursor.fetchall()) if fetch else []
         finally:
             cursor.close()
