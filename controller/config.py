@@ -72,6 +72,14 @@ class NodeConfig(StrictModel):
     stale_lists_after_s: float = Field(
         86_400.0, gt=0, description="Report the node degraded when its lists are older than this."
     )
+    journal_max_age_days: float = Field(
+        21.0,
+        gt=0,
+        le=366,
+        description="An event the hub has not acknowledged within this many days (the "
+        "tracing window) is dropped from the journal, with an alarm saying how many: it "
+        "holds a subject id, and a visit that old is past tracing.",
+    )
     source: SourceConfig = Field(description="Where frames come from.")
     decoder: DecoderConfig = Field(default_factory=DecoderConfig, description="QR decoder.")
     pins: PinMap = Field(default_factory=PinMap.default, description="GPIO wiring.")

@@ -507,6 +507,18 @@ class Journal:
                 self._rollback()
                 raise self._error("remove acknowledged events", err) from err
 
+    def expire(self, max_age_s: float, now: float) -> int:
+        """Drop the unacknowledged events that happened more than ``max_age_s`` before
+        ``now`` (Unix time). Returns how many."""
+        with self._lock:
+            try:
+                cursor = self._conn.execute(
+                    "DELETE FROM events WHERE created_at < ?", (now - max_age_s,)
+                )
+                return max(0, cursor.rowcount)
+            except sqlite3.Error as err:
+                raise self._error("drop expired events", err) from err
+
     def unsend_all(self) -> int:
         """Make every unacknowledged event due again (after a reconnect). Returns how many."""
         with self._lock:

@@ -47,6 +47,8 @@ from runtime.notify import Notifier
 logger = logging.getLogger(__name__)
 
 OPEN_REPLY_TIMEOUT_S = 3.0
+# How often the journal is checked for events too old to keep (and at every start).
+EXPIRE_EVERY_S = 3600.0
 
 
 class Node:
@@ -227,6 +229,7 @@ class Node:
             clock=self.clock,
         )
         self.door.record(Entry(EventKind.NODE_START, detail=f"direction={config.direction}"))
+        self.expire_journal()
         self.lists = ListReceiver(
             config.path(config.trust_list),
             config.path(config.status_list),
@@ -332,6 +335,34 @@ class Node:
             self.stop()
             raise
         try:
-            stop.wait()
+            while not stop.wait(EXPIRE_EVERY_S):
+                self.expire_journal()
         finally:
             self.stop()
+
+    def expire_journal(self, now: float | None = None) -> int:
+        """Drop the journal's events older than ``journal_max_age_days`` that the hub never
+        acknowledged, with an alarm saying how many. Returns how many."""
+        journal, door = self.journal, self.door
+        if journal is None or door is None:
+            return 0
+        days = self.config.journal_max_age_days
+        try:
+            dropped = journal.expire(days * 86_400, time.time() if now is None else now)
+        except JournalError as err:
+            logger.error("%s", err)
+            return 0
+        if dropped:
+            logger.error(
+                "%d events the hub never acknowledged were older than %g days: dropped",
+                dropped,
+                days,
+            )
+            door.record(
+                Entry(
+                    EventKind.ALARM,
+                    detail="journal_expired",
+                    message=f"{dropped} events older than {days:g} days never reached the hub",
+                )
+            )
+        return dropped

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from registry.errors import LoginThrottled
@@ -38,16 +39,22 @@ class ReadLimiter:
     """Token buckets of ``per_minute`` reads, keyed by token and by address."""
 
     def __init__(
-        self, per_token: int = 60, per_address: int = 120, *, max_keys: int = 10_000
+        self,
+        per_token: int = 60,
+        per_address: int = 120,
+        *,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rates = {"token": per_token, "address": per_address}
+        self.clock = clock
         self.max_keys = max_keys
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self._lock = threading.Lock()
 
     def take(self, token: str, address: str, now: float | None = None) -> None:
         """Spend one read of each budget, or raise ``ReadThrottled`` spending none."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         with self._lock:
             keys = [("token", f"t:{token}"), ("address", f"a:{address}")]
             buckets = []

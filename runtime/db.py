@@ -20,7 +20,9 @@ table) is stamped at the revision matching its schema first, then upgraded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -119,8 +121,13 @@ def _sqlite_engine(
         else:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
+                # People's data: a new file is readable by the service's user only,
+                # whatever the umask of whoever runs it by hand (SQLite gives the -wal and
+                # -shm files the database file's mode).
+                with contextlib.suppress(FileExistsError):
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             except OSError as err:
-                raise DatabaseError(f"{path}: cannot make its folder: {err}") from err
+                raise DatabaseError(f"{path}: cannot make it: {err}") from err
     engine = create_engine(
         target,
         pool_size=pool_size,

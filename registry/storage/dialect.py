@@ -26,7 +26,6 @@ A database error becomes ``StoreError``; what a method raises on purpose passes 
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -93,11 +92,6 @@ class SqliteDatabase(Database):
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # People's statuses and names: readable by the registry's user only, whatever
-            # the umask of whoever runs it by hand (SQLite gives the -wal and -shm files the
-            # database file's mode).
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             self._writer = open_engine(path, pool_size=1)
             # Reads take no lock: runtime.db starts no transaction in AUTOCOMMIT.
             self._reader = open_engine(

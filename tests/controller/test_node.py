@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from PIL import Image
 
 from controller.config import NodeConfig
 from controller.errors import JournalError
-from controller.journal import Journal
+from controller.journal import Entry, Journal
 from controller.node import Node
 from firmware.synthetic import PRESETS, SyntheticSource, render
 from protocol import passes, topics
@@ -750,3 +751,32 @@ def test_node_process_tells_systemd_ready_and_pets_the_watchdog(
             log.close()
     ready = next(i for i, m in enumerate(messages) if "READY=1" in m)
     assert "STATUS=door d1 (entry) ready" in messages[ready]
+
+
+def test_events_the_hub_never_acknowledged_are_kept_only_for_the_tracing_window(
+    tmp_path: Path, start_node: Callable[..., RunningNode]
+) -> None:
+    # A door cut off from its hub for weeks: no hub acknowledges anything here.
+    state_dir = tmp_path / "node"
+    state_dir.mkdir()
+    now = datetime.now(UTC)
+    journal = Journal(state_dir / "journal.db", node_id=NODE, facility_id=FACILITY, door_id=DOOR)
+    old, recent = (
+        journal.write(
+            Entry(EventKind.ENTRY, direction="entry", subject=subject(n).hex(), admit=True,
+                  ts=now - timedelta(days=days))
+        )
+        for n, days in ((1, 30), (2, 2))
+    )  # fmt: skip
+    journal.close()
+    node = start_node(journal_max_age_days=21).node
+    assert node.journal is not None
+    pending = node.journal.pending()
+    ids = {event.event_id for event in pending}
+    assert old.event_id not in ids and recent.event_id in ids
+    (alarm,) = [e for e in pending if e.detail == "journal_expired"]
+    assert alarm.kind is EventKind.ALARM and alarm.message is not None
+    assert alarm.message.startswith("1 events older than 21 days")
+    # Checked again later: nothing more is old enough until the recent one is.
+    assert node.expire_journal() == 0
+    assert node.expire_journal(now=time.time() + 20 * 86_400) == 1

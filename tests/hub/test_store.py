@@ -4,6 +4,7 @@ migrations. Every test runs on each backend: SQLite, and PostgreSQL when a serve
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import threading
@@ -553,3 +554,18 @@ def test_the_synced_lists_are_kept(store: Store) -> None:
         (bytes.fromhex(subject), Status.GREEN, 1_700_000_100),
         (bytes.fromhex("d" * 24), Status.BLACK, 1_700_000_200),
     ]
+
+
+def test_a_new_hub_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """Finding 14: a hub run by hand with a umask of 022 made its database 0644."""
+    old = os.umask(0o022)
+    try:
+        store = SqliteStore(tmp_path / "hub.db", [])
+    finally:
+        os.umask(old)
+    try:
+        store.add_user("ana", "x" * 20, "admin")  # a write, so the WAL exists too
+        for name in ("hub.db", "hub.db-wal"):
+            assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+    finally:
+        store.close()
