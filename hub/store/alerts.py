@@ -24,9 +24,9 @@ from hub.counting import COALESCED, FacilityCount, exit_message
 from hub.errors import NotFound
 from hub.records import Alert, AlertKind
 from hub.store.accounts import record_audit
-from hub.store.dialect import Prepared, any_of, listed, ms
+from hub.store.dialect import Prepared, any_of, driver_time, listed, ms
 from hub.store.reads import ALERT, OPEN, alert_of
-from hub.store.tables import _text_time, _time_text, alerts, events
+from hub.store.tables import _text_time, alerts, events
 from protocol.events import utcnow
 
 if TYPE_CHECKING:
@@ -137,8 +137,7 @@ _TIMES = (8, 9, 11, 12)  # created_at, last_at, acknowledged_at, cleared_at of `
 
 
 def _driver_time(conn: Connection, ts: datetime) -> Any:
-    ts = ms(ts)
-    return ts if conn.dialect.name == "postgresql" else _time_text(ts)
+    return driver_time(conn.dialect.name, ts)
 
 
 def _alert(conn: Connection, row: Sequence[Any]) -> Alert:

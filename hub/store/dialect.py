@@ -11,7 +11,12 @@ way is here:
 * ``bytewise``: an order by the bytes of the text (SQLite's default; PostgreSQL's "C");
 * ``any_of``: one parameter for a list: an array in PostgreSQL, JSON in SQLite;
 * ``position``: ``strpos`` or ``instr``;
-* ``ms``: a time to the millisecond, as the store keeps every time in both.
+* ``ms``: a time to the millisecond, as the store keeps every time in both;
+  ``driver_time`` and ``from_driver_time``: a time as the driver takes and gives it
+  (``timestamptz`` in PostgreSQL, RFC 3339 text in SQLite), for ``Prepared`` statements;
+* ``upsert``: an INSERT that updates the row its key finds;
+* ``insert_rows``: many rows in one go (``unnest`` of arrays in PostgreSQL, one statement
+  run for each row in SQLite, whose calls cost no round trip).
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
+
+from hub.errors import StoreError
+from hub.records import iso
 
 if TYPE_CHECKING:
     from hub.config import FacilityConfig
@@ -99,6 +107,90 @@ def ms(ts: datetime) -> datetime:
     return ts.replace(microsecond=ts.microsecond // 1000 * 1000)
 
 
+def driver_time(dialect: str, ts: datetime) -> Any:
+    """``ts`` as the driver takes it for a time column: a ``datetime`` to the millisecond
+    in PostgreSQL, RFC 3339 text in SQLite (``hub.store.tables.Time``)."""
+    return ms(ts) if dialect == "postgresql" else iso(ts)
+
+
+def from_driver_time(dialect: str, value: Any) -> datetime:
+    """A time column's value as the driver gives it, as a ``datetime``."""
+    return value if dialect == "postgresql" else datetime.fromisoformat(value)
+
+
+def upsert(dialect: str, table: Table, keys: Sequence[str], **values: Any) -> Any:
+    """An INSERT of ``values`` that, where a row with the same ``keys`` exists, sets the
+    others on it instead."""
+    statement = insert(dialect, table).values(**values)
+    return statement.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={name: statement.excluded[name] for name in values if name not in keys},
+    )
+
+
+class StoreConflict(StoreError):
+    """A row the transaction meant to insert was stored by another writer meanwhile: the
+    transaction is rolled back and tried again (several PostgreSQL workers)."""
+
+
+_INSERTS: dict[tuple[str, str, tuple[str, ...], str], str] = {}
+
+
+def _insert_sql(dialect: str, table: Table, columns: tuple[str, ...], unique: str) -> str:
+    key = (dialect, table.name, columns, unique)
+    sql = _INSERTS.get(key)
+    if sql is None:
+        names = ", ".join(columns)
+        if dialect == "postgresql":
+            pg = postgresql.dialect()  # type: ignore[no-untyped-call]
+            arrays = ", ".join(f"%s::{table.c[c].type.compile(dialect=pg)}[]" for c in columns)
+            # ``WITH ORDINALITY ... ORDER BY`` keeps the rows' order in their ids.
+            sql = (
+                f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays}) "  # noqa: S608 - the table's own names
+                f"WITH ORDINALITY AS r({names}, ord) ORDER BY r.ord "
+                f"ON CONFLICT ({unique}) DO NOTHING RETURNING 1"
+            )
+        else:
+            marks = ", ".join("?" for _ in columns)
+            sql = (
+                f"INSERT INTO {table.name} ({names}) VALUES ({marks}) "  # noqa: S608 - the table's own names
+                f"ON CONFLICT ({unique}) DO NOTHING"
+            )
+        sql = _INSERTS[key] = sql
+    return sql
+
+
+def insert_rows(
+    conn: Connection,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Sequence[Sequence[Any]],
+    *,
+    unique: str,
+) -> int:
+    """Insert ``rows`` (driver values, in the order of ``columns``), leaving out those
+    whose ``unique`` column is taken; how many were inserted."""
+    if not rows:
+        return 0
+    dialect = conn.dialect.name
+    sql = _insert_sql(dialect, table, columns, unique)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if dialect == "postgresql":
+            # A column with no value in any row goes as one NULL, not an array of them:
+            # unnest pads it with NULLs all the same, and the driver need not look at each.
+            arrays = [
+                None if all(value is None for value in column) else list(column)
+                for column in zip(*rows, strict=True)
+            ]
+            cursor.execute(sql, arrays)
+            return len(cursor.fetchall())
+        cursor.executemany(sql, rows)
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
+
 def any_of(
     dialect: str, column: ColumnElement[Any], values: Sequence[Any] | str
 ) -> ColumnElement[bool]:
@@ -147,7 +239,20 @@ class Prepared:
         """The statement run, for what it changes (it returns no rows)."""
         self._execute(conn, params, fetch=False)
 
-    def _execute(self, conn: Connection, params: dict[str, Any], *, fetch: bool) -> list[Any]:
+    def many(self, conn: Connection, params: Sequence[Mapping[str, Any]]) -> None:
+        """The statement run once for each set of parameters (none for none)."""
+        if not params:
+            return
+        sql, args = self._arguments(conn, params)
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(sql, args)
+        finally:
+            cursor.close()
+
+    def _arguments(
+        self, conn: Connection, params: Sequence[Mapping[str, Any]]
+    ) -> tuple[str, list[Any]]:
         dialect = conn.dialect
         found = self._compiled.get(dialect.name)
         if found is None:
@@ -155,11 +260,17 @@ class Prepared:
             order = tuple(compiled.positiontup or ()) if compiled.positional else None
             found = self._compiled[dialect.name] = (str(compiled), order, dict(compiled.params))
         sql, order, constants = found
-        given = {**constants, **params}
-        args: Any = [given[name] for name in order] if order is not None else given
+        args: list[Any] = []
+        for given in params:
+            merged = {**constants, **given}
+            args.append([merged[name] for name in order] if order is not None else merged)
+        return sql, args
+
+    def _execute(self, conn: Connection, params: dict[str, Any], *, fetch: bool) -> list[Any]:
+        sql, args = self._arguments(conn, [params])
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(sql, args)
+            cursor.execute(sql, args[0])
             return list(cursor.fetchall()) if fetch else []
         finally:
             cursor.close()

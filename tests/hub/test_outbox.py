@@ -15,6 +15,7 @@ import pytest
 from argon2 import PasswordHasher
 
 import hub.auth
+import hub.store.batch
 from hub.auth import hash_password
 from hub.config import FacilityConfig
 from hub.errors import StoreError
@@ -156,7 +157,7 @@ def test_a_visit_is_stored_with_its_exit_or_not_at_all(
         raise StoreError("the disk is full")
 
     # A failure after the visit was derived, inside the same transaction.
-    monkeypatch.setattr(store, "_track_nodes", broken)
+    monkeypatch.setattr(hub.store.batch, "_track_nodes", broken)
     with pytest.raises(StoreError):
         store.store_batch([left])
     assert store.event(left.event_id) is None
