@@ -17,7 +17,7 @@ import random
 import sys
 import time
 
-from hub.sync import door_items
+from hub.upstream.sync import door_items
 from protocol.status import Status
 from protocol.statuslist import StatusList
 

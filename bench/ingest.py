@@ -53,7 +53,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.auth import hash_password
 from hub.config import HubConfig
-from hub.ingest import Ingest
+from hub.ingest.mqtt import Ingest
 from hub.service import Hub
 from hub.web.server import ServiceThread
 from protocol import topics

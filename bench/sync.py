@@ -10,7 +10,7 @@ process, as in production. In the same run:
 
 1. the baseline: one plain SQL ``SELECT`` of the whole feed from the registry's file;
 2. the feed read over HTTP and parsed and checked by the hub's client, stored nowhere;
-3. the hub's sync (``hub.sync.RegistrySync``) into a fresh SQLite store: every page read,
+3. the hub's sync (``hub.upstream.sync.RegistrySync``) into a fresh SQLite store: every page read,
    checked and upserted with its cursor in one transaction, the next page fetched while
    the previous one is written;
 4. the status list the doors get, built from the hub's statuses table
@@ -42,9 +42,9 @@ from bench.registry import (
     write_section,
 )
 from hub.metrics import HubMetrics
-from hub.registry_client import HttpRegistryClient
-from hub.sqlite_store import SqliteStore
-from hub.sync import ListPublisher, RegistrySync, SyncMetrics
+from hub.store.sqlite import SqliteStore
+from hub.upstream.client import HttpRegistryClient
+from hub.upstream.sync import ListPublisher, RegistrySync, SyncMetrics
 from registry.service import Registry
 
 START = "<!-- bench:sync:start -->"

@@ -77,7 +77,7 @@ DEFAULT_PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 TARGETS = {"sqlite": 0.5, "postgresql": 0.3}  # share of the broker alone, per backend
 # The modules that call the driver: the store (before and after its statements went
 # through SQLAlchemy) and SQLAlchemy itself.
-_PG_MODULES = ("hub/pg_store.py", "hub/pg_registry.py", "sqlalchemy/engine/default.py")
+_PG_MODULES = ("hub/store/postgres.py", "hub/pg_registry.py", "sqlalchemy/engine/default.py")
 GROUPS = ("load generator", "broker", "hub workers", "PostgreSQL", "listener")
 OTHERS = "other processes"
 
@@ -153,11 +153,11 @@ def _profile_summary(profiler: cProfile.Profile) -> dict[str, float]:
     summary = {"batches": 0.0, "store": 0.0, "database calls": 0.0, "validate": 0.0, "acks": 0.0}
     for (filename, _, function), (_, _, _, cumulative, callers) in stats.items():
         path = filename.replace(os.sep, "/")
-        if path.endswith("hub/ingest.py"):
+        if path.endswith("hub/ingest/mqtt.py"):
             key = {"_process": "batches", "_validate": "validate", "_after_store": "acks"}
             if function in key:
                 summary[key[function]] += cumulative
-        elif path.endswith(("hub/pg_store.py", "hub/sqlite_store.py")) and function == (
+        elif path.endswith(("hub/store/postgres.py", "hub/store/sqlite.py")) and function == (
             "store_batch"
         ):
             summary["store"] += cumulative

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from hub.errors import StoreError
 from hub.metrics import Counter, HubMetrics
-from hub.outbox import registered
-from hub.registry_records import Purged
+from hub.upstream.outbox import registered
+from hub.upstream.records import Purged
 from protocol.events import utcnow
 
 if TYPE_CHECKING:

@@ -18,13 +18,13 @@ from zoneinfo import ZoneInfo
 
 from hub.config import FacilityConfig, HubConfig
 from hub.errors import HubError, NotFound
-from hub.ingest import Ingest
-from hub.live import LiveBus
+from hub.ingest.live import LiveBus
+from hub.ingest.mqtt import Ingest
 from hub.metrics import HubMetrics, Sampled
 from hub.records import Adjustment, Alert, Occupancy
 from hub.retention import Retention
 from hub.store import Store, open_store
-from hub.sync import RegistryLink
+from hub.upstream.sync import RegistryLink
 from protocol.events import CommandReply, utcnow
 from runtime.notify import Notifier
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from hub.registry_records import Visit, rfc3339
+from hub.upstream.records import Visit, rfc3339
 from protocol.tracing import CsvRow, csv_text
 
 if TYPE_CHECKING:

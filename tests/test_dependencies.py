@@ -93,3 +93,51 @@ def test_every_exception_is_still_needed() -> None:
     for (rel, module), _why in EXCEPTIONS.items():
         names = [name for _, name in _imports(ROOT / rel)]
         assert any(n == module or n.startswith(module + ".") for n in names), (rel, module)
+
+
+# Inside the hub, its layers (docs/architecture.md): what each folder may import of the
+# hub besides itself. The foundation (configuration, errors, records, metrics) serves all.
+HUB_FOUNDATION = frozenset({"hub.config", "hub.errors", "hub.records", "hub.metrics"})
+HUB_LAYERS: dict[str, frozenset[str]] = {
+    "hub.counting": HUB_FOUNDATION,  # the rules: no database, no network
+    "hub.store": HUB_FOUNDATION
+    | {"hub.counting", "hub.enrolments", "hub.upstream.records", "hub.upstream.visits"},
+    "hub.ingest": HUB_FOUNDATION | {"hub.counting", "hub.store"},
+    "hub.upstream": HUB_FOUNDATION | {"hub.store"},
+}
+
+
+def _hub_module(name: str) -> str:
+    """The hub's layer a module name belongs to (``hub.upstream.records`` stays whole: the
+    store may use the records and the visits' pairing of the upstream layer, not its
+    network side)."""
+    parts = name.split(".")
+    if len(parts) > 2 and parts[1] == "upstream" and parts[2] in ("records", "visits"):
+        return ".".join(parts[:3])
+    return ".".join(parts[:2])
+
+
+@pytest.mark.parametrize("layer", sorted(HUB_LAYERS))
+def test_the_hub_s_layers_point_one_way(layer: str) -> None:
+    allowed = HUB_LAYERS[layer]
+    found = []
+    for path in sorted((ROOT / layer.replace(".", "/")).rglob("*.py")):
+        for line, name in _imports(path):
+            if not name.startswith("hub."):
+                continue
+            target = _hub_module(name)
+            if target.startswith(layer) or target in allowed:
+                continue
+            found.append(f"{path.relative_to(ROOT).as_posix()}:{line}: imports {name}")
+    assert found == []
+
+
+def test_only_the_web_and_the_command_reach_the_whole_hub() -> None:
+    found = [
+        f"{path.relative_to(ROOT).as_posix()}:{line}: imports {name}"
+        for path in sorted((ROOT / "hub").rglob("*.py"))
+        if not path.relative_to(ROOT).as_posix().startswith("hub/web/")
+        for line, name in _imports(path)
+        if name.startswith(("hub.web", "hub.service")) and path.name != "service.py"
+    ]
+    assert found == []

@@ -31,7 +31,7 @@ from hub.records import (
     StoredEvent,
     User,
 )
-from hub.registry_records import (
+from hub.upstream.records import (
     OutboxCounts,
     Purged,
     StatusChange,
@@ -64,7 +64,7 @@ class Store(Protocol):
 
     def rebuild_occupancy(self) -> dict[str, Occupancy]:
         """Count every facility again from its stored events and adjustments, in the
-        counting order (``hub.counting``): the same counters live counting keeps."""
+        counting order (``hub.counting.rules``): the same counters live counting keeps."""
         ...
 
     def events(
@@ -295,11 +295,11 @@ def open_store(config: HubConfig, facilities: Sequence[FacilityConfig] | None = 
     if isinstance(store, PostgresStoreConfig):
         # Imported here, not at the top: psycopg would cost every SQLite hub about 10 MB of
         # resident memory and 0.7 s of its start (see docs/benchmarks.md, Optimisations).
-        from hub.pg_store import PgStore
+        from hub.store.postgres import PgStore
 
         return PgStore(store.dsn, chosen)
     if isinstance(store, SqliteStoreConfig):
-        from hub.sqlite_store import SqliteStore
+        from hub.store.sqlite import SqliteStore
 
         return SqliteStore(store.path, chosen)
     raise UnsupportedBackend(f"store backend {store.backend!r} is not supported")

@@ -20,7 +20,7 @@ from sqlalchemy import (
     update,
 )
 
-from hub.counting import COALESCED, FacilityCount, exit_message
+from hub.counting.rules import COALESCED, FacilityCount, exit_message
 from hub.errors import NotFound
 from hub.records import Alert, AlertKind
 from hub.store.accounts import record_audit

@@ -1,5 +1,5 @@
 """The events' path, written once for SQLite and PostgreSQL: a batch of events stored in
-one transaction, counted in the events' own order (``hub.counting``), with the alerts it
+one transaction, counted in the events' own order (``hub.counting.rules``), with the alerts it
 raises, the visits it closes and each node's sequence tracked; and a staff adjustment,
 counted in its place the same way.
 
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, tuple_, update
 
-from hub.counting import (
+from hub.counting.rules import (
     EVENT_RANK,
     Counted,
     CountingEvent,

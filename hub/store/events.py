@@ -1,6 +1,6 @@
 """The events' path as both databases run it: counting every facility again from its
 stored events and adjustments (``rebuild_occupancy``, and a migration that changes how
-events count), in the counting order of ``hub.counting``."""
+events count), in the counting order of ``hub.counting.rules``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_, update
 
-from hub.counting import (
+from hub.counting.rules import (
     WHOLE,
     Counted,
     CountingEvent,

@@ -1,5 +1,5 @@
 """A facility's capacity as staff set it at run time; it overrides the config file's until
-changed (``hub.counting.capacity_change`` checks a change). And the facilities' occupancy
+changed (``hub.counting.rules.capacity_change`` checks a change). And the facilities' occupancy
 as the events' path keeps it (``occupancy``: a counter a zone, ``WHOLE`` the facility's)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, select
 
 from hub.config import FacilityConfig
-from hub.counting import WHOLE, CapacityChange, capacity_change, make_occupancy, with_capacity
+from hub.counting.rules import WHOLE, CapacityChange, capacity_change, make_occupancy, with_capacity
 from hub.errors import NotFound
 from hub.records import Occupancy
 from hub.store.accounts import record_audit

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, delete, func, update
 
-from hub.registry_records import Purged
 from hub.store.dialect import position
 from hub.store.tables import audit, events, visits
+from hub.upstream.records import Purged
 
 if TYPE_CHECKING:
     from hub.store.dialect import Database

@@ -145,7 +145,7 @@ events = Table(
     Column("flag", Text),
     # With each event that counts: the facility's count after it, its zones' counts (JSON,
     # NULL without zones), the highest count of its minute up to it, and the alert its
-    # flag was counted in (hub.counting).
+    # flag was counted in (hub.counting.rules).
     Column("occupancy_after", Integer),
     Column("zones_after", Text),
     Column("minute_peak", Integer),
@@ -336,7 +336,7 @@ statuses = Table(
     sqlite_with_rowid=False,
 )
 
-# The visits derived from the events (hub.visits), also the outbox they are pushed from.
+# The visits derived from the events (hub.upstream.visits), also the outbox they are pushed from.
 visits = Table(
     "visits",
     metadata,

@@ -1,5 +1,5 @@
 """The sync with the registry service, upstream of the hub: the stored trust list, every
-subject's latest status and the feed's cursor (``hub.sync`` fetches them)."""
+subject's latest status and the feed's cursor (``hub.upstream.sync`` fetches them)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select, update
 
-from hub.registry_records import StatusChange, SyncState, TrustCopy
 from hub.store.dialect import insert
 from hub.store.tables import statuses, upstream
+from hub.upstream.records import StatusChange, SyncState, TrustCopy
 from protocol.status import Status
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Visits as the store keeps them: derived in the events' own transaction (``hub.visits``
+"""Visits as the store keeps them: derived in the events' own transaction (``hub.upstream.visits``
 pairs check-ins and check-outs), pushed from the outbox, read by tracing.
 
 Visits are derived in the transaction that stores the events, under the facility's lock,
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
-from hub.registry_records import VISIT_STATES, OutboxCounts, Visit, VisitState
 from hub.store.dialect import Prepared, any_of, bytewise, listed, ms
 from hub.store.tables import _time_text, events, visits
-from hub.visits import BatchPairing, Mark, derive_visits, pairing_window
+from hub.upstream.records import VISIT_STATES, OutboxCounts, Visit, VisitState
+from hub.upstream.visits import BatchPairing, Mark, derive_visits, pairing_window
 from protocol.events import Event, utcnow
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 _E = events.c
 _V = visits.c
 _VISIT = tuple(visits.c)
-# The same rules as ``hub.visits.is_check_in`` / ``is_check_out``.
+# The same rules as ``hub.upstream.visits.is_check_in`` / ``is_check_out``.
 _CHECK_IN = or_(_E.kind == "entry", and_(_E.kind == "manual", _E.direction == "entry"))
 _CHECK_OUT = or_(_E.kind == "exit", and_(_E.kind == "manual", _E.direction == "exit"))
 

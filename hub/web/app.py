@@ -25,14 +25,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hub import api
 from hub.auth import Accounts
 from hub.config import is_loopback
 from hub.errors import HubError
 from hub.metrics import HubMetrics
-from hub.registry_client import RegistryClient
 from hub.service import Hub
-from hub.web import pages
+from hub.upstream.client import RegistryClient
+from hub.web import api, pages
 from hub.web.context import WebContext, context_of
 from hub.web.desk import Desk
 from hub.web.errors import (

@@ -19,8 +19,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from hub.errors import CommandError, CommandTimeout, NotFound
-from hub.registry_client import Colour, RegistryClient, RegistryError
 from hub.service import Hub
+from hub.upstream.client import Colour, RegistryClient, RegistryError
 from hub.web.errors import ApiError
 
 logger = logging.getLogger(__name__)

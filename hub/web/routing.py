@@ -1,5 +1,5 @@
 """How the hub's API routes are declared: the gate each runs before its body, its
-documentation and its errors (``hub.api`` and ``hub.web.registry_api`` use it).
+documentation and its errors (``hub.web.api`` and ``hub.web.upstream_api`` use it).
 """
 
 from __future__ import annotations

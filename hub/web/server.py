@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 from hub.auth import load_or_create_secret
 from hub.config import HubConfig, load_config, read_secret
 from hub.errors import HubError
-from hub.registry_client import RegistryClient, make_registry_client
 from hub.service import Hub
 from hub.store import Store
+from hub.upstream.client import RegistryClient, make_registry_client
 from hub.web.app import create_app
 from runtime import listen
 from runtime.listen import ListenError, Server, bind, make_server, url_of

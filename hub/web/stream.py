@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from hub.errors import NotFound
-from hub.live import Subscription
+from hub.ingest.live import Subscription
 from hub.web.context import context_of
 from hub.web.errors import error_response
 

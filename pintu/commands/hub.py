@@ -59,7 +59,7 @@ def check_config(config_path: Path, as_json: bool) -> None:
     """
     from hub.config import HttpRegistryConfig, LocalRegistryConfig
     from hub.errors import ConfigError
-    from hub.registry_client import LocalRegistryClient, RegistryError, read_tokens
+    from hub.upstream.client import LocalRegistryClient, RegistryError, read_tokens
 
     config = _load(config_path)
     registry = config.registry

@@ -16,9 +16,9 @@ import requests
 from argon2 import PasswordHasher
 
 import hub.auth
-from hub.api import OPERATIONS, Operation
 from hub.auth import hash_password
 from hub.config import HubConfig
+from hub.web.api import OPERATIONS, Operation
 from hub.web.server import ServiceThread
 from provisioning.mosquitto import Mosquitto
 from runtime.listen import bind

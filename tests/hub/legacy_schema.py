@@ -192,7 +192,7 @@ MIGRATIONS: list[list[str]] = [
             used_at TEXT
         )""",
     ],
-    # 5: counting in the events' own time order (hub.counting). With each event that counts:
+    # 5: counting in the events' own time order (hub.counting.rules). With each event that counts:
     # the facility's count after it, its zones' counts (JSON, NULL without zones), the
     # highest count of its minute up to it, and the alert its flag was counted in. The
     # index finds an event's place in that order; the store then counts every facility

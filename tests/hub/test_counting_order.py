@@ -20,9 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.config import FacilityConfig
-from hub.pg_store import PgStore
-from hub.sqlite_store import SqliteStore
 from hub.store.migrations import HEAD
+from hub.store.postgres import PgStore
+from hub.store.sqlite import SqliteStore
 from protocol.events import Event, new_event_id
 
 from .legacy_schema import MIGRATIONS, PG_MIGRATIONS

@@ -20,9 +20,9 @@ from hub.auth import hash_password
 from hub.config import HubConfig
 from hub.enrolments import EnrolmentRefused, Refusal
 from hub.errors import AlreadyExists
-from hub.pg_store import PgStore
-from hub.sqlite_store import SqliteStore
 from hub.store import Store
+from hub.store.postgres import PgStore
+from hub.store.sqlite import SqliteStore
 from hub.web.server import ServiceThread
 from protocol import enrolment
 from protocol.events import utcnow

@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from hub.errors import CommandTimeout
-from hub.sqlite_store import SqliteStore
+from hub.store.sqlite import SqliteStore
 from protocol import topics
 from protocol.events import CommandReply, Event, FacilityState, NodeState, NodeStatus, Passages
 

@@ -11,8 +11,8 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub.config import HubConfig
-from hub.discovery import discovery_messages, object_id
-from hub.live import LiveBus
+from hub.ingest.discovery import discovery_messages, object_id
+from hub.ingest.live import LiveBus
 from hub.metrics import Counter, Gauge, Histogram, HubMetrics, Registry, Sampled
 from protocol.events import Event, EventKind, new_event_id
 

@@ -19,9 +19,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from hub.config import FacilityConfig
-from hub.pg_store import PgStore
-from hub.sqlite_store import SqliteStore
 from hub.store.migrations import DIRECTORY, HEAD, migrate
+from hub.store.postgres import PgStore
+from hub.store.sqlite import SqliteStore
 from hub.store.tables import metadata
 from runtime.db import migrate as migrate_to_head
 from runtime.db import open_engine, revision

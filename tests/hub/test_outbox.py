@@ -20,12 +20,12 @@ from hub.auth import hash_password
 from hub.config import FacilityConfig
 from hub.errors import StoreError
 from hub.metrics import HubMetrics
-from hub.outbox import VisitPusher
 from hub.records import iso
-from hub.registry_client import HttpRegistryClient
 from hub.retention import Retention
-from hub.sqlite_store import SqliteStore
+from hub.store.sqlite import SqliteStore
 from hub.tracing import trace
+from hub.upstream.client import HttpRegistryClient
+from hub.upstream.outbox import VisitPusher
 from hub.web.server import ServiceThread
 from protocol.events import Event, new_event_id
 from registry.app import create_app

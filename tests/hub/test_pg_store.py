@@ -17,9 +17,9 @@ from psycopg.conninfo import make_conninfo
 
 from hub.config import FacilityConfig
 from hub.errors import StoreError
-from hub.pg_store import PgStore
-from hub.sqlite_store import SqliteStore
 from hub.store.migrations import HEAD
+from hub.store.postgres import PgStore
+from hub.store.sqlite import SqliteStore
 from protocol.events import Event, NodeState, NodeStatus, new_event_id
 
 F, G = "mall-a", "mall-b"

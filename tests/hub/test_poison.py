@@ -22,7 +22,7 @@ import pytest
 from hub.config import HubConfig
 from hub.errors import StoreDataError, StoreError
 from hub.records import BatchResult
-from hub.sqlite_store import SqliteStore
+from hub.store.sqlite import SqliteStore
 from hub.web.server import ServiceThread
 from protocol.events import Event
 from provisioning.enroll import EnrolRequest, enroll

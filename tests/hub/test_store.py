@@ -20,11 +20,11 @@ import pytest
 from controller.journal import Journal
 from hub.config import FacilityConfig, HubConfig
 from hub.errors import AlreadyExists, NotFound, StoreError
-from hub.pg_store import PgStore
-from hub.registry_records import StatusChange
-from hub.sqlite_store import SqliteStore
 from hub.store import Store, open_store
 from hub.store.migrations import HEAD
+from hub.store.postgres import PgStore
+from hub.store.sqlite import SqliteStore
+from hub.upstream.records import StatusChange
 from protocol.events import Event, EventKind, NodeState, NodeStatus, new_event_id
 from protocol.status import Status
 

@@ -18,14 +18,14 @@ import pytest
 from argon2 import PasswordHasher
 
 import hub.auth
-import hub.sync
+import hub.upstream.sync
 from hub.auth import hash_password
 from hub.config import HubConfig
 from hub.errors import ConfigError, StoreError
 from hub.metrics import HubMetrics
-from hub.registry_client import HttpRegistryClient
-from hub.sqlite_store import SqliteStore
-from hub.sync import ListPublisher, RegistrySync, SyncMetrics, SyncResult, door_items
+from hub.store.sqlite import SqliteStore
+from hub.upstream.client import HttpRegistryClient
+from hub.upstream.sync import ListPublisher, RegistrySync, SyncMetrics, SyncResult, door_items
 from hub.web.server import ServiceThread
 from protocol import topics
 from protocol.status import Status
@@ -201,7 +201,7 @@ def test_unchanged_lists_are_published_again_with_a_fresh_time_when_due(
     count = len(world.published)
     assert run(sync)[0].published == []  # a minute later: nothing new to say
     later = datetime.now(UTC) + timedelta(hours=1)
-    monkeypatch.setattr(hub.sync, "utcnow", lambda: later)
+    monkeypatch.setattr(hub.upstream.sync, "utcnow", lambda: later)
     result = run(sync)[0]
     # Nothing changed, but the registry confirmed both lists an hour later: the doors
     # hear it, so their list ages stay small while the hub is in touch.

@@ -23,10 +23,10 @@ from argon2 import PasswordHasher
 from click.testing import CliRunner
 
 import hub.auth
-from hub.api import OPERATIONS
 from hub.auth import hash_password
 from hub.records import Role
-from hub.sqlite_store import SqliteStore
+from hub.store.sqlite import SqliteStore
+from hub.web.api import OPERATIONS
 from hub.web.server import ServiceThread
 from pintu.cli import cli
 from protocol import topics

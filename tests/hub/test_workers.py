@@ -28,7 +28,7 @@ import pytest
 from controller.journal import Journal
 from controller.uplink import MqttConfig, Uplink
 from hub.config import HubConfig
-from hub.pg_store import PgStore
+from hub.store.postgres import PgStore
 from protocol import topics
 from protocol.events import CommandReply, EventKind, NodeState, NodeStatus
 from provisioning.mosquitto import Mosquitto

@@ -1,4 +1,4 @@
-"""Counting in the events' own time order (hub.counting).
+"""Counting in the events' own time order (hub.counting.rules).
 
 With each event that counts: the facility's count after it, its zones' counts (JSON, NULL
 without zones), the highest count of its minute up to it, and the alert its flag was

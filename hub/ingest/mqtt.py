@@ -38,10 +38,10 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 
 from hub.config import FacilityConfig, HubConfig
-from hub.counting import direction_sign
-from hub.discovery import discovery_messages, node_sensor
+from hub.counting.rules import direction_sign
 from hub.errors import CommandError, CommandTimeout, StoreDataError, StoreError
-from hub.live import LiveBus, Message
+from hub.ingest.discovery import discovery_messages, node_sensor
+from hub.ingest.live import LiveBus, Message
 from hub.metrics import HubMetrics
 from hub.records import Alert, AlertKind, BatchResult, Occupancy
 from hub.store import Store

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from hub.registry_records import Visit, ceil_second, floor_second
+from hub.upstream.records import Visit, ceil_second, floor_second
 from protocol.events import Event, EventKind
 
 # The same rules as ``is_check_in`` / ``is_check_out``, for a store's SQL.

@@ -25,8 +25,8 @@ from hub.config import FacilityConfig
 from hub.enrolments import EnrolmentRefused, Refusal
 from hub.errors import AlreadyExists
 from hub.records import Adjustment, Alert, NodeView, Occupancy, StoredEvent, iso
-from hub.registry_client import NIK_PATTERN
-from hub.web import registry_api
+from hub.upstream.client import NIK_PATTERN
+from hub.web import upstream_api
 from hub.web.errors import ApiError
 from hub.web.routing import (
     PREFIX,
@@ -689,7 +689,7 @@ async def claim_enrolment(
 
 def routes() -> list[Any]:
     """The API's routes: the hub's own and the registry link's."""
-    return [*api.router.routes, *registry_api.api.router.routes]
+    return [*api.router.routes, *upstream_api.api.router.routes]
 
 
 document_errors(routes())

@@ -29,7 +29,7 @@ import httpx
 
 from hub.config import HttpRegistryConfig, LocalRegistryConfig, read_secret
 from hub.errors import ConfigError, HubError
-from hub.registry_records import StatusChange
+from hub.upstream.records import StatusChange
 from protocol.ids import SUBJECT_RE
 from protocol.status import Status
 

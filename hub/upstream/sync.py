@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hub.config import HttpRegistryConfig, HubConfig
 from hub.errors import StoreError
 from hub.metrics import Counter, Gauge, HubMetrics
-from hub.outbox import VisitPusher, registered
-from hub.registry_client import FeedPage, HttpRegistryClient, RegistryError
-from hub.registry_records import TrustCopy
+from hub.upstream.client import FeedPage, HttpRegistryClient, RegistryError
+from hub.upstream.outbox import VisitPusher, registered
+from hub.upstream.records import TrustCopy
 from protocol import topics
 from protocol.errors import ProtocolError
 from protocol.events import utcnow

@@ -1,6 +1,6 @@
 """The PostgreSQL store: one database that several hub workers write at once.
 
-It keeps the same records and follows the same rules as the SQLite store (``hub.counting``
+It keeps the same records and follows the same rules as the SQLite store (``hub.counting.rules``
 does the counting for both); what differs is how writers take turns. SQLite has one
 writer per file; here each hub worker writes through connections of its own, and:
 
@@ -11,7 +11,7 @@ writer per file; here each hub worker writes through connections of its own, and
   a node's seq numbers are checked against what every worker stored before. Batches of
   different facilities run side by side. Taking the locks in one order means two workers
   never wait for each other in a circle.
-* Counting follows the events' own times, not their row ids (``hub.counting``): an event
+* Counting follows the events' own times, not their row ids (``hub.counting.rules``): an event
   one worker stores after another worker stored later ones is counted in its place, under
   the facility's lock, exactly as a late event on one hub.
 * ``event_id`` is unique. A batch inserts with ``ON CONFLICT DO NOTHING RETURNING``: should

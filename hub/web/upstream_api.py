@@ -1,6 +1,7 @@
-"""The API's routes for the registry link: sync now, the sync's state, tracing.
+"""The API's routes for the hub's link with the registry (upstream): sync now, the sync's
+state, tracing.
 
-Declared like every other route (``hub.api`` serves them with its own), so they are in the
+Declared like every other route (``hub.web.api`` serves them with its own), so they are in the
 OpenAPI document and checked the same way: login, role, CSRF, parameters.
 """
 
@@ -14,8 +15,8 @@ from fastapi import Query
 from pydantic import ConfigDict, Field
 from starlette.responses import Response
 
-from hub.registry_records import rfc3339
 from hub.tracing import trace
+from hub.upstream.records import rfc3339
 from hub.web.errors import ApiError
 from hub.web.routing import CallDep, FacilityId, Routes
 from hub.web.schemas import Output, Time

@@ -1,4 +1,4 @@
-"""Visits: kept in an outbox, pushed to the registry (``hub.visits`` derives them).
+"""Visits: kept in an outbox, pushed to the registry (``hub.upstream.visits`` derives them).
 
 **Pushing.** ``VisitPusher`` sends pending visits, a batch per facility with that
 facility's hub token, to ``POST /api/v1/visits``. A 200 (stored or duplicate: the registry
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from hub.metrics import Counter, Gauge, HubMetrics
-from hub.registry_client import HttpRegistryClient, RegistryError, RegistryRefused
-from hub.registry_records import Visit
+from hub.upstream.client import HttpRegistryClient, RegistryError, RegistryRefused
+from hub.upstream.records import Visit
 
 if TYPE_CHECKING:
     from hub.store import Store

@@ -1,0 +1,2 @@
+"""How the doors' events become occupancy: the counting rules every store follows
+(``rules``). Nothing here reads or writes a database."""
