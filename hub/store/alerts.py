@@ -20,9 +20,9 @@ from sqlalchemy import (
     update,
 )
 
-from hub.counting.rules import COALESCED, FacilityCount, exit_message
+from hub.counting.rules import COALESCED, exit_message
 from hub.errors import NotFound
-from hub.records import Alert, AlertKind
+from hub.records import Alert
 from hub.store.accounts import record_audit
 from hub.store.dialect import Prepared, any_of, driver_time, listed, ms
 from hub.store.reads import ALERT, OPEN, alert_of
@@ -199,45 +199,6 @@ def name_latest_exit(conn: Connection, alert_id: int) -> None:
         _NAME_EXIT.run(
             conn, p_id=alert_id, p_event=event_id, p_door=door_id, p_message=exit_message(door_id)
         )
-
-
-def flag_alerts(conn: Connection, part: FacilityCount, now: datetime) -> None:
-    """Raise the alert of each exit counting flagged now; take back those no longer
-    flagged (their entry came in late: the exit counts after all)."""
-    facility_id = part.recount.facility_id
-    for event, _ in part.recount.flagged:
-        alert = raise_alert(
-            conn,
-            facility_id,
-            AlertKind.EXIT_WITHOUT_ENTRY,
-            exit_message(event.door_id),
-            now,
-            node_id=event.node_id,
-            door_id=event.door_id,
-            event_id=event.event_id,
-        )
-        part.alert_ids[event.event_id] = alert.id
-        part.touched.add(alert.id)
-    for event in part.recount.unflagged:
-        part.alert_ids[event.event_id] = None
-        if event.alert_id is not None:
-            take_back(conn, event.alert_id, now)
-            part.touched.add(event.alert_id)
-
-
-def touched_alerts(conn: Connection, part: FacilityCount) -> tuple[list[Alert], list[Alert]]:
-    """The alerts counting raised or reduced, once the batch's events are stored: those
-    still open, and those it ended. Each open one names its latest exit in the counting
-    order when stored events were counted again."""
-    alerts: list[Alert] = []
-    cleared: list[Alert] = []
-    for alert_id in sorted(part.touched):
-        if part.replayed:
-            name_latest_exit(conn, alert_id)
-        alert = alert_by_id(conn, alert_id)
-        if alert is not None:
-            (alerts if alert.open else cleared).append(alert)
-    return alerts, cleared
 
 
 def alert_by_id(conn: Connection, alert_id: int) -> Alert | None:

@@ -1,7 +1,7 @@
-"""The events' path, written once for SQLite and PostgreSQL: a batch of events stored in
-one transaction, counted in the events' own order (``hub.counting.rules``), with the alerts it
-raises, the visits it closes and each node's sequence tracked; and a staff adjustment,
-counted in its place the same way.
+"""The store's side of counting (``hub.counting.service``), written once for SQLite and
+PostgreSQL: ``SqlCounting`` answers what counting asks, in the transaction of one write,
+and ``Batches`` is the part of the store (``hub.store.Store``) that stores a batch of
+events or a staff adjustment through it.
 
 Every statement is a ``Prepared`` one: compiled once per database by SQLAlchemy and run on
 the driver's own cursor with the driver's own values (``driver_time``), as the ingest runs
@@ -12,7 +12,7 @@ insert (``insert_rows``) and the form of a time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,30 +23,20 @@ from hub.counting.rules import (
     Counted,
     CountingEvent,
     CountKey,
-    FacilityCount,
     MadeAdjustment,
     OpenGap,
-    Persisted,
+    Sample,
     Snapshot,
-    adjustment_key,
-    alert_for,
     check_adjustment,
-    counts,
     epoch_ms,
-    fill_gaps,
-    followed_seq,
     from_ms,
-    gap_ranges,
-    make_occupancy,
     minute_of,
-    recount,
-    seq_gap_message,
-    seq_reset_message,
     zones_from,
 )
-from hub.records import Adjustment, AdjustmentKind, Alert, AlertKind, BatchResult, Flagged, Gap
+from hub.counting.service import Counting, NodeKey, NodeSeen, Start
+from hub.records import Adjustment, AdjustmentKind, Alert, BatchResult, Gap
 from hub.store.accounts import record_audit
-from hub.store.alerts import clear_ids, flag_alerts, raise_alert, touched_alerts
+from hub.store.alerts import alert_by_id, clear_ids, name_latest_exit, raise_alert, take_back
 from hub.store.dialect import (
     Prepared,
     StoreConflict,
@@ -243,106 +233,6 @@ _ADJUSTED = Prepared(
 )
 
 
-def store_batch(
-    db: Database, conn: Connection, batch: Sequence[Event], now: datetime
-) -> BatchResult:
-    """Store ``batch`` in the transaction of ``conn``: the new events counted in their
-    place, the duplicates left out (``BatchResult``)."""
-    dialect = conn.dialect.name
-    facilities = db._lock_facilities(conn, sorted({e.facility_id for e in batch}))
-    ids = list(dict.fromkeys(e.event_id for e in batch))
-    known = {row[0] for row in _KNOWN.rows(conn, p_ids=listed(dialect, ids))}
-    new: list[Event] = []
-    duplicates: list[str] = []
-    for event in batch:
-        if event.event_id in known:
-            duplicates.append(event.event_id)
-        else:
-            known.add(event.event_id)
-            new.append(event)
-    if not new:
-        return BatchResult(duplicates=duplicates)
-
-    by_facility: dict[str, list[CountingEvent]] = {}
-    for event in new:
-        if counts(event.kind, event.direction):
-            by_facility.setdefault(event.facility_id, []).append(
-                CountingEvent(
-                    (epoch_ms(event.ts), EVENT_RANK, event.seq, event.event_id),
-                    event.node_id,
-                    event.door_id,
-                    event.kind,  # a str: its .value costs, once per event
-                    event.direction,
-                )
-            )
-    work = [
-        _count(conn, facilities.get(facility_id), facility_id, by_facility[facility_id], now)
-        for facility_id in sorted(by_facility)
-    ]
-    counted: dict[str, tuple[Counted, int | None]] = {}
-    for part in work:
-        counted.update(part.counted())
-    received = driver_time(dialect, now)
-    rows: list[tuple[Any, ...]] = []
-    alerts: dict[int, Alert] = {}
-    for event in new:
-        value, alert_id = counted.get(event.event_id, (_NOT_COUNTED, None))
-        rows.append(
-            (
-                event.event_id, event.facility_id, event.node_id, event.door_id, event.seq,
-                driver_time(dialect, event.ts), event.kind.value, event.direction,
-                event.subject, event.signal, event.admit, event.reason, event.message,
-                event.detail, event.late, received, value.delta, value.flag, value.after,
-                value.zones, value.peak, alert_id,
-            )
-        )  # fmt: skip
-        raised = alert_for(event)
-        if raised:
-            alert = raise_alert(
-                conn,
-                event.facility_id,
-                raised[0],
-                raised[1],
-                now,
-                node_id=event.node_id,
-                door_id=event.door_id,
-                event_id=event.event_id,
-            )
-            alerts[alert.id] = alert
-    inserted = insert_rows(conn, events, EVENT_COLUMNS, rows, unique="event_id")
-    if inserted != len(new):
-        # Only an event of another facility's batch can get here first (this facility is
-        # locked): a forged or reused id. Counted without it on the next try.
-        raise StoreConflict(f"{len(new) - inserted} events were stored meanwhile")
-    flagged: list[Flagged] = []
-    cleared: list[Alert] = []
-    changed_occupancy = {}
-    corrected: dict[str, datetime] = {}
-    for part in work:
-        done = _persist(conn, facilities.get(part.recount.facility_id), part, now)
-        flagged += done.flagged
-        alerts.update((a.id, a) for a in done.alerts)
-        cleared += done.cleared
-        if done.occupancy is not None:
-            changed_occupancy[part.recount.facility_id] = done.occupancy
-        if part.replayed and part.recount.samples:
-            corrected[part.recount.facility_id] = part.recount.samples[0].minute
-    # In this same transaction: an exit and the visit it closes are stored together.
-    db._record_visits(conn, new)  # type: ignore[attr-defined]
-    found, gap_alerts, gap_cleared = _track_nodes(conn, new, now)
-    alerts.update((a.id, a) for a in gap_alerts)
-    return BatchResult(
-        stored=new,
-        duplicates=duplicates,
-        gaps=found,
-        flagged=flagged,
-        alerts=list(alerts.values()),
-        cleared=cleared + gap_cleared,
-        occupancy=changed_occupancy,
-        corrected=corrected,
-    )
-
-
 def _counting_event(dialect: str, row: Sequence[Any]) -> CountingEvent:
     (id_, ts, seq, event_id, node_id, door_id, kind, direction, delta, flag, after, zones,
      peak, alert_id) = row  # fmt: skip
@@ -358,233 +248,221 @@ def _counting_event(dialect: str, row: Sequence[Any]) -> CountingEvent:
     )
 
 
-def _count(
-    conn: Connection,
-    facility: FacilityConfig | None,
-    facility_id: str,
-    new: Sequence[CountingEvent],
-    now: datetime,
-    point: CountKey | None = None,
-) -> FacilityCount:
-    """Count a facility's ``new`` events (or, from ``point``, an adjustment just made) in
-    their place: from the counts kept with the last event before them, with the events
-    and adjustments after it counted again. Raises and reduces the alerts of the flags
-    that change. The facility is locked (or the store has one writer): nothing of it
-    changes meanwhile."""
-    dialect = conn.dialect.name
-    at_ms, rank, seq, event_id = point or min(e.key for e in new)
-    at = driver_time(dialect, from_ms(at_ms))
-    if rank == EVENT_RANK:
-        found = _BEFORE_EVENT.rows(
-            conn, p_facility=facility_id, p_ts=at, p_seq=seq, p_event=event_id
-        )
-    else:
-        found = _BEFORE_TIME.rows(conn, p_facility=facility_id, p_ts=at)
-    if not found:
-        start = Snapshot()
-        stored_rows = _ALL_COUNTED.rows(conn, p_facility=facility_id)
-        made_rows = _ALL_ADJUSTED.rows(conn, p_facility=facility_id)
-    else:
-        ts, row_seq, row_event, after, zones, peak = found[0]
-        start = Snapshot(after, zones_from(zones), minute_of(from_driver_time(dialect, ts)), peak)
-        stored_rows = _LATER.rows(
-            conn, p_facility=facility_id, p_ts=ts, p_seq=row_seq, p_event=row_event
-        )
-        made_rows = _ADJUSTED_SINCE.rows(conn, p_facility=facility_id, p_ts=ts)
-    stored = [_counting_event(dialect, row) for row in stored_rows]
-    made = [
-        MadeAdjustment(id_, zone_id, kind, value, from_driver_time(dialect, created_at))
-        for id_, zone_id, kind, value, created_at in made_rows
-    ]
-    result = recount(facility_id, facility, start, stored, new, made)
-    counters = dict(_COUNTERS.rows(conn, p_facility=facility_id))
-    part = FacilityCount(result, counters, replayed=bool(stored))
-    flag_alerts(conn, part, now)
-    return part
+class SqlCounting:
+    """``hub.counting.service.CountingStore`` on one connection, in its transaction."""
 
+    def __init__(self, db: Database, conn: Connection, now: datetime) -> None:
+        self.db = db
+        self.conn = conn
+        self.now = now
+        self.dialect = conn.dialect.name
+        self.stamp = driver_time(self.dialect, now)
 
-def _persist(
-    conn: Connection, facility: FacilityConfig | None, part: FacilityCount, now: datetime
-) -> Persisted:
-    """Write what counting changed besides the new events: the stored events counted
-    differently, the alerts' latest exits, the counters and the history."""
-    dialect = conn.dialect.name
-    result = part.recount
-    facility_id = result.facility_id
-    fixes = [
-        {"p_delta": c.delta, "p_flag": c.flag, "p_after": c.after, "p_zones": c.zones,
-         "p_peak": c.peak, "p_alert": part.alert_ids.get(e.event_id, e.alert_id),
-         "p_id": e.row_id}
-        for e, c in result.changed
-        if e.row_id is not None
-    ]  # fmt: skip
-    _FIX.many(conn, fixes)
-    changed = part.counters
-    stamp = driver_time(dialect, now)
-    _SET_COUNT.many(
-        conn,
-        [
-            {"p_facility": facility_id, "p_zone": zone, "p_value": value, "p_now": stamp}
-            for zone, value in sorted(changed.items())
-        ],
-    )
-    _SAMPLE.many(
-        conn,
-        [
-            {"p_facility": facility_id, "p_minute": driver_time(dialect, s.minute),
-             "p_occupancy": s.occupancy, "p_peak": s.peak}
-            for s in result.samples
-        ],
-    )  # fmt: skip
-    alerts, cleared = touched_alerts(conn, part)
-    occupancy_now = None
-    if changed:
-        final = result.final
-        occupancy_now = make_occupancy(facility, facility_id, final.count, final.zones, now)
-    flagged = [Flagged(e.event_id, facility_id, e.door_id, c.flag or "") for e, c in result.flagged]
-    return Persisted(flagged, alerts, cleared, occupancy_now)
+    def lock(self, facility_ids: Sequence[str]) -> Mapping[str, FacilityConfig]:
+        return self.db._lock_facilities(self.conn, facility_ids)
 
+    def known(self, event_ids: Sequence[str]) -> set[str]:
+        rows = _KNOWN.rows(self.conn, p_ids=listed(self.dialect, event_ids))
+        return {row[0] for row in rows}
 
-def _track_nodes(
-    conn: Connection, new: Sequence[Event], now: datetime
-) -> tuple[list[Gap], list[Alert], list[Alert]]:
-    """Update each node's last seq and time; find seq gaps, fill old ones.
-
-    The batch's nodes, and their open gaps, are read a statement for all of them: when
-    several workers share a node's events, each batch finds gaps the others fill, and a
-    round trip per node would add up.
-    """
-    dialect = conn.dialect.name
-    by_node: dict[tuple[str, str], list[Event]] = {}
-    for event in new:
-        by_node.setdefault((event.facility_id, event.node_id), []).append(event)
-    keys = sorted(by_node)
-    facility_ids = listed(dialect, sorted({facility_id for facility_id, _ in keys}))
-    known = {
-        (facility_id, node_id): (last_seq, last_ts)
-        for facility_id, node_id, last_seq, last_ts in _NODES.rows(conn, p_facilities=facility_ids)
-        if (facility_id, node_id) in by_node
-    }
-    open_gaps: dict[tuple[str, str], list[OpenGap]] = {}
-    if any(e.seq <= known.get(key, (0, None))[0] for key in keys for e in by_node[key]):
-        for facility_id, node_id, *gap in _OPEN_GAPS.rows(conn, p_facilities=facility_ids):
-            open_gaps.setdefault((facility_id, node_id), []).append(OpenGap(*gap))
-    stamp = driver_time(dialect, now)
-    alerts: list[Alert] = []
-    found: list[Gap] = []
-    filled: dict[int, int] = {}  # gap id -> still missing
-    to_clear: set[int] = set()
-    tracked: list[dict[str, Any]] = []
-    for key in keys:
-        facility_id, node_id = key
-        node_events = by_node[key]
-        last_seq, last_ts = known.get(key, (0, None))
-        seqs = [e.seq for e in node_events]
-        ranges = gap_ranges(last_seq, seqs)
-        if ranges:
-            # One open alert per node, counted once per gap.
-            alert = raise_alert(
-                conn,
-                facility_id,
-                AlertKind.SEQ_GAP,
-                seq_gap_message(node_id, *ranges[-1]),
-                now,
-                node_id=node_id,
-                times=len(ranges),
+    def start(self, facility_id: str, point: CountKey) -> Start:
+        conn, dialect = self.conn, self.dialect
+        at_ms, rank, seq, event_id = point
+        at = driver_time(dialect, from_ms(at_ms))
+        if rank == EVENT_RANK:
+            found = _BEFORE_EVENT.rows(
+                conn, p_facility=facility_id, p_ts=at, p_seq=seq, p_event=event_id
             )
-            alerts.append(alert)
-            for first, last in ranges:
-                gap_id = _ADD_GAP.rows(
-                    conn,
-                    p_facility=facility_id,
-                    p_node=node_id,
-                    p_first=first,
-                    p_last=last,
-                    p_missing=last - first + 1,
-                    p_now=stamp,
-                    p_alert=alert.id,
-                )[0][0]
-                found.append(
-                    Gap(
-                        id=int(gap_id),
-                        facility_id=facility_id,
-                        node_id=node_id,
-                        first_seq=first,
-                        last_seq=last,
-                        missing=last - first + 1,
-                        detected_at=ms(now),
-                        alert_id=alert.id,
-                    )
-                )
-        reset: list[int] = []
-        late = sorted({s for s in seqs if s <= last_seq})
-        if late:
-            node_gaps = open_gaps.get(key, [])
-            fill = fill_gaps(node_gaps, late)
-            filled.update(fill.missing)
-            # A gap found by this batch is open (and shares the node's alert): the alert
-            # ends only when nothing of the node is missing any more.
-            if fill.all_filled and not ranges:
-                to_clear.update(g.alert_id for g in node_gaps if g.alert_id is not None)
-            reset = fill.unmatched
-            if reset:
-                alerts.append(
-                    raise_alert(
-                        conn,
-                        facility_id,
-                        AlertKind.SEQ_RESET,
-                        seq_reset_message(node_id, reset[0], last_seq),
-                        now,
-                        node_id=node_id,
-                    )
-                )
-        newest = max(node_events, key=lambda e: e.seq)
-        event_ts = driver_time(dialect, max(e.ts for e in node_events))
-        if last_ts is not None and last_ts > event_ts:
-            event_ts = last_ts
-        tracked.append(
-            {
-                "p_facility": facility_id,
-                "p_node": node_id,
-                "p_door": newest.door_id,
-                "p_now": stamp,
-                "p_ts": event_ts,
-                "p_seq": followed_seq(last_seq, seqs, reset),
-            }
+        else:
+            found = _BEFORE_TIME.rows(conn, p_facility=facility_id, p_ts=at)
+        if not found:
+            snapshot = Snapshot()
+            stored = _ALL_COUNTED.rows(conn, p_facility=facility_id)
+            made = _ALL_ADJUSTED.rows(conn, p_facility=facility_id)
+        else:
+            ts, row_seq, row_event, after, zones, peak = found[0]
+            minute = minute_of(from_driver_time(dialect, ts))
+            snapshot = Snapshot(after, zones_from(zones), minute, peak)
+            stored = _LATER.rows(
+                conn, p_facility=facility_id, p_ts=ts, p_seq=row_seq, p_event=row_event
+            )
+            made = _ADJUSTED_SINCE.rows(conn, p_facility=facility_id, p_ts=ts)
+        return Start(
+            snapshot,
+            [_counting_event(dialect, row) for row in stored],
+            [
+                MadeAdjustment(id_, zone_id, kind, value, from_driver_time(dialect, made_at))
+                for id_, zone_id, kind, value, made_at in made
+            ],
         )
-    _FILL_GAP.many(
-        conn,
-        [
-            {"p_id": gap_id, "p_missing": missing, "p_filled": stamp if missing <= 0 else None}
-            for gap_id, missing in filled.items()
-        ],
-    )
-    cleared = clear_ids(conn, dialect, sorted(to_clear), now) if to_clear else []
-    _TRACK_NODE.many(conn, tracked)
-    return found, alerts, cleared
 
+    def counters(self, facility_id: str) -> dict[str, int]:
+        return dict(_COUNTERS.rows(self.conn, p_facility=facility_id))
 
-def adjust(
-    db: Database,
-    conn: Connection,
-    facility_id: str,
-    kind: AdjustmentKind,
-    value: int,
-    user: str,
-    note: str,
-    zone_id: str | None,
-    now: datetime,
-) -> Adjustment:
-    """A staff adjustment in the transaction of ``conn``, counted in its place: it follows
-    every event stamped up to the time it was made (``check_adjustment`` checked it)."""
-    dialect = conn.dialect.name
-    facilities = db._lock_facilities(conn, [facility_id])
-    facility = facilities.get(facility_id)
-    stamp = driver_time(dialect, now)
-    after = _LAST_ROW.rows(conn, p_facility=facility_id)[0][0]
-    adjustment_id = int(
-        _ADD_ADJUSTMENT.rows(
-            conn,
+    def add_events(
+        self, events_: Sequence[Event], counted: Mapping[str, tuple[Counted, int | None]]
+    ) -> int:
+        dialect, received = self.dialect, self.stamp
+        rows: list[tuple[Any, ...]] = []
+        for event in events_:
+            value, alert_id = counted.get(event.event_id, (_NOT_COUNTED, None))
+            rows.append(
+                (
+                    event.event_id, event.facility_id, event.node_id, event.door_id, event.seq,
+                    driver_time(dialect, event.ts), event.kind.value, event.direction,
+                    event.subject, event.signal, event.admit, event.reason, event.message,
+                    event.detail, event.late, received, value.delta, value.flag, value.after,
+                    value.zones, value.peak, alert_id,
+                )
+            )  # fmt: skip
+        inserted = insert_rows(self.conn, events, EVENT_COLUMNS, rows, unique="event_id")
+        if inserted != len(rows):
+            # Only an event of another facility's batch can get here first (this facility
+            # is locked): a forged or reused id. Counted without it on the next try.
+            raise StoreConflict(f"{len(rows) - inserted} events were stored meanwhile")
+        return inserted
+
+    def recounted(self, changed: Sequence[tuple[CountingEvent, Counted, int | None]]) -> None:
+        _FIX.many(
+            self.conn,
+            [
+                {"p_delta": c.delta, "p_flag": c.flag, "p_after": c.after, "p_zones": c.zones,
+                 "p_peak": c.peak, "p_alert": alert_id, "p_id": e.row_id}
+                for e, c, alert_id in changed
+            ],
+        )  # fmt: skip
+
+    def set_counters(self, facility_id: str, counters: Mapping[str, int]) -> None:
+        _SET_COUNT.many(
+            self.conn,
+            [
+                {"p_facility": facility_id, "p_zone": zone, "p_value": value, "p_now": self.stamp}
+                for zone, value in sorted(counters.items())
+            ],
+        )
+
+    def add_samples(self, facility_id: str, samples: Sequence[Sample]) -> None:
+        _SAMPLE.many(
+            self.conn,
+            [
+                {"p_facility": facility_id, "p_minute": driver_time(self.dialect, s.minute),
+                 "p_occupancy": s.occupancy, "p_peak": s.peak}
+                for s in samples
+            ],
+        )  # fmt: skip
+
+    def raise_alert(
+        self,
+        facility_id: str,
+        kind: str,
+        message: str,
+        *,
+        node_id: str | None = None,
+        door_id: str | None = None,
+        event_id: str | None = None,
+        times: int = 1,
+    ) -> Alert:
+        return raise_alert(
+            self.conn,
+            facility_id,
+            kind,
+            message,
+            self.now,
+            node_id=node_id,
+            door_id=door_id,
+            event_id=event_id,
+            times=times,
+        )
+
+    def take_back(self, alert_id: int) -> None:
+        take_back(self.conn, alert_id, self.now)
+
+    def name_latest_exit(self, alert_id: int) -> None:
+        name_latest_exit(self.conn, alert_id)
+
+    def alert(self, alert_id: int) -> Alert | None:
+        return alert_by_id(self.conn, alert_id)
+
+    def clear_alerts(self, alert_ids: Sequence[int]) -> list[Alert]:
+        return clear_ids(self.conn, self.dialect, alert_ids, self.now)
+
+    def record_visits(self, events_: Sequence[Event]) -> None:
+        self.db._record_visits(self.conn, events_)  # type: ignore[attr-defined]
+
+    def nodes(self, keys: Sequence[NodeKey]) -> dict[NodeKey, tuple[int, datetime | None]]:
+        wanted = set(keys)
+        facility_ids = listed(self.dialect, sorted({facility_id for facility_id, _ in keys}))
+        return {
+            (facility_id, node_id): (
+                last_seq,
+                None if last_ts is None else from_driver_time(self.dialect, last_ts),
+            )
+            for facility_id, node_id, last_seq, last_ts in _NODES.rows(
+                self.conn, p_facilities=facility_ids
+            )
+            if (facility_id, node_id) in wanted
+        }
+
+    def open_gaps(self, keys: Sequence[NodeKey]) -> dict[NodeKey, list[OpenGap]]:
+        wanted = set(keys)
+        facility_ids = listed(self.dialect, sorted({facility_id for facility_id, _ in keys}))
+        found: dict[NodeKey, list[OpenGap]] = {}
+        for facility_id, node_id, *gap in _OPEN_GAPS.rows(self.conn, p_facilities=facility_ids):
+            if (facility_id, node_id) in wanted:
+                found.setdefault((facility_id, node_id), []).append(OpenGap(*gap))
+        return found
+
+    def add_gap(
+        self, facility_id: str, node_id: str, first_seq: int, last_seq: int, alert_id: int
+    ) -> Gap:
+        missing = last_seq - first_seq + 1
+        gap_id = _ADD_GAP.rows(
+            self.conn,
+            p_facility=facility_id,
+            p_node=node_id,
+            p_first=first_seq,
+            p_last=last_seq,
+            p_missing=missing,
+            p_now=self.stamp,
+            p_alert=alert_id,
+        )[0][0]
+        return Gap(
+            id=int(gap_id),
+            facility_id=facility_id,
+            node_id=node_id,
+            first_seq=first_seq,
+            last_seq=last_seq,
+            missing=missing,
+            detected_at=self.now,
+            alert_id=alert_id,
+        )
+
+    def fill_gaps(self, missing: Mapping[int, int]) -> None:
+        _FILL_GAP.many(
+            self.conn,
+            [
+                {"p_id": gap_id, "p_missing": left, "p_filled": self.stamp if left <= 0 else None}
+                for gap_id, left in missing.items()
+            ],
+        )
+
+    def track_nodes(self, seen: Sequence[NodeSeen]) -> None:
+        _TRACK_NODE.many(
+            self.conn,
+            [
+                {"p_facility": n.facility_id, "p_node": n.node_id, "p_door": n.door_id,
+                 "p_now": self.stamp, "p_ts": driver_time(self.dialect, n.last_event_ts),
+                 "p_seq": n.last_seq}
+                for n in seen
+            ],
+        )  # fmt: skip
+
+    def add_adjustment(
+        self, facility_id: str, zone_id: str | None, kind: str, value: int, user: str, note: str
+    ) -> int:
+        after = _LAST_ROW.rows(self.conn, p_facility=facility_id)[0][0]
+        row = _ADD_ADJUSTMENT.rows(
+            self.conn,
             p_facility=facility_id,
             p_zone=zone_id,
             p_kind=kind,
@@ -592,36 +470,20 @@ def adjust(
             p_after=after,
             p_user=user,
             p_note=note,
-            p_now=stamp,
-        )[0][0]
-    )
-    # Events stamped later (a door whose clock runs ahead) are counted after it.
-    part = _count(conn, facility, facility_id, [], now, point=adjustment_key(now, adjustment_id))
-    _persist(conn, facility, part, now)
-    delta = part.recount.adjusted[adjustment_id]
-    _ADJUSTED.run(conn, p_id=adjustment_id, p_delta=delta)
-    target = f"{facility_id}/{zone_id}" if zone_id else facility_id
-    record_audit(
-        conn, user, f"occupancy.{kind}", facility_id, target, f"{value} ({delta:+d}) {note}"
-    )
-    final = part.recount.final
-    return Adjustment(
-        id=adjustment_id,
-        facility_id=facility_id,
-        zone_id=zone_id,
-        kind=kind,
-        value=value,
-        delta=delta,
-        user=user,
-        note=note,
-        created_at=now,
-        occupancy=make_occupancy(facility, facility_id, final.count, final.zones, now),
-    )
+            p_now=self.stamp,
+        )
+        return int(row[0][0])
+
+    def adjusted(self, adjustment_id: int, delta: int) -> None:
+        _ADJUSTED.run(self.conn, p_id=adjustment_id, p_delta=delta)
+
+    def audit(self, user: str, action: str, facility_id: str, target: str, detail: str) -> None:
+        record_audit(self.conn, user, action, facility_id, target, detail)
 
 
 class Batches:
-    """Storing batches of events and staff adjustments: a part of the store
-    (``hub.store.Store``)."""
+    """Storing batches of events and staff adjustments, counted by ``hub.counting``: a
+    part of the store (``hub.store.Store``)."""
 
     def store_batch(
         self: Database, events: Sequence[Event], received_at: datetime | None = None
@@ -632,7 +494,10 @@ class Batches:
             if event.ts.tzinfo is None:
                 raise ValueError(f"event {event.event_id}: ts has no time zone")
         now = ms(received_at or utcnow())
-        return self._sa("store events", lambda conn: store_batch(self, conn, events, now))
+        return self._sa(
+            "store events",
+            lambda conn: Counting(SqlCounting(self, conn, now), now).store_batch(events),
+        )
 
     def adjust(
         self: Database,
@@ -650,5 +515,7 @@ class Batches:
         now = ms(utcnow())
         return self._sa(
             "adjust the occupancy",
-            lambda conn: adjust(self, conn, facility_id, kind, value, user, note, zone_id, now),
+            lambda conn: Counting(SqlCounting(self, conn, now), now).adjust(
+                facility_id, kind, value, user, note, zone_id
+            ),
         )

@@ -15,7 +15,7 @@ import pytest
 from argon2 import PasswordHasher
 
 import hub.auth
-import hub.store.batch
+import hub.counting.service
 from hub.auth import hash_password
 from hub.config import FacilityConfig
 from hub.errors import StoreError
@@ -157,7 +157,7 @@ def test_a_visit_is_stored_with_its_exit_or_not_at_all(
         raise StoreError("the disk is full")
 
     # A failure after the visit was derived, inside the same transaction.
-    monkeypatch.setattr(hub.store.batch, "_track_nodes", broken)
+    monkeypatch.setattr(hub.counting.service.Counting, "_track_nodes", broken)
     with pytest.raises(StoreError):
         store.store_batch([left])
     assert store.event(left.event_id) is None
