@@ -34,6 +34,7 @@ import platform
 import pstats
 import re
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -421,6 +422,10 @@ def _spread(results: list[Result]) -> str:
     return f"{rates[0]:,.0f} to {rates[-1]:,.0f}" if len(rates) > 1 else "-"
 
 
+def _cpu(results: list[Result]) -> float:
+    return statistics.median(r.cpu_per_event_us for r in results)
+
+
 def render(
     raws: list[Result],
     hubs: list[Result],
@@ -454,6 +459,12 @@ def render(
         f"{details['viewer events']:.0f} of the {raw.events} events a round (the stream "
         "sends the latest of each quarter second). The publisher runs in a process of its "
         "own, as the door nodes are other machines.",
+        "",
+        "CPU time per event, median over the rounds (the measuring process: the bare "
+        "subscriber, or the hub with its ack listener; a busy machine sways it far less "
+        f"than a rate): subscriber {_cpu(raws):.0f} µs, hub {_cpu(hubs):.0f} µs "
+        f"({_cpu(hubs) / _cpu(raws):.1f}x), hub with a viewer {_cpu(viewed):.0f} µs "
+        f"({_cpu(viewed) / _cpu(raws):.1f}x).",
         "",
         f"Target: with a viewer, at least {TARGET_RATIO:.0%} of the broker alone; this run "
         f"{verdict} it ({seen.rate:,.0f} events/s, {ratio:.0%}).",

@@ -23,12 +23,10 @@ from hub.counting.rules import (
     Counted,
     CountingEvent,
     CountKey,
-    MadeAdjustment,
     OpenGap,
     Sample,
     Snapshot,
     check_adjustment,
-    epoch_ms,
     from_ms,
     minute_of,
     zones_from,
@@ -48,6 +46,7 @@ from hub.store.dialect import (
     ms,
     upsert,
 )
+from hub.store.events import ADJUSTMENT, COUNTING, FIX, ORDER, counting_event, made_adjustment
 from hub.store.tables import adjustments, events, gaps, nodes, occupancy, occupancy_history
 from protocol.events import Event, utcnow
 
@@ -69,15 +68,9 @@ EVENT_COLUMNS = (
     "subject", "signal", "admit", "reason", "message", "detail", "late", "received_at",
     "delta", "flag", "occupancy_after", "zones_after", "minute_peak", "alert_id",
 )  # fmt: skip
-_ORDER = (_E.ts, _E.seq, _E.event_id)
 _NEWEST_FIRST = (_E.ts.desc(), _E.seq.desc(), _E.event_id.desc())
 _COUNTED = _E.occupancy_after.is_not(None)
 _START = (_E.ts, _E.seq, _E.event_id, _E.occupancy_after, _E.zones_after, _E.minute_peak)
-# An event as counting sees it (``CountingEvent``).
-_COUNTING = (_E.id, _E.ts, _E.seq, _E.event_id, _E.node_id, _E.door_id, _E.kind,
-             _E.direction, _E.delta, _E.flag, _E.occupancy_after, _E.zones_after,
-             _E.minute_peak, _E.alert_id)  # fmt: skip
-_ADJUSTMENT = (_J.id, _J.zone_id, _J.kind, _J.value, _J.created_at)
 _P_KEY = tuple_(bindparam("p_ts"), bindparam("p_seq"), bindparam("p_event"))
 _OF_FACILITY = _E.facility_id == bindparam("p_facility")
 
@@ -86,7 +79,7 @@ _KNOWN = Prepared(lambda d: select(_E.event_id).where(any_of(d, _E.event_id, "p_
 _BEFORE_EVENT = Prepared(
     lambda d: (
         select(*_START)
-        .where(_OF_FACILITY, tuple_(*_ORDER) < _P_KEY, _COUNTED)
+        .where(_OF_FACILITY, tuple_(*ORDER) < _P_KEY, _COUNTED)
         .order_by(*_NEWEST_FIRST)
         .limit(1)
     )
@@ -101,37 +94,22 @@ _BEFORE_TIME = Prepared(
 )
 _LATER = Prepared(
     lambda d: (
-        select(*_COUNTING).where(_OF_FACILITY, _COUNTED, tuple_(*_ORDER) > _P_KEY).order_by(*_ORDER)
+        select(*COUNTING).where(_OF_FACILITY, _COUNTED, tuple_(*ORDER) > _P_KEY).order_by(*ORDER)
     )
 )
-_ALL_COUNTED = Prepared(
-    lambda d: select(*_COUNTING).where(_OF_FACILITY, _COUNTED).order_by(*_ORDER)
-)
+_ALL_COUNTED = Prepared(lambda d: select(*COUNTING).where(_OF_FACILITY, _COUNTED).order_by(*ORDER))
 _ADJUSTED_SINCE = Prepared(
-    lambda d: select(*_ADJUSTMENT).where(
+    lambda d: select(*ADJUSTMENT).where(
         _J.facility_id == bindparam("p_facility"), _J.created_at >= bindparam("p_ts")
     )
 )
 _ALL_ADJUSTED = Prepared(
-    lambda d: select(*_ADJUSTMENT).where(_J.facility_id == bindparam("p_facility"))
+    lambda d: select(*ADJUSTMENT).where(_J.facility_id == bindparam("p_facility"))
 )
 _COUNTERS = Prepared(
     lambda d: select(_O.zone_id, _O.value).where(_O.facility_id == bindparam("p_facility"))
 )
-_FIX = Prepared(
-    lambda d: (
-        update(events)
-        .where(_E.id == bindparam("p_id"))
-        .values(
-            delta=bindparam("p_delta"),
-            flag=bindparam("p_flag"),
-            occupancy_after=bindparam("p_after"),
-            zones_after=bindparam("p_zones"),
-            minute_peak=bindparam("p_peak"),
-            alert_id=bindparam("p_alert"),
-        )
-    )
-)
+_FIX = Prepared(lambda d: FIX)
 _SET_COUNT = Prepared(
     lambda d: upsert(
         d,
@@ -234,18 +212,7 @@ _ADJUSTED = Prepared(
 
 
 def _counting_event(dialect: str, row: Sequence[Any]) -> CountingEvent:
-    (id_, ts, seq, event_id, node_id, door_id, kind, direction, delta, flag, after, zones,
-     peak, alert_id) = row  # fmt: skip
-    return CountingEvent(
-        (epoch_ms(from_driver_time(dialect, ts)), EVENT_RANK, seq, event_id),
-        node_id,
-        door_id,
-        kind,
-        direction,
-        row_id=id_,
-        stored=Counted(delta, flag, after, zones, peak),
-        alert_id=alert_id,
-    )
+    return counting_event((row[0], from_driver_time(dialect, row[1]), *row[2:]))
 
 
 class SqlCounting:
@@ -290,10 +257,7 @@ class SqlCounting:
         return Start(
             snapshot,
             [_counting_event(dialect, row) for row in stored],
-            [
-                MadeAdjustment(id_, zone_id, kind, value, from_driver_time(dialect, made_at))
-                for id_, zone_id, kind, value, made_at in made
-            ],
+            [made_adjustment((*row[:4], from_driver_time(dialect, row[4]))) for row in made],
         )
 
     def counters(self, facility_id: str) -> dict[str, int]:
@@ -326,8 +290,9 @@ class SqlCounting:
         _FIX.many(
             self.conn,
             [
-                {"p_delta": c.delta, "p_flag": c.flag, "p_after": c.after, "p_zones": c.zones,
-                 "p_peak": c.peak, "p_alert": alert_id, "p_id": e.row_id}
+                {"new_delta": c.delta, "new_flag": c.flag, "new_after": c.after,
+                 "new_zones": c.zones, "new_peak": c.peak, "new_alert": alert_id,
+                 "row_id": e.row_id}
                 for e, c, alert_id in changed
             ],
         )  # fmt: skip

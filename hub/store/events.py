@@ -42,9 +42,9 @@ COUNTING = (_E.id, _E.ts, _E.seq, _E.event_id, _E.node_id, _E.door_id, _E.kind, 
             _E.delta, _E.flag, _E.occupancy_after, _E.zones_after, _E.minute_peak,
             _E.alert_id)  # fmt: skip
 ADJUSTMENT = (_J.id, _J.zone_id, _J.kind, _J.value, _J.created_at)
-_ORDER = (_E.ts, _E.seq, _E.event_id)
+ORDER = (_E.ts, _E.seq, _E.event_id)  # the counting order
 _COUNTABLE = _E.kind.in_(("entry", "exit", "manual"))
-_FIX = (
+FIX = (
     update(events)
     .where(_E.id == bindparam("row_id"))
     .values(
@@ -84,12 +84,12 @@ def _all_counting(conn: Connection, facility_id: str) -> Iterator[CountingEvent]
     query = (
         select(*COUNTING)
         .where(_E.facility_id == facility_id, _COUNTABLE)
-        .order_by(*_ORDER)
+        .order_by(*ORDER)
         .limit(_PAGE)
     )
     after: tuple[Any, ...] | None = None
     while True:
-        page = query if after is None else query.where(tuple_(*_ORDER) > tuple_(*after))
+        page = query if after is None else query.where(tuple_(*ORDER) > tuple_(*after))
         rows = conn.execute(page).all()
         for row in rows:
             if counts(row[6], row[7]):
@@ -113,7 +113,7 @@ def recount_all(store: Database, conn: Connection, now: datetime) -> dict[str, S
 
     def flush() -> None:
         if fixes:
-            conn.execute(_FIX, fixes)
+            conn.execute(FIX, fixes)
             fixes.clear()
 
     def fix(event: CountingEvent, counted: Counted) -> None:

@@ -47,19 +47,11 @@ from sqlalchemy.exc import DBAPIError
 
 from hub.config import FacilityConfig
 from hub.errors import StoreDataError, StoreError
-from hub.store.accounts import Accounts
-from hub.store.alerts import Alerts
-from hub.store.batch import Batches
 from hub.store.dialect import StoreConflict, lock_all
-from hub.store.enrolments import Enrolments
-from hub.store.events import Events, recount_all
-from hub.store.facilities import Facilities, apply_settings
+from hub.store.events import recount_all
+from hub.store.facilities import apply_settings
 from hub.store.migrations import migrate
-from hub.store.nodes import Nodes
-from hub.store.reads import Reads
-from hub.store.retention import Retention
-from hub.store.upstream import Upstream
-from hub.store.visits import Visits
+from hub.store.parts import StoreParts
 from protocol.events import utcnow
 from runtime.db import DatabaseError, open_engine
 
@@ -135,19 +127,7 @@ class _Pool:
         self.engine.dispose()
 
 
-class PgStore(
-    Batches,
-    Reads,
-    Events,
-    Facilities,
-    Alerts,
-    Nodes,
-    Accounts,
-    Enrolments,
-    Upstream,
-    Visits,
-    Retention,
-):
+class PgStore(StoreParts):
     """The hub's store in PostgreSQL (see the module's doc). ``dsn`` is a libpq connection
     string; its password, if the server needs one, belongs in a ``.pgpass`` file."""
 

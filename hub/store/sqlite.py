@@ -26,18 +26,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hub.config import FacilityConfig
 from hub.errors import StoreDataError, StoreError
-from hub.store.accounts import Accounts
-from hub.store.alerts import Alerts
-from hub.store.batch import Batches
-from hub.store.enrolments import Enrolments
-from hub.store.events import Events, recount_all
-from hub.store.facilities import Facilities
+from hub.store.events import recount_all
 from hub.store.migrations import migrate
-from hub.store.nodes import Nodes
-from hub.store.reads import Reads
-from hub.store.retention import Retention
-from hub.store.upstream import Upstream
-from hub.store.visits import Visits
+from hub.store.parts import StoreParts
 from protocol.events import utcnow
 from runtime.db import DatabaseError, open_engine
 
@@ -46,19 +37,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class SqliteStore(
-    Batches,
-    Reads,
-    Events,
-    Facilities,
-    Alerts,
-    Nodes,
-    Accounts,
-    Enrolments,
-    Upstream,
-    Visits,
-    Retention,
-):
+class SqliteStore(StoreParts):
     """The hub's store in one SQLite file (see the module's doc)."""
 
     dialect = "sqlite"
