@@ -74,10 +74,12 @@ START = "<!-- bench:workers:start -->"
 END = "<!-- bench:workers:end -->"
 TITLE = "Hub workers"
 DEFAULT_PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
-TARGETS = {"sqlite": 0.5, "postgresql": 0.3}  # share of the broker alone, per backend
-# The modules that call the driver: the store (before and after its statements went
-# through SQLAlchemy) and SQLAlchemy itself.
-_PG_MODULES = ("hub/store/postgres.py", "hub/pg_registry.py", "sqlalchemy/engine/default.py")
+# Share of the broker alone, per backend: the PostgreSQL workers' is the hub's ingest goal
+# (docs/benchmarks.md); SQLite's here is a reference (``bench.ingest`` holds its goal).
+TARGETS = {"sqlite": 0.5, "postgresql": 0.7}
+# The modules that call the driver: the store's own connection handling, the statements of
+# the events' path (run on the driver's cursor) and SQLAlchemy itself.
+_PG_MODULES = ("hub/store/postgres.py", "hub/store/dialect.py", "sqlalchemy/engine/default.py")
 GROUPS = ("load generator", "broker", "hub workers", "PostgreSQL", "listener")
 OTHERS = "other processes"
 
@@ -157,9 +159,7 @@ def _profile_summary(profiler: cProfile.Profile) -> dict[str, float]:
             key = {"_process": "batches", "_validate": "validate", "_after_store": "acks"}
             if function in key:
                 summary[key[function]] += cumulative
-        elif path.endswith(("hub/store/postgres.py", "hub/store/sqlite.py")) and function == (
-            "store_batch"
-        ):
+        elif path.endswith("hub/store/batch.py") and function == "store_batch":
             summary["store"] += cumulative
         elif "/psycopg/" in path:
             # Time in the driver called straight from the store: the round trips to the
