@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from hub.errors import AlreadyExists, NotFound
 from hub.records import AuditEntry, Role, User, check_user_change
-from hub.store.dialect import bytewise, insert, ms
+from hub.store.dialect import Prepared, bytewise, from_driver_time, insert, ms
 from hub.store.tables import audit as audit_table
 from hub.store.tables import users
 from protocol.events import utcnow
@@ -41,6 +41,17 @@ def _user(row: Sequence[Any]) -> User:
         disabled=bool(disabled),
         language=language,
     )
+
+
+_GET_USER = Prepared(lambda d: select(*_USER).where(users.c.username == bindparam("p_username")))
+
+
+def _driver_user(conn: Connection, username: str) -> list[Sequence[Any]]:
+    dialect = conn.dialect.name
+    return [
+        (*row[:4], from_driver_time(dialect, row[4]), *row[5:])
+        for row in _GET_USER.rows(conn, p_username=username)
+    ]
 
 
 def record_audit(
@@ -87,9 +98,9 @@ class Accounts:
         return _user(row)
 
     def get_user(self: Database, username: str) -> User | None:
-        query = select(*_USER).where(users.c.username == username)
-        row = self._sa("read a user", lambda conn: conn.execute(query).first(), write=False)
-        return _user(row) if row else None
+        # Read on every request a logged-in person makes: compiled once, on the driver.
+        rows = self._sa("read a user", lambda conn: _driver_user(conn, username), write=False)
+        return _user(rows[0]) if rows else None
 
     def list_users(self: Database) -> list[User]:
         query = select(*_USER).order_by(bytewise(self.dialect, users.c.username))

@@ -25,8 +25,8 @@ from hub.errors import NotFound
 from hub.records import Alert
 from hub.store.accounts import record_audit
 from hub.store.dialect import Prepared, any_of, driver_time, listed, ms
-from hub.store.reads import ALERT, OPEN, alert_of
-from hub.store.tables import _text_time, alerts, events
+from hub.store.reads import ALERT, OPEN, alert_of, driver_alert
+from hub.store.tables import alerts, events
 from protocol.events import utcnow
 
 if TYPE_CHECKING:
@@ -133,7 +133,6 @@ _CLEAR = Prepared(
         .returning(*ALERT)
     )
 )
-_TIMES = (8, 9, 11, 12)  # created_at, last_at, acknowledged_at, cleared_at of ``ALERT``
 
 
 def _driver_time(conn: Connection, ts: datetime) -> Any:
@@ -141,9 +140,7 @@ def _driver_time(conn: Connection, ts: datetime) -> Any:
 
 
 def _alert(conn: Connection, row: Sequence[Any]) -> Alert:
-    if conn.dialect.name != "postgresql":
-        row = [_text_time(value) if index in _TIMES else value for index, value in enumerate(row)]
-    return alert_of(row)
+    return alert_of(driver_alert(conn.dialect.name, row))
 
 
 def raise_alert(

@@ -222,6 +222,24 @@ def listed(dialect: str, items: Sequence[Any]) -> Any:
     return list(items) if dialect == "postgresql" else json.dumps(list(items))
 
 
+class PreparedFamily:
+    """The ``Prepared`` statements of one read whose filters vary: one for each set of the
+    parameters given (a parameter given as None is left out), each compiled once per
+    database. ``build(dialect, given)`` makes the statement for the names in ``given``."""
+
+    def __init__(self, build: Callable[[str, frozenset[str]], Any]) -> None:
+        self._build = build
+        self._members: dict[frozenset[str], Prepared] = {}
+
+    def rows(self, conn: Connection, **params: Any) -> list[Any]:
+        given = {name: value for name, value in params.items() if value is not None}
+        names = frozenset(given)
+        member = self._members.get(names)
+        if member is None:
+            member = self._members[names] = Prepared(lambda dialect: self._build(dialect, names))
+        return member.rows(conn, **given)
+
+
 class Prepared:
     """A statement of the ingest path compiled once per database by SQLAlchemy and run on
     the driver's own cursor: nothing is built, compiled or wrapped per batch or per row.
@@ -229,7 +247,7 @@ class Prepared:
 
     def __init__(self, build: Callable[[str], Any]) -> None:
         self._build = build
-        self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
+        self._compiled: dict[str, tuple[str, tuple[str, ...], bool, dict[str, Any]]] = {}
 
     def rows(self, conn: Connection, **params: Any) -> list[Any]:
         """The rows the statement returns."""
@@ -257,13 +275,22 @@ class Prepared:
         found = self._compiled.get(dialect.name)
         if found is None:
             compiled = self._build(dialect.name).compile(dialect=dialect)
-            order = tuple(compiled.positiontup or ()) if compiled.positional else None
-            found = self._compiled[dialect.name] = (str(compiled), order, dict(compiled.params))
-        sql, order, constants = found
+            positional = bool(compiled.positional)
+            names = tuple(compiled.positiontup or ()) if positional else tuple(compiled.params)
+            found = self._compiled[dialect.name] = (
+                str(compiled),
+                names,
+                positional,
+                dict(compiled.params),
+            )
+        sql, names, positional, constants = found
         args: list[Any] = []
         for given in params:
             merged = {**constants, **given}
-            args.append([merged[name] for name in order] if order is not None else merged)
+            if positional:
+                args.append([merged[name] for name in names])
+            else:
+                args.append({name: merged[name] for name in names})
         return sql, args
 
     def _execute(self, conn: Connection, params: dict[str, Any], *, fetch: bool) -> list[Any]:

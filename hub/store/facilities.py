@@ -9,14 +9,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from hub.config import FacilityConfig
 from hub.counting.rules import WHOLE, CapacityChange, capacity_change, make_occupancy, with_capacity
 from hub.errors import NotFound
 from hub.records import Occupancy
 from hub.store.accounts import record_audit
-from hub.store.dialect import bytewise, insert, ms
+from hub.store.dialect import Prepared, bytewise, from_driver_time, insert, ms
 from hub.store.tables import capacity_settings, occupancy
 from protocol.events import utcnow
 
@@ -169,12 +169,15 @@ class Facilities:
         return change.facility
 
     def occupancy(self: Database, facility_id: str) -> Occupancy:
-        query = select(_O.zone_id, _O.value, _O.updated_at).where(_O.facility_id == facility_id)
-
         def read(conn: Connection) -> Sequence[Any]:
             if self.several_writers:
                 read_settings(self, conn, facility_id)
-            return conn.execute(query).all()
+            # Read on every page and poll of the dashboard: compiled once, on the driver.
+            dialect = conn.dialect.name
+            return [
+                (zone_id, value, from_driver_time(dialect, updated_at))
+                for zone_id, value, updated_at in _OCCUPANCY.rows(conn, p_facility=facility_id)
+            ]
 
         rows = self._sa("read the occupancy", read, write=False)
         if facility_id not in self.facilities and not rows:
@@ -196,6 +199,13 @@ class Facilities:
         for row in rows:
             by_facility.setdefault(row[0], []).append(row[1:])
         return [_occupancy_of(self, f, rows) for f, rows in by_facility.items()]
+
+
+_OCCUPANCY = Prepared(
+    lambda d: select(_O.zone_id, _O.value, _O.updated_at).where(
+        _O.facility_id == bindparam("p_facility")
+    )
+)
 
 
 def _occupancy_of(store: Database, facility_id: str, rows: Sequence[Any]) -> Occupancy:

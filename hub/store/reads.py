@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Connection, Integer, Select, bindparam, func, select
 
 from hub.records import (
     Adjustment,
@@ -19,7 +19,7 @@ from hub.records import (
     NodeView,
     StoredEvent,
 )
-from hub.store.dialect import bytewise
+from hub.store.dialect import PreparedFamily, bytewise, driver_time, from_driver_time
 from hub.store.tables import adjustments, alerts, events, gaps, nodes, occupancy_history
 from protocol.events import Event
 
@@ -78,6 +78,51 @@ def node_of(row: Sequence[Any]) -> NodeView:
     )  # fmt: skip
 
 
+_ALERT_TIMES = (8, 9, 11, 12)  # created_at, last_at, acknowledged_at, cleared_at of ``ALERT``
+
+
+def driver_alert(dialect: str, row: Sequence[Any]) -> list[Any]:
+    """A row of ``ALERT`` as the driver gives it, with its times as ``datetime``."""
+    return [
+        from_driver_time(dialect, value) if index in _ALERT_TIMES and value is not None else value
+        for index, value in enumerate(row)
+    ]
+
+
+# The dashboard's and the API's most frequent reads, their filters as given: compiled once
+# for each set of filters and database, and run on the driver (``PreparedFamily``).
+_EVENT_FILTERS = {
+    "p_facility": lambda: _E.facility_id == bindparam("p_facility"),
+    "p_door": lambda: _E.door_id == bindparam("p_door"),
+    "p_node": lambda: _E.node_id == bindparam("p_node"),
+    "p_kind": lambda: _E.kind == bindparam("p_kind"),
+    "p_subject": lambda: _E.subject == bindparam("p_subject"),
+    "p_since": lambda: _E.ts >= bindparam("p_since"),
+    "p_until": lambda: _E.ts < bindparam("p_until"),
+    "p_before": lambda: _E.id < bindparam("p_before"),
+}
+_EVENTS = PreparedFamily(
+    lambda dialect, given: (
+        select(*_STORED)
+        .where(*(_EVENT_FILTERS[name]() for name in sorted(given) if name in _EVENT_FILTERS))
+        .order_by(_E.id.desc())
+        .limit(bindparam("p_limit", type_=Integer))
+    )
+)
+_ALERTS = PreparedFamily(
+    lambda dialect, given: (
+        select(*ALERT)
+        .where(
+            *([_A.facility_id == bindparam("p_facility")] if "p_facility" in given else []),
+            *([_A.kind == bindparam("p_kind")] if "p_kind" in given else []),
+            *(OPEN if "p_open" in given else ()),
+        )
+        .order_by(_A.id.desc())
+        .limit(bindparam("p_limit", type_=Integer))
+    )
+)
+
+
 def _all(db: Database, what: str, query: Select[Any]) -> list[Any]:
     return db._sa(what, lambda conn: list(conn.execute(query).all()), write=False)
 
@@ -99,20 +144,28 @@ class Reads:
         limit: int = 100,
     ) -> EventPage:
         limit = max(1, min(limit, MAX_PAGE))
-        query = select(*_STORED)
-        for column, value in (
-            (_E.facility_id, facility_id), (_E.door_id, door_id), (_E.node_id, node_id),
-            (_E.kind, kind), (_E.subject, subject),
-        ):  # fmt: skip
-            if value is not None:
-                query = query.where(column == str(value))
-        if since is not None:
-            query = query.where(_E.ts >= since)
-        if until is not None:
-            query = query.where(_E.ts < until)
-        if before is not None:
-            query = query.where(_E.id < before)
-        rows = _all(self, "read events", query.order_by(_E.id.desc()).limit(limit + 1))
+
+        def read(conn: Connection) -> list[Any]:
+            dialect = conn.dialect.name
+            rows = _EVENTS.rows(
+                conn,
+                p_facility=facility_id,
+                p_door=door_id,
+                p_node=node_id,
+                p_kind=None if kind is None else str(kind),
+                p_subject=subject,
+                p_since=None if since is None else driver_time(dialect, since),
+                p_until=None if until is None else driver_time(dialect, until),
+                p_before=before,
+                p_limit=limit + 1,
+            )
+            return [
+                (*row[:6], from_driver_time(dialect, row[6]), *row[7:16],
+                 from_driver_time(dialect, row[16]), *row[17:])
+                for row in rows
+            ]  # fmt: skip
+
+        rows = self._sa("read events", read, write=False)
         page = [stored_event(row) for row in rows[:limit]]
         return EventPage(page, page[-1].id if len(rows) > limit else None)
 
@@ -148,15 +201,17 @@ class Reads:
         kind: str | None = None,
         limit: int = 200,
     ) -> list[Alert]:
-        query = select(*ALERT)
-        if facility_id is not None:
-            query = query.where(_A.facility_id == facility_id)
-        if kind is not None:
-            query = query.where(_A.kind == str(kind))
-        if open_only:
-            query = query.where(*OPEN)
-        query = query.order_by(_A.id.desc()).limit(max(1, min(limit, MAX_PAGE)))
-        return [alert_of(row) for row in _all(self, "read alerts", query)]
+        def read(conn: Connection) -> list[Alert]:
+            rows = _ALERTS.rows(
+                conn,
+                p_facility=facility_id,
+                p_kind=None if kind is None else str(kind),
+                p_open=True if open_only else None,
+                p_limit=max(1, min(limit, MAX_PAGE)),
+            )
+            return [alert_of(driver_alert(conn.dialect.name, row)) for row in rows]
+
+        return self._sa("read alerts", read, write=False)
 
     def nodes(self: Database, facility_id: str | None = None) -> list[NodeView]:
         query = select(*NODE)
