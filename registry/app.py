@@ -28,6 +28,7 @@ from protocol.ids import SUBJECT_PATTERN
 from protocol.status import Status
 from protocol.trust import format_time
 from registry import __version__
+from registry.console import app as console
 from registry.errors import NotFound, RegistryError, SigningKeyError, StoreError
 from registry.models import (
     ActivateIn,
@@ -77,7 +78,6 @@ from registry.routing import (
     Operation,
     Routes,
     api_error,
-    http_error,
     invalid,
     refused,
     registry_error,
@@ -85,6 +85,7 @@ from registry.routing import (
 )
 from registry.service import Registry
 from runtime.api import HeadAsGet, Refused, TimeQuery, document
+from runtime.web import make_templates, static_version
 
 __all__ = ["Operation", "create_app", "operations"]
 
@@ -814,19 +815,23 @@ def create_app(registry: Registry) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
         docs_url=None,
         redoc_url=None,
-        middleware=[Middleware(HeadAsGet)],
+        middleware=[*console.middleware(registry), Middleware(HeadAsGet)],
         telemetry={"tracing": False, "metrics": False, "logs": False},
         exception_handlers={
             ApiError: api_error,
             Refused: refused,
             RegistryError: registry_error,
             RequestValidationError: invalid,
-            HTTPException: http_error,
+            HTTPException: console.http_error,
             Exception: server_error,
         },
     )
     app.router.routes.extend(api.router.routes)
+    # The console's pages after the API: a path the API does not know is a page's.
+    app.router.routes.extend(console.routes())
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.registry = registry
     app.state.operations = operations()
+    app.state.templates = make_templates(console.TEMPLATES)
+    app.state.static_version = static_version(console.STATIC)
     return app

@@ -1,0 +1,100 @@
+"""The operators' console: facility requests to verify or reject.
+
+Every handler is for operators only (``logged_in("operator")``), and every write carries
+the session's CSRF token; the registry's service does the rest, as for the API.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.responses import RedirectResponse, Response
+
+from registry.console.public import state_names, type_names
+from registry.console.session import Page, field, logged_in
+from registry.errors import NotFound, RegistryError
+from registry.records import Facility, FacilityState
+
+logger = logging.getLogger(__name__)
+
+MAX_REASON = 500
+
+
+@logged_in("operator", "pic")
+async def console_home(page: Page) -> Response:
+    """``/console``: an operator's requests, a PIC's facilities."""
+    if page.caller.kind == "pic":
+        return RedirectResponse("/console/facilities", status_code=303)
+    return RedirectResponse("/console/requests", status_code=303)
+
+
+def _requests_page(
+    page: Page,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    problem_id: str | None = None,
+    verified: tuple[Facility, str] | None = None,
+    rejected: str | None = None,
+) -> Response:
+    store = page.registry.store
+    pending = store.list_facilities(FacilityState.REQUESTED)
+    waiting = store.list_facilities(FacilityState.VERIFIED)
+    link = None
+    if verified is not None:
+        base = str(page.request.base_url).rstrip("/")
+        link = f"{base}/activate/{verified[0].id}?token={verified[1]}"
+    return page.render(
+        "requests.html",
+        {
+            "pending": pending,
+            "waiting": waiting,
+            "types": type_names(page.lang),
+            "states": state_names(page.lang),
+            "error": error,
+            "problem_id": problem_id,
+            "verified": verified[0] if verified else None,
+            "activation_link": link,
+            "rejected": rejected,
+        },
+        status,
+    )
+
+
+@logged_in("operator")
+async def requests_page(page: Page) -> Response:
+    return await page.run(_requests_page, page)
+
+
+@logged_in("operator")
+async def verify_submit(page: Page) -> Response:
+    facility_id = str(page.request.path_params["facility_id"])[:100]
+    try:
+        done = await page.run(page.registry.verify_facility, facility_id, page.caller)
+    except NotFound:
+        return await page.run(
+            _requests_page, page, status=404, error=page.error_text(NotFound(facility_id))
+        )
+    except RegistryError as err:
+        return await page.run(
+            _requests_page, page, status=409, error=page.error_text(err), problem_id=facility_id
+        )
+    return await page.run(_requests_page, page, verified=(done.facility, done.token))
+
+
+@logged_in("operator")
+async def reject_submit(page: Page) -> Response:
+    facility_id = str(page.request.path_params["facility_id"])[:100]
+    form = await page.request.form()
+    reason = " ".join(field(form, "reason", MAX_REASON + 1).split())
+    if not reason or len(reason) > MAX_REASON:
+        text = page._("Give the reason for the rejection (at most 500 characters).")
+        return await page.run(_requests_page, page, status=422, error=text, problem_id=facility_id)
+    try:
+        await page.run(page.registry.reject_facility, facility_id, reason, page.caller)
+    except RegistryError as err:
+        status = 404 if isinstance(err, NotFound) else 409
+        return await page.run(
+            _requests_page, page, status=status, error=page.error_text(err), problem_id=facility_id
+        )
+    return await page.run(_requests_page, page, rejected=facility_id)
