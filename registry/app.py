@@ -35,6 +35,7 @@ from registry.models import (
     ActivateOut,
     DoorIn,
     DoorOut,
+    DoorRenameIn,
     DoorsOut,
     FacilitiesOut,
     FacilityOut,
@@ -151,6 +152,7 @@ def door_out(d: Door) -> DoorOut:
             "door_id": d.door_id,
             "name": d.name,
             "direction": d.direction,
+            "kind": d.kind,
             "uri": door_uri(d.facility_id, d.door_id),
             "created_at": format_time(d.created_at),
         }
@@ -661,6 +663,22 @@ def hub_token(call: CallDep, facility_id: FacilityId) -> HubTokenOut:
 )
 def add_door(call: CallDep, facility_id: FacilityId, body: DoorIn) -> DoorOut:
     return door_out(call.registry.add_door(call.caller, facility_id, body))
+
+
+@api.route(
+    "POST",
+    "/facilities/{facility_id}/doors/{door_id}/rename",
+    "renameDoor",
+    "Rename a door (its id, and so its poster's code, stay)",
+    auth=OPERATOR_PIC,
+    tag="facilities",
+    response=DoorOut,
+    errors=(404, 409),
+)
+def rename_door(
+    call: CallDep, facility_id: FacilityId, door_id: DoorId, body: DoorRenameIn
+) -> DoorOut:
+    return door_out(call.registry.rename_door(call.caller, facility_id, door_id, body.name))
 
 
 @api.route(

@@ -15,7 +15,8 @@ from protocol.status import Status
 
 Role = Literal["operator", "pic"]
 TokenKind = Literal["session", "hub"]
-Direction = Literal["entrance", "exit"]
+Direction = Literal["entrance", "exit", "both"]
+DoorKind = Literal["camera", "poster"]
 FacilityType = Literal[
     "office",
     "mall",
@@ -126,6 +127,7 @@ class Door:
     name: str
     direction: Direction
     created_at: int
+    kind: DoorKind = "camera"
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,8 @@ doors = Table(
     Column("name", Text, nullable=False),
     Column("direction", Text, nullable=False),
     Column("created_at", Seconds, nullable=False),
+    # camera (a door node scans passes) or poster (phones scan the door's poster).
+    Column("kind", Text, nullable=False, server_default="camera"),
     PrimaryKeyConstraint("facility_id", "door_id"),
 )
 

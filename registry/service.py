@@ -125,6 +125,16 @@ class Activation:
 
 
 @dataclass(frozen=True)
+class HubState:
+    """What the registry knows of a facility's hub: its token, and the visits it pushed."""
+
+    facility: Facility
+    token_issued_at: int | None
+    visits: int
+    last_visit_at: int | None
+
+
+@dataclass(frozen=True)
 class Purge:
     visits: int
     tokens: int
@@ -574,11 +584,27 @@ class Registry:
         facility = self.facility(principal, facility_id)
         self._require_active(facility, "adding doors")
         record = Door(
-            facility_id, door.door_id, " ".join(door.name.split()), door.direction, self.now()
+            facility_id,
+            door.door_id,
+            " ".join(door.name.split()),
+            door.direction,
+            self.now(),
+            door.kind,
         )
         self.store.add_door(record)
-        self._audit(principal, "door.added", f"{facility_id}/{door.door_id}", door.direction)
+        target = f"{facility_id}/{door.door_id}"
+        self._audit(principal, "door.added", target, f"{door.direction} {door.kind}")
         return record
+
+    def rename_door(self, principal: Principal, facility_id: str, door_id: str, name: str) -> Door:
+        facility = self.facility(principal, facility_id)
+        self._require_active(facility, "renaming doors")
+        name = " ".join(name.split())
+        if not name or len(name) > 100:
+            raise InvalidInput("a door's name has 1 to 100 characters")
+        door = self.store.rename_door(facility_id, door_id, name)
+        self._audit(principal, "door.renamed", f"{facility_id}/{door_id}", name)
+        return door
 
     def doors(self, principal: Principal, facility_id: str) -> list[Door]:
         self.facility(principal, facility_id)
@@ -593,6 +619,22 @@ class Registry:
         if door is None:
             raise NotFound(f"facility {facility_id!r} has no door {door_id!r}")
         return poster.poster_bytes(facility, door, kind)
+
+    def hub_state(self, principal: Principal, facility_id: str) -> HubState:
+        """The facility's hub as the registry knows it (operators any, a PIC their own)."""
+        facility = self.facility(principal, facility_id)
+        visits, last = self.store.visits_received(facility_id).get(facility_id, (0, None))
+        issued = self.store.hub_tokens_issued().get(facility_id)
+        return HubState(facility, issued, visits, last)
+
+    def hubs(self) -> list[HubState]:
+        """Every active facility's hub, as the registry knows it (for operators)."""
+        received = self.store.visits_received()
+        issued = self.store.hub_tokens_issued()
+        return [
+            HubState(f, issued.get(f.id), *received.get(f.id, (0, None)))
+            for f in self.store.list_facilities(FacilityState.ACTIVE)
+        ]
 
     # Visits, tracing and retention.
 
