@@ -226,15 +226,24 @@ class Registry:
         return self.subject_key.subject_hex(validate_nik(nik))
 
     def set_person(
-        self, nik: str, name: str, status: Status, doses: int, actor: Principal | str
+        self,
+        nik: str,
+        name: str,
+        status: Status,
+        doses: int,
+        actor: Principal | str,
+        why: str = "",
     ) -> tuple[Person, Outcome]:
+        """Add a person or change their status; ``why`` (the operator's reason) goes into
+        the audit trail with the change."""
         subject = self.subject_of(nik)
         row = PersonRow(subject, normalise_name(name), status, doses)
         (outcome,) = self.store.apply_persons([row], self.now())
         person = self.store.get_person(subject)
         assert person is not None  # noqa: S101 - just written
         if outcome is not Outcome.UNCHANGED:
-            self._audit(actor, f"person.{outcome.value}", subject, f"{status.label} {doses}")
+            detail = f"{status.label} {doses}" + (f"; why: {why}" if why else "")
+            self._audit(actor, f"person.{outcome.value}", subject, detail)
         return person, outcome
 
     def _personal_read(self, reader: Reader | None) -> None:

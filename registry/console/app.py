@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from registry import routing
 from registry.config import RegistryConfig
-from registry.console import operator, pic, public
+from registry.console import keys, operator, persons, pic, public, tracing
 from registry.console.session import SESSION_COOKIE, session_secret
 from registry.routing import API_PREFIX
 from registry.service import Registry
@@ -72,6 +72,18 @@ def routes() -> list[BaseRoute]:
         page("/console/requests", operator.requests_page, get),
         page("/console/requests/{facility_id}/verify", operator.verify_submit, post),
         page("/console/requests/{facility_id}/reject", operator.reject_submit, post),
+        page("/console/persons", persons.persons_page, get),
+        page("/console/persons/find", persons.find_person, post),
+        page("/console/persons/status", persons.change_status, post),
+        page("/console/persons/pass", persons.issue_pass, post),
+        page("/console/keys", keys.keys_page, get),
+        page("/console/keys/rotate", keys.rotate_key, post),
+        page("/console/keys/{kid}/revoke", keys.revoke_key, post),
+        page("/console/tracing", tracing.tracing_page, get),
+        page("/console/tracing", tracing.trace_submit, post),
+        page("/console/tracing.csv", tracing.trace_csv, post),
+        page("/console/audit", operator.audit_page, get),
+        page("/console/hubs", operator.hubs_page, get),
         *[page(path, endpoint, method) for path, endpoint, method in pic.PAGES],
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]

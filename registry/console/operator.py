@@ -10,10 +10,12 @@ import logging
 
 from starlette.responses import RedirectResponse, Response
 
+from registry.console.persons import when
 from registry.console.public import state_names, type_names
 from registry.console.session import Page, field, logged_in
 from registry.errors import NotFound, RegistryError
 from registry.records import Facility, FacilityState
+from registry.service import HubState
 
 logger = logging.getLogger(__name__)
 
@@ -98,3 +100,60 @@ async def reject_submit(page: Page) -> Response:
             _requests_page, page, status=status, error=page.error_text(err), problem_id=facility_id
         )
     return await page.run(_requests_page, page, rejected=facility_id)
+
+
+AUDIT_ROWS = 200
+
+
+@logged_in("operator")
+async def audit_page(page: Page) -> Response:
+    """The audit trail, newest first, filtered by who, what and a word of the target or
+    detail; at most ``AUDIT_ROWS`` rows."""
+    query = page.request.query_params
+    wanted = {
+        "actor": query.get("actor", "")[:100].strip(),
+        "action": query.get("action", "")[:100].strip(),
+        "text": query.get("text", "")[:100].strip(),
+    }
+    entries = await page.run(page.registry.store.audit_entries)
+    rows = []
+    for at, actor, action, target, detail in reversed(entries):
+        if wanted["actor"] and wanted["actor"].lower() not in actor.lower():
+            continue
+        if wanted["action"] and not action.startswith(wanted["action"]):
+            continue
+        if wanted["text"] and wanted["text"].lower() not in f"{target} {detail}".lower():
+            continue
+        row = {"at": when(page, at), "actor": actor, "action": action, "target": target}
+        rows.append({**row, "detail": detail})
+        if len(rows) > AUDIT_ROWS:
+            break
+    actions = sorted({entry[2] for entry in entries})
+    return page.render(
+        "audit.html",
+        {
+            "rows": rows[:AUDIT_ROWS],
+            "more": len(rows) > AUDIT_ROWS,
+            "wanted": wanted,
+            "actions": actions,
+        },
+    )
+
+
+@logged_in("operator")
+async def hubs_page(page: Page) -> Response:
+    hubs: list[HubState] = await page.run(page.registry.hubs)
+    return page.render(
+        "hubs.html",
+        {
+            "hubs": [
+                {
+                    "facility": h.facility,
+                    "token_issued": when(page, h.token_issued_at),
+                    "visits": h.visits,
+                    "last_visit": when(page, h.last_visit_at),
+                }
+                for h in hubs
+            ]
+        },
+    )
