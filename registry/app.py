@@ -349,6 +349,7 @@ def statuses(
     limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many changes")] = 1000,
 ) -> Response:
     feed = call.registry.feed(since, limit)
+    call.registry.note_hub(call.caller, "statuses")
     # Built by hand, not through models: a fresh hub reads millions of these. Formatting
     # the times was the largest part of a page's cost; a page's changes share few times
     # (an import stamps its whole batch with one), so each is formatted once a page.
@@ -398,6 +399,7 @@ def _not_modified(headers: Headers, etag: str) -> bool:
 )
 def snapshot(call: CallDep) -> Response:
     snap = call.registry.snapshot()
+    call.registry.note_hub(call.caller, "statuses")
     etag = f'"psl-{snap.cursor}"'
     headers = {
         "ETag": etag,
@@ -429,6 +431,7 @@ def snapshot(call: CallDep) -> Response:
 )
 def trust(call: CallDep) -> Response:
     doc = call.registry.trust_document()
+    call.registry.note_hub(call.caller, "trust")
     headers = {
         "ETag": doc.etag,
         "Cache-Control": f"private, max-age={call.registry.config.web.trust_max_age_s}",

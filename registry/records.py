@@ -131,6 +131,19 @@ class Door:
 
 
 @dataclass(frozen=True)
+class HubActivity:
+    """What the registry saw of a facility's hub (times in Unix seconds, None: never)."""
+
+    facility_id: str
+    statuses_at: int | None = None
+    trust_at: int | None = None
+    visits_at: int | None = None
+    refused_at: int | None = None
+    refused: int = 0
+    refused_reason: str | None = None
+
+
+@dataclass(frozen=True)
 class Visit:
     facility_id: str
     visit_id: str

@@ -42,6 +42,7 @@ from registry.errors import (
     LoginThrottled,
     NotFound,
     SigningKeyError,
+    StoreError,
     Unauthenticated,
 )
 from registry.importer import ImportReport, import_csv
@@ -53,6 +54,7 @@ from registry.records import (
     Door,
     Facility,
     FacilityState,
+    HubActivity,
     Outcome,
     Person,
     PersonRow,
@@ -69,6 +71,8 @@ from runtime.throttle import LoginThrottle
 logger = logging.getLogger(__name__)
 
 DAY_S = 86_400
+# A hub's reads and pushes are noted at most this often (per facility, kind and process).
+HUB_NOTE_S = 60
 # Hub clocks drift like door clocks: a visit may end this far "in the future".
 CLOCK_SKEW_S = 300
 _RECORD = struct.Struct(f">{SUBJECT_BYTES}sBI")
@@ -126,12 +130,14 @@ class Activation:
 
 @dataclass(frozen=True)
 class HubState:
-    """What the registry knows of a facility's hub: its token, and the visits it pushed."""
+    """What the registry knows of a facility's hub: its token, the visits it pushed, and
+    when it last read the lists, pushed, or was refused."""
 
     facility: Facility
     token_issued_at: int | None
     visits: int
     last_visit_at: int | None
+    activity: HubActivity
 
 
 @dataclass(frozen=True)
@@ -191,6 +197,7 @@ class Registry:
             config.web.personal_reads_per_address_per_minute,
         )
         self._snapshot: Snapshot | None = None
+        self._hub_noted: dict[tuple[str, str], int] = {}
         self._snapshot_lock = threading.Lock()
 
     @classmethod
@@ -634,21 +641,53 @@ class Registry:
         facility = self.facility(principal, facility_id)
         visits, last = self.store.visits_received(facility_id).get(facility_id, (0, None))
         issued = self.store.hub_tokens_issued().get(facility_id)
-        return HubState(facility, issued, visits, last)
+        seen = self.store.hub_activity().get(facility_id, HubActivity(facility_id))
+        return HubState(facility, issued, visits, last, seen)
 
     def hubs(self) -> list[HubState]:
         """Every active facility's hub, as the registry knows it (for operators)."""
         received = self.store.visits_received()
         issued = self.store.hub_tokens_issued()
-        return [
-            HubState(f, issued.get(f.id), *received.get(f.id, (0, None)))
-            for f in self.store.list_facilities(FacilityState.ACTIVE)
-        ]
+        seen = self.store.hub_activity()
+        found = []
+        for f in self.store.list_facilities(FacilityState.ACTIVE):
+            visits, last = received.get(f.id, (0, None))
+            activity = seen.get(f.id, HubActivity(f.id))
+            found.append(HubState(f, issued.get(f.id), visits, last, activity))
+        return found
+
+    def note_hub(self, principal: Principal, kind: str, reason: str | None = None) -> None:
+        """Remember that a hub read a list (``statuses``, ``trust``) or pushed ``visits``
+        (at most once a minute a kind, so a sync's pages cost no write each), or that a
+        push of it was ``refused`` (each time, with the reason)."""
+        facility_id = principal.facility_id
+        if principal.kind != "hub" or facility_id is None:
+            return
+        now = self.now()
+        key = (facility_id, kind)
+        if kind != "refused" and now - self._hub_noted.get(key, -HUB_NOTE_S) < HUB_NOTE_S:
+            return
+        try:
+            self.store.note_hub(facility_id, kind, now, reason[:500] if reason else None)
+        except StoreError as err:
+            # A sighting is worth less than the call it came with: that call goes on.
+            logger.warning("could not note hub %s's %s: %s", facility_id, kind, err)
+            return
+        self._hub_noted[key] = now
 
     # Visits, tracing and retention.
 
     def receive_visits(self, principal: Principal, rows: Sequence[VisitIn]) -> VisitIntake:
         """Store a hub's batch: all of it, or (on any bad row) none of it."""
+        try:
+            intake = self._receive_visits(principal, rows)
+        except (Forbidden, InvalidInput, Conflict) as err:
+            self.note_hub(principal, "refused", str(err))
+            raise
+        self.note_hub(principal, "visits")
+        return intake
+
+    def _receive_visits(self, principal: Principal, rows: Sequence[VisitIn]) -> VisitIntake:
         facility_id = principal.facility_id
         if principal.kind != "hub" or facility_id is None:
             raise Forbidden("only a facility's hub pushes visits")

@@ -19,6 +19,7 @@ from registry.records import (
     Door,
     Facility,
     FacilityState,
+    HubActivity,
     Outcome,
     Person,
     PersonRow,
@@ -158,6 +159,16 @@ class RegistryStore(Protocol):
         ...
 
     def count_visits(self) -> int: ...
+
+    # What the registry saw of each facility's hub.
+    def note_hub(self, facility_id: str, kind: str, at: int, reason: str | None = None) -> None:
+        """A hub's read of the ``statuses`` or ``trust`` list or its ``visits`` at ``at``;
+        or a ``refused`` push (with its reason), counted."""
+        ...
+
+    def hub_activity(self) -> dict[str, HubActivity]:
+        """What was seen of each facility's hub, by facility id."""
+        ...
 
     # Audit trail of what operators and PICs did.
     def audit(self, at: int, actor: str, action: str, target: str, detail: str = "") -> None: ...

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
@@ -31,6 +31,7 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LANGUAGE_COOKIE = "pintu_lang"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 _YEAR_S = 365 * 24 * 3600
 
 # Scripts, styles and connections from the service itself only: an injected script tag or
@@ -94,8 +95,9 @@ def static_version(directory: Path) -> str:
 
 
 def make_templates(directory: Path) -> Jinja2Templates:
+    """The service's templates in ``directory``, and the shared ones (the language menu)."""
     env = Environment(
-        loader=FileSystemLoader(directory),
+        loader=ChoiceLoader([FileSystemLoader(directory), FileSystemLoader(TEMPLATES)]),
         autoescape=select_autoescape(["html"]),
         trim_blocks=True,
         lstrip_blocks=True,

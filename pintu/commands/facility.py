@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -255,6 +255,16 @@ _PASSWORD_FILE = click.option(
 )
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _login_options(func: F) -> F:
+    """--registry, --facility, --user and --password-file: whom a door command acts as."""
+    for option in (_PASSWORD_FILE, _USER, _FACILITY, _REGISTRY):
+        func = option(func)
+    return func
+
+
 @contextmanager
 def _logged_in(registry_url: str, user: str, password_file: Path | None) -> Iterator[Any]:
     from provisioning.facility import RegistryFacilities
@@ -275,11 +285,15 @@ def _door_line(door: dict[str, Any]) -> str:
     )
 
 
+def _say_door(door: dict[str, Any], verb: str, as_json: bool) -> None:
+    if as_json:
+        echo_json(door)
+    else:
+        click.echo(f"{verb} {_door_line(door)}")
+
+
 @doors.command("add")
-@_REGISTRY
-@_FACILITY
-@_USER
-@_PASSWORD_FILE
+@_login_options
 @click.option("--door", "door_id", required=True, help="The door's id (the hub uses it too).")
 @click.option("--name", required=True, help="The door's name, as on its poster.")
 @click.option(
@@ -318,17 +332,11 @@ def doors_add(
     """
     with _logged_in(registry_url, user, password_file) as registry:
         door = registry.add_door(facility_id, door_id, name, direction, kind)
-    if as_json:
-        echo_json(door)
-    else:
-        click.echo(f"added {_door_line(door)}")
+    _say_door(door, "added", as_json)
 
 
 @doors.command("rename")
-@_REGISTRY
-@_FACILITY
-@_USER
-@_PASSWORD_FILE
+@_login_options
 @click.option("--door", "door_id", required=True, help="The door's id.")
 @click.option("--name", required=True, help="Its new name, for its next poster.")
 @_JSON
@@ -351,17 +359,11 @@ def doors_rename(
     """
     with _logged_in(registry_url, user, password_file) as registry:
         door = registry.rename_door(facility_id, door_id, name)
-    if as_json:
-        echo_json(door)
-    else:
-        click.echo(f"renamed {_door_line(door)}")
+    _say_door(door, "renamed", as_json)
 
 
 @doors.command("list")
-@_REGISTRY
-@_FACILITY
-@_USER
-@_PASSWORD_FILE
+@_login_options
 @_JSON
 def doors_list(
     registry_url: str, facility_id: str, user: str, password_file: Path | None, as_json: bool
@@ -385,10 +387,7 @@ def doors_list(
 
 
 @doors.command("poster")
-@_REGISTRY
-@_FACILITY
-@_USER
-@_PASSWORD_FILE
+@_login_options
 @click.option("--door", "door_id", required=True, help="The door's id.")
 @click.option(
     "--out",

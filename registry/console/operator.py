@@ -10,7 +10,7 @@ import logging
 
 from starlette.responses import RedirectResponse, Response
 
-from registry.console.persons import when
+from registry.console.persons import ago, when
 from registry.console.public import state_names, type_names
 from registry.console.session import Page, field, logged_in
 from registry.errors import NotFound, RegistryError
@@ -140,6 +140,20 @@ async def audit_page(page: Page) -> Response:
     )
 
 
+def hub_facts(page: Page, hub: HubState) -> dict[str, str | int | None]:
+    """What a page says of a hub: its token, its last reads and pushes, its refusals."""
+    seen = hub.activity
+    return {
+        "token_issued": when(page, hub.token_issued_at),
+        "last_visit": when(page, hub.last_visit_at),
+        "statuses_read": ago(page, seen.statuses_at),
+        "trust_read": ago(page, seen.trust_at),
+        "refused": seen.refused,
+        "refused_at": when(page, seen.refused_at),
+        "refused_reason": seen.refused_reason,
+    }
+
+
 @logged_in("operator")
 async def hubs_page(page: Page) -> Response:
     hubs: list[HubState] = await page.run(page.registry.hubs)
@@ -147,13 +161,7 @@ async def hubs_page(page: Page) -> Response:
         "hubs.html",
         {
             "hubs": [
-                {
-                    "facility": h.facility,
-                    "token_issued": when(page, h.token_issued_at),
-                    "visits": h.visits,
-                    "last_visit": when(page, h.last_visit_at),
-                }
-                for h in hubs
+                {**hub_facts(page, h), "facility": h.facility, "visits": h.visits} for h in hubs
             ]
         },
     )

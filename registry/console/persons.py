@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import base64
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from babel.dates import format_timedelta
 from starlette.responses import Response
 
 from protocol.passes import MAX_DOSES
 from protocol.status import Status
 from registry.console.session import Page, field, logged_in
-from registry.errors import InvalidInput, NotFound, RegistryError
+from registry.errors import InvalidInput, LoginThrottled, NotFound, RegistryError
 from registry.records import Person
 from registry.service import IssuedPass
 
@@ -38,6 +39,14 @@ def when(page: Page, at: int | None) -> str:
         return ""
     moment = datetime.fromtimestamp(at, UTC)
     return page.lang.format_datetime(moment, UTC, "medium") + " UTC"
+
+
+def ago(page: Page, at: int | None) -> str:
+    """How long ago ``at`` was, in words of the page's language ("" for never)."""
+    if at is None:
+        return ""
+    seconds = max(0, page.registry.now() - at)
+    return format_timedelta(timedelta(seconds=seconds), add_direction=True, locale=page.lang.locale)
 
 
 def _persons_page(
@@ -82,6 +91,29 @@ def _read_person_form(page: Page, form: Any) -> tuple[dict[str, str], str | None
     return values, None
 
 
+def _refused(page: Page, err: RegistryError, values: dict[str, str]) -> Response:
+    """The persons page saying why a look-up or a change did not happen."""
+    if isinstance(err, InvalidInput):
+        text = page._("A NIK has 16 digits; spaces and dashes between groups are ignored.")
+        return _persons_page(page, status=422, error=text, values=values)
+    if isinstance(err, NotFound):
+        text = page._("No person has this NIK and name. Check both and search again.")
+        return _persons_page(page, status=404, error=text, values=values, searched=True)
+    status = 429 if isinstance(err, LoginThrottled) else 503
+    return _persons_page(page, status=status, error=page.error_text(err), values=values)
+
+
+async def _named(page: Page, values: dict[str, str]) -> Person:
+    """The person with the form's NIK and name (a personal read, audited with the reason);
+    ``NotFound`` when there is none: the console acts only on a person named right."""
+    found = await page.run(
+        page.registry.lookup, values["nik"], values["name"], page.reader(values["reason"])
+    )
+    if found is None:
+        raise NotFound("no person with this NIK and name")
+    return found
+
+
 @logged_in("operator")
 async def find_person(page: Page) -> Response:
     form = await page.request.form()
@@ -89,14 +121,11 @@ async def find_person(page: Page) -> Response:
     if problem is not None:
         return _persons_page(page, status=422, error=problem, values=values)
     try:
-        person = await page.run(
-            page.registry.lookup, values["nik"], values["name"], page.reader(values["reason"])
-        )
-    except InvalidInput:
-        text = page._("A NIK has 16 digits; spaces and dashes between groups are ignored.")
-        return _persons_page(page, status=422, error=text, values=values)
+        person = await _named(page, values)
+    except NotFound:
+        return _persons_page(page, values=values, person=None, searched=True)
     except RegistryError as err:
-        return _persons_page(page, status=429, error=page.error_text(err), values=values)
+        return _refused(page, err, values)
     return _persons_page(page, values=values, person=person, searched=True)
 
 
@@ -113,12 +142,7 @@ async def change_status(page: Page) -> Response:
     if problem is not None:
         return _persons_page(page, status=422, error=problem, values=values)
     try:
-        # Only a person found by NIK and name is changed here: the console adds no one.
-        found = await page.run(
-            page.registry.lookup, values["nik"], values["name"], page.reader(values["reason"])
-        )
-        if found is None:
-            raise NotFound("no such person")
+        found = await _named(page, values)
         person, _outcome = await page.run(
             page.registry.set_person,
             values["nik"],
@@ -128,14 +152,8 @@ async def change_status(page: Page) -> Response:
             page.caller,
             values["reason"],
         )
-    except InvalidInput:
-        text = page._("A NIK has 16 digits; spaces and dashes between groups are ignored.")
-        return _persons_page(page, status=422, error=text, values=values)
-    except NotFound:
-        text = page._("No person has this NIK and name. Check both and search again.")
-        return _persons_page(page, status=404, error=text, values=values, searched=True)
     except RegistryError as err:
-        return _persons_page(page, status=409, error=page.error_text(err), values=values)
+        return _refused(page, err, values)
     notice = page._("The status is now: %(status)s.") % {
         "status": status_names(page)[person.status.label]
     }
@@ -149,20 +167,10 @@ async def issue_pass(page: Page) -> Response:
     if problem is not None:
         return _persons_page(page, status=422, error=problem, values=values)
     try:
-        found = await page.run(
-            page.registry.lookup, values["nik"], values["name"], page.reader(values["reason"])
-        )
-        if found is None:
-            raise NotFound("no such person")
+        await _named(page, values)
         issued: IssuedPass = await page.run(page.registry.issue_pass, values["nik"], page.caller)
-    except InvalidInput:
-        text = page._("A NIK has 16 digits; spaces and dashes between groups are ignored.")
-        return _persons_page(page, status=422, error=text, values=values)
-    except NotFound:
-        text = page._("No person has this NIK and name. Check both and search again.")
-        return _persons_page(page, status=404, error=text, values=values, searched=True)
     except RegistryError as err:
-        return _persons_page(page, status=503, error=page.error_text(err), values=values)
+        return _refused(page, err, values)
     qr = base64.b64encode(issued.qr_png(scale=8)).decode("ascii")
     return page.render(
         "pass.html",

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from registry.console.operator import hub_facts
 from registry.console.public import state_names, type_names
 from registry.console.session import Page, field, logged_in
 from registry.errors import AlreadyExists, Forbidden, NotFound, RegistryError
@@ -25,12 +25,6 @@ from registry.service import HubState
 logger = logging.getLogger(__name__)
 
 DOOR_FIELDS = ("door_id", "name", "direction", "kind")
-
-
-def _when(page: Page, at: int | None) -> str | None:
-    if at is None:
-        return None
-    return page.lang.format_datetime(datetime.fromtimestamp(at, UTC), UTC, "medium") + " UTC"
 
 
 def _door_problems(page: Page, err: ValidationError) -> dict[str, str]:
@@ -87,8 +81,7 @@ async def _facility_page(
             "types": type_names(page.lang),
             "states": state_names(page.lang),
             "active": hub.facility.state is FacilityState.ACTIVE,
-            "token_issued": _when(page, hub.token_issued_at),
-            "last_visit": _when(page, hub.last_visit_at),
+            "facts": hub_facts(page, hub),
             "error": error,
             "problems": problems or {},
             "values": values or {"direction": "entrance", "kind": "camera"},

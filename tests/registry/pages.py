@@ -5,21 +5,29 @@ finds nothing serious, nothing scrolls sideways from 360 px up)."""
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from playwright.sync_api import Browser, Page
 
 from registry.config import load_config
 from registry.service import Registry
 
+from ..conftest import CHROMIUM
 from ..hub import axe
+from ..layout import overflow
 from ..processes import RegistryProcess, free_port
 
 OPERATOR, PASSWORD = "dewi", "a long operator password"
+# For a module of browser tests: ``pytestmark = needs_chromium``.
+needs_chromium = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"
+)
 WAIT_MS = 10_000
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -111,15 +119,7 @@ def check(page: Page) -> None:
     size = page.viewport_size
     page.set_viewport_size({"width": 360, "height": 740})
     page.wait_for_function("() => window.innerWidth === 360", timeout=WAIT_MS)
-    wide = page.evaluate(
-        """() => {
-            const width = document.documentElement.clientWidth;
-            const over = [...document.querySelectorAll('body *')]
-                .filter((e) => e.getBoundingClientRect().right > width + 0.5)
-                .map((e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : ''));
-            return [document.documentElement.scrollWidth, width, over.slice(0, 5)];
-        }"""
-    )
+    wide = overflow(page)
     assert wide[0] <= wide[1], f"{page.url} at 360 px is {wide[0]} px wide: {wide[2]}"
     if size is not None:
         page.set_viewport_size(size)

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import io
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import pytest
 import zxingcpp
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
 from protocol.poster import door_uri
 
-from ..conftest import CHROMIUM
 from .pages import (
     OPERATOR,
     PASSWORD,
@@ -30,12 +27,11 @@ from .pages import (
     csrf_of,
     http_login,
     log_in,
+    needs_chromium,
     open_page,
 )
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"
-)
+pytestmark = needs_chromium
 
 PIC_EMAIL = "rina@pasar.example"
 PIC_PASSWORD = "rina's long password"  # noqa: S105 - a test account's password
@@ -107,7 +103,8 @@ def test_a_pic_activates_adds_doors_and_downloads_their_posters(
     pic.get_by_role("link", name="Pasar Cihapit").click()
     pic.wait_for_url(f"**/console/facilities/{facility_id}")
     expect(pic.locator("#no-doors")).to_be_visible()
-    expect(pic.locator("#visits-count")).to_have_text("0")
+    expect(pic.locator("#sync .visits")).to_have_text("0")
+    expect(pic.locator("#sync .statuses-read")).to_have_text("never")
     check(pic)
 
     add_door(pic, "gate in!", "", "entrance", "camera")
@@ -162,9 +159,22 @@ def test_a_pic_activates_adds_doors_and_downloads_their_posters(
         "check_out": now.isoformat(),
     }
     server.api("POST", "/visits", token=first_token, json=[visit])
+    server.api("GET", "/statuses", token=first_token)
+    # A batch through a door the registry does not know is refused, and counted.
+    refused = httpx.post(
+        f"{server.url}/api/v1/visits",
+        json=[{**visit, "visit_id": "v-2", "door_id": "south-in"}],
+        headers={"Authorization": f"Bearer {first_token}"},
+        timeout=10,
+    )
+    assert refused.status_code == 422
     pic.reload()
-    expect(pic.locator("#visits-count")).to_have_text("1")
-    expect(pic.locator("#last-sync")).to_contain_text(str(now.year))
+    expect(pic.locator("#sync .visits")).to_have_text("1")
+    expect(pic.locator("#sync .last-sync")).to_contain_text(str(now.year))
+    expect(pic.locator("#sync .statuses-read")).not_to_have_text("never")
+    expect(pic.locator("#sync .trust-read")).to_have_text("never")
+    expect(pic.locator("#sync .refused")).to_contain_text("south-in")
+    assert pic.locator("#sync .refused").inner_text().startswith("1")
 
     pic.click("#issue-hub-token")
     new_token = pic.locator("#hub-token").inner_text().strip()

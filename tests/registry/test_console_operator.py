@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,19 @@ import zxingcpp
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
-from ..conftest import CHROMIUM
-from .pages import OPERATOR, PASSWORD, Server, check, csrf_of, http_login, log_in, open_page
-
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"
+from .pages import (
+    OPERATOR,
+    PASSWORD,
+    Server,
+    check,
+    csrf_of,
+    http_login,
+    log_in,
+    needs_chromium,
+    open_page,
 )
+
+pytestmark = needs_chromium
 
 NIK, NAME = "3174054512900001", "Siti Rahayu"
 OTHER_NIK = "3174054512900002"
@@ -214,6 +220,9 @@ def test_tracing_with_a_reason_its_csv_the_audit_log_and_the_hubs(
     page.goto(server.url + "/console/hubs")
     hub = page.locator(f'#hubs li[data-id="{world["facility"]}"]')
     expect(hub.locator(".visits")).to_have_text("2")
+    # The hub read the status feed in the first test.
+    expect(hub.locator(".statuses-read")).not_to_have_text("never")
+    expect(hub.locator(".refused")).to_have_text("0")
     check(page)
     page.context.close()
 

@@ -6,13 +6,10 @@ account change nothing. Every page passes axe-core and fits 360 px."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 
 import httpx
-import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from ..conftest import CHROMIUM
 from .pages import (
     OPERATOR,
     PASSWORD,
@@ -22,12 +19,11 @@ from .pages import (
     csrf_of,
     http_login,
     log_in,
+    needs_chromium,
     open_page,
 )
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"
-)
+pytestmark = needs_chromium
 
 PIC_PASSWORD = "the pic's long password"  # noqa: S105 - a test account's password
 
