@@ -177,6 +177,18 @@ class RegistryStore(Protocol):
         """The audit trail, oldest first: (at, actor, action, target, detail)."""
         ...
 
+    def audit_search(
+        self, actor: str = "", action: str = "", text: str = "", limit: int = 200
+    ) -> list[tuple[int, str, str, str, str]]:
+        """The newest ``limit`` entries, newest first, whose actor holds ``actor``, whose
+        action is ``action`` and whose target or detail holds ``text`` (case aside; an
+        empty filter takes everything)."""
+        ...
+
+    def audit_actions(self) -> list[str]:
+        """The actions the trail holds, in order."""
+        ...
+
     def scrub_audit(self, before: int, actions: Sequence[str]) -> int:
         """Blank the subject id of ``actions`` rows written before ``before``; how many."""
         ...
