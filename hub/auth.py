@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import logging
 import os
 import secrets
@@ -41,13 +40,17 @@ from hub.records import ROLES, Role, User
 from hub.store import Store
 from runtime.throttle import LoginThrottle
 
+# The CSRF token is the same for every service's pages; the hub's modules find it here.
+from runtime.web import CSRF_FIELD as CSRF_FIELD
+from runtime.web import CSRF_HEADER as CSRF_HEADER
+from runtime.web import SAFE_METHODS as SAFE_METHODS
+from runtime.web import csrf_ok as csrf_ok
+from runtime.web import csrf_token as csrf_token
+
 logger = logging.getLogger(__name__)
 
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024  # hashing a megabyte "password" is a cheap way to burn CPU
-CSRF_HEADER = "X-CSRF-Token"
-CSRF_FIELD = "csrf_token"
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _RANK: dict[str, int] = {role: rank for rank, role in enumerate(ROLES)}
 # OWASP's minimum for Argon2id: m=19 MiB, t=2, p=1. argon2-cffi's default (64 MiB, t=3)
 # let a handful of concurrent logins take gigabytes on a small hub. Tests swap in a cheap
@@ -166,23 +169,6 @@ class Staff:
 
 def client_address(conn: HTTPConnection) -> str:
     return conn.client.host if conn.client else "unknown"
-
-
-def csrf_token(conn: HTTPConnection) -> str:
-    """The session's CSRF token; an anonymous session gets one for the login form."""
-    session: dict[str, Any] = conn.session
-    token = session.get("csrf")
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        session["csrf"] = token
-    return token
-
-
-def csrf_ok(conn: HTTPConnection, provided: str | None) -> bool:
-    expected = conn.session.get("csrf")
-    if not isinstance(expected, str) or not provided:
-        return False
-    return hmac.compare_digest(expected.encode(), provided.encode())
 
 
 class Accounts:

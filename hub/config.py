@@ -8,7 +8,6 @@ come from files, by preference from systemd's credentials directory.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
 import os
 import ssl
@@ -25,6 +24,7 @@ from hub.errors import ConfigError
 from protocol.configtext import ConfigTextError, parse_model, read_text
 from protocol.ids import Ident
 from protocol.model import StrictModel
+from runtime.listen import is_loopback as is_loopback
 
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
 
@@ -517,16 +517,6 @@ def _unique(what: str, ids: list[str]) -> None:
         if item in seen:
             raise ValueError(f"{what} id {item!r} appears twice")
         seen.add(item)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
-    if host.strip("[]").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def read_secret(path: Path) -> str:

@@ -94,3 +94,26 @@ class RegistryFacilities(Api):
 
     def state(self, facility_id: str) -> dict[str, Any]:
         return self.call("GET", f"/facilities/requests/{facility_id}")
+
+    def login(self, username: str, password: str) -> None:
+        """Log in as the facility's PIC (or an operator): later calls carry the session."""
+        session = self.call("POST", "/login", {"username": username, "password": password})
+        self.headers = {"Authorization": f"Bearer {session['token']}"}
+
+    def add_door(
+        self, facility_id: str, door_id: str, name: str, direction: str, kind: str
+    ) -> dict[str, Any]:
+        body = {"door_id": door_id, "name": name, "direction": direction, "kind": kind}
+        return self.call("POST", f"/facilities/{facility_id}/doors", body)
+
+    def rename_door(self, facility_id: str, door_id: str, name: str) -> dict[str, Any]:
+        return self.call(
+            "POST", f"/facilities/{facility_id}/doors/{door_id}/rename", {"name": name}
+        )
+
+    def doors(self, facility_id: str) -> list[dict[str, Any]]:
+        return list(self.call("GET", f"/facilities/{facility_id}/doors").get("doors", []))
+
+    def poster(self, facility_id: str, door_id: str, kind: str) -> bytes:
+        """The door's poster as the registry makes it: ``png`` or ``pdf`` bytes."""
+        return self.fetch(f"/facilities/{facility_id}/doors/{door_id}/poster.{kind}")

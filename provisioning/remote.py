@@ -42,18 +42,19 @@ class Api:
         self.client = httpx.Client(base_url=f"{self.base_url}/api/v1", timeout=timeout_s)
         self.headers: dict[str, str] = {}
 
-    def call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    def _send(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        """The answer to a request; a refusal is a ``RemoteError`` with the reason given."""
         try:
             response = self.client.request(method, path, json=body, headers=self.headers)
         except httpx.HTTPError as err:
             raise RemoteError(
                 f"the {self.what} at {self.base_url} cannot be reached: {err}"
             ) from err
-        try:
-            data = response.json() if response.content else {}
-        except ValueError:
-            data = {}
         if response.status_code >= 400:
+            try:
+                data = response.json() if response.content else {}
+            except ValueError:
+                data = {}
             code = data.get("error") if isinstance(data, dict) else None
             detail = _detail(data.get("detail")) if isinstance(data, dict) else ""
             reason = f"{code}: {detail}" if code and detail else (code or response.reason_phrase)
@@ -62,6 +63,18 @@ class Api:
                 response.status_code,
                 code,
             )
+        return response
+
+    def fetch(self, path: str) -> bytes:
+        """A file the API serves (a poster): its bytes."""
+        return self._send("GET", path).content
+
+    def call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        response = self._send(method, path, body)
+        try:
+            data = response.json() if response.content else {}
+        except ValueError:
+            data = {}
         if not isinstance(data, dict):
             raise RemoteError(f"the {self.what} answered {method} {path} with no JSON object")
         return data

@@ -28,12 +28,14 @@ from protocol.ids import SUBJECT_PATTERN
 from protocol.status import Status
 from protocol.trust import format_time
 from registry import __version__
+from registry.console import app as console
 from registry.errors import NotFound, RegistryError, SigningKeyError, StoreError
 from registry.models import (
     ActivateIn,
     ActivateOut,
     DoorIn,
     DoorOut,
+    DoorRenameIn,
     DoorsOut,
     FacilitiesOut,
     FacilityOut,
@@ -77,7 +79,6 @@ from registry.routing import (
     Operation,
     Routes,
     api_error,
-    http_error,
     invalid,
     refused,
     registry_error,
@@ -85,6 +86,7 @@ from registry.routing import (
 )
 from registry.service import Registry
 from runtime.api import HeadAsGet, Refused, TimeQuery, document
+from runtime.web import make_templates, static_version
 
 __all__ = ["Operation", "create_app", "operations"]
 
@@ -150,6 +152,7 @@ def door_out(d: Door) -> DoorOut:
             "door_id": d.door_id,
             "name": d.name,
             "direction": d.direction,
+            "kind": d.kind,
             "uri": door_uri(d.facility_id, d.door_id),
             "created_at": format_time(d.created_at),
         }
@@ -346,6 +349,7 @@ def statuses(
     limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many changes")] = 1000,
 ) -> Response:
     feed = call.registry.feed(since, limit)
+    call.registry.note_hub(call.caller, "statuses")
     # Built by hand, not through models: a fresh hub reads millions of these. Formatting
     # the times was the largest part of a page's cost; a page's changes share few times
     # (an import stamps its whole batch with one), so each is formatted once a page.
@@ -395,6 +399,7 @@ def _not_modified(headers: Headers, etag: str) -> bool:
 )
 def snapshot(call: CallDep) -> Response:
     snap = call.registry.snapshot()
+    call.registry.note_hub(call.caller, "statuses")
     etag = f'"psl-{snap.cursor}"'
     headers = {
         "ETag": etag,
@@ -426,6 +431,7 @@ def snapshot(call: CallDep) -> Response:
 )
 def trust(call: CallDep) -> Response:
     doc = call.registry.trust_document()
+    call.registry.note_hub(call.caller, "trust")
     headers = {
         "ETag": doc.etag,
         "Cache-Control": f"private, max-age={call.registry.config.web.trust_max_age_s}",
@@ -663,6 +669,22 @@ def add_door(call: CallDep, facility_id: FacilityId, body: DoorIn) -> DoorOut:
 
 
 @api.route(
+    "POST",
+    "/facilities/{facility_id}/doors/{door_id}/rename",
+    "renameDoor",
+    "Rename a door (its id, and so its poster's code, stay)",
+    auth=OPERATOR_PIC,
+    tag="facilities",
+    response=DoorOut,
+    errors=(404, 409),
+)
+def rename_door(
+    call: CallDep, facility_id: FacilityId, door_id: DoorId, body: DoorRenameIn
+) -> DoorOut:
+    return door_out(call.registry.rename_door(call.caller, facility_id, door_id, body.name))
+
+
+@api.route(
     "GET",
     "/facilities/{facility_id}/doors",
     "listDoors",
@@ -814,19 +836,23 @@ def create_app(registry: Registry) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
         docs_url=None,
         redoc_url=None,
-        middleware=[Middleware(HeadAsGet)],
+        middleware=[*console.middleware(registry), Middleware(HeadAsGet)],
         telemetry={"tracing": False, "metrics": False, "logs": False},
         exception_handlers={
             ApiError: api_error,
             Refused: refused,
             RegistryError: registry_error,
             RequestValidationError: invalid,
-            HTTPException: http_error,
+            HTTPException: console.http_error,
             Exception: server_error,
         },
     )
     app.router.routes.extend(api.router.routes)
+    # The console's pages after the API: a path the API does not know is a page's.
+    app.router.routes.extend(console.routes())
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.registry = registry
     app.state.operations = operations()
+    app.state.templates = make_templates(console.TEMPLATES)
+    app.state.static_version = static_version(console.STATIC)
     return app

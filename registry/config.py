@@ -26,6 +26,7 @@ from pydantic import (
 
 from protocol.model import StrictModel
 from registry.errors import ConfigError
+from runtime.listen import is_loopback
 
 
 class Section(StrictModel):
@@ -69,6 +70,18 @@ class WebConfig(Section):
     session_hours: float = Field(
         12.0, gt=0, le=24 * 30, description="How long an operator's or PIC's login lasts."
     )
+    secure_cookies: bool | None = Field(
+        None,
+        description="Send the console's session cookie over HTTPS only. Unset: on, unless "
+        "the registry listens on this machine only (127.0.0.1). Serve the console to other "
+        "machines through a TLS proxy.",
+    )
+
+    def cookies_secure(self) -> bool:
+        """Whether the console's session cookie carries ``Secure``."""
+        if self.secure_cookies is not None:
+            return self.secure_cookies
+        return not is_loopback(self.host)
 
 
 class SqliteStoreConfig(Section):

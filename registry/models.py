@@ -257,14 +257,24 @@ class HubTokenOut(Out):
 class DoorIn(In):
     door_id: Ident = Field(description="Door id, unique in the facility (the hub uses it too)")
     name: str = Field(min_length=1, max_length=100, description="Shown on the poster")
-    direction: Literal["entrance", "exit"]
+    direction: Literal["entrance", "exit", "both"]
+    kind: Literal["camera", "poster"] = Field(
+        "camera",
+        description="camera: a door node scans the visitor's pass; poster: the visitor's "
+        "phone scans the door's poster",
+    )
+
+
+class DoorRenameIn(In):
+    name: str = Field(min_length=1, max_length=100, description="Shown on the poster")
 
 
 class DoorOut(Out):
     facility_id: str
     door_id: str
     name: str
-    direction: Literal["entrance", "exit"]
+    direction: Literal["entrance", "exit", "both"]
+    kind: Literal["camera", "poster"]
     uri: str = Field(description="What the poster's QR code holds: pintu-door:<facility>/<door>")
     created_at: Time
 

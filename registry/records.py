@@ -15,7 +15,8 @@ from protocol.status import Status
 
 Role = Literal["operator", "pic"]
 TokenKind = Literal["session", "hub"]
-Direction = Literal["entrance", "exit"]
+Direction = Literal["entrance", "exit", "both"]
+DoorKind = Literal["camera", "poster"]
 FacilityType = Literal[
     "office",
     "mall",
@@ -126,6 +127,20 @@ class Door:
     name: str
     direction: Direction
     created_at: int
+    kind: DoorKind = "camera"
+
+
+@dataclass(frozen=True)
+class HubActivity:
+    """What the registry saw of a facility's hub (times in Unix seconds, None: never)."""
+
+    facility_id: str
+    statuses_at: int | None = None
+    trust_at: int | None = None
+    visits_at: int | None = None
+    refused_at: int | None = None
+    refused: int = 0
+    refused_reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,8 @@ doors = Table(
     Column("name", Text, nullable=False),
     Column("direction", Text, nullable=False),
     Column("created_at", Seconds, nullable=False),
+    # camera (a door node scans passes) or poster (phones scan the door's poster).
+    Column("kind", Text, nullable=False, server_default="camera"),
     PrimaryKeyConstraint("facility_id", "door_id"),
 )
 
@@ -130,6 +132,21 @@ visit_bounds = Table(
     metadata,
     Column("facility_id", Text, primary_key=True),
     Column("max_length", Seconds, nullable=False),
+)
+
+# What the registry saw of each facility's hub: when it last read the status feed and the
+# trust list and pushed visits, and its refused pushes. Written at most once a minute a
+# kind by each registry process (``Registry.note_hub``), refusals every time.
+hub_activity = Table(
+    "hub_activity",
+    metadata,
+    Column("facility_id", Text, primary_key=True),
+    Column("statuses_at", Seconds),
+    Column("trust_at", Seconds),
+    Column("visits_at", Seconds),
+    Column("refused_at", Seconds),
+    Column("refused", Integer, nullable=False, server_default="0"),
+    Column("refused_reason", Text),
 )
 
 audit = Table(

@@ -42,6 +42,7 @@ from registry.errors import (
     LoginThrottled,
     NotFound,
     SigningKeyError,
+    StoreError,
     Unauthenticated,
 )
 from registry.importer import ImportReport, import_csv
@@ -53,6 +54,7 @@ from registry.records import (
     Door,
     Facility,
     FacilityState,
+    HubActivity,
     Outcome,
     Person,
     PersonRow,
@@ -69,6 +71,8 @@ from runtime.throttle import LoginThrottle
 logger = logging.getLogger(__name__)
 
 DAY_S = 86_400
+# A hub's reads and pushes are noted at most this often (per facility, kind and process).
+HUB_NOTE_S = 60
 # Hub clocks drift like door clocks: a visit may end this far "in the future".
 CLOCK_SKEW_S = 300
 _RECORD = struct.Struct(f">{SUBJECT_BYTES}sBI")
@@ -122,6 +126,18 @@ class Activation:
     facility: Facility
     username: str
     hub_token: str
+
+
+@dataclass(frozen=True)
+class HubState:
+    """What the registry knows of a facility's hub: its token, the visits it pushed, and
+    when it last read the lists, pushed, or was refused."""
+
+    facility: Facility
+    token_issued_at: int | None
+    visits: int
+    last_visit_at: int | None
+    activity: HubActivity
 
 
 @dataclass(frozen=True)
@@ -181,6 +197,7 @@ class Registry:
             config.web.personal_reads_per_address_per_minute,
         )
         self._snapshot: Snapshot | None = None
+        self._hub_noted: dict[tuple[str, str], int] = {}
         self._snapshot_lock = threading.Lock()
 
     @classmethod
@@ -216,15 +233,24 @@ class Registry:
         return self.subject_key.subject_hex(validate_nik(nik))
 
     def set_person(
-        self, nik: str, name: str, status: Status, doses: int, actor: Principal | str
+        self,
+        nik: str,
+        name: str,
+        status: Status,
+        doses: int,
+        actor: Principal | str,
+        why: str = "",
     ) -> tuple[Person, Outcome]:
+        """Add a person or change their status; ``why`` (the operator's reason) goes into
+        the audit trail with the change."""
         subject = self.subject_of(nik)
         row = PersonRow(subject, normalise_name(name), status, doses)
         (outcome,) = self.store.apply_persons([row], self.now())
         person = self.store.get_person(subject)
         assert person is not None  # noqa: S101 - just written
         if outcome is not Outcome.UNCHANGED:
-            self._audit(actor, f"person.{outcome.value}", subject, f"{status.label} {doses}")
+            detail = f"{status.label} {doses}" + (f"; why: {why}" if why else "")
+            self._audit(actor, f"person.{outcome.value}", subject, detail)
         return person, outcome
 
     def _personal_read(self, reader: Reader | None) -> None:
@@ -574,11 +600,27 @@ class Registry:
         facility = self.facility(principal, facility_id)
         self._require_active(facility, "adding doors")
         record = Door(
-            facility_id, door.door_id, " ".join(door.name.split()), door.direction, self.now()
+            facility_id,
+            door.door_id,
+            " ".join(door.name.split()),
+            door.direction,
+            self.now(),
+            door.kind,
         )
         self.store.add_door(record)
-        self._audit(principal, "door.added", f"{facility_id}/{door.door_id}", door.direction)
+        target = f"{facility_id}/{door.door_id}"
+        self._audit(principal, "door.added", target, f"{door.direction} {door.kind}")
         return record
+
+    def rename_door(self, principal: Principal, facility_id: str, door_id: str, name: str) -> Door:
+        facility = self.facility(principal, facility_id)
+        self._require_active(facility, "renaming doors")
+        name = " ".join(name.split())
+        if not name or len(name) > 100:
+            raise InvalidInput("a door's name has 1 to 100 characters")
+        door = self.store.rename_door(facility_id, door_id, name)
+        self._audit(principal, "door.renamed", f"{facility_id}/{door_id}", name)
+        return door
 
     def doors(self, principal: Principal, facility_id: str) -> list[Door]:
         self.facility(principal, facility_id)
@@ -594,10 +636,58 @@ class Registry:
             raise NotFound(f"facility {facility_id!r} has no door {door_id!r}")
         return poster.poster_bytes(facility, door, kind)
 
+    def hub_state(self, principal: Principal, facility_id: str) -> HubState:
+        """The facility's hub as the registry knows it (operators any, a PIC their own)."""
+        facility = self.facility(principal, facility_id)
+        visits, last = self.store.visits_received(facility_id).get(facility_id, (0, None))
+        issued = self.store.hub_tokens_issued().get(facility_id)
+        seen = self.store.hub_activity().get(facility_id, HubActivity(facility_id))
+        return HubState(facility, issued, visits, last, seen)
+
+    def hubs(self) -> list[HubState]:
+        """Every active facility's hub, as the registry knows it (for operators)."""
+        received = self.store.visits_received()
+        issued = self.store.hub_tokens_issued()
+        seen = self.store.hub_activity()
+        found = []
+        for f in self.store.list_facilities(FacilityState.ACTIVE):
+            visits, last = received.get(f.id, (0, None))
+            activity = seen.get(f.id, HubActivity(f.id))
+            found.append(HubState(f, issued.get(f.id), visits, last, activity))
+        return found
+
+    def note_hub(self, principal: Principal, kind: str, reason: str | None = None) -> None:
+        """Remember that a hub read a list (``statuses``, ``trust``) or pushed ``visits``
+        (at most once a minute a kind, so a sync's pages cost no write each), or that a
+        push of it was ``refused`` (each time, with the reason)."""
+        facility_id = principal.facility_id
+        if principal.kind != "hub" or facility_id is None:
+            return
+        now = self.now()
+        key = (facility_id, kind)
+        if kind != "refused" and now - self._hub_noted.get(key, -HUB_NOTE_S) < HUB_NOTE_S:
+            return
+        try:
+            self.store.note_hub(facility_id, kind, now, reason[:500] if reason else None)
+        except StoreError as err:
+            # A sighting is worth less than the call it came with: that call goes on.
+            logger.warning("could not note hub %s's %s: %s", facility_id, kind, err)
+            return
+        self._hub_noted[key] = now
+
     # Visits, tracing and retention.
 
     def receive_visits(self, principal: Principal, rows: Sequence[VisitIn]) -> VisitIntake:
         """Store a hub's batch: all of it, or (on any bad row) none of it."""
+        try:
+            intake = self._receive_visits(principal, rows)
+        except (Forbidden, InvalidInput, Conflict) as err:
+            self.note_hub(principal, "refused", str(err))
+            raise
+        self.note_hub(principal, "visits")
+        return intake
+
+    def _receive_visits(self, principal: Principal, rows: Sequence[VisitIn]) -> VisitIntake:
         facility_id = principal.facility_id
         if principal.kind != "hub" or facility_id is None:
             raise Forbidden("only a facility's hub pushes visits")

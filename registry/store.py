@@ -19,6 +19,7 @@ from registry.records import (
     Door,
     Facility,
     FacilityState,
+    HubActivity,
     Outcome,
     Person,
     PersonRow,
@@ -80,6 +81,10 @@ class RegistryStore(Protocol):
         """Store a facility's new hub token and drop its older ones; how many were dropped."""
         ...
 
+    def hub_tokens_issued(self) -> dict[str, int]:
+        """When each facility's current hub token was issued, by facility id."""
+        ...
+
     def purge_tokens(self, now: int) -> int:
         """Delete expired tokens; how many."""
         ...
@@ -118,6 +123,10 @@ class RegistryStore(Protocol):
         """``AlreadyExists`` when the facility has a door with that id."""
         ...
 
+    def rename_door(self, facility_id: str, door_id: str, name: str) -> Door:
+        """The door with its new name; ``NotFound`` when the facility has no such door."""
+        ...
+
     def list_doors(self, facility_id: str) -> list[Door]: ...
 
     def get_door(self, facility_id: str, door_id: str) -> Door | None: ...
@@ -145,13 +154,39 @@ class RegistryStore(Protocol):
         """Delete visits that ended before ``before``; how many."""
         ...
 
+    def visits_received(self, facility_id: str | None = None) -> dict[str, tuple[int, int]]:
+        """Per facility (or only ``facility_id``): visits kept and when the last arrived."""
+        ...
+
     def count_visits(self) -> int: ...
+
+    # What the registry saw of each facility's hub.
+    def note_hub(self, facility_id: str, kind: str, at: int, reason: str | None = None) -> None:
+        """A hub's read of the ``statuses`` or ``trust`` list or its ``visits`` at ``at``;
+        or a ``refused`` push (with its reason), counted."""
+        ...
+
+    def hub_activity(self) -> dict[str, HubActivity]:
+        """What was seen of each facility's hub, by facility id."""
+        ...
 
     # Audit trail of what operators and PICs did.
     def audit(self, at: int, actor: str, action: str, target: str, detail: str = "") -> None: ...
 
     def audit_entries(self) -> list[tuple[int, str, str, str, str]]:
         """The audit trail, oldest first: (at, actor, action, target, detail)."""
+        ...
+
+    def audit_search(
+        self, actor: str = "", action: str = "", text: str = "", limit: int = 200
+    ) -> list[tuple[int, str, str, str, str]]:
+        """The newest ``limit`` entries, newest first, whose actor holds ``actor``, whose
+        action is ``action`` and whose target or detail holds ``text`` (case aside; an
+        empty filter takes everything)."""
+        ...
+
+    def audit_actions(self) -> list[str]:
+        """The actions the trail holds, in order."""
         ...
 
     def scrub_audit(self, before: int, actions: Sequence[str]) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 import time
 from collections.abc import Generator, Sequence
@@ -94,3 +95,13 @@ async def start(server: Server, sock: socket.socket, timeout_s: float = 10.0) ->
             raise ListenError("the web server did not start")
         await asyncio.sleep(0.01)  # uvicorn offers no event to wait on
     return task
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

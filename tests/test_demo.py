@@ -162,6 +162,8 @@ def test_demo_runs_a_provisioned_facility_live_and_stops_cleanly_on_ctrl_c(
     broker_port = int(run.wait_for(r"broker at mqtts://127\.0\.0\.1:(\d+)", 5).group(1))
     assert run.wait_for(r"registry serving at http://", 5)
     assert run.wait_for(r"operator:\s+operator / \S+", 5)
+    console = run.wait_for(r"console:\s+(http://\S+/console/login)", 5).group(1)
+    pic_password = run.wait_for(r"PIC:\s+pic@demo-mall\.example / (\S+)", 5).group(1)
 
     children = processes_of(run)
     commands = [" ".join(p.cmdline()) for p in children]
@@ -188,6 +190,14 @@ def test_demo_runs_a_provisioned_facility_live_and_stops_cleanly_on_ctrl_c(
             black = run.wait_for(r"registry: (.+) \((\d{16})\) is now black", 30)
             desk_lookup(page, black.group(2), black.group(1), "black")
             page.screenshot(path=str(tmp_path / "demo.png"))
+            # The printed PIC logs in to the registry's console and finds the demo's doors.
+            pic = browser.new_page(locale="en-GB")
+            pic.goto(console)
+            pic.fill("#username", "pic@demo-mall.example")
+            pic.fill("#password", pic_password)
+            pic.click("main button[type=submit]")
+            pic.get_by_role("link", name="Demo Mall").click()
+            expect(pic.locator("#doors li")).not_to_have_count(0)
         finally:
             browser.close()
 

@@ -6,7 +6,6 @@ handed to that loop (``hub.web.server`` runs both together).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -22,8 +20,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.auth import Accounts
 from hub.config import is_loopback
@@ -45,6 +41,7 @@ from hub.web.language import choose as choose_language
 from hub.web.stream import Streams, event_stream
 from runtime.api import BodyLimit, HeadAsGet, Refused, document
 from runtime.throttle import LoginThrottle
+from runtime.web import SecurityHeaders, make_templates, static_version
 
 logger = logging.getLogger(__name__)
 
@@ -52,48 +49,6 @@ HERE = Path(__file__).resolve().parent.parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 SESSION_COOKIE = "pintu_session"
-
-# Scripts, styles and connections from the hub itself only: an injected script tag or a
-# page framing the dashboard (clickjacking the acknowledge button) gets nowhere.
-_SECURITY_HEADERS = [
-    (
-        b"content-security-policy",
-        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    ),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"same-origin"),
-    (b"x-frame-options", b"DENY"),
-]
-
-
-class SecurityHeaders:
-    """Adds the headers above to every response (pure ASGI, so streams stay streams)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-def static_version() -> str:
-    """A digest of the static files, appended to their URLs so browsers fetch new ones."""
-    digest = hashlib.sha256()
-    for path in sorted(STATIC.rglob("*")):
-        if path.is_file():
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 async def metrics(request: Request) -> Response:
@@ -159,18 +114,6 @@ async def server_error(request: Request, exc: Exception) -> Response:
     if request.url.path.startswith(api.PREFIX):
         return error_response(500, "internal", "Something went wrong in the hub; it is logged.")
     return PlainTextResponse("Internal Server Error", status_code=500)
-
-
-def make_templates() -> Jinja2Templates:
-    env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(["html"]),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        # Each page gets gettext for its own language in its context (hub.web.language).
-        extensions=["jinja2.ext.i18n"],
-    )
-    return Jinja2Templates(env=env)
 
 
 def _too_large(limit: int) -> Response:
@@ -296,8 +239,8 @@ def create_app(
     app.state.ctx = WebContext(
         hub=hub, accounts=accounts, desk=desk, streams=Streams(), metrics_token=metrics_token
     )
-    app.state.templates = make_templates()
-    app.state.static_version = static_version()
+    app.state.templates = make_templates(TEMPLATES)
+    app.state.static_version = static_version(STATIC)
     return app
 
 

@@ -11,18 +11,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from hub.web.context import context_of
-from runtime.i18n import LANGUAGES, NATIVE_NAMES, Language, js_catalog, negotiate, parse_language
+from runtime import web
+from runtime.i18n import Language, js_catalog
+from runtime.web import page_context as page_context
 
 logger = logging.getLogger(__name__)
 
-COOKIE = "pintu_lang"
-_YEAR_S = 365 * 24 * 3600
+COOKIE = web.LANGUAGE_COOKIE
 
 
 def facility_default(request: Request, facility_id: str | None = None) -> str:
@@ -35,24 +35,7 @@ def facility_default(request: Request, facility_id: str | None = None) -> str:
 
 
 def language_of(request: Request, facility_id: str | None = None) -> Language:
-    code = negotiate(
-        request.cookies.get(COOKIE),
-        request.headers.get("accept-language"),
-        facility_default(request, facility_id),
-    )
-    return Language(code)
-
-
-def page_context(request: Request, lang: Language) -> dict[str, object]:
-    """What every template needs to speak ``lang``."""
-    return {
-        "lang": lang,
-        "_": lang.gettext,
-        "gettext": lang.gettext,
-        "ngettext": lang.ngettext,
-        "languages": [(code, NATIVE_NAMES[code]) for code in LANGUAGES],
-        "here": request.url.path,
-    }
+    return web.language_of(request, facility_default(request, facility_id))
 
 
 def catalog_json(lang: Language) -> str:
@@ -62,25 +45,11 @@ def catalog_json(lang: Language) -> str:
     )
 
 
-def _local_path(value: str | None) -> str:
-    """``value`` if it is a path on this site, else ``/``: the menu never redirects away."""
-    if not value or len(value) > 300 or not value.startswith("/") or value.startswith("//"):
-        return "/"
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc or "\\" in value:
-        return "/"
-    return value
-
-
 async def choose(request: Request) -> Response:
     """``GET /language?lang=id&next=/facilities/x``: remember the choice, go back."""
-    language = parse_language(request.query_params.get("lang"))
-    target = _local_path(request.query_params.get("next"))
-    response = RedirectResponse(target, status_code=303)
+    response, language = web.chosen_language(request)
     if language is None:
-        logger.info("language menu: refused %r", request.query_params.get("lang", "")[:40])
         return response
-    remember(response, language)
     ctx = context_of(request)
     staff = await ctx.accounts.current(request)
     if staff is not None:
@@ -88,13 +57,8 @@ async def choose(request: Request) -> Response:
     return response
 
 
-def remember(response: Response, language: str) -> None:
-    """Keep ``language`` in the browser's cookie."""
-    response.set_cookie(COOKIE, language, max_age=_YEAR_S, samesite="lax", httponly=True, path="/")
-
-
 async def after_login(request: Request, response: Response, username: str) -> None:
     """Give the browser the language the account chose, if it chose one."""
     user = await asyncio.to_thread(context_of(request).hub.store.get_user, username)
     if user is not None and user.language is not None:
-        remember(response, user.language)
+        web.remember_language(response, user.language)

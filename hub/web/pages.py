@@ -30,18 +30,16 @@ from hub.auth import (
 )
 from hub.errors import NotFound
 from hub.web.context import context_of
-from hub.web.language import after_login, catalog_json, language_of, page_context
+from hub.web.language import after_login, catalog_json, language_of
 from protocol.events import utcnow
 from runtime.i18n import Language
+from runtime.web import form_field, render
 
 logger = logging.getLogger(__name__)
 
-_MAX_FIELD = 200
 
-
-def _field(form: FormData, name: str, limit: int = _MAX_FIELD) -> str:
-    value = form.get(name)
-    return value[:limit] if isinstance(value, str) else ""
+def _field(form: FormData, name: str, limit: int = 200) -> str:
+    return form_field(form, name, limit)
 
 
 def _render(
@@ -51,21 +49,7 @@ def _render(
     status: int = 200,
     lang: Language | None = None,
 ) -> Response:
-    lang = lang or language_of(request)
-    templates = request.app.state.templates
-    response: Response = templates.TemplateResponse(
-        request,
-        name,
-        {
-            "static_version": request.app.state.static_version,
-            **page_context(request, lang),
-            **context,
-        },
-        status,
-    )
-    response.headers["Content-Language"] = lang.code
-    response.headers["Vary"] = "Accept-Language, Cookie"
-    return response
+    return render(request, name, context, lang or language_of(request), status)
 
 
 async def home(request: Request) -> Response:

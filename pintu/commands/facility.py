@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -224,3 +224,203 @@ def status(registry_url: str, facility_id: str, as_json: bool) -> None:
         line += f" (activation token valid until {state.get('activation_expires_at')})"
     click.echo(line)
     click.echo(f"next: {step}")
+
+
+@facility.group("doors")
+def doors() -> None:
+    """A facility's doors at the registry: add, rename, list, and their posters.
+
+    Logs in as the facility's PIC (their e-mail) or an operator; the password comes from
+    a file or is asked for, never from the command line.
+
+    \b
+    Example:
+      pintu provision facility doors add --registry https://registry.example.id \\
+          --facility pasar-baru-blok-a-1a2b3c --user budi@pasar.example \\
+          --password-file pic-password --door north-in --name "North entrance" \\
+          --direction entrance
+      pintu provision facility doors list --registry https://registry.example.id \\
+          --facility pasar-baru-blok-a-1a2b3c --user budi@pasar.example
+    """
+
+
+_USER = click.option(
+    "--user", required=True, help="Who logs in: the PIC's e-mail, or an operator's name."
+)
+_PASSWORD_FILE = click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="A file holding the password; asked for when not given.",
+)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _login_options(func: F) -> F:
+    """--registry, --facility, --user and --password-file: whom a door command acts as."""
+    for option in (_PASSWORD_FILE, _USER, _FACILITY, _REGISTRY):
+        func = option(func)
+    return func
+
+
+@contextmanager
+def _logged_in(registry_url: str, user: str, password_file: Path | None) -> Iterator[Any]:
+    from provisioning.facility import RegistryFacilities
+
+    if password_file is not None:
+        password = _read_secret(password_file, "password")
+    else:
+        password = str(click.prompt(f"password of {user}", hide_input=True, err=True))
+    with _errors(), RegistryFacilities(registry_url) as registry:
+        registry.login(user, password)
+        yield registry
+
+
+def _door_line(door: dict[str, Any]) -> str:
+    return (
+        f"{door['door_id']}: {door['name']} ({door['direction']}, {door.get('kind', 'camera')})"
+        f" {door['uri']}"
+    )
+
+
+def _say_door(door: dict[str, Any], verb: str, as_json: bool) -> None:
+    if as_json:
+        echo_json(door)
+    else:
+        click.echo(f"{verb} {_door_line(door)}")
+
+
+@doors.command("add")
+@_login_options
+@click.option("--door", "door_id", required=True, help="The door's id (the hub uses it too).")
+@click.option("--name", required=True, help="The door's name, as on its poster.")
+@click.option(
+    "--direction",
+    type=click.Choice(["entrance", "exit", "both"]),
+    required=True,
+    help="Whether visitors enter here, leave, or both.",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["camera", "poster"]),
+    default="camera",
+    show_default=True,
+    help="camera: a door node scans passes; poster: phones scan the door's poster.",
+)
+@_JSON
+def doors_add(
+    registry_url: str,
+    facility_id: str,
+    user: str,
+    password_file: Path | None,
+    door_id: str,
+    name: str,
+    direction: str,
+    kind: str,
+    as_json: bool,
+) -> None:
+    """Register a door of an active facility; the hub's visits through it are then accepted.
+
+    \b
+    Example:
+      pintu provision facility doors add --registry https://registry.example.id \\
+          --facility pasar-baru-blok-a-1a2b3c --user budi@pasar.example \\
+          --password-file pic-password --door north-out --name "North exit" \\
+          --direction exit --kind poster
+    """
+    with _logged_in(registry_url, user, password_file) as registry:
+        door = registry.add_door(facility_id, door_id, name, direction, kind)
+    _say_door(door, "added", as_json)
+
+
+@doors.command("rename")
+@_login_options
+@click.option("--door", "door_id", required=True, help="The door's id.")
+@click.option("--name", required=True, help="Its new name, for its next poster.")
+@_JSON
+def doors_rename(
+    registry_url: str,
+    facility_id: str,
+    user: str,
+    password_file: Path | None,
+    door_id: str,
+    name: str,
+    as_json: bool,
+) -> None:
+    """Rename a door; its id, and so its poster's code, stay.
+
+    \b
+    Example:
+      pintu provision facility doors rename --registry https://registry.example.id \\
+          --facility pasar-baru-blok-a-1a2b3c --user budi@pasar.example \\
+          --door north-out --name "Exit to the car park"
+    """
+    with _logged_in(registry_url, user, password_file) as registry:
+        door = registry.rename_door(facility_id, door_id, name)
+    _say_door(door, "renamed", as_json)
+
+
+@doors.command("list")
+@_login_options
+@_JSON
+def doors_list(
+    registry_url: str, facility_id: str, user: str, password_file: Path | None, as_json: bool
+) -> None:
+    """List the facility's doors as the registry has them.
+
+    \b
+    Example:
+      pintu provision facility doors list --registry https://registry.example.id \\
+          --facility pasar-baru-blok-a-1a2b3c --user budi@pasar.example --json
+    """
+    with _logged_in(registry_url, user, password_file) as registry:
+        found = registry.doors(facility_id)
+    if as_json:
+        echo_json({"doors": found})
+        return
+    if not found:
+        click.echo("no doors yet")
+    for door in found:
+        click.echo(_door_line(door))
+
+
+@doors.command("poster")
+@_login_options
+@click.option("--door", "door_id", required=True, help="The door's id.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The poster file: PNG, or a one-page PDF when it ends in .pdf.",
+)
+@_JSON
+def doors_poster(
+    registry_url: str,
+    facility_id: str,
+    user: str,
+    password_file: Path | None,
+    door_id: str,
+    out: Path,
+    as_json: bool,
+) -> None:
+    """Download a door's poster as the registry makes it (both languages).
+
+    \b
+    Example:
+      pintu provision facility doors poster --registry https://registry.example.id \\
+          --facility pasar-baru-blok-a-1a2b3c --user budi@pasar.example \\
+          --door north-in --out north-in.pdf
+    """
+    kind = "pdf" if out.suffix.lower() == ".pdf" else "png"
+    with _logged_in(registry_url, user, password_file) as registry:
+        data = registry.poster(facility_id, door_id, kind)
+    try:
+        out.write_bytes(data)
+    except OSError as err:
+        raise click.ClickException(f"cannot write the poster to {out}: {err}") from err
+    if as_json:
+        echo_json({"out": str(out), "bytes": len(data)})
+    else:
+        click.echo(f"poster of {door_id} written to {out}")

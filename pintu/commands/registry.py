@@ -351,3 +351,128 @@ def hub_token(config_path: Path, facility_id: str, as_json: bool) -> None:
         echo_json({"facility_id": facility_id, "hub_token": token, "replaced": replaced})
     else:
         click.echo(token)
+
+
+@registry.group("requests")
+def requests_group() -> None:
+    """Facilities' registration requests: list them, verify or reject one.
+
+    \b
+    Example:
+      pintu registry requests list --config registry.toml
+      pintu registry requests verify --config registry.toml pasar-baru-blok-a-1a2b3c \\
+          --url https://registry.example.id
+      pintu registry requests reject --config registry.toml toko-x-9f8e7d \\
+          --reason "The name does not match the business permit."
+    """
+
+
+@requests_group.command("list")
+@_CONFIG
+@click.option(
+    "--state",
+    type=click.Choice(["requested", "verified", "active", "rejected", "all"]),
+    default="requested",
+    show_default=True,
+    help="Which requests: those waiting for an operator by default.",
+)
+@_JSON
+def requests_list(config_path: Path, state: str, as_json: bool) -> None:
+    """List registration requests (those waiting for verification by default).
+
+    \b
+    Example:
+      pintu registry requests list --config registry.toml --state all --json
+    """
+    from protocol.trust import format_time
+    from registry.records import FacilityState
+
+    with _registry(config_path) as reg:
+        found = reg.store.list_facilities(None if state == "all" else FacilityState(state))
+    rows = [
+        {
+            "id": f.id,
+            "name": f.name,
+            "type": f.type,
+            "address": f.address,
+            "capacity": f.capacity,
+            "pic_name": f.pic_name,
+            "pic_email": f.pic_email,
+            "state": f.state.value,
+            "reason": f.reason,
+            "created_at": format_time(f.created_at),
+        }
+        for f in found
+    ]
+    if as_json:
+        echo_json({"requests": rows})
+        return
+    if not rows:
+        click.echo(f"no {state} requests" if state != "all" else "no requests")
+    for row in rows:
+        line = f"{row['id']}: {row['name']} ({row['type']}, {row['capacity']}) {row['state']}"
+        click.echo(f"{line}; PIC {row['pic_name']} <{row['pic_email']}>")
+        if row["reason"]:
+            click.echo(f"  reason: {row['reason']}")
+
+
+@requests_group.command("verify")
+@_CONFIG
+@click.argument("facility_id")
+@click.option(
+    "--url",
+    default=None,
+    metavar="URL",
+    help="The registry's public address: prints the PIC's activation link too.",
+)
+@_JSON
+def requests_verify(config_path: Path, facility_id: str, url: str | None, as_json: bool) -> None:
+    """Verify FACILITY_ID's request; prints the PIC's one-time activation token.
+
+    Verifying again issues a new token and the older one stops working. The token is
+    printed once; the registry keeps only its hash.
+
+    \b
+    Example:
+      pintu registry requests verify --config registry.toml pasar-baru-blok-a-1a2b3c \\
+          --url https://registry.example.id
+    """
+    from protocol.trust import format_time
+
+    with _registry(config_path) as reg:
+        done = reg.verify_facility(facility_id, _actor())
+    link = f"{url.rstrip('/')}/activate/{facility_id}?token={done.token}" if url else None
+    if as_json:
+        echo_json(
+            {
+                "facility_id": facility_id,
+                "activation_token": done.token,
+                "activation_expires_at": format_time(done.expires_at),
+                "activation_link": link,
+            }
+        )
+        return
+    click.echo(f"facility {facility_id} is verified; send the PIC ({done.facility.pic_email}):")
+    click.echo(link or done.token)
+    click.echo(f"valid until {format_time(done.expires_at)}")
+
+
+@requests_group.command("reject")
+@_CONFIG
+@click.argument("facility_id")
+@click.option("--reason", required=True, help="Why; the PIC reads it on the request's page.")
+@_JSON
+def requests_reject(config_path: Path, facility_id: str, reason: str, as_json: bool) -> None:
+    """Reject FACILITY_ID's request with a reason the PIC then reads.
+
+    \b
+    Example:
+      pintu registry requests reject --config registry.toml toko-x-9f8e7d \\
+          --reason "The name does not match the business permit."
+    """
+    with _registry(config_path) as reg:
+        done = reg.reject_facility(facility_id, reason, _actor())
+    if as_json:
+        echo_json({"facility_id": done.id, "state": done.state.value, "reason": done.reason})
+    else:
+        click.echo(f"facility {done.id} is rejected: {done.reason}")

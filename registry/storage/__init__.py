@@ -17,18 +17,20 @@ from registry.storage.audit import Audit
 from registry.storage.database import HEAD, Database
 from registry.storage.dialect import PgDatabase, SqliteDatabase
 from registry.storage.facilities import Facilities
+from registry.storage.hubs import Hubs, hub_statements
 from registry.storage.persons import Persons
 from registry.storage.visits import Visits, bound_statement
 
 __all__ = ["HEAD", "PgStore", "SqliteStore", "Store"]
 
 
-class Store(Persons, Accounts, Facilities, Visits, Audit):
+class Store(Persons, Accounts, Facilities, Visits, Hubs, Audit):
     """The registry's data in the database ``db`` opened (see the module's doc)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._visit_bound = bound_statement(db)
+        self._hub_statements = hub_statements(db)
 
     @property
     def where(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from registry.errors import AlreadyExists, NotFound
@@ -20,6 +20,11 @@ _GET_TOKEN = select(tokens).where(tokens.c.token_hash == bindparam("token_hash")
 _DELETE_TOKEN = tokens.delete().where(tokens.c.token_hash == bindparam("token_hash"))
 _DELETE_HUB_TOKENS = tokens.delete().where(
     tokens.c.facility_id == bindparam("facility_id"), tokens.c.kind == "hub"
+)
+_HUB_TOKENS = (
+    select(tokens.c.facility_id, func.max(tokens.c.created_at))
+    .where(tokens.c.kind == "hub")
+    .group_by(tokens.c.facility_id)
 )
 _PURGE_TOKENS = tokens.delete().where(
     tokens.c.expires_at.is_not(None), tokens.c.expires_at <= bindparam("now")
@@ -89,6 +94,9 @@ class Accounts:
             return int(dropped.rowcount)
 
         return self._db.write("replace a hub token", work)
+
+    def hub_tokens_issued(self) -> dict[str, int]:
+        return {str(fid): int(at) for fid, at in self._db.fetch(_HUB_TOKENS)}
 
     def purge_tokens(self, now: int) -> int:
         return self._db.write(

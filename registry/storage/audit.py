@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Boolean, bindparam, func, or_, select
 
 from registry.schema import audit
 from registry.storage.database import Database
@@ -12,6 +12,27 @@ from registry.storage.database import Database
 _ENTRIES = select(
     audit.c.at, audit.c.actor, audit.c.action, audit.c.target, audit.c.detail
 ).order_by(audit.c.id)
+# A page of the trail, newest first: each filter is on unless its any_* flag is set (one
+# statement, compiled once, for every combination).
+_LIKE = "\\"
+_SEARCH = (
+    select(audit.c.at, audit.c.actor, audit.c.action, audit.c.target, audit.c.detail)
+    .where(
+        or_(
+            bindparam("any_actor", type_=Boolean),
+            func.lower(audit.c.actor).like(bindparam("actor"), escape=_LIKE),
+        ),
+        or_(bindparam("any_action", type_=Boolean), audit.c.action == bindparam("action")),
+        or_(
+            bindparam("any_text", type_=Boolean),
+            func.lower(audit.c.target).like(bindparam("text"), escape=_LIKE),
+            func.lower(audit.c.detail).like(bindparam("text"), escape=_LIKE),
+        ),
+    )
+    .order_by(audit.c.id.desc())
+    .limit(bindparam("limit"))
+)
+_ACTIONS = select(audit.c.action).distinct().order_by(audit.c.action)
 _SCRUB = (
     audit.update()
     .where(
@@ -21,6 +42,12 @@ _SCRUB = (
     )
     .values(target="-")
 )
+
+
+def _contains(text: str) -> str:
+    """A LIKE pattern for lower-case text holding ``text`` (its own % and _ taken as such)."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 class Audit:
@@ -33,6 +60,24 @@ class Audit:
     def audit_entries(self) -> list[tuple[int, str, str, str, str]]:
         rows = self._db.fetch(_ENTRIES)
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def audit_search(
+        self, actor: str = "", action: str = "", text: str = "", limit: int = 200
+    ) -> list[tuple[int, str, str, str, str]]:
+        values = {
+            "any_actor": not actor,
+            "actor": _contains(actor),
+            "any_action": not action,
+            "action": action,
+            "any_text": not text,
+            "text": _contains(text),
+            "limit": limit,
+        }
+        rows = self._db.fetch(_SEARCH, values)
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def audit_actions(self) -> list[str]:
+        return [str(r[0]) for r in self._db.fetch(_ACTIONS)]
 
     def scrub_audit(self, before: int, actions: Sequence[str]) -> int:
         if not actions:

@@ -46,6 +46,13 @@ _GET_DOOR = select(doors).where(
     doors.c.facility_id == bindparam("facility_id"), doors.c.door_id == bindparam("door_id")
 )
 
+_RENAME_DOOR = (
+    doors.update()
+    .where(doors.c.facility_id == bindparam("fid"), doors.c.door_id == bindparam("did"))
+    .values(name=bindparam("name"))
+    .returning(*doors.c)
+)
+
 
 class Facilities:
     _db: Database
@@ -126,6 +133,7 @@ class Facilities:
             "name": door.name,
             "direction": door.direction,
             "created_at": door.created_at,
+            "kind": door.kind,
         }
 
         def work(conn: Connection) -> None:
@@ -139,6 +147,16 @@ class Facilities:
                 ) from err
 
         self._db.write("add a door", work)
+
+    def rename_door(self, facility_id: str, door_id: str, name: str) -> Door:
+        def work(conn: Connection) -> Door:
+            row = conn.execute(_RENAME_DOOR, {"fid": facility_id, "did": door_id, "name": name})
+            found = row.one_or_none()
+            if found is None:
+                raise NotFound(f"facility {facility_id!r} has no door {door_id!r}")
+            return Door(*found)
+
+        return self._db.write("rename a door", work)
 
     def list_doors(self, facility_id: str) -> list[Door]:
         rows = self._db.fetch(_LIST_DOORS, {"facility_id": facility_id})

@@ -52,6 +52,10 @@ _OVERLAPPING = (
 )
 _PURGE = visits.delete().where(visits.c.check_out < bindparam("before"))
 _COUNT = select(func.count()).select_from(visits)
+_RECEIVED = select(visits.c.facility_id, func.count(), func.max(visits.c.received_at)).group_by(
+    visits.c.facility_id
+)
+_RECEIVED_AT = _RECEIVED.where(visits.c.facility_id == bindparam("facility_id"))
 
 
 def bound_statement(db: Database) -> Any:
@@ -138,6 +142,14 @@ class Visits:
         return self._db.write(
             "purge visits", lambda conn: int(conn.execute(_PURGE, {"before": before}).rowcount)
         )
+
+    def visits_received(self, facility_id: str | None = None) -> dict[str, tuple[int, int]]:
+        rows = (
+            self._db.fetch(_RECEIVED)
+            if facility_id is None
+            else self._db.fetch(_RECEIVED_AT, {"facility_id": facility_id})
+        )
+        return {str(fid): (int(count), int(last)) for fid, count, last in rows}
 
     def count_visits(self) -> int:
         row = self._db.fetch_one(_COUNT)

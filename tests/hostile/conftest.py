@@ -27,21 +27,12 @@ from protocol.status import Status
 from protocol.trust import SigningKey, TrustList
 from provisioning.mosquitto import Mosquitto
 
+from ..processes import wait as wait
+
 FACILITY = "mall-hostile"
 KEY = SigningKey.generate()
 # Each in-process node gets pins of its own: (red, yellow, green, buzzer, relay).
 PINS = [(17, 27, 22, 18, 5), (23, 24, 25, 12, 6), (16, 20, 21, 13, 19), (2, 3, 4, 7, 8)]
-
-
-def wait(condition: Callable[[], Any], timeout_s: float = 15.0, what: str = "") -> Any:
-    """Poll ``condition`` until it is true (and return it), or fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout_s} s: {what or condition}")
-        pause.wait(0.02)
-    return result
 
 
 def issue(subject: bytes, status: Status = Status.GREEN, key: SigningKey = KEY) -> str:

@@ -35,6 +35,7 @@ from runtime.i18n import po_path
 from runtime.listen import bind
 
 from ..conftest import CHROMIUM
+from ..layout import overflow
 from . import axe
 
 FACILITY = "mall-a"
@@ -393,15 +394,7 @@ def test_no_page_scrolls_sideways_on_a_phone(
     for width in (360, 390, 430):
         page.set_viewport_size({"width": width, "height": 800})
         page.wait_for_function(f"() => window.innerWidth === {width}", timeout=WAIT_MS)
-        wide = page.evaluate(
-            """() => {
-                const width = document.documentElement.clientWidth;
-                const over = [...document.querySelectorAll('body *')]
-                    .filter((e) => e.getBoundingClientRect().right > width + 0.5)
-                    .map((e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : ''));
-                return [document.documentElement.scrollWidth, width, over.slice(0, 5)];
-            }"""
-        )
+        wide = overflow(page)
         assert wide[0] <= wide[1], f"{name} at {width} px is {wide[0]} px wide: {wide[2]}"
         widths.append(f"{width} px: {wide[0]} px wide")
     report(request, f"{name} page on a phone: " + ", ".join(widths))

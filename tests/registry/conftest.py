@@ -28,6 +28,8 @@ from registry.app import create_app
 from registry.config import RegistryConfig, parse_config
 from registry.service import Registry
 
+from .pages import Server, start_server
+
 # 2026-11-22T08:00:00Z: every test starts here and moves the clock by hand.
 T0 = 1795334400
 PASSWORD = "correct horse battery"  # noqa: S105 - a test account's password
@@ -187,3 +189,9 @@ def config_file(tmp_path: Path, store_toml: str) -> Path:
     path = tmp_path / "registry.toml"
     path.write_text("tracing_window_days = 21\n\n[web]\nport = 0\n" + store_toml)
     return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``pintu registry serve`` with an operator, for a module's console tests."""
+    yield from start_server(tmp_path_factory.mktemp("registry"))

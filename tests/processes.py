@@ -1,0 +1,75 @@
+"""Services in processes of their own for the tests, and waiting on them with a deadline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wait(condition: Callable[[], Any], timeout_s: float = 15.0, what: str = "") -> Any:
+    """Poll ``condition`` until it is true (and return it), or fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    pause = threading.Event()
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout_s} s: {what or condition}")
+        pause.wait(0.02)
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RegistryProcess:
+    """``pintu registry serve`` in its own process, stopped and started at will."""
+
+    def __init__(self, config_path: Path, port: int) -> None:
+        self.config_path = config_path
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env.pop("NOTIFY_SOCKET", None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pintu", "registry", "serve", "--config", str(self.config_path)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        with httpx.Client(base_url=self.url, timeout=2) as http:
+
+            def answers() -> bool:
+                assert self.process is not None and self.process.poll() is None, "it died"
+                try:
+                    return http.get("/api/v1/health").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait(answers, 20, "the registry to answer")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.communicate()
+        self.process = None
