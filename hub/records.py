@@ -28,6 +28,7 @@ class AlertKind(StrEnum):
     SEQ_GAP = "seq_gap"  # events of a node are missing
     SEQ_RESET = "seq_reset"  # a node's sequence went back: its journal was reset
     EXIT_WITHOUT_ENTRY = "exit_without_entry"  # an exit counted while nobody was inside
+    VISITS_REFUSED = "visits_refused"  # the registry refuses the facility's visits
 
 
 def iso(ts: datetime) -> str:

@@ -40,6 +40,7 @@ COALESCED = frozenset(
         AlertKind.SEQ_GAP,
         AlertKind.SEQ_RESET,
         AlertKind.EXIT_WITHOUT_ENTRY,
+        AlertKind.VISITS_REFUSED,
     }
 )
 

@@ -445,6 +445,7 @@
   const ALERT_ICONS = {
     black_pass: "⊘", forced_door: "⚑", camera_failed: "◉", node_offline: "✕",
     stale_lists: "◷", seq_gap: "⋯", seq_reset: "↺", exit_without_entry: "?", alarm: "‼",
+    visits_refused: "⇡",
   };
   const ALERT_TITLES = {
     black_pass: _("Black pass shown at {door}"),
@@ -455,6 +456,7 @@
     seq_gap: _("Events missing from {door}"),
     seq_reset: _("A door device at {door} started its journal over"),
     exit_without_entry: _("An exit at {door} while nobody was counted inside"),
+    visits_refused: _("The registry refuses the visits of {door}"),
     alarm: _("Alarm at {door}"),
   };
   const alerts = new Map();
@@ -495,6 +497,10 @@
       const doorId = latest.door_id || nodeDoors[latest.node_id];
       const where = doorId ? doorName(doorId) : latest.node_id || boot.facility.name;
       body.append(el("div", "what", fmt(title, { door: where })));
+      if (latest.kind === "visits_refused") {
+        // What the registry answered, as it said it: the fix is in the configuration.
+        body.append(el("div", "why", fmt(_("The registry's answer: {reason}. They are tried again when the hub restarts with the configuration mended, or an admin syncs now."), { reason: latest.message })));
+      }
       const times = group.reduce((n, a) => n + (a.count || 1), 0);
       const nodes = [...new Set(group.map((a) => a.node_id).filter(Boolean))];
       let when = timeFormat.format(new Date(latest.last_at)) + " (" + ago(latest.last_at) + ")";

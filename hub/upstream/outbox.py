@@ -6,8 +6,16 @@ is idempotent by visit id) marks them ``sent``. A network error or a 5xx keeps t
 retries with backoff; the outbox is in the store, so it survives a restart and any outage.
 A 4xx that names rows (``visits[3].door_id``) parks those rows as ``failed`` with the
 reason and sends the rest again; a 4xx that names none is narrowed down by halving the
-batch, so one bad row never holds up the others. A refused token (401, 403) parks nothing:
-it is logged and retried, since the visits are not at fault.
+batch, so one bad row never holds up the others. A refused token or facility (401, 403)
+parks no visit, as the visits are not at fault, but stops the facility's pushes: sending
+them again would be refused again. A 408 or 429 (the pace) is retried with backoff.
+
+**Parked, not retried forever.** What the registry refused for good (rows parked as failed,
+a facility stopped) raises a ``visits_refused`` alert on the dashboard with the reason, and
+shows in the metrics; it is tried again only after the configuration changes: when the hub
+starts (a changed configuration takes effect by a restart) or an admin asks for a sync
+(``retry``), once the cause is mended (the doors registered at the registry, the right
+facility id or hub token in the configuration).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from hub.metrics import Counter, Gauge, HubMetrics
+from hub.records import AlertKind
 from hub.upstream.client import HttpRegistryClient, RegistryError, RegistryRefused
 from hub.upstream.records import Visit
 
@@ -87,6 +96,15 @@ class OutboxMetrics:
                 ["cause"],
             ),
         )
+        self.stopped = registered(
+            metrics,
+            Gauge(
+                "pintu_hub_visit_push_stopped",
+                "1 while the registry refuses a facility's token or id: its visits wait until "
+                "the configuration changes.",
+                ["facility"],
+            ),
+        )
 
 
 class VisitPusher:
@@ -112,12 +130,38 @@ class VisitPusher:
         self.retry_max_s = retry_max_s
         self._wake = asyncio.Event()
         self.last_error: str | None = None
+        # Facilities whose pushes the registry refuses as a whole (401, 403): the reason.
+        self.stopped: dict[str, str] = {}
 
     def wake(self) -> None:
         """Push now rather than at the next interval."""
         self._wake.set()
 
+    async def retry(self) -> int:
+        """Try again what the registry refused for good (after the configuration changed):
+        the stopped facilities, and their visits parked as failed go back to pending. How
+        many visits went back."""
+        requeued = 0
+        for facility_id in self.facility_ids:
+            self.stopped.pop(facility_id, None)
+            self.metrics.stopped.set(0, facility=facility_id)
+            while True:
+                failed = await asyncio.to_thread(self.store.failed_visits, facility_id, self.batch)
+                if not failed:
+                    break
+                ids = [v.visit_id for v in failed]
+                await asyncio.to_thread(self.store.mark_visits, ids, "pending")
+                requeued += len(ids)
+            await asyncio.to_thread(self.store.clear_alerts, facility_id, AlertKind.VISITS_REFUSED)
+        if requeued:
+            logger.info("%d visits the registry refused are tried again", requeued)
+        self.wake()
+        return requeued
+
     async def run(self) -> None:
+        # A start is how a changed configuration takes effect: what was refused is tried
+        # once more.
+        await self.retry()
         delay = self.interval_s
         while True:
             self._wake.clear()
@@ -134,6 +178,8 @@ class VisitPusher:
         """One pass: every facility's pending visits, until none are left or one fails."""
         report = PushReport()
         for facility_id in self.facility_ids:
+            if facility_id in self.stopped:
+                continue  # refused until the configuration changes (``retry``)
             while True:
                 pending = await asyncio.to_thread(
                     self.store.pending_visits, facility_id, self.batch
@@ -185,10 +231,15 @@ class VisitPusher:
         self, facility_id: str, visits: Sequence[Visit], err: RegistryRefused
     ) -> PushReport:
         report = PushReport()
-        if err.status in (401, 403, 408, 429):
-            # The token (a missing, replaced or another facility's one) or the pace is
-            # refused, not the visits: keep them.
-            self._note_error("refused_token", f"visits of {facility_id} kept: {err}")
+        if err.status in (408, 429):
+            # The pace is refused, not the visits: keep them, back off.
+            self._note_error("refused_pace", f"visits of {facility_id} kept: {err}")
+            report.kept = len(visits)
+            return report
+        if err.status in (401, 403):
+            # The token (missing, replaced, another facility's) or the facility id: every
+            # push would be refused the same way. Keep the visits; stop until it is mended.
+            await self._stop(facility_id, err)
             report.kept = len(visits)
             return report
         rows = _named_rows(err, len(visits))
@@ -225,7 +276,32 @@ class VisitPusher:
             facility_id,
             reason,
         )
+        await self._alert(facility_id, f"{len(ids)} visit(s) parked: {reason}")
         return len(ids)
+
+    async def _stop(self, facility_id: str, err: RegistryRefused) -> None:
+        reason = f"{err.status} {err.error}: {err.detail}"[:500]
+        self.stopped[facility_id] = reason
+        self.metrics.stopped.set(1, facility=facility_id)
+        self._note_error("refused_token", f"visits of {facility_id} refused: {reason}")
+        logger.error(
+            "the registry refuses the visits of %s (%s): they wait until the hub's "
+            "[registry] configuration (the facility id, its hub token) is mended and the "
+            "hub restarted, or an admin asks for a sync",
+            facility_id,
+            reason,
+        )
+        await self._alert(facility_id, f"pushes stopped: {reason}")
+
+    async def _alert(self, facility_id: str, message: str) -> None:
+        """The refusal on the dashboard: one open alert a facility, counted again."""
+        await asyncio.to_thread(
+            self.store.add_alert,
+            facility_id,
+            AlertKind.VISITS_REFUSED,
+            message,
+            coalesce=True,
+        )
 
     def _note_error(self, cause: str, message: str) -> None:
         self.metrics.push_errors.inc(cause=cause)

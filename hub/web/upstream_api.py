@@ -114,8 +114,10 @@ class TraceOut(Output):
     response=SyncOut,
     errors=(409, 503),
     description="Reads the trust list and the status feed now (as the schedule does "
-    "every sync_interval_s) and publishes changed lists to the doors. 409 when no "
-    "http registry is configured, 503 when it cannot be reached.",
+    "every sync_interval_s) and publishes changed lists to the doors; visits the registry "
+    "refused (parked, or a facility whose pushes it stopped) are tried again, for after "
+    "their cause was mended. 409 when no http registry is configured, 503 when it cannot "
+    "be reached.",
 )
 async def sync_now(call: CallDep) -> dict[str, Any]:
     link = call.hub.registry
@@ -123,6 +125,7 @@ async def sync_now(call: CallDep) -> dict[str, Any]:
         # A setting, not an outage: retrying cannot help, so not a 503.
         raise ApiError(409, "no_registry", "No http registry is configured: nothing to sync.")
     result = await link.sync.sync_now()
+    await link.outbox.retry()
     if not result.ok:
         raise ApiError(503, "registry_unavailable", f"The sync failed: {result.error}")
     return result.as_dict()

@@ -250,12 +250,13 @@ def world(tmp_path: Path) -> Iterator[World]:
     made.close()
 
 
-def push(pusher: VisitPusher) -> Any:
+def push(pusher: VisitPusher, *, close: bool = True) -> Any:
     async def run() -> Any:
         try:
             return await pusher.push_all()
         finally:
-            await pusher.client.aclose()
+            if close:
+                await pusher.client.aclose()
 
     return asyncio.run(run())
 
@@ -316,13 +317,59 @@ def test_a_refusal_that_names_no_row_is_narrowed_down(world: World) -> None:
     assert [v.visit_id for v in world.store.failed_visits()] == [poison]
 
 
-def test_a_refused_token_parks_nothing(world: World) -> None:
+def test_a_refused_token_stops_the_facility_until_the_configuration_changes(
+    world: World,
+) -> None:
     world.visits(2)
     pusher = world.pusher()
     pusher.client.tokens[world.facility_id] = "rh_not-a-token"
-    report = push(pusher)
+    report = push(pusher, close=False)
+    # The visits are not at fault: none is parked, and they wait.
     assert (report.sent, report.failed, report.kept) == (0, 0, 2)
     assert len(world.store.pending_visits(world.facility_id)) == 2
+    # Shown on the dashboard (an alert with the registry's reason) and in the metrics.
+    [alert] = world.store.alerts(world.facility_id, kind="visits_refused")
+    assert "401" in alert.message
+    assert f'pintu_hub_visit_push_stopped{{facility="{world.facility_id}"}} 1.0' in (
+        world.metrics.render()
+    )
+    # Not retried forever: the next passes send nothing at all.
+    sent_before = len(world.transport.requests)
+    report = push(pusher, close=False)
+    assert (report.sent, report.kept) == (0, 0)
+    assert len(world.transport.requests) == sent_before
+    # The token mended (a new configuration), the facility is tried again and goes through.
+    pusher.client.tokens[world.facility_id] = world.token
+    asyncio.run(pusher.retry())
+    assert push(pusher).sent == 2
+    assert world.at_registry() == 2
+    assert world.store.alerts(world.facility_id, kind="visits_refused") == []
+    assert f'pintu_hub_visit_push_stopped{{facility="{world.facility_id}"}} 0.0' in (
+        world.metrics.render()
+    )
+
+
+def test_visits_refused_for_an_unregistered_door_are_tried_again_once_it_is_registered(
+    world: World,
+) -> None:
+    world.visits(1, door="side-door")
+    pusher = world.pusher()
+    assert push(pusher, close=False).failed == 1
+    [alert] = world.store.alerts(world.facility_id, kind="visits_refused")
+    assert "422" in alert.message and "side-door" in alert.message
+    # Parked: later passes leave it alone.
+    assert push(pusher, close=False).sent == 0
+    assert len(world.store.failed_visits(world.facility_id)) == 1
+    # The PIC registers the door at the registry; the hub restarts (or an admin syncs).
+    world.registry.add_door(
+        Principal("operator", "op"),
+        world.facility_id,
+        DoorIn(door_id="side-door", name="Side door", direction="entrance"),
+    )
+    assert asyncio.run(pusher.retry()) == 1
+    assert push(pusher).sent == 1
+    assert world.at_registry() == 1
+    assert world.store.failed_visits(world.facility_id) == []
 
 
 class _Handler(httpx.AsyncBaseTransport):

@@ -384,6 +384,18 @@ def visit(browser: Browser, service: ServiceThread, name: str, size: tuple[int, 
     return page
 
 
+def test_visits_the_registry_refuses_are_shown_with_its_reason(
+    browser: Browser, service: ServiceThread
+) -> None:
+    reason = "pushes stopped: 403 forbidden: this token is not the hub token of the facility"
+    service.hub.store.add_alert(FACILITY, "visits_refused", reason, coalesce=True)
+    page = log_in(open_page(browser, service, PHONE), service, "admin1")
+    alert = page.locator("#alerts li.kind-visits_refused")
+    expect(alert).to_contain_text("Registri menolak kunjungan dari Pasar Baru Bandung")
+    expect(alert).to_contain_text(f"Jawaban registri: {reason}.")
+    page.context.close()
+
+
 @pytest.mark.parametrize("name", PAGES)
 def test_no_page_scrolls_sideways_on_a_phone(
     browser: Browser, service: ServiceThread, name: str, request: pytest.FixtureRequest
