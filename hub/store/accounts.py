@@ -9,7 +9,7 @@ from sqlalchemy import Connection, bindparam, delete, select, update
 
 from hub.errors import AlreadyExists, NotFound
 from hub.records import AuditEntry, Role, User, check_user_change
-from hub.store.dialect import Prepared, bytewise, from_driver_time, insert, ms
+from hub.store.dialect import Prepared, bytewise, driver_time, from_driver_time, insert, ms
 from hub.store.tables import audit as audit_table
 from hub.store.tables import users
 from protocol.events import utcnow
@@ -54,6 +54,22 @@ def _driver_user(conn: Connection, username: str) -> list[Sequence[Any]]:
     ]
 
 
+_AUDIT_ENTRY = Prepared(
+    lambda d: (
+        audit_table.insert()
+        .values(
+            ts=bindparam("p_ts"),
+            username=bindparam("p_user"),
+            action=bindparam("p_action"),
+            facility_id=bindparam("p_facility"),
+            target=bindparam("p_target"),
+            detail=bindparam("p_detail"),
+        )
+        .returning(*_AUDIT)
+    )
+)
+
+
 def record_audit(
     conn: Connection,
     user: str,
@@ -63,19 +79,17 @@ def record_audit(
     detail: str = "",
 ) -> AuditEntry:
     """Write what ``user`` did, in the caller's transaction."""
-    row = conn.execute(
-        audit_table.insert()
-        .values(
-            ts=ms(utcnow()),
-            username=user,
-            action=action,
-            facility_id=facility_id,
-            target=target,
-            detail=detail,
-        )
-        .returning(*_AUDIT)
-    ).one()
-    return AuditEntry(*row)
+    dialect = conn.dialect.name
+    row = _AUDIT_ENTRY.rows(
+        conn,
+        p_ts=driver_time(dialect, utcnow()),
+        p_user=user,
+        p_action=action,
+        p_facility=facility_id,
+        p_target=target,
+        p_detail=detail,
+    )[0]
+    return AuditEntry(row[0], from_driver_time(dialect, row[1]), *row[2:])
 
 
 class Accounts:

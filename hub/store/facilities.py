@@ -16,7 +16,7 @@ from hub.counting.rules import WHOLE, CapacityChange, capacity_change, make_occu
 from hub.errors import NotFound
 from hub.records import Occupancy
 from hub.store.accounts import record_audit
-from hub.store.dialect import Prepared, bytewise, from_driver_time, insert, ms
+from hub.store.dialect import Prepared, bytewise, driver_time, from_driver_time, ms, upsert
 from hub.store.tables import capacity_settings, occupancy
 from protocol.events import utcnow
 
@@ -31,6 +31,22 @@ _SETTINGS = (_C.facility_id, _C.capacity, _C.capacity_percent, _C.nominal_max,
 _O = occupancy.c
 
 
+_SAVE_CAPACITY = Prepared(
+    lambda d: upsert(
+        d,
+        capacity_settings,
+        ("facility_id",),
+        facility_id=bindparam("p_facility"),
+        capacity=bindparam("p_capacity"),
+        capacity_percent=bindparam("p_percent"),
+        nominal_max=bindparam("p_nominal"),
+        soft_threshold_percent=bindparam("p_soft"),
+        username=bindparam("p_user"),
+        updated_at=bindparam("p_now"),
+    )
+)
+
+
 def save_capacity(
     conn: Connection,
     dialect: str,
@@ -40,31 +56,15 @@ def save_capacity(
     now: datetime,
 ) -> None:
     """Keep ``change`` and who made it, in the caller's transaction, with its audit entry."""
-    query = insert(dialect, capacity_settings).values(
-        facility_id=facility_id,
-        capacity=change.capacity,
-        capacity_percent=change.capacity_percent,
-        nominal_max=change.nominal_max,
-        soft_threshold_percent=change.soft_threshold_percent,
-        username=user,
-        updated_at=now,
-    )
-    new = query.excluded
-    conn.execute(
-        query.on_conflict_do_update(
-            index_elements=["facility_id"],
-            set_={
-                name: new[name]
-                for name in (
-                    "capacity",
-                    "capacity_percent",
-                    "nominal_max",
-                    "soft_threshold_percent",
-                    "username",
-                    "updated_at",
-                )
-            },
-        )
+    _SAVE_CAPACITY.run(
+        conn,
+        p_facility=facility_id,
+        p_capacity=change.capacity,
+        p_percent=change.capacity_percent,
+        p_nominal=change.nominal_max,
+        p_soft=change.soft_threshold_percent,
+        p_user=user,
+        p_now=driver_time(dialect, now),
     )
     record_audit(conn, user, "capacity.set", facility_id, facility_id, change.detail)
 
