@@ -257,6 +257,13 @@ def test_the_provisioning_guide_as_written_ends_in_visits_the_registry_accepts(
         assert node, result.output
         bundles[door] = Path(guide.swap("~/bundles")) / node.group(1)
 
+    # The guide's ACL example is what the tool wrote for the door's node, rule for rule.
+    (example,) = re.findall(r"^```\n(user main-in-1\n.*?)^```", GUIDE.read_text(), re.S | re.M)
+    acl = (broker_dir / "acl").read_text()
+    written = re.search(r"^user main-in-1\n(?:topic .*\n)+", acl, re.M)
+    assert written, acl
+    assert written.group(0) == guide.swap(example)
+
     # 4. The hub's doors from the tool, under the facility's table of the guide's hub.toml.
     hub_toml = guide.path("/etc/pintu/hub.toml")
     doors = guide.pintu("provision hub-doors", without="--check").output
