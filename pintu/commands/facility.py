@@ -102,9 +102,13 @@ def register(
 
 def _read_secret(path: Path, what: str) -> str:
     try:
-        return path.read_text(encoding="utf-8").strip()
+        secret = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as err:
         raise click.ClickException(f"cannot read the {what} from {path}: {err}") from err
+    if not secret:
+        # Said here, naming the file: the registry could only refuse an empty field.
+        raise click.ClickException(f"the {what} file {path} is empty; nothing was sent")
+    return secret
 
 
 @facility.command("activate")
