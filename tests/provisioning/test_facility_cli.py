@@ -193,3 +193,15 @@ def test_an_empty_token_or_password_file_is_a_local_error(served: Served, tmp_pa
     line = error_line(no_password)
     assert f"the password file {empty_password} is empty" in line and "422" not in line
     assert json.loads(pintu("status", *where, "--json").stdout)["state"] == "verified"
+
+
+def test_a_request_with_several_problems_names_them_all(served: Served) -> None:
+    bad = pintu(
+        "register", "--registry", served.url, "--name", "Pasar Baru Blok A",
+        "--address", "x" * 501, "--type", "market", "--capacity", "300",
+        "--pic-name", "B" * 201, "--pic-email", "not-an-e-mail",
+    )  # fmt: skip
+    line = error_line(bad)
+    assert "422" in line, line
+    assert "address:" in line and "pic_name:" in line and "pic_email:" in line, line
+    assert "more problems" not in line
