@@ -37,7 +37,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import zxingcpp
 from click.testing import CliRunner, Result
+from PIL import Image
 
 from pintu import demo_config
 from pintu.cli import cli
@@ -210,9 +212,8 @@ def test_the_provisioning_guide_as_written_ends_in_visits_the_registry_accepts(
     status = guide.pintu("provision facility status").output
     assert f"facility {guide.facility_id}: verified" in status, status
     (work / "pic-password").write_text(PIC_PASSWORD + "\n")
-    guide.path("/etc/pintu").mkdir(parents=True)  # the guide's `sudo mkdir -p /etc/pintu`
     guide.pintu("provision facility activate")
-    assert guide.path("/etc/pintu/registry-token").read_text().startswith("rh_")
+    assert (work / "registry-token").read_text().startswith("rh_")
     guide.pintu("provision facility doors add", "--door main-in ")
     guide.pintu("provision facility doors add", "--door main-out ")
     listed = guide.pintu("provision facility doors list").output
@@ -240,8 +241,10 @@ def test_the_provisioning_guide_as_written_ends_in_visits_the_registry_accepts(
     broker.start()
     stack.append(broker)
     assert broker.process is not None
-    install = guide.find("install -m 0600", "hub-mqtt-password")
-    subprocess.run(install, check=True)
+    for secret in ("hub-mqtt-password", "registry-token"):
+        install = guide.find("install -m 0600", f"/etc/pintu/{secret}")
+        subprocess.run(install, check=True)  # the guide's own `install` lines
+    assert guide.path("/etc/pintu/registry-token").read_text().startswith("rh_")
 
     # 2. The doors' nodes (the wheel is a stand-in: a bundle only carries it to the Pi).
     (work / "dist").mkdir()
@@ -272,6 +275,11 @@ def test_the_provisioning_guide_as_written_ends_in_visits_the_registry_accepts(
     hub_toml.write_text(f"[web]\nport = {web_port}\n\n{hub_text}\n{doors}")
     guide.pintu("provision hub-doors", "--check")
     guide.pintu("hub check-config")
+
+    # 5. The door's poster holds the door's address at the registry's facility.
+    guide.pintu("provision poster")
+    (poster,) = zxingcpp.read_barcodes(Image.open(work / "main-in.png"))
+    assert poster.text == f"pintu-door:{guide.facility_id}/main-in"
 
     # The hub as its unit runs it: the secrets only through the credentials directory.
     hub = Service(
