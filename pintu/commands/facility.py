@@ -162,7 +162,9 @@ def activate(
     if token_file is not None and token is None:
         secret = _read_secret(token_file, "activation token")
     elif token is not None and token_file is None:
-        secret = token
+        secret = token.strip()
+        if not secret:
+            raise click.UsageError("--token is empty: give the activation token the operator sent")
     else:
         raise click.UsageError("give the activation token with --token or --token-file")
     if password_file is not None:

@@ -184,6 +184,8 @@ def test_an_empty_token_or_password_file_is_a_local_error(served: Served, tmp_pa
     )
     line = error_line(no_token)
     assert f"the activation token file {empty} is empty" in line and "422" not in line
+    blank = pintu("activate", *where, "--token", " ", "--password-file", str(password))
+    assert blank.exit_code == 2 and "--token is empty" in blank.stderr, blank.stderr
     empty_password = tmp_path / "empty-password"
     empty_password.write_text("")
     empty.write_text("ra_something\n")
