@@ -23,6 +23,7 @@ the visitor (a person with a pass) are the test's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -151,7 +152,7 @@ class Service:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[list[object]]:
+def stack() -> Iterator[list[object]]:
     """What the test starts, stopped in the reverse order whatever happens."""
     started: list[object] = []
     yield started
@@ -329,7 +330,7 @@ def test_the_provisioning_guide_as_written_ends_in_visits_the_registry_accepts(
     hub_db = guide.path("/var/lib/pintu-hub/hub.db")
 
     def stored(kind: str) -> int:
-        with sqlite3.connect(f"file:{hub_db}?mode=ro", uri=True) as db:
+        with contextlib.closing(sqlite3.connect(f"file:{hub_db}?mode=ro", uri=True)) as db:
             row = db.execute("SELECT count(*) FROM events WHERE kind = ?", (kind,)).fetchone()
         return int(row[0])
 
@@ -341,7 +342,7 @@ def test_the_provisioning_guide_as_written_ends_in_visits_the_registry_accepts(
 
     def accepted() -> list[tuple[str, str]]:
         hub.alive()
-        with sqlite3.connect(f"file:{registry_db}?mode=ro", uri=True) as db:
+        with contextlib.closing(sqlite3.connect(f"file:{registry_db}?mode=ro", uri=True)) as db:
             rows = db.execute("SELECT facility_id, door_id FROM visits").fetchall()
         return [tuple(r) for r in rows]
 
