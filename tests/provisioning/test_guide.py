@@ -168,6 +168,7 @@ def credentials_dir(guide: Guide, unit: str, into: Path) -> Path:
     return into
 
 
+@pytest.mark.slow
 def test_the_provisioning_guide_as_written_ends_in_visits_the_registry_accepts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stack: list[object]
 ) -> None:
