@@ -108,7 +108,10 @@ class MqttConfig(Section):
 
 class SqliteStoreConfig(Section):
     backend: Literal["sqlite"] = Field(description="SQLite, one file on this machine.")
-    path: Path = Field(description="The database file (created with its folder if missing).")
+    path: Path = Field(
+        description="The database file (created with its folder if missing); a relative "
+        "name is taken from the config file's folder."
+    )
 
 
 class PostgresStoreConfig(Section):
@@ -550,8 +553,15 @@ def parse_config(text: str, where: str = "hub.toml") -> HubConfig:
 
 
 def load_config(path: str | Path) -> HubConfig:
+    """The hub's configuration in ``path``; a relative ``[store] path`` is taken from the
+    file's folder, as the registry's, so the hub finds its database wherever it starts."""
     try:
         text = read_text(path)
     except ConfigTextError as err:
         raise ConfigError(str(err)) from err
-    return parse_config(text, str(path))
+    config = parse_config(text, str(path))
+    store = config.store
+    if isinstance(store, SqliteStoreConfig) and not store.path.is_absolute():
+        beside = Path(path).parent / store.path
+        config = config.model_copy(update={"store": store.model_copy(update={"path": beside})})
+    return config

@@ -57,6 +57,11 @@ class Api:
                 data = {}
             code = data.get("error") if isinstance(data, dict) else None
             detail = _detail(data.get("detail")) if isinstance(data, dict) else ""
+            problems = data.get("problems") if isinstance(data, dict) else None
+            if isinstance(problems, list) and len(problems) > 1:
+                # Every problem, not the first and "(and 3 more problems)": the technician
+                # mends them all before trying again.
+                detail = _detail(problems)
             reason = f"{code}: {detail}" if code and detail else (code or response.reason_phrase)
             raise RemoteError(
                 f"the {self.what} refused {method} {path}: {response.status_code} {reason}",

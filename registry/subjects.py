@@ -40,23 +40,28 @@ def normalise_nik(text: str) -> str:
     return _SEPARATORS.sub("", text)
 
 
+def _bad(field: str, message: str) -> InvalidInput:
+    # The error table promises a 422 lists its problems by field, whichever check failed.
+    return InvalidInput(message, [{"field": field, "message": message}])
+
+
 def validate_nik(text: str) -> str:
     """The normalised NIK, or ``InvalidInput`` saying what is wrong with it."""
     nik = normalise_nik(text)
     if not nik:
-        raise InvalidInput("the NIK is empty")
+        raise _bad("nik", "the NIK is empty")
     if not nik.isascii() or not nik.isdigit():
-        raise InvalidInput("a NIK has digits only")
+        raise _bad("nik", "a NIK has digits only")
     if len(nik) != NIK_LENGTH:
-        raise InvalidInput(f"a NIK has {NIK_LENGTH} digits, this one has {len(nik)}")
+        raise _bad("nik", f"a NIK has {NIK_LENGTH} digits, this one has {len(nik)}")
     province = int(nik[0:2])
     if not 11 <= province <= 94:
-        raise InvalidInput(f"province code {nik[0:2]} is not one of 11..94")
+        raise _bad("nik", f"province code {nik[0:2]} is not one of 11..94")
     day, month = int(nik[6:8]), int(nik[8:10])
     if not (1 <= day <= 31 or 41 <= day <= 71):
-        raise InvalidInput(f"day of birth {nik[6:8]} is not 01..31 (41..71 for women)")
+        raise _bad("nik", f"day of birth {nik[6:8]} is not 01..31 (41..71 for women)")
     if not 1 <= month <= 12:
-        raise InvalidInput(f"month of birth {nik[8:10]} is not 01..12")
+        raise _bad("nik", f"month of birth {nik[8:10]} is not 01..12")
     return nik
 
 
@@ -64,11 +69,11 @@ def normalise_name(text: str) -> str:
     """A name with runs of white space as one space; ``InvalidInput`` when empty or long."""
     name = _NAME_SPACES.sub(" ", text).strip()
     if not name:
-        raise InvalidInput("the name is empty")
+        raise _bad("name", "the name is empty")
     if len(name) > MAX_NAME_LENGTH:
-        raise InvalidInput(f"a name has at most {MAX_NAME_LENGTH} characters")
+        raise _bad("name", f"a name has at most {MAX_NAME_LENGTH} characters")
     if not name.isprintable():
-        raise InvalidInput("the name holds control characters")
+        raise _bad("name", "the name holds control characters")
     return name
 
 

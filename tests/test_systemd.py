@@ -135,9 +135,13 @@ def test_the_node_works_in_a_directory_it_may_write() -> None:
     assert "LG_WD=%t/pintu-node" in unit["Environment"]
 
 
-def test_the_hub_unit_gets_its_mqtt_password_as_a_credential() -> None:
+def test_the_hub_unit_gets_its_mqtt_password_and_registry_token_as_credentials() -> None:
     unit = directives("pintu-hub.service")
-    assert unit["LoadCredential"] == ["mqtt-password:/etc/pintu/hub-mqtt-password"]
+    assert unit["LoadCredential"] == [
+        "mqtt-password:/etc/pintu/hub-mqtt-password",
+        # The dynamic user cannot read /etc/pintu: the registry token comes the same way.
+        "registry-token:/etc/pintu/registry-token",
+    ]
     assert unit["ExecStart"] == [f"{EXEC} hub serve --config /etc/pintu/hub.toml"]
     registry = directives("pintu-registry.service")
     assert registry["ExecStart"] == [f"{EXEC} registry serve --config /etc/pintu/registry.toml"]

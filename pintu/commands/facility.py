@@ -102,9 +102,13 @@ def register(
 
 def _read_secret(path: Path, what: str) -> str:
     try:
-        return path.read_text(encoding="utf-8").strip()
+        secret = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as err:
         raise click.ClickException(f"cannot read the {what} from {path}: {err}") from err
+    if not secret:
+        # Said here, naming the file: the registry could only refuse an empty field.
+        raise click.ClickException(f"the {what} file {path} is empty; nothing was sent")
+    return secret
 
 
 @facility.command("activate")
@@ -158,7 +162,9 @@ def activate(
     if token_file is not None and token is None:
         secret = _read_secret(token_file, "activation token")
     elif token is not None and token_file is None:
-        secret = token
+        secret = token.strip()
+        if not secret:
+            raise click.UsageError("--token is empty: give the activation token the operator sent")
     else:
         raise click.UsageError("give the activation token with --token or --token-file")
     if password_file is not None:

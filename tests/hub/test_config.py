@@ -159,6 +159,23 @@ def test_files_and_errors(tmp_path: Path) -> None:
     assert isinstance(error, HubError) and isinstance(error, ValueError)
 
 
+def test_a_relative_store_path_is_taken_from_the_config_files_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = folder / "hub.toml"
+    path.write_text(EXAMPLE.replace("/var/lib/pintu-hub/hub.db", "data/hub.db"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # not the config's folder: the store must not land here
+    config = load_config(Path("etc/hub.toml"))
+    assert isinstance(config.store, SqliteStoreConfig)
+    assert config.store.path.resolve() == folder / "data" / "hub.db"
+    path.write_text(EXAMPLE, encoding="utf-8")
+    config = load_config(path)
+    assert isinstance(config.store, SqliteStoreConfig)
+    assert config.store.path == Path("/var/lib/pintu-hub/hub.db")
+
+
 def test_secrets_come_from_the_credentials_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

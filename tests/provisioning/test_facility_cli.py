@@ -168,3 +168,42 @@ def test_bad_input_unknown_ids_and_no_registry_are_one_clear_line(served: Served
         pintu("status", "--registry", served.url, "--facility", fid, "--json").stdout
     )
     assert "siti" not in json.dumps(shown) and "Pasar" not in json.dumps(shown)
+
+
+def test_an_empty_token_or_password_file_is_a_local_error(served: Served, tmp_path: Path) -> None:
+    fid = json.loads(register(served, "apotek@example.com", "--json").stdout)["id"]
+    served.registry.verify_facility(fid, "operator")
+    where = ("--registry", served.url, "--facility", fid)
+    empty = tmp_path / "activation-token"
+    empty.write_text("\n")
+    password = tmp_path / "password"
+    password.write_text(PASSWORD + "\n")
+    # Nothing is sent: the file is named, not a registry's 422 about a field.
+    no_token = pintu(
+        "activate", *where, "--token-file", str(empty), "--password-file", str(password)
+    )
+    line = error_line(no_token)
+    assert f"the activation token file {empty} is empty" in line and "422" not in line
+    blank = pintu("activate", *where, "--token", " ", "--password-file", str(password))
+    assert blank.exit_code == 2 and "--token is empty" in blank.stderr, blank.stderr
+    empty_password = tmp_path / "empty-password"
+    empty_password.write_text("")
+    empty.write_text("ra_something\n")
+    no_password = pintu(
+        "activate", *where, "--token-file", str(empty), "--password-file", str(empty_password)
+    )
+    line = error_line(no_password)
+    assert f"the password file {empty_password} is empty" in line and "422" not in line
+    assert json.loads(pintu("status", *where, "--json").stdout)["state"] == "verified"
+
+
+def test_a_request_with_several_problems_names_them_all(served: Served) -> None:
+    bad = pintu(
+        "register", "--registry", served.url, "--name", "Pasar Baru Blok A",
+        "--address", "x" * 501, "--type", "market", "--capacity", "300",
+        "--pic-name", "B" * 201, "--pic-email", "not-an-e-mail",
+    )  # fmt: skip
+    line = error_line(bad)
+    assert "422" in line, line
+    assert "address:" in line and "pic_name:" in line and "pic_email:" in line, line
+    assert "more problems" not in line

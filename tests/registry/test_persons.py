@@ -200,6 +200,13 @@ def test_person_api_outcomes(world: World) -> None:
         "/api/v1/persons", json={**body, "nik": "1074054512900001"}, headers=world.op
     )
     assert r.status_code == 422 and "province code 10" in r.json()["detail"]
+    # As the error table promises of every 422: the problems, by field.
+    assert r.json()["problems"] == [
+        {"field": "nik", "message": "province code 10 is not one of 11..94"}
+    ]
+    r = world.client.post("/api/v1/persons", json={**body, "name": " \t "}, headers=world.op)
+    assert r.status_code == 422
+    assert r.json()["problems"] == [{"field": "name", "message": "the name is empty"}]
     r = world.client.post("/api/v1/persons", json={**body, "doses": 21}, headers=world.op)
     assert r.status_code == 422 and r.json()["problems"][0]["field"] == "doses"
     r = world.client.get("/api/v1/persons/" + "0" * 24, headers=world.op)
