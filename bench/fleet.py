@@ -66,6 +66,8 @@ PULSE_MS = 150
 # Released kinds: each one is a relay pulse the door ordered.
 RELEASED = ("entry", "exit", "manual", "not_passed")
 _PULSE = re.compile(r"relay on GPIO\d+ pulsed open")
+# A release while the relay is still open from the last one: no new pulse on the pin.
+_EXTENDED = re.compile(r"relay on GPIO\d+ kept open")
 _ORDER = re.compile(r"decision: admit ")
 OPERATOR, OPERATOR_PASSWORD = "operator", "a long operator password for the faults"
 PIC_EMAIL, PIC_PASSWORD = "pic@faults.example", "a long PIC password for the faults"
@@ -765,6 +767,11 @@ def count_pulses(log: Path) -> tuple[int, int]:
             orders += 1
         elif _PULSE.search(line):
             pulses += 1
+            if orders > 0:
+                orders -= 1
+            else:
+                unordered += 1
+        elif _EXTENDED.search(line):
             if orders > 0:
                 orders -= 1
             else:

@@ -191,6 +191,7 @@ class Relay:
             if self._held:
                 # Already held open by a guard: a pulse must not shorten that.
                 return True
+            extending = self.is_open  # a pulse in progress: the door stays open longer
             self._cancel_timer()
             timer = threading.Timer(seconds, self._end_pulse)
             timer.daemon = True
@@ -198,8 +199,12 @@ class Relay:
             self._timer = timer
             self._drive(open_=True)
             timer.start()
-        # One line per release: the audit trail a guard (or a test) matches to decisions.
-        logger.info("relay on GPIO%d pulsed open for %.0f ms", self.config.pin, seconds * 1000)
+        # One line per release: the audit trail a guard (or a test) matches to decisions,
+        # and to the times the pin went open (an extension opens nothing new).
+        if extending:
+            logger.info("relay on GPIO%d kept open %.0f ms more", self.config.pin, seconds * 1000)
+        else:
+            logger.info("relay on GPIO%d pulsed open for %.0f ms", self.config.pin, seconds * 1000)
         return True
 
     def hold_open(self) -> bool:
