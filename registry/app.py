@@ -70,6 +70,7 @@ from registry.models import (
     VisitsOut,
     WalletActivatedOut,
     WalletActivateIn,
+    WalletLinkOut,
     WalletPassOut,
 )
 from registry.poster import door_uri
@@ -495,6 +496,25 @@ def wallet_pass_out(held: WalletPass, now: int) -> dict[str, Any]:
 
 
 _NO_STORE = {"Cache-Control": "no-store"}
+
+
+@api.route(
+    "POST",
+    "/wallet/links",
+    "issueWalletLink",
+    "Make a one-time link that puts a person's pass on their phone",
+    auth=OPERATOR,
+    tag="wallet",
+    response=WalletLinkOut,
+    status=201,
+    errors=(404, 503),
+    description="The link works once, for wallet_link_hours; using it retires the "
+    "person's wallet on any other phone. It starts with public_url.",
+)
+def issue_wallet_link(call: CallDep, body: PassIn) -> Response:
+    issued = wallet.issue_link(call.registry, body.nik, call.caller)
+    out = WalletLinkOut(link=issued.url, expires_at=format_time(issued.expires_at))
+    return JSONResponse(out.model_dump(mode="json"), status_code=201, headers=_NO_STORE)
 
 
 @api.route(

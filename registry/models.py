@@ -173,6 +173,14 @@ class PassOut(Out):
     qr_png_base64: str | None = Field(None, description="The QR code (level M), when asked")
 
 
+class WalletLinkOut(Out):
+    link: str = Field(
+        description="The one-time link for the person's phone: "
+        "<public_url>/wallet/activate?token=wl_..."
+    )
+    expires_at: Time
+
+
 class WalletActivateIn(In):
     token: str = Field(
         min_length=1, max_length=100, description="The token of the link (wl_...), once"

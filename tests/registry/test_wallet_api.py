@@ -150,3 +150,13 @@ def test_cli_prints_a_one_time_link(config_file: Path, tmp_path: Path) -> None:
     assert "/wallet/activate?token=wl_" in out["link"] and NIK not in r.stdout
     r = runner.invoke(cli, ["registry", "issue-pass", *base, "--nik", NIK, "--link"])
     assert r.exit_code == 0 and r.stdout.strip().startswith("http://")
+
+
+def test_an_operator_makes_a_link_over_the_api(world: World) -> None:
+    world.registry.set_person(NIK, "Siti Rahayu", Status.GREEN, 2, "test")
+    r = world.client.post("/api/v1/wallet/links", json={"nik": NIK}, headers=world.op)
+    assert r.status_code == 201, r.text
+    token = parse_qs(urlsplit(r.json()["link"]).query)["token"][0]
+    assert activate(world, token)["retired"] == 0
+    r = world.client.post("/api/v1/wallet/links", json={"nik": NIK}, headers=world.pic_h)
+    assert r.status_code == 403
