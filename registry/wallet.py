@@ -140,7 +140,8 @@ def activate(registry: Registry, token: str, address: str) -> Activated:
     ``NotFound`` for a token the registry never issued, ``Conflict`` (state ``used``) for
     a used one, ``Gone`` for an expired one; of two uses at once exactly one succeeds.
     """
-    registry.wallet_calls.take("activate", address)
+    # Per link and per address: a guessed token is one of 2^256, but a loop is cut short.
+    registry.wallet_calls.take("link:" + auth.token_hash(token), address)
     link = _link(registry, token)
     if link is None:
         raise NotFound("no such wallet link; ask for a new one")

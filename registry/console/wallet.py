@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw
@@ -23,7 +24,10 @@ from starlette.responses import FileResponse, Response
 
 from registry import wallet
 from registry.console.session import page_of
+from runtime import web
 from runtime.i18n import Language, js_catalog
+
+SERVICE_WORKER = Path(__file__).resolve().parent.parent / "static" / "wallet-sw.js"
 
 # The script's messages are those of the registry's own scripts.
 SCRIPTS = "registry/static/"
@@ -38,8 +42,6 @@ def catalog_json(lang: Language) -> str:
 
 
 def _shell(request: Request, lang: Language, mode: str, status: int = 200) -> Response:
-    from runtime import web
-
     response = web.render(
         request,
         "wallet.html",
@@ -96,10 +98,8 @@ async def activate_page(request: Request) -> Response:
 
 
 async def service_worker(request: Request) -> Response:
-    from registry.console.app import STATIC
-
     return FileResponse(
-        STATIC / "wallet-sw.js",
+        SERVICE_WORKER,
         media_type="text/javascript",
         headers={"Cache-Control": "no-cache"},
     )

@@ -160,3 +160,10 @@ def test_an_operator_makes_a_link_over_the_api(world: World) -> None:
     assert activate(world, token)["retired"] == 0
     r = world.client.post("/api/v1/wallet/links", json={"nik": NIK}, headers=world.pic_h)
     assert r.status_code == 403
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite"])
+def test_many_phones_activate_within_a_minute(world: World) -> None:
+    # The limit is per link and per address, not one budget for every activation.
+    tokens = [new_link(world.registry) for _ in range(15)]
+    assert [activate(world, token)["retired"] for token in tokens] == [0] + [1] * 14
