@@ -226,3 +226,35 @@ def test_an_operator_makes_a_link_in_the_console(
     page.goto(url)
     page.wait_for_url("**/wallet/")
     expect(page.locator("#holder")).to_have_text(OTHER_NAME)
+
+
+def test_an_expired_or_unknown_pass_is_never_shown_as_a_colour(
+    browser: Browser, server: Server, phones: list[BrowserContext]
+) -> None:
+    page = activated(browser, phones, server)
+    # Offline, past its expiry: the kept pass says so, and no code is shown.
+    page.context.set_offline(True)
+    page.evaluate(
+        """() => {
+            const kept = JSON.parse(localStorage.getItem('pintu.wallet'));
+            kept.pass.expires_at = '2020-01-01T00:00:00Z';
+            localStorage.setItem('pintu.wallet', JSON.stringify(kept));
+        }"""
+    )
+    page.reload()
+    expect(page.locator("#card")).to_have_attribute("data-state", "expired")
+    expect(page.locator("#status-word")).to_have_text("Expired")
+    expect(page.locator("#band")).not_to_have_class("band status-green")
+    expect(page.locator("#qr")).to_be_hidden()
+    # A credential the registry does not know: not valid, once the wallet asks.
+    page.evaluate(
+        """() => {
+            const kept = JSON.parse(localStorage.getItem('pintu.wallet'));
+            kept.credential = 'wc_not-a-credential';
+            localStorage.setItem('pintu.wallet', JSON.stringify(kept));
+        }"""
+    )
+    page.context.set_offline(False)
+    expect(page.locator("#card")).to_have_attribute("data-state", "revoked")
+    expect(page.locator("#status-word")).to_have_text("Not valid")
+    expect(page.locator("#qr")).to_be_hidden()
