@@ -258,3 +258,18 @@ def test_an_expired_or_unknown_pass_is_never_shown_as_a_colour(
     expect(page.locator("#card")).to_have_attribute("data-state", "revoked")
     expect(page.locator("#status-word")).to_have_text("Not valid")
     expect(page.locator("#qr")).to_be_hidden()
+
+
+def test_the_first_load_is_light(
+    browser: Browser, server: Server, phones: list[BrowserContext]
+) -> None:
+    page = phone(browser, phones)
+    sizes: list[int] = []
+    page.on("response", lambda response: sizes.append(len(response.body())))
+    page.goto(new_link(server, OTHER_NIK))
+    page.wait_for_url("**/wallet/")
+    expect(page.locator("#card")).to_be_visible()
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+    # Everything the phone fetched: both pages, script, style, manifest, icons, the
+    # exchange and the first refresh (the service worker's own fetches included).
+    assert sum(sizes) < 150_000, sizes
