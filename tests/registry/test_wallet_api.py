@@ -167,3 +167,14 @@ def test_many_phones_activate_within_a_minute(world: World) -> None:
     # The limit is per link and per address, not one budget for every activation.
     tokens = [new_link(world.registry) for _ in range(15)]
     assert [activate(world, token)["retired"] for token in tokens] == [0] + [1] * 14
+
+
+def test_the_wallet_script_reads_its_own_words() -> None:
+    from registry.console.wallet import catalog_json
+    from runtime.i18n import Language
+
+    words = json.loads(catalog_json(Language.of("id")))["messages"]
+    assert words["Green"] == "Hijau" and words["Black"] == "Hitam"
+    assert words["Moved to another phone"] == "Dipindahkan ke ponsel lain"
+    # Only the registry's scripts' words: none of the hub dashboard's.
+    assert "{n} s ago" not in words
