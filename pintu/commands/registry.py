@@ -243,8 +243,10 @@ def issue_pass(
     (and retires the wallet of any phone activated before).
 
     \b
-    Examples:
+    Example:
       pintu registry issue-pass --config registry.toml --nik 3174054512900001 --png pass.png
+    \b
+    Example, a link for the person's phone:
       pintu registry issue-pass --config registry.toml --nik 3174054512900001 --link
     """
     from protocol.trust import format_time
