@@ -638,6 +638,8 @@ def run_demo(options: DemoOptions, duration_s: float | None, say: Callable[[str]
         say(f"  operator:   {OPERATOR} / {demo.secrets.operator_password}")
         say(f"  PIC:        {PIC_EMAIL} / {demo.secrets.pic_password} (Demo Mall)")
         say(f"  staff desk check-in, try NIK {example.nik} and name {example.name}")
+        say(f"  a visitor's phone wallet ({example.name}; open once, on a phone or in a browser):")
+        say(f"              {demo.operator.wallet_link(example.nik)}")
         say(f"  work directory and logs: {demo.workdir}")
         say("")
         say("Press Ctrl-C to stop everything.")

@@ -116,6 +116,10 @@ class RegistryOperator:
         """A pass for the person, signed with the registry's current key; its text."""
         return str(self._call("POST", "/passes", json={"nik": nik})["text"])
 
+    def wallet_link(self, nik: str) -> str:
+        """A one-time link that puts the person's pass in a phone's wallet."""
+        return str(self._call("POST", "/wallet/links", json={"nik": nik})["link"])
+
     def trace(self, subject_hex: str) -> tuple[int, int]:
         """Contact tracing for a subject over the tracing window: (visits, contacts)."""
         answer = self._call("GET", "/tracing", params={"subject": subject_hex})

@@ -27,9 +27,15 @@ from starlette.responses import JSONResponse, Response
 from protocol.ids import SUBJECT_PATTERN
 from protocol.status import Status
 from protocol.trust import format_time
-from registry import __version__
+from registry import __version__, wallet
 from registry.console import app as console
-from registry.errors import NotFound, RegistryError, SigningKeyError, StoreError
+from registry.errors import (
+    NotFound,
+    RegistryError,
+    SigningKeyError,
+    StoreError,
+    Unauthenticated,
+)
 from registry.models import (
     ActivateIn,
     ActivateOut,
@@ -62,6 +68,10 @@ from registry.models import (
     VerifyOut,
     VisitIn,
     VisitsOut,
+    WalletActivatedOut,
+    WalletActivateIn,
+    WalletLinkOut,
+    WalletPassOut,
 )
 from registry.poster import door_uri
 from registry.records import Door, Facility, FacilityState, Person
@@ -79,12 +89,14 @@ from registry.routing import (
     Operation,
     Routes,
     api_error,
+    error_response,
     invalid,
     refused,
     registry_error,
     server_error,
 )
 from registry.service import Registry
+from registry.wallet import WalletMoved, WalletPass
 from runtime.api import HeadAsGet, Refused, TimeQuery, document
 from runtime.web import make_templates, static_version
 
@@ -467,6 +479,94 @@ def issue_pass(call: CallDep, body: PassIn) -> Response:
         }
     )
     return JSONResponse(out.model_dump(mode="json"), status_code=201)
+
+
+def wallet_pass_out(held: WalletPass, now: int) -> dict[str, Any]:
+    return WalletPassOut(
+        text=held.text,
+        name=held.name,
+        status=held.status,
+        doses=held.doses,
+        kid=held.kid,
+        issued_at=format_time(held.issued_at),
+        expires_at=format_time(held.expires_at),
+        qr=held.qr_rows(),
+        checked_at=format_time(now),
+    ).model_dump(mode="json")
+
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+@api.route(
+    "POST",
+    "/wallet/links",
+    "issueWalletLink",
+    "Make a one-time link that puts a person's pass on their phone",
+    auth=OPERATOR,
+    tag="wallet",
+    response=WalletLinkOut,
+    status=201,
+    errors=(404, 503),
+    description="The link works once, for wallet_link_hours; using it retires the "
+    "person's wallet on any other phone. It starts with public_url.",
+)
+def issue_wallet_link(call: CallDep, body: PassIn) -> Response:
+    issued = wallet.issue_link(call.registry, body.nik, call.caller)
+    out = WalletLinkOut(link=issued.url, expires_at=format_time(issued.expires_at))
+    return JSONResponse(out.model_dump(mode="json"), status_code=201, headers=_NO_STORE)
+
+
+@api.route(
+    "POST",
+    "/wallet/activate",
+    "activateWallet",
+    "Exchange a wallet link's token for a wallet credential and the pass",
+    auth=PUBLIC,
+    tag="wallet",
+    response=WalletActivatedOut,
+    status=201,
+    errors=(404, 409, 410, 429, 503),
+    description="Open to whoever holds a link from `pintu registry issue-pass --link` or "
+    "the console: the token works once (404 unknown, 409 used, 410 expired); the answer "
+    "holds a new wallet credential, and the person's wallets on other phones are retired.",
+)
+def activate_wallet(call: CallDep, body: WalletActivateIn) -> Response:
+    done = wallet.activate(call.registry, body.token, call.address)
+    out = {
+        "credential": done.credential,
+        "pass": wallet_pass_out(done.wallet_pass, call.registry.now()),
+        "retired": done.retired,
+    }
+    WalletActivatedOut.model_validate(out)
+    return JSONResponse(out, status_code=201, headers=_NO_STORE)
+
+
+@api.route(
+    "GET",
+    "/wallet/pass",
+    "walletPass",
+    "The current pass of the calling wallet",
+    auth=PUBLIC,
+    tag="wallet",
+    response=WalletPassOut,
+    errors=(401, 429, 503),
+    description="Called by the wallet with 'Authorization: Bearer <wallet credential>'. "
+    "The same pass until the person's status changes, its key is revoked or half its life "
+    "has gone, then a new one. 401 for an unknown credential; 401 with error "
+    "'wallet_moved' for one retired by an activation on another phone. At most "
+    "12 calls a minute a wallet (429 with Retry-After).",
+)
+def wallet_pass(call: CallDep) -> Response:
+    header = call.headers.get("authorization", "")
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise Unauthenticated("send 'Authorization: Bearer <wallet credential>'")
+    try:
+        held = wallet.refresh(call.registry, credential.strip()[:200], call.address)
+    except WalletMoved as err:
+        return error_response(401, "wallet_moved", str(err), headers=_NO_STORE)
+    return JSONResponse(wallet_pass_out(held, call.registry.now()), headers=_NO_STORE)
 
 
 @api.route(

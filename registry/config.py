@@ -169,6 +169,19 @@ class RegistryConfig(Section):
         le=24 * 90,
         description="How long a facility's one-time activation token stays usable.",
     )
+    wallet_link_hours: float = Field(
+        24.0,
+        gt=0,
+        le=24 * 30,
+        description="How long a wallet activation link (a pass for a phone) stays usable.",
+    )
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="The address phones open the registry at, such as "
+        "'https://registry.example.id'; wallet links start with it. Unset: "
+        "http://<web.host>:<web.port>.",
+    )
     max_visit_hours: float = Field(
         24.0,
         gt=0,

@@ -173,6 +173,43 @@ class PassOut(Out):
     qr_png_base64: str | None = Field(None, description="The QR code (level M), when asked")
 
 
+class WalletLinkOut(Out):
+    link: str = Field(
+        description="The one-time link for the person's phone: "
+        "<public_url>/wallet/activate?token=wl_..."
+    )
+    expires_at: Time
+
+
+class WalletActivateIn(In):
+    token: str = Field(
+        min_length=1, max_length=100, description="The token of the link (wl_...), once"
+    )
+
+
+class WalletPassOut(Out):
+    text: str = Field(description="The pass (PINTU1:...), exactly what a camera door reads")
+    name: str = Field(description="The holder's name, as the registry keeps it")
+    status: StatusName
+    doses: int
+    kid: str
+    issued_at: Time
+    expires_at: Time
+    qr: list[str] = Field(
+        description="The pass's QR code (level M), a row of modules a string of 0 and 1"
+    )
+    checked_at: Time = Field(description="When the registry answered")
+
+
+class WalletActivatedOut(Out):
+    credential: str = Field(
+        description="The wallet's credential (wc_...): keep it, send it as a bearer token "
+        "to GET /api/v1/wallet/pass; shown once"
+    )
+    wallet_pass: WalletPassOut = Field(alias="pass")
+    retired: int = Field(description="The person's wallets on other phones retired now")
+
+
 class RotateOut(Out):
     kid: str = Field(description="The new current key")
     retired: list[str] = Field(description="Keys that stopped signing (not_after set to now)")

@@ -104,6 +104,37 @@ class Token:
 
 
 @dataclass(frozen=True)
+class WalletLink:
+    """A one-time link that puts a person's pass on a phone, kept as its token's hash."""
+
+    token_hash: str
+    subject: str
+    created_at: int
+    expires_at: int
+    used_at: int | None
+
+
+@dataclass(frozen=True)
+class Wallet:
+    """A phone's wallet: the hash of its credential, its person, and the pass it holds.
+
+    ``retired_at`` is set when the person activated another phone: its refresh then
+    answers that the pass moved.
+    """
+
+    credential_hash: str
+    subject: str
+    created_at: int
+    retired_at: int | None
+    pass_text: str
+    pass_status: str
+    pass_doses: int
+    pass_kid: str
+    pass_issued_at: int
+    pass_expires_at: int
+
+
+@dataclass(frozen=True)
 class Facility:
     id: str
     name: str

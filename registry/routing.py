@@ -79,7 +79,7 @@ STATUS_TEXT = {
     413: "The body is too large",
     415: "The body is not of the expected media type",
     422: "The body does not follow the schema (each bad field is named)",
-    429: "Too many failed logins; see Retry-After",
+    429: "Too many failed logins or calls; see Retry-After",
     503: "The store or the signing keys are unavailable",
 }
 SECURITY = {"operator": "operatorSession", "pic": "picSession", "hub": "hubToken"}

@@ -149,6 +149,36 @@ hub_activity = Table(
     Column("refused_reason", Text),
 )
 
+# One-time wallet links (``pintu registry issue-pass --link``), by their token's hash.
+wallet_links = Table(
+    "wallet_links",
+    metadata,
+    Column("token_hash", Text, primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("created_at", Seconds, nullable=False),
+    Column("expires_at", Seconds, nullable=False),
+    Column("used_at", Seconds),
+    Index("wallet_links_expires_at", "expires_at"),
+)
+
+# The phones' wallets, by their credential's hash, with the pass each holds; a person's
+# older wallets are retired when a new link is used.
+wallets = Table(
+    "wallets",
+    metadata,
+    Column("credential_hash", Text, primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("created_at", Seconds, nullable=False),
+    Column("retired_at", Seconds),
+    Column("pass_text", Text, nullable=False),
+    Column("pass_status", Text, nullable=False),
+    Column("pass_doses", Integer, nullable=False),
+    Column("pass_kid", Text, nullable=False),
+    Column("pass_issued_at", Seconds, nullable=False),
+    Column("pass_expires_at", Seconds, nullable=False),
+    Index("wallets_subject", "subject"),
+)
+
 audit = Table(
     "audit",
     metadata,

@@ -71,6 +71,10 @@ from runtime.throttle import LoginThrottle
 logger = logging.getLogger(__name__)
 
 DAY_S = 86_400
+# A wallet asks when it opens, comes back online or every few minutes; many phones share
+# one address behind a carrier's NAT.
+WALLET_CALLS_PER_MINUTE = 12
+WALLET_CALLS_PER_ADDRESS = 600
 # A hub's reads and pushes are noted at most this often (per facility, kind and process).
 HUB_NOTE_S = 60
 # Hub clocks drift like door clocks: a visit may end this far "in the future".
@@ -196,6 +200,8 @@ class Registry:
             config.web.personal_reads_per_minute,
             config.web.personal_reads_per_address_per_minute,
         )
+        # Wallet refreshes and activations: per credential (or link) and per address.
+        self.wallet_calls = ReadLimiter(WALLET_CALLS_PER_MINUTE, WALLET_CALLS_PER_ADDRESS)
         self._snapshot: Snapshot | None = None
         self._hub_noted: dict[tuple[str, str], int] = {}
         self._snapshot_lock = threading.Lock()
@@ -339,6 +345,13 @@ class Registry:
         person = self.store.get_person(subject)
         if person is None:
             raise NotFound("no person with this NIK; add them (or import them) first")
+        return self.sign_pass(person, actor)
+
+    def sign_pass(
+        self, person: Person, actor: Principal | str, action: str = "pass.issued"
+    ) -> IssuedPass:
+        """A new pass of ``person``'s current status, signed with the current key."""
+        subject = person.subject
         key = self.keyring.current()
         issued_at = self.now()
         expires_at = issued_at + self.config.pass_valid_days * DAY_S
@@ -350,7 +363,7 @@ class Registry:
         verdict = passes.verify(text, self.keyring.trust_list(), now=issued_at)
         if not verdict.ok:
             raise SigningKeyError(f"a new pass does not verify: {verdict.reason.value}")
-        self._audit(actor, "pass.issued", subject, f"kid={key.kid_hex}")
+        self._audit(actor, action, subject, f"kid={key.kid_hex}")
         return IssuedPass(text, person, key.kid_hex, issued_at, expires_at)
 
     def trust_document(self) -> TrustDocument:
@@ -775,6 +788,7 @@ class Registry:
         before = now - self.config.tracing_window_days * DAY_S
         visits = self.store.purge_visits(before)
         tokens = self.store.purge_tokens(now)
+        tokens += self.store.purge_wallet_links(now - DAY_S)
         # Who read whom stays in the audit trail; which subject, only as long as the visits.
         scrubbed = self.store.scrub_audit(before, PERSONAL_READS)
         if scrubbed:

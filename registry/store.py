@@ -27,6 +27,8 @@ from registry.records import (
     Token,
     Visit,
     VisitIntake,
+    Wallet,
+    WalletLink,
 )
 
 
@@ -168,6 +170,27 @@ class RegistryStore(Protocol):
 
     def hub_activity(self) -> dict[str, HubActivity]:
         """What was seen of each facility's hub, by facility id."""
+        ...
+
+    # The visitors' wallets.
+    def add_wallet_link(self, link: WalletLink) -> None: ...
+
+    def get_wallet_link(self, token_hash: str) -> WalletLink | None: ...
+
+    def use_wallet_link(self, token_hash: str, wallet: Wallet) -> int:
+        """Spend the link and add ``wallet`` (made at ``wallet.created_at``), retiring the
+        person's other wallets; how many were retired. ``Conflict`` when the link was used
+        or has expired by then (of two uses at once, one wins)."""
+        ...
+
+    def get_wallet(self, credential_hash: str) -> Wallet | None: ...
+
+    def set_wallet_pass(self, wallet: Wallet) -> bool:
+        """Keep the wallet's new pass; False (nothing kept) when it was retired."""
+        ...
+
+    def purge_wallet_links(self, before: int) -> int:
+        """Delete the links that expired before ``before``; how many."""
         ...
 
     # Audit trail of what operators and PICs did.

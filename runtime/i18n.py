@@ -129,13 +129,16 @@ def translations(language: LanguageCode) -> Translations:
 
 
 @cache
-def js_catalog(language: LanguageCode) -> dict[str, str | list[str]]:
-    """The messages of the dashboard's scripts: ``msgid -> text`` (a list for plurals)."""
+def js_catalog(language: LanguageCode, under: str = "") -> dict[str, str | list[str]]:
+    """The messages of the scripts (those in the folder ``under`` only, if given):
+    ``msgid -> text`` (a list for plurals)."""
     result: dict[str, str | list[str]] = {}
     for message in catalog(language):
         if not message.id or message.fuzzy:
             continue
-        if not any(path.endswith(".js") for path, _ in message.locations):
+        if not any(
+            path.endswith(".js") and path.startswith(under) for path, _ in message.locations
+        ):
             continue
         if isinstance(message.id, tuple):
             strings = message.string if isinstance(message.string, tuple) else ()

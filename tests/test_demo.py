@@ -164,6 +164,7 @@ def test_demo_runs_a_provisioned_facility_live_and_stops_cleanly_on_ctrl_c(
     assert run.wait_for(r"operator:\s+operator / \S+", 5)
     console = run.wait_for(r"console:\s+(http://\S+/console/login)", 5).group(1)
     pic_password = run.wait_for(r"PIC:\s+pic@demo-mall\.example / (\S+)", 5).group(1)
+    wallet_link = run.wait_for(r"(http://\S+/wallet/activate\?token=wl_\S+)", 5).group(1)
 
     children = processes_of(run)
     commands = [" ".join(p.cmdline()) for p in children]
@@ -198,6 +199,11 @@ def test_demo_runs_a_provisioned_facility_live_and_stops_cleanly_on_ctrl_c(
             pic.click("main button[type=submit]")
             pic.get_by_role("link", name="Demo Mall").click()
             expect(pic.locator("#doors li")).not_to_have_count(0)
+            # The printed wallet link puts the desk example's pass on a phone.
+            phone = browser.new_page(locale="en-GB", viewport={"width": 390, "height": 844})
+            phone.goto(wallet_link)
+            phone.wait_for_url("**/wallet/")
+            expect(phone.locator("#card")).to_be_visible()
         finally:
             browser.close()
 

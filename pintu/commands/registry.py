@@ -226,19 +226,36 @@ def import_persons(config_path: Path, file: Path, as_json: bool, quiet: bool) ->
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Also write the pass's QR code (level M) to this PNG file.",
 )
+@click.option(
+    "--link",
+    is_flag=True,
+    help="Print a one-time link that puts the pass in the person's phone wallet instead.",
+)
 @_JSON
-def issue_pass(config_path: Path, nik: str, png_path: Path | None, as_json: bool) -> None:
+def issue_pass(
+    config_path: Path, nik: str, png_path: Path | None, link: bool, as_json: bool
+) -> None:
     """Issue a pass for a person with the current signing key and print its text.
 
     The pass carries the person's subject id, status and doses and lasts
-    pass_valid_days.
+    pass_valid_days. With --link, print a one-time link for the person's phone
+    instead: opened once within wallet_link_hours, it puts the pass in the wallet
+    (and retires the wallet of any phone activated before).
 
     \b
     Example:
       pintu registry issue-pass --config registry.toml --nik 3174054512900001 --png pass.png
+    \b
+    Example, a link for the person's phone:
+      pintu registry issue-pass --config registry.toml --nik 3174054512900001 --link
     """
     from protocol.trust import format_time
 
+    if link:
+        if png_path is not None:
+            raise click.UsageError("--png and --link do not go together")
+        _wallet_link(config_path, nik, as_json)
+        return
     with _registry(config_path, make_key=True) as reg:
         issued = reg.issue_pass(nik, _actor())
     if png_path is not None:
@@ -261,6 +278,24 @@ def issue_pass(config_path: Path, nik: str, png_path: Path | None, as_json: bool
         )
     else:
         click.echo(issued.text)
+
+
+def _wallet_link(config_path: Path, nik: str, as_json: bool) -> None:
+    from protocol.trust import format_time
+    from registry import wallet
+
+    with _registry(config_path, make_key=True) as reg:
+        issued = wallet.issue_link(reg, nik, _actor())
+    if as_json:
+        echo_json(
+            {
+                "link": issued.url,
+                "subject": issued.person.subject,
+                "expires_at": format_time(issued.expires_at),
+            }
+        )
+    else:
+        click.echo(issued.url)
 
 
 @registry.command("rotate-key")

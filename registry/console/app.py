@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from registry import routing
 from registry.config import RegistryConfig
-from registry.console import keys, operator, persons, pic, public, tracing
+from registry.console import keys, operator, persons, pic, public, tracing, wallet
 from registry.console.session import SESSION_COOKIE, session_secret
 from registry.routing import API_PREFIX
 from registry.service import Registry
@@ -76,6 +76,7 @@ def routes() -> list[BaseRoute]:
         page("/console/persons/find", persons.find_person, post),
         page("/console/persons/status", persons.change_status, post),
         page("/console/persons/pass", persons.issue_pass, post),
+        page("/console/persons/wallet-link", persons.wallet_link, post),
         page("/console/keys", keys.keys_page, get),
         page("/console/keys/rotate", keys.rotate_key, post),
         page("/console/keys/{kid}/revoke", keys.revoke_key, post),
@@ -85,6 +86,11 @@ def routes() -> list[BaseRoute]:
         page("/console/audit", operator.audit_page, get),
         page("/console/hubs", operator.hubs_page, get),
         *[page(path, endpoint, method) for path, endpoint, method in pic.PAGES],
+        page("/wallet/", wallet.wallet_page, get),
+        page("/wallet/activate", wallet.activate_page, get),
+        page("/wallet/sw.js", wallet.service_worker, get),
+        page("/wallet/manifest.webmanifest", wallet.manifest, get),
+        page("/wallet/icon-{size:int}.png", wallet.icon, get),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
 

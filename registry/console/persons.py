@@ -1,23 +1,28 @@
 """The operators' work on persons: find one by NIK and name, change the status, issue a
-printable pass. Every look-up is a personal read (limited, and audited with the reason
-the operator gives); every change carries a reason into the audit trail."""
+printable pass or a one-time link that puts the pass on their phone. Every look-up is a
+personal read (limited, and audited with the reason the operator gives); every change
+carries a reason into the audit trail."""
 
 from __future__ import annotations
 
 import base64
+import io
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import segno
 from babel.dates import format_timedelta
 from starlette.responses import Response
 
 from protocol.passes import MAX_DOSES
 from protocol.status import Status
+from registry import wallet
 from registry.console.session import Page, field, logged_in
 from registry.errors import InvalidInput, LoginThrottled, NotFound, RegistryError
 from registry.records import Person
 from registry.service import IssuedPass
+from registry.wallet import IssuedLink
 
 logger = logging.getLogger(__name__)
 
@@ -182,3 +187,33 @@ async def issue_pass(page: Page) -> Response:
             "expires_at": when(page, issued.expires_at),
         },
     )
+
+
+@logged_in("operator")
+async def wallet_link(page: Page) -> Response:
+    """A one-time link (and its QR code) that puts the person's pass in their phone's
+    wallet; using it retires the wallet of any phone activated before."""
+    form = await page.request.form()
+    values, problem = _read_person_form(page, form)
+    if problem is not None:
+        return _persons_page(page, status=422, error=problem, values=values)
+    base = page.registry.config.public_url or str(page.request.base_url)
+    try:
+        await _named(page, values)
+        link: IssuedLink = await page.run(
+            wallet.issue_link, page.registry, values["nik"], page.caller, base
+        )
+    except RegistryError as err:
+        return _refused(page, err, values)
+    buffer = io.BytesIO()
+    segno.make(link.url, error="m").save(buffer, kind="png", scale=6)
+    response = page.render(
+        "wallet_link.html",
+        {
+            "link": link,
+            "qr": base64.b64encode(buffer.getvalue()).decode("ascii"),
+            "expires_at": when(page, link.expires_at),
+        },
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -2,7 +2,7 @@
 
 ``Store`` is the ``RegistryStore`` (``registry.store``) of both databases: each repository
 mixed in below (persons and the feed, accounts and tokens, facilities and doors, visits,
-the audit trail) writes its statements once, against the tables of ``registry.schema``;
+wallets, the audit trail) writes its statements once, against the tables of ``registry.schema``;
 ``registry.storage.dialect`` holds the engines, the transactions and the few places where
 the two databases differ. Opening a store brings its schema to the newest revision of
 ``registry/migrations`` (a database made before them is stamped first, its rows kept).
@@ -20,11 +20,12 @@ from registry.storage.facilities import Facilities
 from registry.storage.hubs import Hubs, hub_statements
 from registry.storage.persons import Persons
 from registry.storage.visits import Visits, bound_statement
+from registry.storage.wallets import Wallets
 
 __all__ = ["HEAD", "PgStore", "SqliteStore", "Store"]
 
 
-class Store(Persons, Accounts, Facilities, Visits, Hubs, Audit):
+class Store(Persons, Accounts, Facilities, Visits, Hubs, Wallets, Audit):
     """The registry's data in the database ``db`` opened (see the module's doc)."""
 
     def __init__(self, db: Database) -> None:

@@ -20,6 +20,10 @@ PUBLIC = {
     "POST /api/v1/facilities/{facility_id}/activate",
     "POST /api/v1/login",
     "GET /api/v1/health",
+    # The link's token, and the wallet's own credential, checked by the route itself
+    # (tests/registry/test_wallet_api.py).
+    "POST /api/v1/wallet/activate",
+    "GET /api/v1/wallet/pass",
 }
 OPERATIONS = operations()
 
