@@ -65,9 +65,9 @@ RELAY_PIN = 5
 PULSE_MS = 150
 # Released kinds: each one is a relay pulse the door ordered.
 RELEASED = ("entry", "exit", "manual", "not_passed")
-_PULSE = re.compile(r"relay on GPIO\d+ pulsed open")
-# A release while the relay is still open from the last one: no new pulse on the pin.
-_EXTENDED = re.compile(r"relay on GPIO\d+ kept open")
+# A release: the relay pulsed open, or kept open longer when it still was.
+_PULSE = re.compile(r"relay on GPIO\d+ (?:pulsed open|kept open)")
+_OPENING = re.compile(r"relay on GPIO\d+ pulsed open")
 _ORDER = re.compile(r"decision: admit ")
 OPERATOR, OPERATOR_PASSWORD = "operator", "a long operator password for the faults"
 PIC_EMAIL, PIC_PASSWORD = "pic@faults.example", "a long PIC password for the faults"
@@ -755,6 +755,14 @@ class Tally:
         return not self.problems
 
 
+def count_openings(log: Path) -> int:
+    """How many times a node's relay went open (a release while it was open keeps it open:
+    no new pulse on the pin), across all its runs."""
+    if not log.exists():
+        return 0
+    return sum(1 for line in log.read_text(errors="replace").splitlines() if _OPENING.search(line))
+
+
 def count_pulses(log: Path) -> tuple[int, int]:
     """(pulses, pulses no decision ordered) from a node's log across all its runs."""
     pulses = unordered = orders = 0
@@ -771,11 +779,7 @@ def count_pulses(log: Path) -> tuple[int, int]:
                 orders -= 1
             else:
                 unordered += 1
-        elif _EXTENDED.search(line):
-            if orders > 0:
-                orders -= 1
-            else:
-                unordered += 1
+
     return pulses, unordered
 
 
