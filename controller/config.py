@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from controller.errors import ConfigError
-from controller.policy import PolicyConfig
+from protocol.policy import PolicyConfig
 from controller.uplink import MqttConfig
 from firmware.camera import SourceConfig
 from firmware.decoder import DecoderConfig

@@ -38,7 +38,7 @@ from typing import Literal
 
 from controller.errors import JournalError
 from controller.journal import Admission, Entry, Journal
-from controller.policy import Decision, Direction, Policy
+from protocol.policy import Decision, Direction, Policy
 from firmware.errors import NotArmed
 from firmware.gpio import Devices
 from protocol import passes

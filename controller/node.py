@@ -22,7 +22,7 @@ from controller.door import Door, RemoteOpen
 from controller.errors import ControllerError, JournalError
 from controller.journal import Entry, Journal
 from controller.lists import InUse, ListKind, ListReceiver
-from controller.policy import Policy, PolicyConfig
+from protocol.policy import Policy, PolicyConfig
 from controller.scanner import Scanner
 from controller.uplink import Uplink
 from firmware.camera import open_source

@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from controller.config import GateConfig, NodeConfig, ScanConfig
-from controller.policy import PolicyConfig
+from protocol.policy import PolicyConfig
 from controller.uplink import MqttConfig
 from firmware.camera import (
     FolderSourceConfig,

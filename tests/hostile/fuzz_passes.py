@@ -21,7 +21,7 @@ import time
 import atheris
 
 with atheris.instrument_imports():
-    from controller.policy import Policy, PolicyConfig
+    from protocol.policy import Policy, PolicyConfig
     from protocol import passes
     from protocol.status import Status
     from protocol.trust import SigningKey, TrustList

@@ -18,7 +18,7 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.policy import Policy, PolicyConfig
+from protocol.policy import Policy, PolicyConfig
 from protocol import passes
 from protocol.passes import Reason
 from protocol.signals import Signal

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controller.policy import FACILITY_MEMORY, Policy, PolicyConfig
+from protocol.policy import FACILITY_MEMORY, Policy, PolicyConfig
 from protocol import passes
 from protocol.events import FacilityState, Passage, new_event_id
 from protocol.signals import Signal
