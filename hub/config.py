@@ -24,6 +24,7 @@ from hub.errors import ConfigError
 from protocol.configtext import ConfigTextError, parse_model, read_text
 from protocol.ids import Ident
 from protocol.model import StrictModel
+from protocol.policy import PolicyConfig
 from runtime.listen import is_loopback as is_loopback
 
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
@@ -273,6 +274,18 @@ class HttpRegistryConfig(Section):
         le=86_400,
         description="Longest wait between retries while the registry cannot be reached.",
     )
+    phone_checkins: bool = Field(
+        True,
+        description="Keep a channel open to the registry for phone check-ins (visitors who "
+        "scan a door's poster with their phone); the hub decides and counts them.",
+    )
+    channel_wait_s: float = Field(
+        25.0,
+        ge=1,
+        le=30,
+        description="How long each request of the phone check-in channel stays open "
+        "waiting for a check-in (shorter for proxies that cut idle requests sooner).",
+    )
     lists_refresh_s: float = Field(
         3600.0,
         gt=0,
@@ -380,6 +393,11 @@ class FacilityConfig(Section):
         default_factory=list,
         description="The facility's doors; when any are listed, events from other doors "
         "are rejected.",
+    )
+    policy: PolicyConfig = Field(
+        default_factory=PolicyConfig,
+        description="What the facility admits, as its doors' [policy]: the hub decides "
+        "phone check-ins (a door's poster scanned by a visitor's phone) with it.",
     )
 
     @field_validator("timezone")

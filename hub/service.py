@@ -20,6 +20,7 @@ from hub.config import FacilityConfig, HubConfig
 from hub.errors import HubError, NotFound
 from hub.ingest.live import LiveBus
 from hub.ingest.mqtt import Ingest
+from hub.ingest.phone import PhoneDoors
 from hub.metrics import HubMetrics, Sampled
 from hub.records import Adjustment, Alert, Occupancy
 from hub.retention import Retention
@@ -67,6 +68,8 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         # With an http registry: the sync, the doors' lists and the visits outbox.
         self.registry: RegistryLink | None = None
+        # Phone check-ins that come over the registry link, decided as a door would.
+        self.phones: PhoneDoors | None = None
 
     @property
     def store(self) -> Store:
@@ -97,6 +100,8 @@ class Hub:
             raise
         if self.registry is not None:
             self._ingest.connect_hooks.append(self.registry.publisher.on_connect)
+            self.phones = PhoneDoors(self.config, self._store, self._ingest)
+            self.registry.open_channels(self.phones.decide)
         for configured in self.config.facilities:
             # A capacity staff set at run time outlives a restart; the store has it.
             facility = self._store.facility_config(configured.id) or configured

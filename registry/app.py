@@ -27,7 +27,8 @@ from starlette.responses import JSONResponse, Response
 from protocol.ids import SUBJECT_PATTERN
 from protocol.status import Status
 from protocol.trust import format_time
-from registry import __version__, wallet
+from registry import __version__, checkin_api, wallet
+from registry.checkins import Checkins
 from registry.console import app as console
 from registry.errors import (
     NotFound,
@@ -916,7 +917,7 @@ def purge(call: CallDep) -> PurgeOut:
 
 def operations() -> list[Operation]:
     """Every route of the API, in the order the document lists them."""
-    return api.operations()
+    return api.operations() + checkin_api.routes.operations()
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -948,10 +949,12 @@ def create_app(registry: Registry) -> FastAPI:
         },
     )
     app.router.routes.extend(api.router.routes)
+    app.router.routes.extend(checkin_api.routes.router.routes)
     # The console's pages after the API: a path the API does not know is a page's.
     app.router.routes.extend(console.routes())
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.registry = registry
+    app.state.checkins = Checkins(registry)
     app.state.operations = operations()
     app.state.templates = make_templates(console.TEMPLATES)
     app.state.static_version = static_version(console.STATIC)

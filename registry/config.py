@@ -175,6 +175,14 @@ class RegistryConfig(Section):
         le=24 * 30,
         description="How long a wallet activation link (a pass for a phone) stays usable.",
     )
+    phone_answer_s: float = Field(
+        4.0,
+        gt=0,
+        le=20,
+        description="How long a phone checking in at a door's poster waits for the "
+        "facility's hub; past it the phone shows the pass's own colour to staff and the "
+        "check-in is counted when the hub is back.",
+    )
     public_url: str | None = Field(
         None,
         pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",

@@ -383,3 +383,34 @@ class PurgeOut(Out):
     visits: int = Field(description="Visits deleted")
     tokens: int = Field(description="Expired login sessions deleted")
     before: Time = Field(description="Visits that ended before this were deleted")
+
+
+class WalletCheckinIn(In):
+    id: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="The wallet's own id for this check-in (32 lowercase hex digits); a "
+        "retry sends the same id, so a check-in is counted once",
+    )
+    facility_id: Ident
+    door_id: Ident
+
+
+class CheckinResultOut(Out):
+    id: str
+    state: Literal["answered", "queued"] = Field(
+        description="answered: the facility's hub decided; queued: the hub could not be "
+        "reached in time, the signal is the pass's own colour for staff to check, and the "
+        "check-in is counted when the hub takes it"
+    )
+    signal: Literal["green", "yellow", "red", "black", "full", "error"]
+    admit: bool | None = Field(description="The hub's decision; none while queued")
+    direction: Literal["entry", "exit"] | None
+    reason: str = Field(description="A reason code, as in the events (docs/protocol.md)")
+    facility_id: str
+    facility_name: str
+    door_id: str
+    door_name: str
+    occupancy: int | None = None
+    capacity: int | None = None
+    at: Time = Field(description="When the phone opened the door's address")
+    decided_at: Time | None = Field(description="When the hub decided")

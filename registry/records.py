@@ -172,6 +172,7 @@ class HubActivity:
     refused_at: int | None = None
     refused: int = 0
     refused_reason: str | None = None
+    channel_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -264,3 +265,20 @@ def facility_from_row(row: Sequence[Any]) -> Facility:
 def visit_from_row(row: Sequence[Any]) -> Visit:
     """A visit from a row of the stores' visit columns, in the order of its fields."""
     return Visit(*row)
+
+
+@dataclass(frozen=True)
+class Checkin:
+    """A phone's check-in at a door, on its way to the facility's hub (``answer``: the
+    hub's decision as JSON, once it came)."""
+
+    id: str
+    wallet_hash: str
+    facility_id: str
+    door_id: str
+    pass_text: str
+    at_ms: int
+    queued: bool = False
+    leased_until_ms: int | None = None
+    answer: str | None = None
+    answered_at: int | None = None

@@ -147,6 +147,8 @@ hub_activity = Table(
     Column("refused_at", Seconds),
     Column("refused", Integer, nullable=False, server_default="0"),
     Column("refused_reason", Text),
+    # When the hub last asked for phone check-ins (its channel, docs/protocol.md).
+    Column("channel_at", Seconds),
 )
 
 # One-time wallet links (``pintu registry issue-pass --link``), by their token's hash.
@@ -177,6 +179,28 @@ wallets = Table(
     Column("pass_issued_at", Seconds, nullable=False),
     Column("pass_expires_at", Seconds, nullable=False),
     Index("wallets_subject", "subject"),
+)
+
+# Phone check-ins on their way to a facility's hub, over the channel the hub keeps open
+# (``registry.checkins``). A row lives until its answer has reached the phone, or a few
+# minutes after the hub answered; one the hub never took lives until the tracing window
+# ends. ``id`` is the wallet's own id for the check-in, so a retry is the same row.
+checkins = Table(
+    "checkins",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("wallet_hash", Text, nullable=False),
+    Column("facility_id", Text, nullable=False),
+    Column("door_id", Text, nullable=False),
+    Column("pass_text", Text, nullable=False),
+    # When the phone opened the door's address, in Unix milliseconds.
+    Column("at_ms", Seconds, nullable=False),
+    # Whether the phone was answered for the hub (it could not be reached in time).
+    Column("queued", Integer, nullable=False, server_default="0"),
+    Column("leased_until_ms", Seconds),
+    Column("answer", Text),
+    Column("answered_at", Seconds),
+    Index("checkins_facility", "facility_id", "at_ms"),
 )
 
 audit = Table(

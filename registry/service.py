@@ -74,6 +74,8 @@ DAY_S = 86_400
 # A wallet asks when it opens, comes back online or every few minutes; many phones share
 # one address behind a carrier's NAT.
 WALLET_CALLS_PER_MINUTE = 12
+# An answered phone check-in is kept this long for a phone that asks again, then deleted.
+CHECKIN_ANSWER_KEPT_S = 600
 WALLET_CALLS_PER_ADDRESS = 600
 # A hub's reads and pushes are noted at most this often (per facility, kind and process).
 HUB_NOTE_S = 60
@@ -789,6 +791,8 @@ class Registry:
         visits = self.store.purge_visits(before)
         tokens = self.store.purge_tokens(now)
         tokens += self.store.purge_wallet_links(now - DAY_S)
+        # Phone check-ins: answered ones a little after, ones no hub took with the window.
+        self.store.purge_checkins(now - CHECKIN_ANSWER_KEPT_S, before * 1000)
         # Who read whom stays in the audit trail; which subject, only as long as the visits.
         scrubbed = self.store.scrub_audit(before, PERSONAL_READS)
         if scrubbed:

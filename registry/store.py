@@ -16,6 +16,7 @@ from typing import Protocol
 from registry.config import PostgresStoreConfig, StoreConfig
 from registry.records import (
     Account,
+    Checkin,
     Door,
     Facility,
     FacilityState,
@@ -192,6 +193,30 @@ class RegistryStore(Protocol):
     def purge_wallet_links(self, before: int) -> int:
         """Delete the links that expired before ``before``; how many."""
         ...
+
+    # Phone check-ins on their way to a facility's hub.
+    def add_checkin(self, checkin: Checkin) -> Checkin:
+        """Store ``checkin`` unless its id is stored; the stored one either way.
+        ``Conflict`` if the id is another wallet's or another door's."""
+        ...
+
+    def get_checkin(self, checkin_id: str) -> Checkin | None: ...
+
+    def take_checkins(
+        self, facility_id: str, now_ms: int, lease_ms: int, limit: int
+    ) -> list[Checkin]:
+        """Lease the facility's due check-ins to its hub for ``lease_ms``, oldest first."""
+        ...
+
+    def answer_checkins(self, facility_id: str, answers: dict[str, str], at: int) -> list[str]:
+        """Keep the hub's answers by check-in id; the ids that took one."""
+        ...
+
+    def mark_checkin_queued(self, checkin_id: str) -> None: ...
+
+    def delete_checkin(self, checkin_id: str) -> None: ...
+
+    def purge_checkins(self, answered_before: int, before_ms: int) -> int: ...
 
     # Audit trail of what operators and PICs did.
     def audit(self, at: int, actor: str, action: str, target: str, detail: str = "") -> None: ...

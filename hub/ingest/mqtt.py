@@ -18,6 +18,7 @@ the hub de-duplicates by ``event_id`` and acks duplicates again.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import queue
@@ -46,6 +47,7 @@ from hub.metrics import HubMetrics
 from hub.records import Alert, AlertKind, BatchResult, Occupancy
 from hub.store import Store
 from protocol import topics
+from protocol.checkins import PHONE_NODE
 from protocol.events import (
     PASSAGES_PER_MESSAGE,
     Ack,
@@ -88,6 +90,18 @@ class _RefreshState:
 @dataclass(frozen=True, slots=True)
 class _Stop:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Local:
+    """Events the hub made itself (a phone's check-in): stored, counted and sent on to the
+    doors and dashboards as a door's are, with no ack to send; ``done`` gets the result."""
+
+    events: list[Event]
+    done: concurrent.futures.Future[BatchResult]
+
+
+_Item = _Inbound | _Connected | _RefreshState | _Stop | _Local
 
 
 @dataclass
@@ -162,9 +176,7 @@ class Ingest:
         }
         group = config.mqtt.events_group(config.mqtt.password())
         self._events_topic = f"$share/{group}/{topics.ALL_NODE_EVENTS}"
-        self._queue: queue.SimpleQueue[_Inbound | _Connected | _RefreshState | _Stop] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._accepting = False
         self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -409,16 +421,20 @@ class Ingest:
                 # and the next one is tried.
                 logger.exception("cannot process a batch of %d messages", len(batch))
 
-    def _process(self, batch: Sequence[_Inbound | _Connected | _RefreshState | _Stop]) -> None:
+    def _process(self, batch: Sequence[_Item]) -> None:
         events: list[Event] = []
         accepted: list[_Inbound] = []
         statuses: list[tuple[topics.NodeTopic, _Inbound]] = []
         inbound: list[_Inbound] = []
         refresh: set[str] = set()
+        local: list[_Local] = []
         connected = False
         for item in batch:
             if isinstance(item, _Connected):
                 connected = True
+                continue
+            if isinstance(item, _Local):
+                local.append(item)
                 continue
             if isinstance(item, _RefreshState):
                 refresh.add(item.facility_id)
@@ -447,6 +463,9 @@ class Ingest:
             for result, kept, taken in stored:
                 self._after_store(kept, taken, result)
                 refresh -= set(result.occupancy)
+        for made in local:
+            self._store_local(made)
+            refresh -= {e.facility_id for e in made.events}
         for where, item in statuses:
             try:
                 self._handle_status(where, item)
@@ -470,6 +489,9 @@ class Ingest:
             return ("not_json" if _json_invalid(err) else "schema"), str(err)
         if event.facility_id != where.facility_id or event.node_id != where.node_id:
             return "topic_mismatch", f"payload claims {event.facility_id}/{event.node_id}"
+        if event.node_id == PHONE_NODE:
+            # The hub's own node for phone check-ins: no door may speak for it.
+            return "reserved_node", f"{event.node_id} is the hub's phone check-ins"
         if event.ts.tzinfo is None:
             return "schema", "ts has no time zone"
         ahead = event.ts - utcnow()
@@ -549,8 +571,38 @@ class Ingest:
                 return None
             delay = min(delay * 2, 10.0)
 
+    def submit(self, events: list[Event]) -> concurrent.futures.Future[BatchResult]:
+        """Store and count events the hub made itself, in the writer's order with the
+        doors' (the future fails with ``StoreError`` or ``StoreDataError`` if they are not
+        stored)."""
+        done: concurrent.futures.Future[BatchResult] = concurrent.futures.Future()
+        if self._stopping.is_set() or self._writer is None:
+            done.set_exception(StoreError("the hub's ingest is not running"))
+        else:
+            self._queue.put(_Local(events, done))
+        return done
+
+    def _store_local(self, made: _Local) -> None:
+        if not made.done.set_running_or_notify_cancel():
+            return
+        try:
+            result = self._store(made.events)
+        except StoreDataError as err:
+            made.done.set_exception(err)
+            return
+        if result is None:
+            made.done.set_exception(StoreError("the hub is stopping"))
+            return
+        self._after_store(made.events, [], result, ack=False)
+        made.done.set_result(result)
+
     def _after_store(
-        self, events: Sequence[Event], accepted: Sequence[_Inbound], result: BatchResult
+        self,
+        events: Sequence[Event],
+        accepted: Sequence[_Inbound],
+        result: BatchResult,
+        *,
+        ack: bool = True,
     ) -> None:
         by_node: dict[tuple[str, str], list[str]] = {}
         for event in events:
@@ -577,11 +629,13 @@ class Ingest:
             self.metrics.occupancy.set(occupancy.occupancy, facility=occupancy.facility_id)
         sent = time.monotonic()
         self.metrics.ack_latency.observe_many([sent - item.received for item in accepted])
+        if not ack:
+            by_node = {}
         self.metrics.acks.inc(len(by_node))
         for (facility_id, node_id), ids in by_node.items():
             # The ids were validated on the way in: no need to validate them again.
-            ack = Ack.model_construct(event_ids=ids).dumps()
-            self._client.publish(topics.node_ack(facility_id, node_id), ack, qos=1)
+            payload = Ack.model_construct(event_ids=ids).dumps()
+            self._client.publish(topics.node_ack(facility_id, node_id), payload, qos=1)
         for occupancy in result.occupancy.values():
             self.publish_state(occupancy)
         self._publish_passages(result.stored)

@@ -89,6 +89,10 @@ class Store(Protocol):
 
     def event(self, event_id: str) -> StoredEvent | None: ...
 
+    def last_passage(self, facility_id: str, subject: str) -> StoredEvent | None:
+        """The subject's latest passage in or out at the facility (by its time), or None."""
+        ...
+
     def gaps(self, facility_id: str | None = None, *, open_only: bool = True) -> list[Gap]: ...
 
     # --- alerts -----------------------------------------------------------------------
@@ -237,6 +241,10 @@ class Store(Protocol):
     ) -> int:
         """Upsert one feed page (the highest cursor of a subject wins) and store ``cursor``,
         in one transaction; ``complete``: the feed was read to its end."""
+        ...
+
+    def status_of(self, subject: str) -> tuple[Status, int] | None:
+        """The subject's latest status from the feed and when it changed, or None."""
         ...
 
     def status_items(self) -> Iterator[tuple[bytes, Status, int]]:

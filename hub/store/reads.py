@@ -183,6 +183,22 @@ class Reads:
         rows = _all(self, "read an event", select(*_STORED).where(_E.event_id == event_id))
         return stored_event(rows[0]) if rows else None
 
+    def last_passage(self: Database, facility_id: str, subject: str) -> StoredEvent | None:
+        """The subject's latest passage in or out at the facility (by its time), or None."""
+        query = (
+            select(*_STORED)
+            .where(
+                _E.subject == subject,
+                _E.facility_id == facility_id,
+                _E.kind.in_(("entry", "exit", "manual")),
+                _E.direction.is_not(None),
+            )
+            .order_by(_E.ts.desc(), _E.seq.desc())
+            .limit(1)
+        )
+        rows = _all(self, "read a subject's last passage", query)
+        return stored_event(rows[0]) if rows else None
+
     def gaps(
         self: Database, facility_id: str | None = None, *, open_only: bool = True
     ) -> list[Gap]:

@@ -110,6 +110,12 @@ class Upstream:
         self._sa("store statuses", save)
         return len(rows)
 
+    def status_of(self: Database, subject: str) -> tuple[Status, int] | None:
+        """The subject's latest status from the feed and when it changed, or None."""
+        query = select(_S.status, _S.changed_at).where(_S.subject == subject)
+        rows = self._sa("read a status", lambda conn: conn.execute(query).all(), write=False)
+        return (tuple(Status)[rows[0][0]], int(rows[0][1])) if rows else None
+
     def status_items(self: Database) -> Iterator[tuple[bytes, Status, int]]:
         """Every subject's latest status, as ``StatusList.from_items`` takes them."""
         by_code = tuple(Status)  # indexing a tuple is cheaper than Status(code), a million times

@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import httpx
+from pydantic import ValidationError
 
 from hub.config import HttpRegistryConfig, LocalRegistryConfig, read_secret
 from hub.errors import ConfigError, HubError
 from hub.upstream.records import StatusChange
+from protocol.checkins import AnswerBatch, CheckinBatch
 from protocol.ids import SUBJECT_RE
 from protocol.status import Status
 
@@ -220,6 +222,8 @@ class PushAnswer:
 
 
 _STATUSES = {s.label: s for s in Status}
+# A batch of check-ins is at most MAX_BATCH of about 400 bytes each.
+MAX_CHANNEL_BYTES = 256 * 1024
 _API = "/api/v1"
 
 
@@ -388,6 +392,41 @@ class HttpRegistryClient:
         if not isinstance(stored, int) or not isinstance(duplicates, int):
             raise RegistryError("the registry's answer to a visit push is malformed")
         return PushAnswer(stored, duplicates)
+
+    async def checkins(self, facility_id: str, wait_s: float) -> CheckinBatch:
+        """The facility's phone check-ins, as soon as one comes or after ``wait_s`` (the
+        channel: the request stays open, so the hub needs only outbound connections)."""
+        response = await self._request(
+            "GET",
+            "/hub/checkins",
+            facility_id=facility_id,
+            params={"wait": wait_s},
+            timeout_s=wait_s + self.timeout_s,
+        )
+        if len(response.content) > MAX_CHANNEL_BYTES:
+            raise RegistryError("the registry's check-ins are larger than any batch can be")
+        try:
+            return CheckinBatch.model_validate_json(response.content, strict=True)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise RegistryError(f"the registry's check-ins are malformed: {where}: "
+                                f"{first['msg']}") from err  # fmt: skip
+
+    async def answer_checkins(self, facility_id: str, answers: AnswerBatch) -> int:
+        """Send the hub's decisions on phone check-ins; how many the registry kept."""
+        response = await self._request(
+            "POST",
+            "/hub/checkins/answers",
+            facility_id=facility_id,
+            content=answers.model_dump_json(),
+            headers={"Content-Type": "application/json"},
+        )
+        data = _json_object(response, "check-in answers")
+        stored = data.get("stored")
+        if not isinstance(stored, int):
+            raise RegistryError("the registry's answer to check-in answers is malformed")
+        return stored
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hub.config import HttpRegistryConfig, HubConfig
 from hub.errors import StoreError
 from hub.metrics import Counter, Gauge, HubMetrics
+from hub.upstream.channel import ChannelMetrics, Decide, PhoneChannel
 from hub.upstream.client import FeedPage, HttpRegistryClient, RegistryError
 from hub.upstream.outbox import VisitPusher, registered
 from hub.upstream.records import TrustCopy
@@ -390,6 +391,8 @@ class RegistryLink:
         client: HttpRegistryClient | None = None,
     ) -> None:
         facility_ids = [f.id for f in config.facilities]
+        self.registry = registry
+        self.facility_ids = facility_ids
         self.client = client or HttpRegistryClient.from_config(registry, facility_ids)
         sync_metrics = SyncMetrics(metrics)
         self.publisher = ListPublisher(
@@ -417,6 +420,8 @@ class RegistryLink:
             batch=registry.push_batch,
             retry_max_s=registry.retry_max_s,
         )
+        self._channel_metrics = ChannelMetrics(metrics)
+        self.channels: list[PhoneChannel] = []
 
     @classmethod
     def create(
@@ -428,11 +433,35 @@ class RegistryLink:
             return None
         return cls(config, registry, store, publish, metrics)
 
+    def open_channels(self, decide: Decide) -> None:
+        """Take phone check-ins from the registry for every facility, decided by ``decide``
+        (call before ``start``; without it the hub takes none)."""
+        registry = self.registry
+        if not registry.phone_checkins:
+            return
+        self.channels = [
+            PhoneChannel(
+                self.client,
+                facility_id,
+                decide,
+                wait_s=registry.channel_wait_s,
+                retry_max_s=min(registry.retry_max_s, 60.0),
+                metrics=self._channel_metrics,
+            )
+            for facility_id in self.facility_ids
+        ]
+
     def start(self) -> list[asyncio.Task[None]]:
         self.publisher.bind(asyncio.get_running_loop())
         return [
             asyncio.create_task(_forever(self.sync.run, "registry sync"), name="registry-sync"),
             asyncio.create_task(_forever(self.outbox.run, "visit push"), name="visit-push"),
+            *[
+                asyncio.create_task(
+                    _forever(c.run, "phone check-in channel"), name=f"phone-{c.facility_id}"
+                )
+                for c in self.channels
+            ],
         ]
 
     async def aclose(self) -> None:

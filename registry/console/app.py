@@ -91,6 +91,8 @@ def routes() -> list[BaseRoute]:
         page("/wallet/sw.js", wallet.service_worker, get),
         page("/wallet/manifest.webmanifest", wallet.manifest, get),
         page("/wallet/icon-{size:int}.png", wallet.icon, get),
+        # A door's poster address (protocol.poster.door_address).
+        page("/d/{facility_id}/{door_id}", wallet.door_page, get),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
 

@@ -22,8 +22,11 @@ from PIL import Image, ImageDraw
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from protocol.ids import is_id
 from registry import wallet
+from registry.checkins import Checkins
 from registry.console.session import page_of
+from registry.errors import NotFound
 from runtime import web
 from runtime.i18n import Language, js_catalog
 
@@ -35,17 +38,32 @@ ICON_SIZES = (192, 512)
 THEME = "#0b3d2e"
 
 
-def catalog_json(lang: Language) -> str:
-    """The wallet script's messages, safe inside a ``<script type="application/json">``."""
-    doc = {"locale": lang.tag, "messages": js_catalog(lang.code, SCRIPTS)}
+def _json_script(doc: Any) -> str:
+    """``doc`` as JSON, safe inside a ``<script type="application/json">``."""
     return json.dumps(doc).replace("<", "\\u003c")
 
 
-def _shell(request: Request, lang: Language, mode: str, status: int = 200) -> Response:
+def catalog_json(lang: Language) -> str:
+    """The wallet script's messages, safe inside a ``<script type="application/json">``."""
+    return _json_script({"locale": lang.tag, "messages": js_catalog(lang.code, SCRIPTS)})
+
+
+def _shell(
+    request: Request,
+    lang: Language,
+    mode: str,
+    status: int = 200,
+    door: dict[str, str] | None = None,
+) -> Response:
     response = web.render(
         request,
         "wallet.html",
-        {"mode": mode, "catalog_json": catalog_json(lang)},
+        {
+            "mode": mode,
+            "catalog_json": catalog_json(lang),
+            "door": door,
+            "door_json": _json_script(door or {}),
+        },
         lang,
         status,
     )
@@ -93,6 +111,47 @@ async def activate_page(request: Request) -> Response:
     response = page.render(
         "wallet_message.html", {"title": title, "text": text, "state": state}, status
     )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def door_page(request: Request) -> Response:
+    """A door's poster address: with a pass on this phone, the wallet checks in (or out)
+    there and shows the result screen; without one, how to get a pass, and that staff can
+    check the visitor in by NIK and name."""
+    page = await page_of(request)
+    _ = page._
+    facility_id = request.path_params["facility_id"]
+    door_id = request.path_params["door_id"]
+    try:
+        if not (is_id(facility_id) and is_id(door_id)):
+            raise NotFound("not a door's address")
+        facility, door = await page.run(Checkins(page.registry).door, facility_id, door_id)
+    except NotFound:
+        response = page.render(
+            "wallet_message.html",
+            {
+                "title": _("This door is not known"),
+                "text": _(
+                    "The code may be old, or the place no longer checks visitors in with "
+                    "Pintu. Ask the staff at the door: they can check you in with your NIK "
+                    "and name."
+                ),
+                "state": "unknown-door",
+            },
+            404,
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    about = {
+        "facility_id": facility.id,
+        "facility_name": facility.name,
+        "door_id": door.door_id,
+        "door_name": door.name,
+        "direction": door.direction,
+        "kind": door.kind,
+    }
+    response = _shell(request, page.lang, "door", door=about)
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -195,6 +195,201 @@
     root.dataset.failed = "true";
   }
 
+
+  // --- checking in at a door (its poster's address) -------------------------------------
+  const CHECKIN_TRIES = 3;
+  const FOLLOW_EVERY_MS = 3000;
+  const FOLLOW_FOR_MS = 10 * 60 * 1000;
+  const clockFormat = new Intl.DateTimeFormat(catalog.locale, {
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+  });
+  const REASONS = {
+    status_black: _("Confirmed positive or close contact"),
+    status_red: _("Not vaccinated"),
+    status_yellow: _("One dose only"),
+    anti_passback: _("You checked in already: check out first"),
+    anti_passback_facility: _("You checked in already at another door: check out first"),
+    facility_full: _("The place is full"),
+    lockdown: _("The door is closed"),
+    expired: _("The pass has expired"),
+    not_yet_valid: _("The pass is not valid yet"),
+    bad_signature: _("The pass is not genuine"),
+    unknown_key: _("The pass is not from a known issuer"),
+    key_revoked: _("The pass was withdrawn"),
+    key_not_valid: _("The pass was withdrawn"),
+    unknown_door: _("The facility does not know this door"),
+    too_old: _("The check-in came too late to count"),
+  };
+
+  function newId() {
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  let clockTimer = null;
+  function tick() {
+    $("r-clock").textContent = clockFormat.format(new Date());
+  }
+
+  // What the screen says: colour, symbol, word, headline, and why.
+  function looks(result) {
+    const out = result.direction === "exit";
+    const colour = STATUSES[result.signal];
+    if (result.state === "queued") {
+      return {
+        cls: "sig-" + (colour ? result.signal : "error"),
+        symbol: colour ? colour.symbol : "?",
+        word: colour ? colour.word : _("Unknown"),
+        headline: _("Show this screen to the staff"),
+        why: colour ? colour.meaning : "",
+        staff: _("The facility could not be reached just now. Your check-in is kept and counted when it is back."),
+      };
+    }
+    if (result.admit && out) {
+      return {
+        cls: result.signal === "black" ? "sig-black" : "sig-out",
+        symbol: "←", word: _("Checked out"), headline: _("Thank you for your visit"),
+        why: result.signal === "black" ? STATUSES.black.meaning : "",
+        staff: result.signal === "black" ? _("Please see the staff before you leave") : "",
+      };
+    }
+    if (result.admit) {
+      const yellow = result.signal === "yellow";
+      return {
+        cls: yellow ? "sig-yellow" : "sig-green",
+        symbol: yellow ? STATUSES.yellow.symbol : STATUSES.green.symbol,
+        word: yellow ? STATUSES.yellow.word : STATUSES.green.word,
+        headline: _("Checked in: welcome"),
+        why: yellow ? _("Please keep to the health protocol") : "",
+        staff: "",
+      };
+    }
+    if (result.signal === "full") {
+      return {
+        cls: "sig-full", symbol: "⏸", word: _("Full"), headline: _("Full, please wait"),
+        why: _("The place is at capacity. Wait until someone leaves, then scan again."), staff: "",
+      };
+    }
+    if (result.signal === "black") {
+      return {
+        cls: "sig-black", symbol: STATUSES.black.symbol, word: STATUSES.black.word,
+        headline: _("Entry refused"), why: STATUSES.black.meaning,
+        staff: _("Please see the staff"),
+      };
+    }
+    return {
+      cls: result.signal === "error" ? "sig-error" : "sig-red",
+      symbol: STATUSES.red.symbol, word: _("Refused"), headline: _("Entry refused"),
+      why: REASONS[result.reason] || "", staff: _("Please see the staff"),
+    };
+  }
+
+  function showResult(result) {
+    const look = looks(result);
+    document.body.classList.add("showing-result");
+    $("door-intro").hidden = true;
+    $("nopass").hidden = true;
+    const screen = $("result");
+    screen.hidden = false;
+    screen.className = "result " + look.cls;
+    screen.dataset.state = result.state;
+    screen.dataset.signal = result.signal;
+    screen.dataset.direction = result.direction || "";
+    $("r-symbol").textContent = look.symbol;
+    $("r-word").textContent = look.word;
+    $("r-headline").textContent = look.headline;
+    $("r-why").textContent = look.why;
+    $("r-why").hidden = !look.why;
+    $("r-staff").textContent = look.staff;
+    $("r-staff").hidden = !look.staff;
+    $("r-facility").textContent = result.facility_name;
+    $("r-door").textContent = result.door_name;
+    $("r-at").textContent = fmt(_("Scanned at {time}"), { time: when(result.at) });
+    const counted = result.occupancy !== null && result.occupancy !== undefined;
+    $("r-occupancy").hidden = !counted;
+    if (counted) {
+      $("r-occupancy").textContent = result.capacity !== null && result.capacity !== undefined
+        ? fmt(_("Inside now: {n} of {max}"), { n: result.occupancy, max: result.capacity })
+        : fmt(_("Inside now: {n}"), { n: result.occupancy });
+    }
+    tick();
+    if (clockTimer === null) clockTimer = setInterval(tick, 1000);
+  }
+
+  function showNoPass(text) {
+    $("door-intro").hidden = true;
+    $("nopass").hidden = false;
+    if (text) $("nopass").querySelector("h1").textContent = text;
+  }
+
+  async function follow(id, credential, until) {
+    // A queued check-in: the facility's answer replaces the screen when it comes.
+    while (Date.now() < until) {
+      await new Promise((done) => setTimeout(done, FOLLOW_EVERY_MS));
+      if (document.visibilityState !== "visible") continue;
+      try {
+        const r = await fetch("/api/v1/wallet/checkins/" + id, {
+          headers: { Authorization: "Bearer " + credential, Accept: "application/json" },
+          cache: "no-store", credentials: "omit",
+        });
+        if (r.status === 200) { showResult(await r.json()); return; }
+        if (r.status !== 202 && r.status !== 429) return;
+      } catch (err) { /* offline for now: ask again */ }
+    }
+  }
+
+  async function checkIn() {
+    const door = JSON.parse($("door").textContent);
+    const kept = load();
+    if (!kept || !kept.pass) { showNoPass(""); return; }
+    if (kept.state === "moved" || kept.state === "revoked") {
+      showNoPass(INVALID[kept.state].word);
+      return;
+    }
+    const id = newId();
+    const body = JSON.stringify({ id: id, facility_id: door.facility_id, door_id: door.door_id });
+    for (let attempt = 1; attempt <= CHECKIN_TRIES; attempt += 1) {
+      try {
+        const r = await fetch("/api/v1/wallet/checkins", {
+          method: "POST",
+          headers: {
+            Authorization: "Bearer " + kept.credential,
+            "Content-Type": "application/json", Accept: "application/json",
+          },
+          body: body, cache: "no-store", credentials: "omit",
+        });
+        if (r.ok) {
+          const result = await r.json();
+          showResult(result);
+          if (result.state === "queued") follow(id, kept.credential, Date.now() + FOLLOW_FOR_MS);
+          return;
+        }
+        const problemBody = await r.json().catch(() => ({}));
+        if (r.status === 401) {
+          kept.state = problemBody.error === "wallet_moved" ? "moved" : "revoked";
+          save(kept);
+          showNoPass(INVALID[kept.state].word);
+          return;
+        }
+        $("door-busy").textContent = r.status === 409 && problemBody.error === "camera_door"
+          ? _("This door checks passes with its camera: open your pass and hold it up to the camera.")
+          : r.status === 429
+            ? _("Too many tries. Wait a minute, then scan the code again.")
+            : _("The check-in did not go through. Scan the code again, or see the staff.");
+        return;
+      } catch (err) {
+        // No answer at all (offline, or the network dropped): the same id is sent again.
+        if (attempt === CHECKIN_TRIES) {
+          $("door-busy").textContent =
+            _("This phone is offline. Show your pass to the staff, or scan the code again when online.");
+          return;
+        }
+        await new Promise((done) => setTimeout(done, 1000 * attempt));
+      }
+    }
+  }
+
   function start() {
     if ("serviceWorker" in navigator) {
       navigator.serviceWorker.register("/wallet/sw.js?v=" + root.dataset.version, { scope: "/wallet/" })
@@ -208,6 +403,10 @@
     }
     if (root.dataset.mode === "activate") {
       activate();
+      return;
+    }
+    if (root.dataset.mode === "door") {
+      checkIn();
       return;
     }
     show(load());

@@ -2,7 +2,8 @@
 
 ``Store`` is the ``RegistryStore`` (``registry.store``) of both databases: each repository
 mixed in below (persons and the feed, accounts and tokens, facilities and doors, visits,
-wallets, the audit trail) writes its statements once, against the tables of ``registry.schema``;
+wallets, phone check-ins, the audit trail) writes its statements once, against the tables
+of ``registry.schema``;
 ``registry.storage.dialect`` holds the engines, the transactions and the few places where
 the two databases differ. Opening a store brings its schema to the newest revision of
 ``registry/migrations`` (a database made before them is stamped first, its rows kept).
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from registry.storage.accounts import Accounts
 from registry.storage.audit import Audit
+from registry.storage.checkins import Checkins
 from registry.storage.database import HEAD, Database
 from registry.storage.dialect import PgDatabase, SqliteDatabase
 from registry.storage.facilities import Facilities
@@ -25,7 +27,7 @@ from registry.storage.wallets import Wallets
 __all__ = ["HEAD", "PgStore", "SqliteStore", "Store"]
 
 
-class Store(Persons, Accounts, Facilities, Visits, Hubs, Wallets, Audit):
+class Store(Persons, Accounts, Facilities, Visits, Hubs, Wallets, Checkins, Audit):
     """The registry's data in the database ``db`` opened (see the module's doc)."""
 
     def __init__(self, db: Database) -> None:

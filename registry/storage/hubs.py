@@ -10,7 +10,7 @@ from registry.records import HubActivity
 from registry.schema import hub_activity
 from registry.storage.database import Database
 
-HUB_SEEN = ("statuses", "trust", "visits")
+HUB_SEEN = ("statuses", "trust", "visits", "channel")
 
 
 def hub_statements(db: Database) -> dict[str, Any]:
