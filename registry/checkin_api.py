@@ -94,7 +94,7 @@ def _result(
     "camera door would; the answer comes when it has decided (state 'answered'), or after "
     "phone_answer_s without it (state 'queued': the pass's own colour, to show to staff; "
     "the hub counts the check-in when it takes it). A retry with the same id is the same "
-    "check-in. 409 'camera_door' at a door that only has a camera.",
+    "check-in. 409 with state 'camera_door' at a door that only has a camera.",
 )
 async def wallet_checkin(call: CallDep, checkins: CheckinsDep, body: WalletCheckinIn) -> Response:
     credential = _credential(call)
@@ -178,6 +178,7 @@ async def answers_body(request: Request) -> AnswerBatch:
     "check-in once by its id). Body: {v, checkins: [PhoneCheckin]} (docs/protocol.md).",
 )
 async def hub_checkins(
+    request: Request,
     call: CallDep,
     checkins: CheckinsDep,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="Seconds to wait")] = 25.0,
@@ -185,7 +186,7 @@ async def hub_checkins(
 ) -> Response:
     facility_id = call.caller.facility_id
     assert facility_id is not None  # noqa: S101 - a hub token speaks for one facility
-    batch = await checkins.take(facility_id, wait, limit)
+    batch = await checkins.take(facility_id, wait, limit, gone=request.is_disconnected)
     return Response(batch.model_dump_json(), media_type="application/json", headers=_NO_STORE)
 
 

@@ -28,7 +28,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -61,13 +61,15 @@ _DIRECTIONS: dict[str, Literal["entry", "exit", "both"]] = {
 
 
 class Waiters:
-    """In-process wake-ups by key: ``wait`` returns when ``poke`` is called or at the
-    timeout. All on the event loop; no state survives a wake-up but the key's set."""
+    """In-process wake-ups by key: ``wait`` returns when ``poke`` is called (from any
+    thread) or at the timeout."""
 
     def __init__(self) -> None:
         self._waiting: dict[str, set[asyncio.Event]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def wait(self, key: str, timeout_s: float) -> None:
+        self._loop = asyncio.get_running_loop()
         event = asyncio.Event()
         self._waiting.setdefault(key, set()).add(event)
         try:
@@ -82,6 +84,19 @@ class Waiters:
                     del self._waiting[key]
 
     def poke(self, key: str) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # nobody ever waited here
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._set(key)
+        else:
+            loop.call_soon_threadsafe(self._set, key)
+
+    def _set(self, key: str) -> None:
         for event in self._waiting.get(key, ()):
             event.set()
 
@@ -196,13 +211,22 @@ class Checkins:
         }
 
     # --- the hub's side --------------------------------------------------------------
-    async def take(self, facility_id: str, wait_s: float, limit: int = MAX_BATCH) -> CheckinBatch:
-        """The facility's due check-ins, waiting up to ``wait_s`` for one to come."""
+    async def take(
+        self,
+        facility_id: str,
+        wait_s: float,
+        limit: int = MAX_BATCH,
+        gone: Callable[[], Awaitable[bool]] | None = None,
+    ) -> CheckinBatch:
+        """The facility's due check-ins, waiting up to ``wait_s`` for one to come; none
+        once ``gone`` says the hub hung up (what it would have taken stays for the next)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(max(wait_s, 0.0), MAX_WAIT_S)
         key = _hub_key(facility_id)
         await asyncio.to_thread(self._note_channel, facility_id)
         while True:
+            if gone is not None and await gone():
+                return CheckinBatch(checkins=[])
             taken = await asyncio.to_thread(
                 self.registry.store.take_checkins, facility_id, self.now_ms(), LEASE_MS, limit
             )

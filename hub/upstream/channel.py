@@ -72,10 +72,11 @@ class PhoneChannel:
 
     async def run(self) -> None:
         delay = 1.0
+        wait_s = 0.0  # the first ask answers at once: the channel is known to work
         while True:
             try:
-                await self.once()
-                delay = 1.0
+                await self.once(wait_s)
+                delay, wait_s = 1.0, self.wait_s
             except (RegistryError, HubError) as err:
                 self._up(False)
                 logger.warning(
@@ -85,11 +86,13 @@ class PhoneChannel:
                     delay,
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_s)
+                delay, wait_s = min(delay * 2, self.retry_max_s), 0.0
 
-    async def once(self) -> int:
+    async def once(self, wait_s: float | None = None) -> int:
         """One turn: wait for check-ins, decide them, answer; how many were decided."""
-        batch = await self.client.checkins(self.facility_id, self.wait_s)
+        batch = await self.client.checkins(
+            self.facility_id, self.wait_s if wait_s is None else wait_s
+        )
         self._up(True)
         answers: list[PhoneAnswer] = []
         for checkin in batch.checkins:

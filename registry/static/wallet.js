@@ -372,7 +372,7 @@
           showNoPass(INVALID[kept.state].word);
           return;
         }
-        $("door-busy").textContent = r.status === 409 && problemBody.error === "camera_door"
+        $("door-busy").textContent = r.status === 409 && problemBody.state === "camera_door"
           ? _("This door checks passes with its camera: open your pass and hold it up to the camera.")
           : r.status === 429
             ? _("Too many tries. Wait a minute, then scan the code again.")

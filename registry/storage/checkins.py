@@ -35,10 +35,10 @@ _ANSWER = (
     checkins.update()
     .where(
         _C.id == bindparam("key"),
-        _C.facility_id == bindparam("facility_id"),
+        _C.facility_id == bindparam("of_facility"),
         _C.answer.is_(None),
     )
-    .values(answer=bindparam("answer"), answered_at=bindparam("answered_at"))
+    .values(answer=bindparam("answer_json"), answered_at=bindparam("answered"))
 )
 _QUEUED = checkins.update().where(_C.id == bindparam("key")).values(queued=1)
 _DELETE = checkins.delete().where(_C.id == bindparam("key"))
@@ -50,6 +50,12 @@ _PURGE = checkins.delete().where(
         _C.at_ms <= bindparam("before_ms"),
     )
 )
+
+
+def _checkin(row: Any) -> Checkin:
+    values = list(row)
+    values[6] = bool(values[6])  # queued: an integer in the table
+    return Checkin(*values)
 
 
 class Checkins:
@@ -77,7 +83,7 @@ class Checkins:
         def work(conn: Connection) -> Checkin:
             self._db.inserted(conn, checkins, [values], "id")
             row = conn.execute(_GET, {"id": checkin.id}).one()
-            stored = Checkin(*row)
+            stored = _checkin(row)
             same = (stored.wallet_hash, stored.facility_id, stored.door_id)
             if same != (checkin.wallet_hash, checkin.facility_id, checkin.door_id):
                 raise Conflict("this check-in id is used already", "checkin_id_used")
@@ -87,7 +93,7 @@ class Checkins:
 
     def get_checkin(self, checkin_id: str) -> Checkin | None:
         row = self._db.fetch_one(_GET, {"id": checkin_id})
-        return None if row is None else Checkin(*row)
+        return None if row is None else _checkin(row)
 
     def take_checkins(
         self, facility_id: str, now_ms: int, lease_ms: int, limit: int
@@ -103,7 +109,7 @@ class Checkins:
             if not due:
                 return []
             conn.execute(_LEASE, {"ids": list(due), "until_ms": now_ms + lease_ms})
-            return [Checkin(*row) for row in conn.execute(_BY_IDS, {"ids": list(due)})]
+            return [_checkin(row) for row in conn.execute(_BY_IDS, {"ids": list(due)})]
 
         return self._db.write("lease phone check-ins", work)
 
@@ -116,8 +122,8 @@ class Checkins:
             for checkin_id, answer in answers.items():
                 changed = conn.execute(
                     _ANSWER,
-                    {"key": checkin_id, "facility_id": facility_id, "answer": answer,
-                     "answered_at": at},
+                    {"key": checkin_id, "of_facility": facility_id, "answer_json": answer,
+                     "answered": at},
                 )  # fmt: skip
                 if changed.rowcount == 1:
                     done.append(checkin_id)

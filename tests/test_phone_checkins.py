@@ -1,0 +1,486 @@
+"""Phone check-ins end to end: a real ``pintu registry serve``, a private Mosquitto and the
+hub (in-process) with its channel to the registry; phones over HTTP and in a real
+Chromium at 390x844.
+
+* an entrance poster's address gives green and occupancy +1 at the hub, under its door,
+  from the phone node; a retry of the same check-in is counted once;
+* the exit poster checks out; anti-passback holds with the camera doors' passages;
+* a subject turned black gets the black screen and the hub's alert; a full facility "full";
+* with the hub stopped, the phone gets the pass's own colour (queued) and the check-in is
+  counted exactly once when the hub is back;
+* the hub's channel refuses malformed answers and cannot answer another facility's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from hub.config import HubConfig
+from hub.records import AlertKind
+from hub.service import Hub
+from protocol.checkins import PHONE_NODE
+from protocol.events import EventKind
+from provisioning.mosquitto import Mosquitto
+from registry.auth import Principal
+from registry.config import parse_config
+from registry.models import DoorIn, FacilityRequestIn
+from registry.service import Registry
+
+from .processes import RegistryProcess, free_port, wait
+
+OPERATOR, PASSWORD = "dewi", "a long operator password"
+_nik = itertools.count(1)
+WAIT_MS = 15_000
+
+
+class HubThread:
+    """The hub on an event loop of its own, stopped and started at will."""
+
+    def __init__(self, config: HubConfig) -> None:
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.hub = Hub(config)
+        self.running = False
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def start(self) -> None:
+        self.hub = Hub(self.config)
+        self.call(self.hub.start())
+        assert self.call(self.hub.wait_ready(10))
+        self.running = True
+
+    def stop(self) -> None:
+        if self.running:
+            self.call(self.hub.stop())
+            self.running = False
+
+    def close(self) -> None:
+        self.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+class Phone:
+    """A visitor's wallet over HTTP: the credential its activation gave."""
+
+    def __init__(self, url: str, credential: str) -> None:
+        self.http = httpx.Client(
+            base_url=url, timeout=30, headers={"Authorization": f"Bearer {credential}"}
+        )
+
+    def check_in(self, facility_id: str, door_id: str, checkin_id: str | None = None) -> Any:
+        r = self.http.post(
+            "/api/v1/wallet/checkins",
+            json={
+                "id": checkin_id or uuid.uuid4().hex,
+                "facility_id": facility_id,
+                "door_id": door_id,
+            },
+        )
+        return r
+
+
+@dataclass
+class World:
+    registry: RegistryProcess
+    facility_id: str
+    hub: HubThread
+    broker: Mosquitto
+    operator: httpx.Client
+
+    def person(self, status: str, name: str = "Siti Rahayu") -> str:
+        nik = f"31740501029{next(_nik):05d}"
+        r = self.operator.post(
+            "/api/v1/persons", json={"nik": nik, "name": name, "status": status, "doses": 2}
+        )
+        assert r.status_code < 300, r.text
+        return nik
+
+    def set_status(self, nik: str, status: str) -> None:
+        r = self.operator.post(
+            "/api/v1/persons",
+            json={"nik": nik, "name": "Siti Rahayu", "status": status, "doses": 2},
+        )
+        assert r.status_code < 300, r.text
+
+    def link(self, nik: str) -> str:
+        r = self.operator.post("/api/v1/wallet/links", json={"nik": nik})
+        assert r.status_code == 201, r.text
+        link: str = r.json()["link"]
+        return link
+
+    def phone(self, nik: str) -> Phone:
+        token = self.link(nik).split("token=")[1]
+        r = httpx.post(f"{self.registry.url}/api/v1/wallet/activate", json={"token": token})
+        assert r.status_code == 201, r.text
+        return Phone(self.registry.url, r.json()["credential"])
+
+    @property
+    def store(self) -> Any:
+        return self.hub.hub.store
+
+    def occupancy(self) -> int:
+        return int(self.store.occupancy(self.facility_id).occupancy)
+
+    def phone_events(self, kind: EventKind | None = None) -> list[Any]:
+        page = self.store.events(
+            facility_id=self.facility_id, kind=kind.value if kind else None, limit=1000
+        )
+        return [e.event for e in page.events if e.event.node_id == PHONE_NODE]
+
+    def channel_up(self) -> bool:
+        link = self.hub.hub.registry
+        return link is not None and all(c.connected.is_set() for c in link.channels)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("phones")
+    port = free_port()
+    (tmp / "registry").mkdir()
+    config_path = tmp / "registry" / "registry.toml"
+    config_path.write_text(
+        f'public_url = "http://127.0.0.1:{port}"\n[web]\nhost = "127.0.0.1"\nport = {port}\n',
+        encoding="utf-8",
+    )
+    registry = Registry.open(
+        parse_config(config_path.read_text(), str(config_path), tmp / "registry")
+    )
+    try:
+        registry.add_operator(OPERATOR, PASSWORD)
+        created = registry.request_facility(
+            FacilityRequestIn(
+                name="Mall Kelapa",
+                address="Jl. Boulevard Raya 1",
+                type="mall",
+                capacity=300,
+                pic_name="Dewi Lestari",
+                pic_email="pic@mall.example",
+            )
+        )
+        token = registry.verify_facility(created.id, OPERATOR).token
+        hub_token = registry.activate_facility(created.id, token, PASSWORD).hub_token
+        for door_id, direction, kind in (
+            ("front-in", "entrance", "poster"),
+            ("front-out", "exit", "poster"),
+            ("main-in", "entrance", "camera"),
+        ):
+            door = DoorIn(door_id=door_id, name=door_id.title(), direction=direction, kind=kind)
+            registry.add_door(Principal("operator", OPERATOR), created.id, door)
+    finally:
+        registry.close()
+    process = RegistryProcess(config_path, port)
+    process.start()
+    broker = Mosquitto(tmp / "broker")
+    broker.start()
+    (tmp / "hub-token").write_text(hub_token + "\n", encoding="utf-8")
+    hub = HubThread(
+        HubConfig.model_validate(
+            {
+                "mqtt": {"host": broker.host, "port": broker.port, "client_id": "hub-phones"},
+                "store": {"backend": "sqlite", "path": str(tmp / "hub.db")},
+                "registry": {
+                    "kind": "http",
+                    "url": process.url,
+                    "credentials_file": str(tmp / "hub-token"),
+                    "sync_interval_s": 0.5,
+                    "push_interval_s": 0.2,
+                    "retry_max_s": 0.5,
+                },
+                "facilities": [{"id": created.id, "name": "Mall Kelapa", "capacity": 100}],
+            }
+        )
+    )
+    hub.start()
+    operator = httpx.Client(base_url=process.url, timeout=10)
+    r = operator.post("/api/v1/login", json={"username": OPERATOR, "password": PASSWORD})
+    operator.headers["Authorization"] = f"Bearer {r.json()['token']}"
+    world = World(process, created.id, hub, broker, operator)
+    # The hub has the registry's trust list, and its channel is open.
+    wait(lambda: world.store.sync_state().trust is not None, what="the trust list at the hub")
+    wait(world.channel_up, what="the phone channel")
+    try:
+        yield world
+    finally:
+        operator.close()
+        hub.close()
+        process.stop()
+        broker.stop()
+
+
+def test_an_entrance_poster_checks_in_and_the_exit_checks_out(world: World) -> None:
+    phone = world.phone(world.person("green"))
+    before = world.occupancy()
+    checkin_id = uuid.uuid4().hex
+    r = phone.check_in(world.facility_id, "front-in", checkin_id)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert (answer["state"], answer["signal"], answer["admit"]) == ("answered", "green", True)
+    assert answer["direction"] == "entry"
+    assert (answer["facility_name"], answer["door_name"]) == ("Mall Kelapa", "Front-In")
+    assert answer["occupancy"] == before + 1
+    assert world.occupancy() == before + 1
+    [entry] = [e for e in world.phone_events(EventKind.ENTRY) if e.event_id == checkin_id]
+    assert (entry.door_id, entry.admit, entry.signal) == ("front-in", True, "green")
+
+    # The same check-in again (its answer was lost on the way): counted once.
+    again = phone.check_in(world.facility_id, "front-in", checkin_id)
+    assert again.status_code == 200 and again.json()["admit"] is True
+    assert world.occupancy() == before + 1
+
+    # In again without going out: refused, as a camera door would.
+    twice = phone.check_in(world.facility_id, "front-in").json()
+    assert (twice["signal"], twice["admit"], twice["reason"]) == (
+        "red", False, "anti_passback_facility",
+    )  # fmt: skip
+
+    out = phone.check_in(world.facility_id, "front-out").json()
+    assert (out["state"], out["admit"], out["direction"]) == ("answered", True, "exit")
+    assert out["occupancy"] == before
+    assert world.occupancy() == before
+    # A visit is made of it, as of a camera door's passages.
+    subject = entry.subject
+    day = datetime.now(UTC)
+
+    def sent() -> list[Any]:
+        visits = world.store.visits_of(
+            world.facility_id, subject, day - timedelta(hours=1), day + timedelta(hours=1)
+        )
+        return [(v.door_id, v.exit_event_id) for v in visits if v.state == "sent"]
+
+    # ... and reaches the registry, for its tracing.
+    assert wait(sent, what="the visit at the registry") == [("front-in", out_event_id(world))]
+
+
+def out_event_id(world: World) -> str:
+    event_id: str = world.phone_events(EventKind.EXIT)[-1].event_id
+    return event_id
+
+
+def test_a_camera_door_entry_holds_against_a_phone_entry(world: World) -> None:
+    phone = world.phone(world.person("green"))
+    first = phone.check_in(world.facility_id, "front-in").json()
+    assert first["admit"] is True
+    subject = world.phone_events(EventKind.ENTRY)[-1].subject
+    # The hub tells the camera doors of the phone's passage (facility-wide anti-passback).
+    wait(
+        lambda: world.store.last_passage(world.facility_id, subject) is not None,
+        what="the passage",
+    )
+    r = phone.check_in(world.facility_id, "main-in")
+    assert r.status_code == 409 and r.json()["state"] == "camera_door"
+    phone.check_in(world.facility_id, "front-out")
+
+
+def test_black_gets_the_black_screen_and_the_hub_alert(world: World) -> None:
+    nik = world.person("green")
+    phone = world.phone(nik)
+    world.set_status(nik, "black")
+    before = world.occupancy()
+    answer = phone.check_in(world.facility_id, "front-in").json()
+    assert (answer["signal"], answer["admit"], answer["reason"]) == ("black", False, "status_black")
+    assert world.occupancy() == before
+    wait(
+        lambda: world.store.alerts(world.facility_id, kind=AlertKind.BLACK_PASS),
+        what="the black-pass alert",
+    )
+
+
+def test_a_full_facility_answers_full(world: World) -> None:
+    phone = world.phone(world.person("green"))
+    now = world.occupancy()
+    world.hub.call(world.hub.hub.set_capacity(world.facility_id, "staff", capacity=now))
+    try:
+        answer = phone.check_in(world.facility_id, "front-in").json()
+        assert (answer["signal"], answer["admit"], answer["reason"]) == (
+            "full", False, "facility_full",
+        )  # fmt: skip
+        assert world.occupancy() == now
+    finally:
+        world.hub.call(world.hub.hub.set_capacity(world.facility_id, "staff", capacity=100))
+
+
+def test_with_the_hub_away_the_check_in_is_queued_and_counted_once(world: World) -> None:
+    phone = world.phone(world.person("yellow"))
+    before = world.occupancy()
+    world.hub.stop()
+    try:
+        checkin_id = uuid.uuid4().hex
+        r = phone.check_in(world.facility_id, "front-in", checkin_id)
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        # The pass's own colour, for staff to look at; nothing decided or counted yet.
+        assert (answer["state"], answer["signal"], answer["admit"]) == ("queued", "yellow", None)
+        pending = phone.http.get(f"/api/v1/wallet/checkins/{checkin_id}")
+        assert pending.status_code == 202
+    finally:
+        world.hub.start()
+    wait(lambda: world.occupancy() == before + 1, what="the queued check-in counted")
+    counted = [e for e in world.phone_events(EventKind.ENTRY) if e.event_id == checkin_id]
+    assert len(counted) == 1 and counted[0].late is True
+    done = wait(
+        lambda: (
+            r := phone.http.get(f"/api/v1/wallet/checkins/{checkin_id}")
+        ).status_code == 200 and r.json(),
+        what="the hub's answer for the phone",
+    )
+    assert (done["state"], done["signal"], done["admit"]) == ("answered", "yellow", True)
+    assert world.occupancy() == before + 1
+    phone.check_in(world.facility_id, "front-out")
+
+
+def test_the_channel_refuses_what_is_not_an_answer(world: World, tmp_path: Path) -> None:
+    token = (
+        Path(world.hub.config.registry.credentials_file).read_text().strip()  # type: ignore[union-attr]
+    )
+    hub_http = httpx.Client(
+        base_url=world.registry.url, timeout=10, headers={"Authorization": f"Bearer {token}"}
+    )
+    url = "/api/v1/hub/checkins/answers"
+    at = int(datetime.now(UTC).timestamp() * 1000)
+    good = {"id": uuid.uuid4().hex, "signal": "green", "admit": True, "reason": "ok", "at_ms": at}
+    for bad in (
+        {**good, "admit": "yes"},
+        {**good, "signal": "purple"},
+        {**good, "id": "1"},
+        {**good, "reason": "Not a code"},
+        {**good, "extra": 1},
+    ):
+        r = hub_http.post(url, json={"v": 1, "answers": [bad]})
+        assert r.status_code == 422, (bad, r.text)
+    # An answer to a check-in nobody made changes nothing.
+    assert hub_http.post(url, json={"v": 1, "answers": [good]}).json() == {"stored": 0}
+    # Phones cannot use the hub's channel.
+    phone = world.phone(world.person("green"))
+    assert phone.http.get("/api/v1/hub/checkins?wait=0").status_code == 401
+    hub_http.close()
+
+
+# --- in a real Chromium on a phone's screen ---------------------------------------------
+
+
+@pytest.fixture
+def phones(browser: Browser) -> Iterator[list[BrowserContext]]:
+    made: list[BrowserContext] = []
+    yield made
+    for context in made:
+        context.close()
+
+
+def browser_phone(browser: Browser, phones: list[BrowserContext], world: World, nik: str) -> Page:
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, locale="en-GB", service_workers="allow"
+    )
+    phones.append(context)
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(world.link(nik))
+    page.wait_for_url("**/wallet/")
+    expect(page.locator("#card")).to_be_visible()
+    return page
+
+
+def poster(world: World, door_id: str) -> str:
+    return f"{world.registry.url}/d/{world.facility_id}/{door_id}"
+
+
+def test_a_phone_checks_in_and_out_by_the_posters(
+    browser: Browser, world: World, phones: list[BrowserContext]
+) -> None:
+    page = browser_phone(browser, phones, world, world.person("green"))
+    # Offline, the pass still shows.
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+    page.context.set_offline(True)
+    page.reload()
+    expect(page.locator("#qr svg")).to_be_visible()
+    page.context.set_offline(False)
+
+    before = world.occupancy()
+    page.goto(poster(world, "front-in"))
+    screen = page.locator("#result")
+    expect(screen).to_be_visible()
+    expect(screen).to_have_attribute("data-signal", "green")
+    expect(page.locator("#r-headline")).to_have_text("Checked in: welcome")
+    expect(page.locator("#r-facility")).to_have_text("Mall Kelapa")
+    expect(page.locator("#r-door")).to_have_text("Front-In")
+    assert world.occupancy() == before + 1
+    # The clock is live: it changes while the guard looks.
+    shown = page.locator("#r-clock").text_content()
+    page.wait_for_function(
+        "(was) => document.getElementById('r-clock').textContent !== was", arg=shown
+    )
+    box = screen.bounding_box()
+    assert box is not None and box["width"] >= 380 and box["height"] >= 800
+
+    page.goto(poster(world, "front-out"))
+    expect(page.locator("#r-word")).to_have_text("Checked out")
+    expect(screen).to_have_attribute("data-direction", "exit")
+    assert world.occupancy() == before
+
+
+def test_black_full_and_queued_on_the_phone(
+    browser: Browser, world: World, phones: list[BrowserContext]
+) -> None:
+    nik = world.person("green")
+    page = browser_phone(browser, phones, world, nik)
+    # Full.
+    now = world.occupancy()
+    world.hub.call(world.hub.hub.set_capacity(world.facility_id, "staff", capacity=now))
+    try:
+        page.goto(poster(world, "front-in"))
+        expect(page.locator("#result")).to_have_attribute("data-signal", "full")
+        expect(page.locator("#r-headline")).to_have_text("Full, please wait")
+    finally:
+        world.hub.call(world.hub.hub.set_capacity(world.facility_id, "staff", capacity=100))
+    # Queued while the hub is away, then counted once when it is back.
+    world.hub.stop()
+    try:
+        page.goto(poster(world, "front-in"))
+        expect(page.locator("#result")).to_have_attribute("data-state", "queued")
+        expect(page.locator("#r-staff")).to_be_visible()
+    finally:
+        world.hub.start()
+    wait(lambda: world.occupancy() == now + 1, what="the queued check-in counted")
+    expect(page.locator("#result")).to_have_attribute("data-state", "answered", timeout=30_000)
+    assert world.occupancy() == now + 1
+    page.goto(poster(world, "front-out"))
+    expect(page.locator("#r-word")).to_have_text("Checked out")
+    # Black.
+    world.set_status(nik, "black")
+    page.goto(poster(world, "front-in"))
+    expect(page.locator("#result")).to_have_attribute("data-signal", "black")
+    expect(page.locator("#r-staff")).to_be_visible()
+    wait(
+        lambda: world.store.alerts(world.facility_id, kind=AlertKind.BLACK_PASS),
+        what="the black-pass alert",
+    )
+
+
+def test_without_a_pass_the_poster_says_how_to_get_one(
+    browser: Browser, world: World, phones: list[BrowserContext]
+) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="en-GB")
+    phones.append(context)
+    page = context.new_page()
+    page.goto(poster(world, "front-in"))
+    expect(page.locator("#nopass")).to_be_visible()
+    expect(page.locator("#nopass")).to_contain_text("NIK")
+    unknown = page.goto(f"{world.registry.url}/d/{world.facility_id}/nowhere")
+    assert unknown is not None and unknown.status == 404
