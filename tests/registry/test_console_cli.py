@@ -93,7 +93,10 @@ def test_doors_added_renamed_listed_and_their_posters_from_a_shell(
     empty = run(*doors, "list", *login, "--json")
     assert json.loads(empty.output) == {"doors": []}
 
-    added = run(*doors, "add", *login, "--door", "front", "--name", "Front", "--direction", "both")
+    added = run(
+        *doors, "add", *login, "--door", "front", "--name", "Front", "--direction", "both",
+        "--kind", "both",
+    )  # fmt: skip
     assert added.exit_code == 0, added.output
     added = run(
         *doors,
@@ -113,7 +116,7 @@ def test_doors_added_renamed_listed_and_their_posters_from_a_shell(
     assert renamed.exit_code == 0, renamed.output
     listed = json.loads(run(*doors, "list", *login, "--json").output)["doors"]
     assert [(d["door_id"], d["name"], d["direction"], d["kind"]) for d in listed] == [
-        ("front", "Front", "both", "camera"),
+        ("front", "Front", "both", "both"),
         ("side", "Side exit", "exit", "poster"),
     ]
 

@@ -118,12 +118,15 @@ def test_a_pic_activates_adds_doors_and_downloads_their_posters(
     expect(pic.locator("#console-notice")).to_contain_text("North entrance")
     add_door(pic, "north-out", "North exit", "exit", "poster")
     expect(pic.locator('#doors li[data-door="north-out"]')).to_contain_text("Poster only")
+    add_door(pic, "south", "South gate", "both", "both")
+    expect(pic.locator('#doors li[data-door="south"]')).to_contain_text("Camera and poster")
     add_door(pic, "north-in", "Again", "both", "camera")
     expect(pic.locator("#door_id-problem")).to_contain_text("already")
     doors = doors_of(server, facility_id)
     assert {d: (v["direction"], v["kind"]) for d, v in doors.items()} == {
         "north-in": ("entrance", "camera"),
         "north-out": ("exit", "poster"),
+        "south": ("both", "both"),
     }
 
     exit_door = pic.locator('#doors li[data-door="north-out"]')
