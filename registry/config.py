@@ -179,7 +179,8 @@ class RegistryConfig(Section):
         None,
         pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
         description="The address phones open the registry at, such as "
-        "'https://registry.example.id'; wallet links start with it. Unset: "
+        "'https://registry.example.id'; wallet links and the codes of door posters "
+        "(<public_url>/d/<facility>/<door>) start with it. Unset: "
         "http://<web.host>:<web.port>.",
     )
     max_visit_hours: float = Field(

@@ -313,7 +313,10 @@ class DoorOut(Out):
     name: str
     direction: Literal["entrance", "exit", "both"]
     kind: DoorKind
-    uri: str = Field(description="What the poster's QR code holds: pintu-door:<facility>/<door>")
+    uri: str = Field(
+        description="The door's address, what its poster's QR code holds and a phone's camera "
+        "opens: <public_url>/d/<facility_id>/<door_id>"
+    )
     created_at: Time
 
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pintu.cli import cli
-from protocol.poster import door_uri
+from protocol.poster import door_address
 
 from .pages import Server
 
@@ -124,7 +124,9 @@ def test_doors_added_renamed_listed_and_their_posters_from_a_shell(
     made = run(*doors, "poster", *login, "--door", "side", "--out", str(png))
     assert made.exit_code == 0, made.output
     with Image.open(png) as img:
-        assert [c.text for c in zxingcpp.read_barcodes(img)] == [door_uri(facility, "side")]
+        assert [c.text for c in zxingcpp.read_barcodes(img)] == [listed[1]["uri"]]
+    # The registry has no public_url: the address is the one it serves at.
+    assert listed[1]["uri"] == door_address(server.url, facility, "side")
     pdf = tmp_path / "front.pdf"
     assert run(*doors, "poster", *login, "--door", "front", "--out", str(pdf)).exit_code == 0
     assert pdf.read_bytes().startswith(b"%PDF-")

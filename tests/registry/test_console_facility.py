@@ -16,7 +16,7 @@ import zxingcpp
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
-from protocol.poster import door_uri
+from protocol.poster import door_address
 
 from .pages import (
     OPERATOR,
@@ -144,7 +144,7 @@ def test_a_pic_activates_adds_doors_and_downloads_their_posters(
         png.value.save_as(path)
         with Image.open(io.BytesIO(path.read_bytes())) as img:
             codes = zxingcpp.read_barcodes(img)
-        assert [c.text for c in codes] == [door_uri(facility_id, door_id)]
+        assert [c.text for c in codes] == [door_address(server.url, facility_id, door_id)]
         with pic.expect_download() as pdf:
             item.get_by_role("link", name="(PDF)").click()
         pdf_path = tmp_path / f"{door_id}.pdf"
