@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from protocol.poster import DoorSign, door_uri, poster_bytes
+from protocol.poster import DoorSign, door_address, poster_bytes
 from provisioning.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DoorSign", "door_uri", "save"]
+__all__ = ["DoorSign", "door_address", "save"]
 
 
 def save(sign: DoorSign, path: Path) -> Path:
     """Write the poster to ``path``: PDF when it ends in .pdf, PNG otherwise."""
     data = poster_bytes(sign, "pdf" if path.suffix.lower() == ".pdf" else "png")
     write_atomic(path, data, 0o644)
-    logger.info("poster for %s written to %s", door_uri(sign.facility_id, sign.door_id), path)
+    logger.info("poster for %s written to %s", sign.address, path)
     return path

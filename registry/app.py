@@ -74,7 +74,7 @@ from registry.models import (
     WalletLinkOut,
     WalletPassOut,
 )
-from registry.poster import door_uri
+from registry.poster import door_address
 from registry.records import Door, Facility, FacilityState, Person
 from registry.routing import (
     HUB,
@@ -158,7 +158,7 @@ def facility_out(f: Facility) -> FacilityOut:
     )
 
 
-def door_out(d: Door) -> DoorOut:
+def door_out(registry: Registry, d: Door) -> DoorOut:
     return DoorOut.model_validate(
         {
             "facility_id": d.facility_id,
@@ -166,7 +166,7 @@ def door_out(d: Door) -> DoorOut:
             "name": d.name,
             "direction": d.direction,
             "kind": d.kind,
-            "uri": door_uri(d.facility_id, d.door_id),
+            "uri": door_address(wallet.base_url(registry), d.facility_id, d.door_id),
             "created_at": format_time(d.created_at),
         }
     )
@@ -766,7 +766,7 @@ def hub_token(call: CallDep, facility_id: FacilityId) -> HubTokenOut:
     errors=(404, 409),
 )
 def add_door(call: CallDep, facility_id: FacilityId, body: DoorIn) -> DoorOut:
-    return door_out(call.registry.add_door(call.caller, facility_id, body))
+    return door_out(call.registry, call.registry.add_door(call.caller, facility_id, body))
 
 
 @api.route(
@@ -782,7 +782,8 @@ def add_door(call: CallDep, facility_id: FacilityId, body: DoorIn) -> DoorOut:
 def rename_door(
     call: CallDep, facility_id: FacilityId, door_id: DoorId, body: DoorRenameIn
 ) -> DoorOut:
-    return door_out(call.registry.rename_door(call.caller, facility_id, door_id, body.name))
+    door = call.registry.rename_door(call.caller, facility_id, door_id, body.name)
+    return door_out(call.registry, door)
 
 
 @api.route(
@@ -797,7 +798,7 @@ def rename_door(
 )
 def list_doors(call: CallDep, facility_id: FacilityId) -> DoorsOut:
     doors = call.registry.doors(call.caller, facility_id)
-    return DoorsOut(doors=[door_out(d) for d in doors])
+    return DoorsOut(doors=[door_out(call.registry, d) for d in doors])
 
 
 def _poster(call: CallDep, facility_id: str, door_id: str, kind: Literal["png", "pdf"]) -> Response:
@@ -816,6 +817,9 @@ def _poster(call: CallDep, facility_id: str, door_id: str, kind: Literal["png", 
     tag="facilities",
     errors=(404, 409),
     media=("image/png",),
+    description="Its QR code holds the door's address, <public_url>/d/<facility_id>/"
+    "<door_id>, which a phone's camera opens; its steps follow the door's kind (camera, "
+    "poster or both) and direction. In Bahasa Indonesia and English.",
 )
 def door_poster_png(call: CallDep, facility_id: FacilityId, door_id: DoorId) -> Response:
     return _poster(call, facility_id, door_id, "png")
@@ -830,6 +834,9 @@ def door_poster_png(call: CallDep, facility_id: FacilityId, door_id: DoorId) -> 
     tag="facilities",
     errors=(404, 409),
     media=("application/pdf",),
+    description="Its QR code holds the door's address, <public_url>/d/<facility_id>/"
+    "<door_id>, which a phone's camera opens; its steps follow the door's kind (camera, "
+    "poster or both) and direction. In Bahasa Indonesia and English.",
 )
 def door_poster_pdf(call: CallDep, facility_id: FacilityId, door_id: DoorId) -> Response:
     return _poster(call, facility_id, door_id, "pdf")

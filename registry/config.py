@@ -187,7 +187,8 @@ class RegistryConfig(Section):
         None,
         pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
         description="The address phones open the registry at, such as "
-        "'https://registry.example.id'; wallet links start with it. Unset: "
+        "'https://registry.example.id'; wallet links and the codes of door posters "
+        "(<public_url>/d/<facility>/<door>) start with it. Unset: "
         "http://<web.host>:<web.port>.",
     )
     max_visit_hours: float = Field(
@@ -201,6 +202,12 @@ class RegistryConfig(Section):
     )
     web: WebConfig = Field(default_factory=WebConfig, description="The HTTP API.")
     store: StoreConfig = Field(default_factory=SqliteStoreConfig, description="Where data is kept.")
+
+    def base_url(self) -> str:
+        """The address phones open the registry at: ``public_url``, else the API's own."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.web.host}:{self.web.port}"
 
     def resolved(self, base: Path) -> RegistryConfig:
         """This configuration with its relative paths taken from ``base``."""

@@ -14,7 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from protocol.ids import Ident, SubjectHex
 from protocol.model import StrictModel
 from protocol.passes import MAX_DOSES
-from registry.records import FacilityType
+from registry.records import DoorKind, FacilityType
 
 StatusName = Literal["green", "yellow", "red", "black"]
 Time = Annotated[str, Field(description="RFC 3339 UTC time, whole seconds: 2026-11-22T08:00:00Z")]
@@ -295,10 +295,11 @@ class DoorIn(In):
     door_id: Ident = Field(description="Door id, unique in the facility (the hub uses it too)")
     name: str = Field(min_length=1, max_length=100, description="Shown on the poster")
     direction: Literal["entrance", "exit", "both"]
-    kind: Literal["camera", "poster"] = Field(
+    kind: DoorKind = Field(
         "camera",
         description="camera: a door node scans the visitor's pass; poster: the visitor's "
-        "phone scans the door's poster",
+        "phone scans the door's poster; both: a door node, and phones may scan its poster "
+        "too. The poster's steps say which",
     )
 
 
@@ -311,8 +312,11 @@ class DoorOut(Out):
     door_id: str
     name: str
     direction: Literal["entrance", "exit", "both"]
-    kind: Literal["camera", "poster"]
-    uri: str = Field(description="What the poster's QR code holds: pintu-door:<facility>/<door>")
+    kind: DoorKind
+    uri: str = Field(
+        description="The door's address, what its poster's QR code holds and a phone's camera "
+        "opens: <public_url>/d/<facility_id>/<door_id>"
+    )
     created_at: Time
 
 

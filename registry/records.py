@@ -16,7 +16,7 @@ from protocol.status import Status
 Role = Literal["operator", "pic"]
 TokenKind = Literal["session", "hub"]
 Direction = Literal["entrance", "exit", "both"]
-DoorKind = Literal["camera", "poster"]
+DoorKind = Literal["camera", "poster", "both"]
 FacilityType = Literal[
     "office",
     "mall",

@@ -649,7 +649,7 @@ class Registry:
         door = self.store.get_door(facility_id, door_id)
         if door is None:
             raise NotFound(f"facility {facility_id!r} has no door {door_id!r}")
-        return poster.poster_bytes(facility, door, kind)
+        return poster.poster_bytes(facility, door, kind, self.config.base_url())
 
     def hub_state(self, principal: Principal, facility_id: str) -> HubState:
         """The facility's hub as the registry knows it (operators any, a PIC their own)."""

@@ -90,10 +90,7 @@ class Activated:
 
 def base_url(registry: Registry) -> str:
     """The address phones open the registry at."""
-    config = registry.config
-    if config.public_url:
-        return config.public_url.rstrip("/")
-    return f"http://{config.web.host}:{config.web.port}"
+    return registry.config.base_url()
 
 
 def issue_link(

@@ -310,10 +310,11 @@ def _say_door(door: dict[str, Any], verb: str, as_json: bool) -> None:
 )
 @click.option(
     "--kind",
-    type=click.Choice(["camera", "poster"]),
+    type=click.Choice(["camera", "poster", "both"]),
     default="camera",
     show_default=True,
-    help="camera: a door node scans passes; poster: phones scan the door's poster.",
+    help="camera: a door node scans passes; poster: phones scan the door's poster; "
+    "both: either. The poster's steps say which.",
 )
 @_JSON
 def doors_add(

@@ -150,7 +150,8 @@ def provision() -> None:
       pintu provision broker init --dir /etc/pintu/broker --facility "mall-a=Mall A"
       pintu provision node enroll --facility mall-a --door main-in --direction entry \\
           --broker hub.local:8883 --out bundles/ --reload
-      pintu provision poster --facility mall-a --door main-in --out main-in.png
+      pintu provision poster --facility mall-a --door main-in --out main-in.png \\
+          --registry https://registry.example.id
     """
 
 
@@ -793,6 +794,15 @@ def hub_doors(broker_dir: Path, facility: str, hub_config: Path | None, as_json:
     help="The poster file: PNG, or a one-page PDF when it ends in .pdf.",
 )
 @click.option(
+    "--registry",
+    "registry_url",
+    required=True,
+    envvar="PINTU_REGISTRY_URL",
+    metavar="URL",
+    help="The registry's public address, e.g. https://registry.example.id: the poster's "
+    "code opens URL/d/<facility>/<door> ($PINTU_REGISTRY_URL).",
+)
+@click.option(
     "--facility-name", default=None, help="The facility's name (default: from the inventory)."
 )
 @click.option("--door-name", default=None, help="The door's name (default: from the inventory).")
@@ -801,6 +811,14 @@ def hub_doors(broker_dir: Path, facility: str, hub_config: Path | None, as_json:
     type=click.Choice(["entry", "exit", "both"]),
     default=None,
     help="Entrance, exit or both (default: from the inventory, else both).",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["camera", "both"]),
+    default="camera",
+    show_default=True,
+    help="camera: the poster tells visitors to hold their pass up to the door's camera; "
+    "both: also to scan the poster with their phone (a 'both' door at the registry).",
 )
 @click.option(
     "--language",
@@ -821,25 +839,28 @@ def poster(
     facility: str,
     door: str,
     out: Path,
+    registry_url: str,
     facility_name: str | None,
     door_name: str | None,
     direction: str | None,
+    kind: str,
     language: str,
     broker_dir: Path | None,
     as_json: bool,
 ) -> None:
-    """Make a printable A4 poster for a door: names, its QR code and how to check in.
+    """Make a printable A4 poster for a door node: names, its QR code and how to check in.
 
-    The QR code holds pintu-door:<facility>/<door>.
+    The QR code holds the door's address at the registry, URL/d/<facility>/<door>, which
+    any phone's camera opens.
 
     \b
     Example:
       pintu provision poster --facility mall-a --door main-in --out main-in.png \\
-          --facility-name "Mall A" --door-name "Main entrance" --direction entry \\
-          --language id+en
+          --registry https://registry.example.id --facility-name "Mall A" \\
+          --door-name "Main entrance" --direction entry --language id+en
     """
     from provisioning.inventory import Fleet
-    from provisioning.poster import DoorSign, door_uri, save
+    from provisioning.poster import DoorSign, save
 
     with _errors():
         if broker_dir is not None and (broker_dir / "fleet.json").exists():
@@ -855,11 +876,13 @@ def poster(
             facility_name=facility_name or facility,
             door_id=door,
             door_name=door_name or door,
+            base_url=registry_url,
             direction=direction or "both",
+            ways=kind,
             languages=tuple(language.split("+")),
         )
         save(sign, out)
     if as_json:
-        echo_json({"out": str(out), "uri": door_uri(facility, door)})
+        echo_json({"out": str(out), "uri": sign.address})
     else:
-        click.echo(f"poster for {door_uri(facility, door)} written to {out}")
+        click.echo(f"poster for {sign.address} written to {out}")

@@ -186,10 +186,50 @@ def test_poster_takes_names_from_the_inventory(
     doc = run_json(
         runner, "provision", "poster", "--facility", "mall-a", "--door", "main-in",
         "--out", str(out), "--broker-dir", str(broker_dir),
+        "--registry", "https://registry.example.id/",
     )  # fmt: skip
-    assert doc["uri"] == "pintu-door:mall-a/main-in"
+    address = "https://registry.example.id/d/mall-a/main-in"
+    assert doc["uri"] == address
     with Image.open(out) as image:
-        assert [r.text for r in zxingcpp.read_barcodes(image)] == ["pintu-door:mall-a/main-in"]
+        assert [r.text for r in zxingcpp.read_barcodes(image)] == [address]
+
+
+def test_poster_for_a_door_phones_may_scan_too(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The registry's address may come from the environment, as for the facility commands.
+    monkeypatch.setenv("PINTU_REGISTRY_URL", "https://registry.example.id")
+    made = {}
+    for kind in ("camera", "both"):
+        out = tmp_path / f"{kind}.png"
+        said = run(
+            runner, "provision", "poster", "--facility", "mall-a", "--door", "side",
+            "--out", str(out), "--kind", kind,
+        )  # fmt: skip
+        assert said == f"poster for https://registry.example.id/d/mall-a/side written to {out}\n"
+        with Image.open(out) as image:
+            made[kind] = image.tobytes()
+    assert made["camera"] != made["both"]
+    refused = run(
+        runner, "provision", "poster", "--facility", "mall-a", "--door", "side",
+        "--out", str(tmp_path / "p.png"), "--kind", "poster", code=2,
+    )  # fmt: skip
+    assert "--kind" in refused
+
+
+def test_poster_needs_the_registrys_address(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PINTU_REGISTRY_URL", raising=False)
+    out = tmp_path / "p.png"
+    args = ["provision", "poster", "--facility", "mall-a", "--door", "main-in", "--out", str(out)]
+    assert "Missing option '--registry'" in run(runner, *args, code=2)
+    said = run(runner, *args, "--registry", "registry.example.id", code=1)
+    assert "not a registry address: 'registry.example.id'" in said
+    assert not out.exists()
+
+
+REG = ("--registry", "http://registry.local")
 
 
 @pytest.mark.parametrize(
@@ -199,7 +239,7 @@ def test_poster_takes_names_from_the_inventory(
         (["node", "show", "ghost", "--broker-dir", "BROKER"], 1, "no node 'ghost'"),
         (["node", "revoke", "ghost", "--reason", "x", "--broker-dir", "BROKER"], 1, "no node"),
         (["hub-doors", "--facility", "clinic", "--broker-dir", "BROKER"], 1, "not served"),
-        (["poster", "--facility", "a/b", "--door", "d", "--out", "OUT"], 1, "not a valid"),
+        (["poster", "--facility", "a/b", "--door", "d", "--out", "OUT", *REG], 1, "not a valid"),
         (["broker", "init", "--dir", "NOWHERE", "--facility", "a b"], 2, "--facility: letters"),
     ],
 )

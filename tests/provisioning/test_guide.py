@@ -278,10 +278,11 @@ def test_the_provisioning_guide_as_written_ends_in_visits_the_registry_accepts(
     guide.pintu("provision hub-doors", "--check")
     guide.pintu("hub check-config")
 
-    # 5. The door's poster holds the door's address at the registry's facility.
+    # 5. The door's poster holds the door's address at the registry (its URL from the
+    # guide's export), which a phone's camera opens.
     guide.pintu("provision poster")
     (poster,) = zxingcpp.read_barcodes(Image.open(work / "main-in.png"))
-    assert poster.text == f"pintu-door:{guide.facility_id}/main-in"
+    assert poster.text == f"{registry.url}/d/{guide.facility_id}/main-in"
 
     # The hub as its unit runs it: the secrets only through the credentials directory.
     hub = Service(

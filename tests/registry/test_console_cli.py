@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pintu.cli import cli
-from protocol.poster import door_uri
+from protocol.poster import door_address
 
 from .pages import Server
 
@@ -93,7 +93,10 @@ def test_doors_added_renamed_listed_and_their_posters_from_a_shell(
     empty = run(*doors, "list", *login, "--json")
     assert json.loads(empty.output) == {"doors": []}
 
-    added = run(*doors, "add", *login, "--door", "front", "--name", "Front", "--direction", "both")
+    added = run(
+        *doors, "add", *login, "--door", "front", "--name", "Front", "--direction", "both",
+        "--kind", "both",
+    )  # fmt: skip
     assert added.exit_code == 0, added.output
     added = run(
         *doors,
@@ -113,7 +116,7 @@ def test_doors_added_renamed_listed_and_their_posters_from_a_shell(
     assert renamed.exit_code == 0, renamed.output
     listed = json.loads(run(*doors, "list", *login, "--json").output)["doors"]
     assert [(d["door_id"], d["name"], d["direction"], d["kind"]) for d in listed] == [
-        ("front", "Front", "both", "camera"),
+        ("front", "Front", "both", "both"),
         ("side", "Side exit", "exit", "poster"),
     ]
 
@@ -121,7 +124,9 @@ def test_doors_added_renamed_listed_and_their_posters_from_a_shell(
     made = run(*doors, "poster", *login, "--door", "side", "--out", str(png))
     assert made.exit_code == 0, made.output
     with Image.open(png) as img:
-        assert [c.text for c in zxingcpp.read_barcodes(img)] == [door_uri(facility, "side")]
+        assert [c.text for c in zxingcpp.read_barcodes(img)] == [listed[1]["uri"]]
+    # The registry has no public_url: the address is the one it serves at.
+    assert listed[1]["uri"] == door_address(server.url, facility, "side")
     pdf = tmp_path / "front.pdf"
     assert run(*doors, "poster", *login, "--door", "front", "--out", str(pdf)).exit_code == 0
     assert pdf.read_bytes().startswith(b"%PDF-")

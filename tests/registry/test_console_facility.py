@@ -16,7 +16,7 @@ import zxingcpp
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
-from protocol.poster import door_uri
+from protocol.poster import door_address
 
 from .pages import (
     OPERATOR,
@@ -118,12 +118,15 @@ def test_a_pic_activates_adds_doors_and_downloads_their_posters(
     expect(pic.locator("#console-notice")).to_contain_text("North entrance")
     add_door(pic, "north-out", "North exit", "exit", "poster")
     expect(pic.locator('#doors li[data-door="north-out"]')).to_contain_text("Poster only")
+    add_door(pic, "south", "South gate", "both", "both")
+    expect(pic.locator('#doors li[data-door="south"]')).to_contain_text("Camera and poster")
     add_door(pic, "north-in", "Again", "both", "camera")
     expect(pic.locator("#door_id-problem")).to_contain_text("already")
     doors = doors_of(server, facility_id)
     assert {d: (v["direction"], v["kind"]) for d, v in doors.items()} == {
         "north-in": ("entrance", "camera"),
         "north-out": ("exit", "poster"),
+        "south": ("both", "both"),
     }
 
     exit_door = pic.locator('#doors li[data-door="north-out"]')
@@ -141,7 +144,7 @@ def test_a_pic_activates_adds_doors_and_downloads_their_posters(
         png.value.save_as(path)
         with Image.open(io.BytesIO(path.read_bytes())) as img:
             codes = zxingcpp.read_barcodes(img)
-        assert [c.text for c in codes] == [door_uri(facility_id, door_id)]
+        assert [c.text for c in codes] == [door_address(server.url, facility_id, door_id)]
         with pic.expect_download() as pdf:
             item.get_by_role("link", name="(PDF)").click()
         pdf_path = tmp_path / f"{door_id}.pdf"

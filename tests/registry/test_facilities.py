@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from typing import TYPE_CHECKING
 
 import pytest
@@ -91,7 +92,8 @@ def test_the_whole_flow_with_every_call_out_of_order(world: World) -> None:
         {"door_id": "gate-1", "name": "Gerbang 1", "direction": "entrance"},
         pic_h,
     )
-    assert code == 201 and body["uri"] == f"pintu-door:{fid}/gate-1"
+    # Without a public_url the registry's address is its API's own.
+    assert code == 201 and body["uri"] == f"http://127.0.0.1:0/d/{fid}/gate-1"
     code, body = post(
         world, f"{fid}/doors", {"door_id": "gate-1", "name": "Again", "direction": "exit"}, pic_h
     )
@@ -197,7 +199,10 @@ def test_a_pic_cannot_touch_another_facility(world: World) -> None:
 
 @pytest.mark.parametrize("store_kind", ["sqlite"])  # drawing, not storage
 @pytest.mark.parametrize("kind", ["png", "pdf"])
-def test_poster_renders_with_a_readable_door_code(world: World, kind: str) -> None:
+def test_poster_renders_with_a_readable_door_code(
+    world: World, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="registry.poster")
     r = world.client.get(
         f"/api/v1/facilities/{world.facility_id}/doors/main-in/poster.{kind}", headers=world.pic_h
     )
@@ -210,7 +215,11 @@ def test_poster_renders_with_a_readable_door_code(world: World, kind: str) -> No
     with Image.open(io.BytesIO(r.content)) as img:
         assert img.size == (1240, 1754)
         codes = zxingcpp.read_barcodes(img)
-    assert [c.text for c in codes] == [f"pintu-door:{world.facility_id}/main-in"]
+    address = f"http://127.0.0.1:0/d/{world.facility_id}/main-in"
+    assert [c.text for c in codes] == [address]
+    # Phones open plain http too, but a registry for phones belongs behind TLS: it says so.
+    (warning,) = [r for r in caplog.records if r.name == "registry.poster"]
+    assert "not an https address" in warning.getMessage() and address in warning.getMessage()
     r = world.client.get(
         f"/api/v1/facilities/{world.facility_id}/doors/nope/poster.png", headers=world.pic_h
     )
