@@ -26,6 +26,7 @@ from hub.records import Adjustment, Alert, Occupancy
 from hub.retention import Retention
 from hub.store import Store, open_store
 from hub.upstream.sync import RegistryLink
+from protocol.checkins import PHONE_NODE
 from protocol.events import CommandReply, utcnow
 from runtime.notify import Notifier
 
@@ -324,7 +325,10 @@ class Hub:
             raise NotFound(f"facility {facility_id!r} has no door {door_id!r}")
         nodes = await asyncio.to_thread(self.store.nodes, facility_id)
         candidates = [
-            n for n in nodes if n.door_id == door_id or (door and n.node_id in door.nodes)
+            n
+            for n in nodes
+            if n.node_id != PHONE_NODE
+            and (n.door_id == door_id or (door and n.node_id in door.nodes))
         ]
         # Prefer a node that is up; a configured one that never reported is the last resort.
         for node in sorted(candidates, key=lambda n: n.state not in ("online", "degraded")):

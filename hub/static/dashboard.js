@@ -306,6 +306,7 @@
     ok: _("Admitted"), status_black: _("Black: positive or close contact"),
     status_red: _("Red: not vaccinated"), status_yellow: _("Yellow: one dose"),
     anti_passback: _("Already inside (pass used twice)"), facility_full: _("Capacity full"),
+    anti_passback_facility: _("Already inside (entered at another door)"),
     lockdown: _("Door locked down"), relay_not_armed: _("Door not armed"),
     not_passed: _("Nobody went through"), expired: _("Pass expired"),
     not_yet_valid: _("Pass not yet valid"), bad_signature: _("Forged pass"),
@@ -321,6 +322,9 @@
     node_stop: _("Door device stopped"),
   };
   const DIRECTIONS = { entry: _("entrance"), exit: _("exit"), both: _("entrance and exit") };
+
+  // The node a facility's phone check-ins are counted under (docs/protocol.md).
+  const PHONE_NODE = "phone";
 
   function chipFor(event) {
     if (event.kind === "alarm") return ["alarm", "‼", _("Alarm")];
@@ -339,6 +343,7 @@
   function decisionItem(event, fresh) {
     const li = el("li", "decision" + (fresh ? " fresh" : ""));
     li.dataset.kind = event.kind;
+    if (event.node_id === PHONE_NODE) li.dataset.via = "phone";
     li.append(el("span", "time", timeFormat.format(new Date(event.ts))));
     const [cls, symbol, word] = chipFor(event);
     const chip = el("span", "chip c-" + cls, symbol);
@@ -348,7 +353,7 @@
     li.append(chip);
     const text = el("span", "text");
     const head = (KINDS[event.kind] || event.kind) + (event.signal ? " · " + word : "")
-      + " · " + doorName(event.door_id);
+      + " · " + doorName(event.door_id) + (event.node_id === PHONE_NODE ? " · 📱 " + _("phone") : "");
     text.append(el("div", "head", head));
     const why = event.kind === "exit" ? "" : REASONS[event.reason] || "";
     if (why) text.append(el("div", "why", why));

@@ -65,6 +65,7 @@ from hub.web.schemas import (
     ResetIn,
     SessionOut,
 )
+from protocol.checkins import PHONE_NODE
 from protocol.enrolment import EnrolmentCodeError, decode_sealed, encode_sealed, is_lookup_id
 from protocol.events import EventKind, utcnow
 from protocol.ids import ID_PATTERN
@@ -342,6 +343,8 @@ async def list_doors(call: CallDep, facility_id: FacilityId) -> dict[str, Any]:
     nodes = await asyncio.to_thread(store.nodes, facility_id)
     by_door: dict[str, list[dict[str, Any]]] = {}
     for node in nodes:
+        if node.node_id == PHONE_NODE:
+            continue  # phone check-ins: their events show under their doors, not a device
         door_id = node.door_id or next(
             (d.id for d in facility.doors if node.node_id in d.nodes), None
         )
