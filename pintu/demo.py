@@ -51,6 +51,7 @@ from pintu.commands import hub as hub_commands
 from pintu.demo_config import DemoError as DemoError  # re-exported for callers
 from pintu.demo_config import Person
 from pintu.demo_inside import InsideTracker
+from pintu.demo_phones import PhoneVisitors
 from pintu.demo_registry import (
     DoorRequest,
     FacilityRequest,
@@ -59,6 +60,7 @@ from pintu.demo_registry import (
     open_registry,
 )
 from protocol.passes import Pass, parse
+from protocol.poster import door_address
 from protocol.status import Status
 from provisioning import hubdoors
 from provisioning.broker import HUB_PASSWORD
@@ -97,6 +99,8 @@ class DemoOptions:
     # Long enough apart that each change's alerts can be read before the next.
     status_change_s: float = 90.0
     seed: int = 2021
+    # Visitors who scan the doors' posters with their phones (0: none).
+    phones: int = 4
 
 
 @dataclass
@@ -170,6 +174,7 @@ class Demo:
         self.passes: dict[str, str] = {}  # subject (hex) -> pass text
         self.subjects: dict[str, str] = {}  # NIK -> subject (hex)
         self.inside: InsideTracker | None = None
+        self.phones: PhoneVisitors | None = None
 
     @property
     def url(self) -> str:
@@ -201,6 +206,27 @@ class Demo:
         self.start_nodes()
         self.wait_http(f"{self.url}/healthz", "the hub")
         self.step(f"hub answering at {self.url}")
+        self.start_phones()
+
+    def start_phones(self) -> None:
+        """A few visitors who scan the doors' posters with their phones."""
+        if self.options.phones <= 0:
+            return
+        self.phones = PhoneVisitors(
+            self.registry_url,
+            self.operator,
+            self.facility_id,
+            [d.door_id for d in self.doors if d.direction == "entry"],
+            [d.door_id for d in self.doors if d.direction == "exit"],
+            self.rng,
+            count=self.options.phones,
+        )
+        self.phones.start()
+        self.step(f"{self.options.phones} visitors check in and out with their phones")
+
+    def poster_address(self, door_id: str) -> str:
+        """What the door's poster's QR code opens (``protocol.poster.door_address``)."""
+        return door_address(self.registry_url, self.facility_id, door_id)
 
     def fresh_workdir(self) -> None:
         """An empty work directory: a second run starts over, with new keys and accounts."""
@@ -270,7 +296,8 @@ class Demo:
             pic_email=PIC_EMAIL,
             pic_password=self.secrets.pic_password,
         )
-        doors = [DoorRequest(d.door_id, d.name, d.registry_direction) for d in self.doors]
+        # Every door has its node's camera and a poster a phone may scan as well.
+        doors = [DoorRequest(d.door_id, d.name, d.registry_direction, "both") for d in self.doors]
         active = self.operator.register_facility(request, doors)
         self.facility_id = active.facility_id
         _write_secret(self.workdir / "hub" / "registry-token", active.hub_token)
@@ -511,6 +538,8 @@ class Demo:
         self.operator.close()
         if self.inside is not None:
             self.inside.close()
+        if self.phones is not None:
+            self.phones.close()
         groups = [
             [p for p in self.processes if p[0] not in ("hub", "registry")],
             [p for p in self.processes if p[0] == "hub"],
@@ -640,6 +669,9 @@ def run_demo(options: DemoOptions, duration_s: float | None, say: Callable[[str]
         say(f"  staff desk check-in, try NIK {example.nik} and name {example.name}")
         say(f"  a visitor's phone wallet ({example.name}; open once, on a phone or in a browser):")
         say(f"              {demo.operator.wallet_link(example.nik)}")
+        say("  the doors' posters (open one with that wallet to check in or out by phone):")
+        for door in demo.doors:
+            say(f"    {door.name:<12} {demo.poster_address(door.door_id)}")
         say(f"  work directory and logs: {demo.workdir}")
         say("")
         say("Press Ctrl-C to stop everything.")

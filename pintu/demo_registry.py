@@ -46,6 +46,8 @@ class DoorRequest:
     door_id: str
     name: str
     direction: str  # the registry's words: entrance | exit
+    # camera: a door node only; both: its poster may also be scanned by a phone
+    kind: str = "camera"
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,12 @@ class RegistryOperator:
             self._call(
                 "POST",
                 f"/facilities/{facility_id}/doors",
-                json={"door_id": door.door_id, "name": door.name, "direction": door.direction},
+                json={
+                    "door_id": door.door_id,
+                    "name": door.name,
+                    "direction": door.direction,
+                    "kind": door.kind,
+                },
             )
         logger.info("facility %s active with %d doors", facility_id, len(doors))
         return ActiveFacility(

@@ -165,6 +165,7 @@ def test_demo_runs_a_provisioned_facility_live_and_stops_cleanly_on_ctrl_c(
     console = run.wait_for(r"console:\s+(http://\S+/console/login)", 5).group(1)
     pic_password = run.wait_for(r"PIC:\s+pic@demo-mall\.example / (\S+)", 5).group(1)
     wallet_link = run.wait_for(r"(http://\S+/wallet/activate\?token=wl_\S+)", 5).group(1)
+    poster = run.wait_for(r"Entrance 1\s+(http://\S+/d/\S+/entrance-1)$", 5).group(1)
 
     children = processes_of(run)
     commands = [" ".join(p.cmdline()) for p in children]
@@ -204,6 +205,13 @@ def test_demo_runs_a_provisioned_facility_live_and_stops_cleanly_on_ctrl_c(
             phone.goto(wallet_link)
             phone.wait_for_url("**/wallet/")
             expect(phone.locator("#card")).to_be_visible()
+            # The printed poster address checks the phone in: the hub answers.
+            phone.goto(poster)
+            expect(phone.locator("#result")).to_have_attribute("data-state", "answered")
+            # The simulated phone visitors show on the dashboard, marked as phones.
+            expect(page.locator("#decisions li[data-via=phone]")).not_to_have_count(
+                0, timeout=90_000
+            )
         finally:
             browser.close()
 

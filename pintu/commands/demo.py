@@ -45,6 +45,13 @@ import click
     help="Simulated visitors arriving per minute.",
 )
 @click.option(
+    "--phones",
+    type=click.IntRange(0, 5),
+    default=4,
+    show_default=True,
+    help="Visitors who check in and out by scanning the doors' posters with a phone.",
+)
+@click.option(
     "--port",
     type=click.IntRange(1, 65535),
     default=None,
@@ -89,6 +96,7 @@ def demo(
     exits: int,
     capacity: int,
     visitors_per_minute: float,
+    phones: int,
     port: int | None,
     registry_port: int | None,
     population: int,
@@ -101,8 +109,9 @@ def demo(
     The registry is seeded with a population and registers the facility; the broker is
     configured by the provisioning tools (auth and ACLs on) and every door node enrolled
     through them; the hub syncs with the registry. Simulated visitors with green, yellow,
-    red and black passes arrive at the entrances and leave by the exits, and now and then
-    somebody's status changes at the registry. The dashboard shows occupancy live. Ctrl-C
+    red and black passes arrive at the entrances and leave by the exits, a few more check in
+    and out by scanning the doors' posters with a phone, and now and then somebody's
+    status changes at the registry. The dashboard shows occupancy live. Ctrl-C
     stops every process; the next run starts over in a cleared WORKDIR.
 
     \b
@@ -118,6 +127,7 @@ def demo(
         exits=exits,
         capacity=capacity,
         visitors_per_minute=visitors_per_minute,
+        phones=phones,
         web_port=port,
         registry_port=registry_port,
         population=population,
