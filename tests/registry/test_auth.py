@@ -24,6 +24,9 @@ PUBLIC = {
     # (tests/registry/test_wallet_api.py).
     "POST /api/v1/wallet/activate",
     "GET /api/v1/wallet/pass",
+    # Phone check-ins, with the wallet's credential (tests/test_phone_checkins.py).
+    "POST /api/v1/wallet/checkins",
+    "GET /api/v1/wallet/checkins/{checkin_id}",
 }
 OPERATIONS = operations()
 
@@ -31,7 +34,11 @@ OPERATIONS = operations()
 def url(world: World, op: Operation) -> str:
     kid = world.registry.keyring.current().kid_hex
     return op.full_path.format(
-        facility_id=world.facility_id, door_id="main-in", subject="0" * 24, kid=kid
+        facility_id=world.facility_id,
+        door_id="main-in",
+        subject="0" * 24,
+        kid=kid,
+        checkin_id="0" * 32,
     )
 
 
