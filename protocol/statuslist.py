@@ -93,10 +93,14 @@ class StatusList:
         return None
 
     def effective(self, subject: bytes, pass_status: Status, issued_at: int) -> Status:
-        """The status a door acts on: the list's, unless the pass is newer than it."""
+        """The status a door acts on: the list's, unless the pass is newer than it. Both
+        say times in whole seconds: a pass issued in the very second its subject's status
+        changed could be of either side of the change, so the worse of the two holds."""
         entry = self.lookup(subject)
         if entry is None or issued_at > entry.changed_at:
             return pass_status
+        if issued_at == entry.changed_at:
+            return max(entry.status, pass_status, key=lambda s: s.value)
         return entry.status
 
     def dumps(self) -> bytes:

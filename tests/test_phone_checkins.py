@@ -15,23 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from hub.config import HubConfig
 from hub.records import AlertKind
 from hub.service import Hub
+from protocol import topics
 from protocol.checkins import PHONE_NODE
-from protocol.events import EventKind
+from protocol.events import Event, EventKind, new_event_id
 from provisioning.mosquitto import Mosquitto
 from registry.auth import Principal
 from registry.config import parse_config
@@ -104,6 +108,9 @@ class World:
     hub: HubThread
     broker: Mosquitto
     operator: httpx.Client
+    listener: mqtt.Client
+    heard: list[dict[str, Any]] = field(default_factory=list)
+    camera_seq: int = 0
 
     def person(self, status: str, name: str = "Siti Rahayu") -> str:
         nik = f"31740501029{next(_nik):05d}"
@@ -144,6 +151,28 @@ class World:
             facility_id=self.facility_id, kind=kind.value if kind else None, limit=1000
         )
         return [e.event for e in page.events if e.event.node_id == PHONE_NODE]
+
+    def passages(self, subject: str) -> list[dict[str, Any]]:
+        """The passages of ``subject`` the hub sent the doors (the broker's topic, heard
+        since the world started), once there is one."""
+        found: list[dict[str, Any]] = wait(
+            lambda: [p for p in self.heard if p["subject"] == subject],
+            what="the passage on the doors' topic",
+        )
+        return found
+
+    def camera_entry(self, subject: str, door_id: str) -> None:
+        """An entry from a camera door's node, as a node sends it."""
+        self.camera_seq += 1
+        event = Event(
+            event_id=new_event_id(), node_id="main-in-1", facility_id=self.facility_id,
+            door_id=door_id, seq=self.camera_seq, ts=datetime.now(UTC), kind=EventKind.ENTRY,
+            subject=subject, admit=True, signal="green",
+        )  # fmt: skip
+        info = self.listener.publish(
+            topics.node_events(self.facility_id, "main-in-1"), event.dumps(), 1
+        )
+        info.wait_for_publish(5)
 
     def channel_up(self) -> bool:
         link = self.hub.hub.registry
@@ -212,13 +241,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     operator = httpx.Client(base_url=process.url, timeout=10)
     r = operator.post("/api/v1/login", json={"username": OPERATOR, "password": PASSWORD})
     operator.headers["Authorization"] = f"Bearer {r.json()['token']}"
-    world = World(process, created.id, hub, broker, operator)
+    listener = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    heard: list[dict[str, Any]] = []
+    listener.on_message = lambda _c, _u, m: heard.extend(json.loads(m.payload)["passages"])
+    listener.connect(broker.host, broker.port)
+    listener.subscribe(topics.facility_passages(created.id), qos=1)
+    listener.loop_start()
+    world = World(process, created.id, hub, broker, operator, listener, heard)
     # The hub has the registry's trust list, and its channel is open.
     wait(lambda: world.store.sync_state().trust is not None, what="the trust list at the hub")
     wait(world.channel_up, what="the phone channel")
     try:
         yield world
     finally:
+        listener.loop_stop()
+        listener.disconnect()
         operator.close()
         hub.close()
         process.stop()
@@ -274,18 +311,34 @@ def out_event_id(world: World) -> str:
     return event_id
 
 
-def test_a_camera_door_entry_holds_against_a_phone_entry(world: World) -> None:
+def test_anti_passback_holds_between_camera_doors_and_phones(world: World) -> None:
     phone = world.phone(world.person("green"))
-    first = phone.check_in(world.facility_id, "front-in").json()
+    checkin_id = uuid.uuid4().hex
+    first = phone.check_in(world.facility_id, "front-in", checkin_id).json()
     assert first["admit"] is True
-    subject = world.phone_events(EventKind.ENTRY)[-1].subject
-    # The hub tells the camera doors of the phone's passage (facility-wide anti-passback).
-    wait(
-        lambda: world.store.last_passage(world.facility_id, subject) is not None,
-        what="the passage",
-    )
+    [subject] = [e.subject for e in world.phone_events() if e.event_id == checkin_id]
+    # The camera doors hear of the phone's passage (facility-wide anti-passback).
+    heard = world.passages(subject)
+    assert [(p["door_id"], p["direction"], p["node_id"]) for p in heard] == [
+        ("front-in", "entry", PHONE_NODE)
+    ]
+    # A phone cannot use a door that has only a camera.
     r = phone.check_in(world.facility_id, "main-in")
     assert r.status_code == 409 and r.json()["state"] == "camera_door"
+    out = phone.check_in(world.facility_id, "front-out").json()
+    assert out["admit"] is True
+
+    # A camera door's entry, then the same person's phone at an entrance: refused.
+    world.camera_entry(subject, "main-in")
+    wait(
+        lambda: (
+            (last := world.store.last_passage(world.facility_id, subject)) is not None
+            and last.event.door_id == "main-in"
+        ),
+        what="the camera door's entry at the hub",
+    )
+    again = phone.check_in(world.facility_id, "front-in").json()
+    assert (again["admit"], again["reason"]) == (False, "anti_passback_facility")
     phone.check_in(world.facility_id, "front-out")
 
 
@@ -337,8 +390,9 @@ def test_with_the_hub_away_the_check_in_is_queued_and_counted_once(world: World)
     assert len(counted) == 1 and counted[0].late is True
     done = wait(
         lambda: (
-            r := phone.http.get(f"/api/v1/wallet/checkins/{checkin_id}")
-        ).status_code == 200 and r.json(),
+            (r := phone.http.get(f"/api/v1/wallet/checkins/{checkin_id}")).status_code == 200
+            and r.json()
+        ),
         what="the hub's answer for the phone",
     )
     assert (done["state"], done["signal"], done["admit"]) == ("answered", "yellow", True)

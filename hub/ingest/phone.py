@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from hub.config import FacilityConfig, HubConfig
+from hub.counting.rules import direction_sign
 from hub.errors import StoreDataError, StoreError
 from hub.ingest.mqtt import Ingest
 from hub.records import BatchResult, Occupancy, StoredEvent
@@ -44,6 +45,7 @@ from protocol.trust import TrustList
 logger = logging.getLogger(__name__)
 
 Direction = Literal["entry", "exit"]
+_WAYS: dict[int, Direction] = {1: "entry", -1: "exit"}
 
 
 class PhoneDoors:
@@ -158,12 +160,13 @@ class PhoneDoors:
         )
         if isinstance(parsed, passes.Pass):
             last = self.store.last_passage(facility.id, parsed.subject_hex)
-            if last is not None and last.event.direction is not None:
+            way = _WAYS.get(direction_sign(last.event.kind, last.event.direction)) if last else None
+            if last is not None and way is not None:
                 e = last.event
                 policy.note_passage(
                     Passage(
                         node_id=e.node_id, door_id=e.door_id, subject=parsed.subject_hex,
-                        direction=e.direction, ts=e.ts, event_id=e.event_id,
+                        direction=way, ts=e.ts, event_id=e.event_id,
                     )
                 )  # fmt: skip
         return policy

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Integer, Select, bindparam, func, select
+from sqlalchemy import Connection, Integer, Select, and_, bindparam, func, or_, select
 
 from hub.records import (
     Adjustment,
@@ -190,8 +190,10 @@ class Reads:
             .where(
                 _E.subject == subject,
                 _E.facility_id == facility_id,
-                _E.kind.in_(("entry", "exit", "manual")),
-                _E.direction.is_not(None),
+                or_(
+                    _E.kind.in_(("entry", "exit")),
+                    and_(_E.kind == "manual", _E.direction.in_(("entry", "exit"))),
+                ),
             )
             .order_by(_E.ts.desc(), _E.seq.desc())
             .limit(1)

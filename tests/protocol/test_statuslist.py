@@ -43,6 +43,10 @@ def test_effective_status_list_overrides_older_pass_only() -> None:
     statuses = StatusList.from_items([(subject(7), Status.BLACK, 1000)])
     assert statuses.effective(subject(7), Status.GREEN, issued_at=900) is Status.BLACK
     assert statuses.effective(subject(7), Status.GREEN, issued_at=1000) is Status.BLACK
+    # Issued in the second the status changed: the worse of the two, either way round.
+    green = StatusList.from_items([(subject(9), Status.GREEN, 1000)])
+    assert green.effective(subject(9), Status.BLACK, issued_at=1000) is Status.BLACK
+    assert green.effective(subject(9), Status.BLACK, issued_at=999) is Status.GREEN
     assert statuses.effective(subject(7), Status.GREEN, issued_at=1001) is Status.GREEN
     assert statuses.effective(subject(8), Status.RED, issued_at=1) is Status.RED
 
