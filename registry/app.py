@@ -35,7 +35,6 @@ from registry.errors import (
     RegistryError,
     SigningKeyError,
     StoreError,
-    Unauthenticated,
 )
 from registry.models import (
     ActivateIn,
@@ -95,6 +94,7 @@ from registry.routing import (
     refused,
     registry_error,
     server_error,
+    wallet_credential,
 )
 from registry.service import Registry
 from registry.wallet import WalletMoved, WalletPass
@@ -559,12 +559,8 @@ def activate_wallet(call: CallDep, body: WalletActivateIn) -> Response:
     "12 calls a minute a wallet (429 with Retry-After).",
 )
 def wallet_pass(call: CallDep) -> Response:
-    header = call.headers.get("authorization", "")
-    scheme, _, credential = header.partition(" ")
-    if scheme.lower() != "bearer" or not credential.strip():
-        raise Unauthenticated("send 'Authorization: Bearer <wallet credential>'")
     try:
-        held = wallet.refresh(call.registry, credential.strip()[:200], call.address)
+        held = wallet.refresh(call.registry, wallet_credential(call), call.address)
     except WalletMoved as err:
         return error_response(401, "wallet_moved", str(err), headers=_NO_STORE)
     return JSONResponse(wallet_pass_out(held, call.registry.now()), headers=_NO_STORE)

@@ -14,10 +14,17 @@ from protocol.checkins import MAX_BATCH, AnswerBatch
 from protocol.trust import format_time
 from registry import auth, wallet
 from registry.checkins import MAX_WAIT_S, Checkins, Started
-from registry.errors import Unauthenticated
 from registry.models import CheckinResultOut, WalletCheckinIn
 from registry.records import Checkin
-from registry.routing import HUB, PUBLIC, ApiError, CallDep, Routes, error_response
+from registry.routing import (
+    HUB,
+    PUBLIC,
+    ApiError,
+    CallDep,
+    Routes,
+    error_response,
+    wallet_credential,
+)
 from registry.wallet import WalletMoved
 
 routes = Routes()
@@ -30,14 +37,6 @@ def checkins_of(request: Request) -> Checkins:
 
 
 CheckinsDep = Annotated[Checkins, Depends(checkins_of)]
-
-
-def _credential(call: Any) -> str:
-    header = call.headers.get("authorization", "")
-    scheme, _, credential = header.partition(" ")
-    if scheme.lower() != "bearer" or not credential.strip():
-        raise Unauthenticated("send 'Authorization: Bearer <wallet credential>'")
-    return str(credential.strip()[:200])
 
 
 def _result(
@@ -97,7 +96,7 @@ def _result(
     "check-in. 409 with state 'camera_door' at a door that only has a camera.",
 )
 async def wallet_checkin(call: CallDep, checkins: CheckinsDep, body: WalletCheckinIn) -> Response:
-    credential = _credential(call)
+    credential = wallet_credential(call)
     try:
         started = await asyncio.to_thread(
             checkins.start, credential, body.id, body.facility_id, body.door_id, call.address
@@ -134,7 +133,7 @@ async def wallet_checkin_result(
     checkins: CheckinsDep,
     checkin_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
 ) -> Response:
-    credential = _credential(call)
+    credential = wallet_credential(call)
     held = await asyncio.to_thread(_current_wallet, checkins, credential, call.address)
     checkin, answer = await asyncio.to_thread(checkins.answer_of, checkin_id, held)
     if answer is None:

@@ -172,6 +172,15 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
+def wallet_credential(call: Call) -> str:
+    """The wallet credential a call brings (``Authorization: Bearer wc_...``), bounded."""
+    header = call.headers.get("authorization", "")
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise Unauthenticated("send 'Authorization: Bearer <wallet credential>'")
+    return credential.strip()[:200]
+
+
 def _gate(auth: frozenset[Kind]) -> Callable[[Request], Any]:
     async def gate(request: Request) -> Call:
         registry = registry_of(request)

@@ -73,3 +73,46 @@ class RegistryProcess:
                 self.process.kill()
                 self.process.communicate()
         self.process = None
+
+
+OPERATOR, OPERATOR_PASSWORD = "dewi", "a long operator password"
+
+
+def registry_with_facility(
+    root: Path, port: int, doors: list[tuple[str, str, str]], *, public_url: bool = False
+) -> tuple[Path, str, str]:
+    """A registry made in ``root/registry`` for ``port``, with an operator (``OPERATOR``),
+    an active facility and its doors (id, direction, kind), as its operator and PIC make
+    them: the configuration file, the facility's id and its hub token."""
+    from registry.auth import Principal
+    from registry.config import parse_config
+    from registry.models import DoorIn, FacilityRequestIn
+    from registry.service import Registry
+
+    (root / "registry").mkdir()
+    config_path = root / "registry" / "registry.toml"
+    address = f'public_url = "http://127.0.0.1:{port}"\n' if public_url else ""
+    config_path.write_text(f'{address}[web]\nhost = "127.0.0.1"\nport = {port}\n', encoding="utf-8")
+    registry = Registry.open(
+        parse_config(config_path.read_text(), str(config_path), root / "registry")
+    )
+    try:
+        registry.add_operator(OPERATOR, OPERATOR_PASSWORD)
+        created = registry.request_facility(
+            FacilityRequestIn(
+                name="Mall Kelapa",
+                address="Jl. Boulevard Raya 1",
+                type="mall",
+                capacity=300,
+                pic_name="Dewi Lestari",
+                pic_email="pic@mall.example",
+            )
+        )
+        token = registry.verify_facility(created.id, OPERATOR).token
+        hub_token = registry.activate_facility(created.id, token, OPERATOR_PASSWORD).hub_token
+        for door_id, direction, kind in doors:
+            door = DoorIn(door_id=door_id, name=door_id.title(), direction=direction, kind=kind)
+            registry.add_door(Principal("operator", OPERATOR), created.id, door)
+    finally:
+        registry.close()
+    return config_path, created.id, hub_token

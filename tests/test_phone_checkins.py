@@ -30,21 +30,23 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from hub.config import HubConfig
+from hub.config import HttpRegistryConfig, HubConfig
 from hub.records import AlertKind
 from hub.service import Hub
 from protocol import topics
 from protocol.checkins import PHONE_NODE
 from protocol.events import Event, EventKind, new_event_id
 from provisioning.mosquitto import Mosquitto
-from registry.auth import Principal
-from registry.config import parse_config
-from registry.models import DoorIn, FacilityRequestIn
-from registry.service import Registry
 
-from .processes import RegistryProcess, free_port, wait
+from .processes import (
+    OPERATOR,
+    OPERATOR_PASSWORD,
+    RegistryProcess,
+    free_port,
+    registry_with_facility,
+    wait,
+)
 
-OPERATOR, PASSWORD = "dewi", "a long operator password"
 _nik = itertools.count(1)
 WAIT_MS = 15_000
 
@@ -110,6 +112,7 @@ class World:
     operator: httpx.Client
     listener: mqtt.Client
     heard: list[dict[str, Any]] = field(default_factory=list)
+    phones: list[Phone] = field(default_factory=list)
     camera_seq: int = 0
 
     def person(self, status: str, name: str = "Siti Rahayu") -> str:
@@ -137,7 +140,9 @@ class World:
         token = self.link(nik).split("token=")[1]
         r = httpx.post(f"{self.registry.url}/api/v1/wallet/activate", json={"token": token})
         assert r.status_code == 201, r.text
-        return Phone(self.registry.url, r.json()["credential"])
+        phone = Phone(self.registry.url, r.json()["credential"])
+        self.phones.append(phone)  # closed with the world
+        return phone
 
     @property
     def store(self) -> Any:
@@ -183,38 +188,12 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("phones")
     port = free_port()
-    (tmp / "registry").mkdir()
-    config_path = tmp / "registry" / "registry.toml"
-    config_path.write_text(
-        f'public_url = "http://127.0.0.1:{port}"\n[web]\nhost = "127.0.0.1"\nport = {port}\n',
-        encoding="utf-8",
-    )
-    registry = Registry.open(
-        parse_config(config_path.read_text(), str(config_path), tmp / "registry")
-    )
-    try:
-        registry.add_operator(OPERATOR, PASSWORD)
-        created = registry.request_facility(
-            FacilityRequestIn(
-                name="Mall Kelapa",
-                address="Jl. Boulevard Raya 1",
-                type="mall",
-                capacity=300,
-                pic_name="Dewi Lestari",
-                pic_email="pic@mall.example",
-            )
-        )
-        token = registry.verify_facility(created.id, OPERATOR).token
-        hub_token = registry.activate_facility(created.id, token, PASSWORD).hub_token
-        for door_id, direction, kind in (
-            ("front-in", "entrance", "poster"),
-            ("front-out", "exit", "poster"),
-            ("main-in", "entrance", "camera"),
-        ):
-            door = DoorIn(door_id=door_id, name=door_id.title(), direction=direction, kind=kind)
-            registry.add_door(Principal("operator", OPERATOR), created.id, door)
-    finally:
-        registry.close()
+    doors = [
+        ("front-in", "entrance", "poster"),
+        ("front-out", "exit", "poster"),
+        ("main-in", "entrance", "camera"),
+    ]
+    config_path, facility_id, hub_token = registry_with_facility(tmp, port, doors, public_url=True)
     process = RegistryProcess(config_path, port)
     process.start()
     broker = Mosquitto(tmp / "broker")
@@ -233,27 +212,29 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                     "push_interval_s": 0.2,
                     "retry_max_s": 0.5,
                 },
-                "facilities": [{"id": created.id, "name": "Mall Kelapa", "capacity": 100}],
+                "facilities": [{"id": facility_id, "name": "Mall Kelapa", "capacity": 100}],
             }
         )
     )
     hub.start()
     operator = httpx.Client(base_url=process.url, timeout=10)
-    r = operator.post("/api/v1/login", json={"username": OPERATOR, "password": PASSWORD})
+    r = operator.post("/api/v1/login", json={"username": OPERATOR, "password": OPERATOR_PASSWORD})
     operator.headers["Authorization"] = f"Bearer {r.json()['token']}"
     listener = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     heard: list[dict[str, Any]] = []
     listener.on_message = lambda _c, _u, m: heard.extend(json.loads(m.payload)["passages"])
     listener.connect(broker.host, broker.port)
-    listener.subscribe(topics.facility_passages(created.id), qos=1)
+    listener.subscribe(topics.facility_passages(facility_id), qos=1)
     listener.loop_start()
-    world = World(process, created.id, hub, broker, operator, listener, heard)
+    world = World(process, facility_id, hub, broker, operator, listener, heard)
     # The hub has the registry's trust list, and its channel is open.
     wait(lambda: world.store.sync_state().trust is not None, what="the trust list at the hub")
     wait(world.channel_up, what="the phone channel")
     try:
         yield world
     finally:
+        for phone in world.phones:
+            phone.http.close()
         listener.loop_stop()
         listener.disconnect()
         operator.close()
@@ -401,9 +382,9 @@ def test_with_the_hub_away_the_check_in_is_queued_and_counted_once(world: World)
 
 
 def test_the_channel_refuses_what_is_not_an_answer(world: World, tmp_path: Path) -> None:
-    token = (
-        Path(world.hub.config.registry.credentials_file).read_text().strip()  # type: ignore[union-attr]
-    )
+    registry = world.hub.config.registry
+    assert isinstance(registry, HttpRegistryConfig) and registry.credentials_file is not None
+    token = registry.credentials_file.read_text().strip()
     hub_http = httpx.Client(
         base_url=world.registry.url, timeout=10, headers={"Authorization": f"Bearer {token}"}
     )

@@ -40,16 +40,18 @@ from protocol import topics
 from protocol.events import Event, EventKind, new_event_id
 from protocol.trust import TrustList
 from provisioning.mosquitto import Mosquitto
-from registry.auth import Principal
-from registry.config import parse_config
-from registry.models import DoorIn, FacilityRequestIn
-from registry.service import Registry
 
-from .processes import RegistryProcess, free_port, wait
+from .processes import (
+    OPERATOR,
+    OPERATOR_PASSWORD,
+    RegistryProcess,
+    free_port,
+    registry_with_facility,
+    wait,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNC_S = 0.5
-OPERATOR, PASSWORD = "dewi", "a long operator password"
 STALE = 2 * 86_400  # the node's trust list at start: two days old
 _nik = itertools.count(1)
 
@@ -62,7 +64,9 @@ class Operator:
         self.token = ""
 
     def login(self) -> None:
-        r = self.http.post("/api/v1/login", json={"username": OPERATOR, "password": PASSWORD})
+        r = self.http.post(
+            "/api/v1/login", json={"username": OPERATOR, "password": OPERATOR_PASSWORD}
+        )
         r.raise_for_status()
         self.token = r.json()["token"]
 
@@ -173,37 +177,15 @@ class Facility:
 def facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facility]:
     tmp = tmp_path_factory.mktemp("facility")
     port = free_port()
-    (tmp / "registry").mkdir()
-    config_path = tmp / "registry" / "registry.toml"
-    config_path.write_text(f'[web]\nhost = "127.0.0.1"\nport = {port}\n', encoding="utf-8")
-    # The registry's set-up: an operator, an active facility with its doors and hub token.
-    registry = Registry.open(
-        parse_config(config_path.read_text(), str(config_path), tmp / "registry")
+    config_path, facility_id, hub_token = registry_with_facility(
+        tmp, port, [("main-in", "entrance", "camera"), ("main-out", "exit", "camera")]
     )
-    try:
-        registry.add_operator(OPERATOR, PASSWORD)
-        request = FacilityRequestIn(
-            name="Mall Kelapa",
-            address="Jl. Boulevard Raya 1",
-            type="mall",
-            capacity=300,
-            pic_name="Dewi Lestari",
-            pic_email="pic@mall.example",
-        )
-        created = registry.request_facility(request)
-        token = registry.verify_facility(created.id, OPERATOR).token
-        hub_token = registry.activate_facility(created.id, token, PASSWORD).hub_token
-        for door_id, direction in (("main-in", "entrance"), ("main-out", "exit")):
-            door = DoorIn(door_id=door_id, name=door_id, direction=direction)
-            registry.add_door(Principal("operator", OPERATOR), created.id, door)
-    finally:
-        registry.close()
     process = RegistryProcess(config_path, port)
     broker = Mosquitto(tmp / "broker")
     broker.start()
     previous = Device.pin_factory
     Device.pin_factory = MockFactory(pin_class=MockPin)
-    node, source = start_node(tmp / "node", broker, created.id)
+    node, source = start_node(tmp / "node", broker, facility_id)
     (tmp / "hub-token").write_text(hub_token + "\n", encoding="utf-8")
     hub = HubThread(
         HubConfig.model_validate(
@@ -218,7 +200,7 @@ def facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facility]:
                     "push_interval_s": 0.2,
                     "retry_max_s": 0.5,
                 },
-                "facilities": [{"id": created.id, "name": "Mall Kelapa"}],
+                "facilities": [{"id": facility_id, "name": "Mall Kelapa"}],
                 "node_offline_after_s": 600,
             }
         )
@@ -226,15 +208,15 @@ def facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facility]:
     # The registry is not up yet: the hub keeps trying, and the node's two-day-old trust
     # list shows on the dashboard as stale.
     wait(
-        lambda: hub.hub.store.alerts(created.id, kind=AlertKind.STALE_LISTS),
+        lambda: hub.hub.store.alerts(facility_id, kind=AlertKind.STALE_LISTS),
         what="the stale-lists alert",
     )
     process.start()
     operator = Operator(process.url)
     operator.login()
-    doors = Doors(broker, created.id)
+    doors = Doors(broker, facility_id)
     try:
-        yield Facility(process, operator, created.id, hub, node, source, doors)
+        yield Facility(process, operator, facility_id, hub, node, source, doors)
     finally:
         doors.close()
         node.stop()
