@@ -46,6 +46,7 @@ from .processes import (
     registry_with_facility,
     wait,
 )
+from .registry.pages import check
 
 _nik = itertools.count(1)
 WAIT_MS = 15_000
@@ -463,6 +464,7 @@ def test_a_phone_checks_in_and_out_by_the_posters(
     )
     box = screen.bounding_box()
     assert box is not None and box["width"] >= 380 and box["height"] >= 800
+    check(page)
 
     page.goto(poster(world, "front-out"))
     expect(page.locator("#r-word")).to_have_text("Checked out")
@@ -482,6 +484,7 @@ def test_black_full_and_queued_on_the_phone(
         page.goto(poster(world, "front-in"))
         expect(page.locator("#result")).to_have_attribute("data-signal", "full")
         expect(page.locator("#r-headline")).to_have_text("Full, please wait")
+        check(page)
     finally:
         world.hub.call(world.hub.hub.set_capacity(world.facility_id, "staff", capacity=100))
     # Queued while the hub is away, then counted once when it is back.
@@ -502,6 +505,7 @@ def test_black_full_and_queued_on_the_phone(
     page.goto(poster(world, "front-in"))
     expect(page.locator("#result")).to_have_attribute("data-signal", "black")
     expect(page.locator("#r-staff")).to_be_visible()
+    check(page)
     wait(
         lambda: world.store.alerts(world.facility_id, kind=AlertKind.BLACK_PASS),
         what="the black-pass alert",
@@ -517,5 +521,6 @@ def test_without_a_pass_the_poster_says_how_to_get_one(
     page.goto(poster(world, "front-in"))
     expect(page.locator("#nopass")).to_be_visible()
     expect(page.locator("#nopass")).to_contain_text("NIK")
+    check(page)
     unknown = page.goto(f"{world.registry.url}/d/{world.facility_id}/nowhere")
     assert unknown is not None and unknown.status == 404
