@@ -14,8 +14,6 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
 from pydantic import (
     Discriminator,
     Field,
@@ -113,6 +111,9 @@ class PostgresStoreConfig(Section):
     @field_validator("dsn")
     @classmethod
     def _no_secret(cls, dsn: str) -> str:
+        import psycopg  # only a PostgreSQL store needs it: a SQLite registry stays lighter
+        from psycopg.conninfo import conninfo_to_dict
+
         try:
             params = conninfo_to_dict(dsn)
         except psycopg.ProgrammingError as err:
@@ -123,6 +124,8 @@ class PostgresStoreConfig(Section):
         return dsn
 
     def describe(self) -> str:
+        from psycopg.conninfo import conninfo_to_dict
+
         params = conninfo_to_dict(self.dsn)
         host = params.get("host", "localhost")
         database = params.get("dbname", params.get("user", ""))
