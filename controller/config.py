@@ -13,7 +13,6 @@ from typing import Literal
 from pydantic import Field
 
 from controller.errors import ConfigError
-from protocol.policy import PolicyConfig
 from controller.uplink import MqttConfig
 from firmware.camera import SourceConfig
 from firmware.decoder import DecoderConfig
@@ -21,6 +20,7 @@ from firmware.pins import PinMap
 from protocol.configtext import ConfigTextError, parse_model, read_text
 from protocol.ids import Ident
 from protocol.model import StrictModel
+from protocol.policy import PolicyConfig
 
 
 class ScanConfig(StrictModel):

@@ -38,11 +38,11 @@ from typing import Literal
 
 from controller.errors import JournalError
 from controller.journal import Admission, Entry, Journal
-from protocol.policy import Decision, Direction, Policy
 from firmware.errors import NotArmed
 from firmware.gpio import Devices
 from protocol import passes
 from protocol.events import EventKind, utcnow
+from protocol.policy import Decision, Direction, Policy
 from protocol.signals import Signal
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,6 @@ from controller.door import Door, RemoteOpen
 from controller.errors import ControllerError, JournalError
 from controller.journal import Entry, Journal
 from controller.lists import InUse, ListKind, ListReceiver
-from protocol.policy import Policy, PolicyConfig
 from controller.scanner import Scanner
 from controller.uplink import Uplink
 from firmware.camera import open_source
@@ -40,6 +39,7 @@ from protocol.events import (
     NodeStatus,
     utcnow,
 )
+from protocol.policy import Policy, PolicyConfig
 from protocol.statuslist import StatusList
 from protocol.trust import TrustList
 from runtime.notify import Notifier

@@ -25,10 +25,11 @@ once and notices another's rows within ``POLL_S``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -60,26 +61,38 @@ _DIRECTIONS: dict[str, Literal["entry", "exit", "both"]] = {
 }
 
 
-class Waiters:
-    """In-process wake-ups by key: ``wait`` returns when ``poke`` is called (from any
-    thread) or at the timeout."""
+class Watch:
+    """One waiter's wake-up, registered before it looks at the store: a poke that comes
+    while it looks is not missed, the next ``wait`` returns at once."""
 
     def __init__(self) -> None:
-        self._waiting: dict[str, set[asyncio.Event]] = {}
+        self.event = asyncio.Event()
+
+    async def wait(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.event.wait(), timeout=max(0.0, timeout_s))
+        self.event.clear()
+
+
+class Waiters:
+    """In-process wake-ups by key: a ``watch`` is woken when ``poke`` is called (from any
+    thread)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[Watch]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def wait(self, key: str, timeout_s: float) -> None:
+    @contextlib.contextmanager
+    def watch(self, key: str) -> Iterator[Watch]:
         self._loop = asyncio.get_running_loop()
-        event = asyncio.Event()
-        self._waiting.setdefault(key, set()).add(event)
+        watch = Watch()
+        self._waiting.setdefault(key, set()).add(watch)
         try:
-            await asyncio.wait_for(event.wait(), timeout=max(0.0, timeout_s))
-        except TimeoutError:
-            pass
+            yield watch
         finally:
             waiting = self._waiting.get(key)
             if waiting is not None:
-                waiting.discard(event)
+                waiting.discard(watch)
                 if not waiting:
                     del self._waiting[key]
 
@@ -97,8 +110,8 @@ class Waiters:
             loop.call_soon_threadsafe(self._set, key)
 
     def _set(self, key: str) -> None:
-        for event in self._waiting.get(key, ()):
-            event.set()
+        for watch in self._waiting.get(key, ()):
+            watch.event.set()
 
     def listening(self, key: str) -> bool:
         return bool(self._waiting.get(key))
@@ -179,16 +192,16 @@ class Checkins:
     async def wait_answer(self, checkin: Checkin, timeout_s: float) -> dict[str, Any] | None:
         """The hub's answer within ``timeout_s``, or None; an answer read is forgotten."""
         deadline = asyncio.get_running_loop().time() + timeout_s
-        key = _answer_key(checkin.id)
-        while True:
-            _, answer = await asyncio.to_thread(self.answer_of, checkin.id, checkin.wallet_hash)
-            if answer is not None:
-                await asyncio.to_thread(self.registry.store.delete_checkin, checkin.id)
-                return answer
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                return None
-            await self.waiters.wait(key, min(POLL_S, left))
+        with self.waiters.watch(_answer_key(checkin.id)) as watch:
+            while True:
+                _, answer = await asyncio.to_thread(self.answer_of, checkin.id, checkin.wallet_hash)
+                if answer is not None:
+                    await asyncio.to_thread(self.registry.store.delete_checkin, checkin.id)
+                    return answer
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    return None
+                await watch.wait(min(POLL_S, left))
 
     def queued(self, checkin: Checkin) -> None:
         """The phone was answered without the hub: the hub is told when it takes it."""
@@ -222,20 +235,21 @@ class Checkins:
         once ``gone`` says the hub hung up (what it would have taken stays for the next)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(max(wait_s, 0.0), MAX_WAIT_S)
-        key = _hub_key(facility_id)
         await asyncio.to_thread(self._note_channel, facility_id)
-        while True:
-            if gone is not None and await gone():
-                return CheckinBatch(checkins=[])
-            taken = await asyncio.to_thread(
-                self.registry.store.take_checkins, facility_id, self.now_ms(), LEASE_MS, limit
-            )
-            if taken:
-                return CheckinBatch(checkins=[self._out(c) for c in taken])
-            left = deadline - loop.time()
-            if left <= 0:
-                return CheckinBatch(checkins=[])
-            await self.waiters.wait(key, min(POLL_S, left))
+        with self.waiters.watch(_hub_key(facility_id)) as watch:
+            while True:
+                if gone is not None and await gone():
+                    return CheckinBatch(checkins=[])
+                taken = await asyncio.to_thread(
+                    self.registry.store.take_checkins, facility_id, self.now_ms(), LEASE_MS,
+                    limit,
+                )  # fmt: skip
+                if taken:
+                    return CheckinBatch(checkins=[self._out(c) for c in taken])
+                left = deadline - loop.time()
+                if left <= 0:
+                    return CheckinBatch(checkins=[])
+                await watch.wait(min(POLL_S, left))
 
     def _out(self, checkin: Checkin) -> PhoneCheckin:
         door = self.registry.store.get_door(checkin.facility_id, checkin.door_id)

@@ -11,7 +11,6 @@ import pytest
 from pydantic import BaseModel
 
 from controller.config import GateConfig, NodeConfig, ScanConfig
-from protocol.policy import PolicyConfig
 from controller.uplink import MqttConfig
 from firmware.camera import (
     FolderSourceConfig,
@@ -29,6 +28,7 @@ from firmware.pins import (
     ThreeLedsConfig,
 )
 from hub.config import IngestConfig
+from protocol.policy import PolicyConfig
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 # Nested sections have their own heading; their keys are not the parent's to list.

@@ -21,8 +21,8 @@ import time
 import atheris
 
 with atheris.instrument_imports():
-    from protocol.policy import Policy, PolicyConfig
     from protocol import passes
+    from protocol.policy import Policy, PolicyConfig
     from protocol.status import Status
     from protocol.trust import SigningKey, TrustList
 

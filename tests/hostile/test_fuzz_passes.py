@@ -18,9 +18,9 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.policy import Policy, PolicyConfig
 from protocol import passes
 from protocol.passes import Reason
+from protocol.policy import Policy, PolicyConfig
 from protocol.signals import Signal
 from protocol.status import Status
 from protocol.trust import SigningKey, TrustList

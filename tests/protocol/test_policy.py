@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from protocol.policy import FACILITY_MEMORY, Policy, PolicyConfig
 from protocol import passes
 from protocol.events import FacilityState, Passage, new_event_id
+from protocol.policy import FACILITY_MEMORY, Policy, PolicyConfig
 from protocol.signals import Signal
 from protocol.status import Status
 from protocol.statuslist import StatusList
