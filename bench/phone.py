@@ -81,6 +81,7 @@ from bench.registry import ROOT, Server, free_port, percentile, write_section
 from bench.rss import ReadySocket, stop_process
 from provisioning.mosquitto import Mosquitto
 from registry.auth import Principal
+from registry.checkins import POLL_S
 from registry.config import parse_config
 from registry.models import DoorIn, FacilityRequestIn
 from registry.service import WALLET_CALLS_PER_ADDRESS, WALLET_CALLS_PER_MINUTE, Registry
@@ -614,6 +615,18 @@ def _answers(run: Run) -> str:
     )
 
 
+def _late(run: Run) -> str:
+    """How many took longer than the median by the registry's look-again interval: a
+    waiting request (the hub's for check-ins, the phone's for the answer) that was not
+    woken looks at the store again after ``POLL_S``."""
+    late = sum(1 for ms in run.measured.ms if ms > run.measured.p50 + POLL_S * 1000)
+    return (
+        f"{late} of {len(run.measured.ms)} took more than the median plus "
+        f"{POLL_S * 1000:.0f} ms, the interval at which the registry's waiting requests "
+        "look at the store again when no wake-up came."
+    )
+
+
 def _verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
@@ -651,7 +664,7 @@ def report(result: Result, command: str, load: float, when: str, at: str) -> str
         f"A check-in takes {http.measured.p50 / http.baseline.p50:.1f}x the bare round trip "
         f"at the median, {http.measured.p95 / http.baseline.p95:.1f}x at p95 "
         f"(+{http.measured.p50 - http.baseline.p50:.1f} ms at the median). "
-        f"{_answers(http)}",
+        f"{_late(http)} {_answers(http)}",
         "",
     ]
     browser = result.browser
@@ -680,7 +693,7 @@ def report(result: Result, command: str, load: float, when: str, at: str) -> str
             f"The poster to the result drawn takes "
             f"{browser.measured.p50 / browser.baseline.p50:.1f}x the bare page load at the "
             f"median, {browser.measured.p95 / browser.baseline.p95:.1f}x at p95. "
-            f"{_answers(browser)}",
+            f"{_late(browser)} {_answers(browser)}",
             "",
         ]
     first = result.first_load
