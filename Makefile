@@ -94,7 +94,7 @@ demo: system-packages $(RUN_STAMP)
 
 # Each benchmark prints its table and rewrites its section of docs/benchmarks.md.
 # `workers` needs PostgreSQL (PINTU_BENCH_PG_DSN, or the local server) and comes last.
-BENCHES := decode latency memory service_memory ingest dashboard registry sync journal workers
+BENCHES := decode latency memory service_memory ingest dashboard phone registry sync journal workers
 
 bench: install
 	for b in $(BENCHES); do $(BIN)/python -m bench.$$b --write || exit 1; done
