@@ -14,6 +14,7 @@ Chromium at 390x844.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import threading
@@ -196,52 +197,51 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     ]
     config_path, facility_id, hub_token = registry_with_facility(tmp, port, doors, public_url=True)
     process = RegistryProcess(config_path, port)
-    process.start()
-    broker = Mosquitto(tmp / "broker")
-    broker.start()
-    (tmp / "hub-token").write_text(hub_token + "\n", encoding="utf-8")
-    hub = HubThread(
-        HubConfig.model_validate(
-            {
-                "mqtt": {"host": broker.host, "port": broker.port, "client_id": "hub-phones"},
-                "store": {"backend": "sqlite", "path": str(tmp / "hub.db")},
-                "registry": {
-                    "kind": "http",
-                    "url": process.url,
-                    "credentials_file": str(tmp / "hub-token"),
-                    "sync_interval_s": 0.5,
-                    "push_interval_s": 0.2,
-                    "retry_max_s": 0.5,
-                },
-                "facilities": [{"id": facility_id, "name": "Mall Kelapa", "capacity": 100}],
-            }
+    with contextlib.ExitStack() as cleanup:
+        # Each part is stopped, in reverse order, however far the setting up got.
+        process.start()
+        cleanup.callback(process.stop)
+        broker = Mosquitto(tmp / "broker")
+        broker.start()
+        cleanup.callback(broker.stop)
+        (tmp / "hub-token").write_text(hub_token + "\n", encoding="utf-8")
+        hub = HubThread(
+            HubConfig.model_validate(
+                {
+                    "mqtt": {"host": broker.host, "port": broker.port, "client_id": "hub-phones"},
+                    "store": {"backend": "sqlite", "path": str(tmp / "hub.db")},
+                    "registry": {
+                        "kind": "http",
+                        "url": process.url,
+                        "credentials_file": str(tmp / "hub-token"),
+                        "sync_interval_s": 0.5,
+                        "push_interval_s": 0.2,
+                        "retry_max_s": 0.5,
+                    },
+                    "facilities": [{"id": facility_id, "name": "Mall Kelapa", "capacity": 100}],
+                }
+            )
         )
-    )
-    hub.start()
-    operator = httpx.Client(base_url=process.url, timeout=10)
-    r = operator.post("/api/v1/login", json={"username": OPERATOR, "password": OPERATOR_PASSWORD})
-    operator.headers["Authorization"] = f"Bearer {r.json()['token']}"
-    listener = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    heard: list[dict[str, Any]] = []
-    listener.on_message = lambda _c, _u, m: heard.extend(json.loads(m.payload)["passages"])
-    listener.connect(broker.host, broker.port)
-    listener.subscribe(topics.facility_passages(facility_id), qos=1)
-    listener.loop_start()
-    world = World(process, facility_id, hub, broker, operator, listener, heard)
-    # The hub has the registry's trust list, and its channel is open.
-    wait(lambda: world.store.sync_state().trust is not None, what="the trust list at the hub")
-    wait(world.channel_up, what="the phone channel")
-    try:
+        cleanup.callback(hub.close)
+        hub.start()
+        operator = cleanup.enter_context(httpx.Client(base_url=process.url, timeout=10))
+        login = {"username": OPERATOR, "password": OPERATOR_PASSWORD}
+        r = operator.post("/api/v1/login", json=login)
+        operator.headers["Authorization"] = f"Bearer {r.json()['token']}"
+        listener = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        heard: list[dict[str, Any]] = []
+        listener.on_message = lambda _c, _u, m: heard.extend(json.loads(m.payload)["passages"])
+        listener.connect(broker.host, broker.port)
+        listener.subscribe(topics.facility_passages(facility_id), qos=1)
+        listener.loop_start()
+        cleanup.callback(listener.disconnect)
+        cleanup.callback(listener.loop_stop)
+        world = World(process, facility_id, hub, broker, operator, listener, heard)
+        cleanup.callback(lambda: [phone.http.close() for phone in world.phones])
+        # The hub has the registry's trust list, and its channel is open.
+        wait(lambda: world.store.sync_state().trust is not None, what="the trust list at the hub")
+        wait(world.channel_up, what="the phone channel")
         yield world
-    finally:
-        for phone in world.phones:
-            phone.http.close()
-        listener.loop_stop()
-        listener.disconnect()
-        operator.close()
-        hub.close()
-        process.stop()
-        broker.stop()
 
 
 def test_an_entrance_poster_checks_in_and_the_exit_checks_out(world: World) -> None:
