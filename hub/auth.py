@@ -58,6 +58,9 @@ _RANK: dict[str, int] = {role: rank for rank, role in enumerate(ROLES)}
 HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # At most this many hashes at once: 4 x 19 MiB whatever the number of logins in flight.
 MAX_CONCURRENT_HASHES = 4
+# How long a session's account, once read, is believed (see ``Accounts._user``).
+USER_FRESH_S = 2.0
+MAX_USERS_KEPT = 10_000
 
 
 class AuthError(HubError):
@@ -188,6 +191,22 @@ class Accounts:
         # Session ids logged out before they expired. Kept in memory: a restart forgets
         # them, but the browser has dropped the cookie at logout and it expires anyway.
         self._revoked: dict[str, float] = {}
+        # Each session's account as read lately (time.monotonic(), the user or None): a
+        # request a dashboard makes every few seconds need not read it each time. An
+        # account disabled or changed (also by another process: `pintu hub add-user`)
+        # takes effect within USER_FRESH_S.
+        self._users: dict[str, tuple[float, User | None]] = {}
+
+    async def _user(self, username: str) -> User | None:
+        now = time.monotonic()
+        kept = self._users.get(username)
+        if kept is not None and now - kept[0] < USER_FRESH_S:
+            return kept[1]
+        user = await asyncio.to_thread(self.store.get_user, username)
+        if len(self._users) >= MAX_USERS_KEPT:
+            self._users.clear()
+        self._users[username] = (now, user)
+        return user
 
     async def login(self, conn: HTTPConnection, username: str, password: str) -> Staff:
         """Check the password and start a session; ``LoginRefused`` or ``LoginThrottled``."""
@@ -224,6 +243,7 @@ class Accounts:
             logger.info("%s: password hash redone with the current parameters", user.username)
             await asyncio.to_thread(self.store.update_user, user.username, password_hash=new_hash)
         await asyncio.to_thread(self.store.audit, user.username, "login", detail=address)
+        self._users.pop(user.username, None)
         session: dict[str, Any] = conn.session
         # A fresh session id and token at login: a token planted before it is worthless.
         session.clear()
@@ -254,7 +274,7 @@ class Accounts:
             return None
         if sid in self._revoked:
             return None
-        user: User | None = await asyncio.to_thread(self.store.get_user, username)
+        user = await self._user(username)
         if user is None or user.disabled:
             return None
         return Staff(user.username, user.role, csrf)
