@@ -3,9 +3,12 @@ rotations (docs/protocol.md § 5.1)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.signedlist import (
     HEADER_BYTES,
@@ -156,3 +159,54 @@ def test_list_keys_round_trip_and_refuse_a_kid_that_is_not_their_key(tmp_path: P
     doc["keys"][0]["kid"] = ATTACKER.kid_hex
     with pytest.raises(SignedListError, match="does not match its public key"):
         ListKeys.from_json(doc)
+
+
+# --- the committed vectors -----------------------------------------------------------------
+VECTORS: dict[str, Any] = json.loads(
+    (Path(__file__).parents[1] / "vectors" / "signedlists.json").read_text(encoding="utf-8")
+)
+
+
+def vector_pins(name: str) -> ListKeys:
+    return ListKeys() if name == "none" else ListKeys.from_json(VECTORS["pinned"][name])
+
+
+def seeded(name: str) -> SigningKey:
+    seed = bytes.fromhex(VECTORS["seeds"][name])
+    return SigningKey(Ed25519PrivateKey.from_private_bytes(seed))
+
+
+@pytest.mark.parametrize("vector", VECTORS["vectors"], ids=lambda v: v["name"])
+def test_each_vector_gets_its_answer(vector: dict[str, Any]) -> None:
+    envelope, kind = bytes.fromhex(vector["envelope"]), Kind[vector["kind"].upper()]
+    pinned = vector_pins(vector["pinned"])
+    if vector["expect"] != "ok":
+        refused(vector["expect"], pinned.open, envelope, kind)
+        return
+    payload = pinned.open(envelope, kind)
+    if kind is Kind.TRUST:
+        assert TrustList.loads(payload).to_json() == VECTORS["trust"]
+    else:
+        assert payload.hex() == VECTORS["status_list"]
+
+
+def test_sealing_again_gives_the_committed_envelopes() -> None:
+    """Ed25519 is deterministic: any change to the envelope changes these bytes."""
+    by_name = {v["name"]: bytes.fromhex(v["envelope"]) for v in VECTORS["vectors"]}
+    trust = TrustList.from_json(VECTORS["trust"]).dumps().encode()
+    status = bytes.fromhex(VECTORS["status_list"])
+    assert seal(seeded("list_key_1"), Kind.TRUST, trust) == by_name["trust_list"]
+    assert seal(seeded("list_key_1"), Kind.STATUS, status) == by_name["status_list"]
+    assert seal(seeded("list_key_2"), Kind.TRUST, trust) == by_name["after_rotation"]
+    first, second = (vector_pins(n) for n in ("pinned_1", "pinned_2"))
+    rotation = statement(seeded("list_key_1"), first) + statement(seeded("list_key_1"), second)
+    assert rotation.hex() == VECTORS["chains"][0]["chain"]
+
+
+@pytest.mark.parametrize("vector", VECTORS["chains"], ids=lambda v: v["name"])
+def test_each_chain_vector_gets_its_answer(vector: dict[str, Any]) -> None:
+    chain_bytes, pinned = bytes.fromhex(vector["chain"]), vector_pins(vector["pinned"])
+    if vector["expect"].startswith("pinned_"):
+        assert pinned.advance(chain_bytes) == vector_pins(vector["expect"])
+    else:
+        refused(vector["expect"], pinned.advance, chain_bytes)
