@@ -194,7 +194,7 @@ class ListPublisher:
                 if self.metrics is not None:
                     self.metrics.published.inc(list=name)
             if done:
-                logger.info("published the %s list(s) to the doors", ", ".join(done))
+                logger.info("published to the doors: %s", ", ".join(done))
             return done
 
     async def aclose(self) -> None:
