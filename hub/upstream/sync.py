@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -300,7 +300,9 @@ class RegistrySync:
                 raise
             if fetched.body is None:
                 if copy is not None:
-                    self.publisher.copies[name] = SignedCopy(copy.body, fetched.etag, now)
+                    # Still the registry's word, but dated when it was signed: the copy
+                    # keeps its time, so a freshly dated one is asked for when it is due.
+                    self.publisher.copies[name] = replace(copy, etag=fetched.etag)
                     if name == "keys":
                         keys = ListKeys.from_chain(copy.body)
                 if name == "trust":

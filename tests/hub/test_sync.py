@@ -207,7 +207,12 @@ def test_unchanged_lists_are_published_again_with_a_fresh_time_when_due(
     stamp = world.status_list().updated_at
     count = len(world.published)
     assert run(sync)[0].published == []  # a minute later: nothing new to say
-    later = datetime.now(UTC) + timedelta(hours=1)
+    # Half an hour on, the registry confirms the lists (304): still nothing to say, and
+    # the hub's copies keep the time they were signed.
+    half = datetime.now(UTC) + timedelta(minutes=30)
+    monkeypatch.setattr(hub.upstream.sync, "utcnow", lambda: half)
+    assert run(sync)[0].published == []
+    later = datetime.now(UTC) + timedelta(hours=1, seconds=5)
     monkeypatch.setattr(hub.upstream.sync, "utcnow", lambda: later)
     monkeypatch.setattr(world.registry, "clock", later.timestamp)
     result = run(sync)[0]
