@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hub.config import HttpRegistryConfig, HubConfig
 from hub.errors import StoreError
 from hub.metrics import Counter, Gauge, HubMetrics
-from hub.upstream.client import FeedPage, HttpRegistryClient, RegistryError
+from hub.upstream.client import FeedPage, HttpRegistryClient, RegistryError, RegistryUnavailable
 from hub.upstream.outbox import VisitPusher, registered
 from protocol import topics
 from protocol.errors import ProtocolError
@@ -239,8 +239,12 @@ class RegistrySync:
             result = SyncResult()
             # The doors' lists first, and whatever the feed does: they are what doors need.
             changed: list[str] = []
+            away = False
             try:
                 await self._sync_lists(result, changed)
+            except RegistryUnavailable as err:
+                away = True
+                self._failed(result, "registry", str(err))
             except RegistryError as err:
                 self._failed(result, "registry", str(err))
             except StoreError as err:
@@ -248,7 +252,8 @@ class RegistrySync:
             # Whatever was received before a failure still goes out to the doors.
             result.published = await self.publisher.publish(changed)
             result.publish_seconds = time.perf_counter() - started
-            if result.ok:
+            # A list the doors would refuse does not hold up the feed; a registry away does.
+            if not away:
                 try:
                     await self._sync_statuses(result)
                 except RegistryError as err:
@@ -276,7 +281,7 @@ class RegistrySync:
 
     def _failed(self, result: SyncResult, cause: str, message: str) -> None:
         result.ok = False
-        result.error = message
+        result.error = result.error or message  # the first failure says most
         self.metrics.errors.inc(cause=cause)
         # One warning when the registry goes away, not one a minute while it stays away.
         log = logger.debug if self._failing else logger.warning
