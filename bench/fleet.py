@@ -15,8 +15,9 @@ With ``registry=True`` the facility has a central registry too: a ``pintu regist
 process seeded the way the demo seeds one (an operator, a person per pass, the facility
 requested, verified and activated with its doors, all over the registry's API). The doors'
 passes and trust list then come from the registry's signing key, the doors pin its list
-keys, and the hub syncs the lists it signs and pushes its visits to it (``[registry] kind = "http"``, short intervals), so the
-registry can be killed and started again like any other part.
+keys, and the hub syncs the lists it signs and pushes its visits to it (``[registry] kind
+= "http"``, short intervals), so the registry can be killed and started again like any
+other part.
 
 :func:`check` holds the fleet to its promises once the faults are over: every event a node
 journaled is stored by the hub exactly once, the hub's occupancy is its stored entries

@@ -46,6 +46,7 @@ from hub.metrics import HubMetrics
 from hub.store.sqlite import SqliteStore
 from hub.upstream.client import HttpRegistryClient
 from hub.upstream.sync import ListPublisher, RegistrySync, SyncMetrics
+from protocol.statuslist import MAX_LIST_BYTES
 from registry.service import Registry
 
 START = "<!-- bench:sync:start -->"
@@ -109,12 +110,14 @@ async def hub_sync(
     try:
         await client.statuses(0, 1)  # the same warm-up as the read-only pass
         result = await sync.sync_now()
+        # The list as the registry serves it, published or (over the limit) not.
+        served = (await client.door_list("status", None)).body or b""
     finally:
         await client.aclose()
     if not result.ok:
         raise RuntimeError(f"the sync failed: {result.error}")
     feed_s = result.seconds - result.publish_seconds
-    return feed_s, result.statuses, result.pages, result.publish_seconds, sink.sizes["status"]
+    return feed_s, result.statuses, result.pages, result.publish_seconds, len(served)
 
 
 def measure(changes: int, page_size: int, seed: int) -> Figures:
@@ -200,7 +203,13 @@ def report(f: Figures, command: str) -> str:
             row(
                 "hub: the doors' lists, built and signed by the registry, checked and published",
                 f.list_s,
-                f"{f.list_bytes / 1e6:,.1f} MB signed `.psl`, published retained",
+                f"{f.list_bytes / 1e6:,.1f} MB signed `.psl`, "
+                + (
+                    "published retained"
+                    if f.list_bytes <= MAX_LIST_BYTES
+                    else f"over the {MAX_LIST_BYTES / 1e6:.1f} MB a message may carry: not "
+                    "published"
+                ),
             ),
             "",
             f"The sync costs {f.sync_s / f.sql_s:.1f}x the registry's bare SELECT and "

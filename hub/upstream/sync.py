@@ -225,6 +225,9 @@ class RegistrySync:
         self.last: SyncResult | None = None
         self._lock = asyncio.Lock()
         self._failing = False
+        # A list over the size a message may carry: its ETag, so it is not fetched again
+        # (nor logged again) until the registry's list changes.
+        self._oversize: dict[str, str | None] = {}
 
     async def run(self) -> None:
         """Sync every ``interval_s`` until cancelled."""
@@ -297,12 +300,15 @@ class RegistrySync:
             copy = self.publisher.copies.get(name)
             # A copy due for a refresh is asked for afresh: the registry dates it anew.
             etag = None if copy is None or self.publisher.due(name, now) else copy.etag
+            etag = self._oversize.get(name) or etag
             try:
                 fetched = await self.client.door_list(name, etag)
             except RegistryError:
                 if name == "trust":
                     result.trust = "error"
                 raise
+            if fetched.body is None and name in self._oversize:
+                continue  # still too large; the doors keep the lists they have
             if fetched.body is None:
                 if copy is not None:
                     # Still the registry's word, but dated when it was signed: the copy
@@ -313,6 +319,18 @@ class RegistrySync:
                 if name == "trust":
                     await asyncio.to_thread(self.store.save_trust, None, fetched.etag, now)
                 continue
+            if len(fetched.body) > MAX_LIST_BYTES:
+                # The broker would close the hub's connection over it, again at every retry.
+                self._oversize[name] = fetched.etag
+                logger.error(
+                    "the registry's %s list is %d bytes, over the %d a message may carry: not "
+                    "published (the doors keep their lists and report them stale)",
+                    name,
+                    len(fetched.body),
+                    MAX_LIST_BYTES,
+                )
+                continue
+            self._oversize.pop(name, None)
             try:
                 checked = await asyncio.to_thread(self._check, name, fetched.body, keys)
             except ProtocolError as err:
@@ -334,9 +352,6 @@ class RegistrySync:
     @staticmethod
     def _check(name: str, body: bytes, keys: ListKeys | None) -> ListKeys | TrustList | StatusList:
         """A copy checked as a door checks it; ``ProtocolError`` if a door would refuse it."""
-        if len(body) > MAX_LIST_BYTES:
-            # The broker would close the hub's connection over it, again at every retry.
-            raise ProtocolError(f"{len(body)} bytes, over the {MAX_LIST_BYTES} a message may carry")
         if name == "keys":
             return ListKeys.from_chain(body, "the registry's list-key chain")
         if keys is None:

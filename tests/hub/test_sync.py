@@ -336,6 +336,26 @@ def test_rotation_and_revocation_reach_the_doors_trust_list(world: World) -> Non
     assert world.trust_list().keys[old].revoked
 
 
+def test_a_status_list_too_large_for_the_broker_is_not_published_nor_fetched_again(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for i in range(25, 45):
+        world.person(i, Status.RED)
+    # 38 subjects make a status list of 740 bytes; the chain and the trust list are smaller.
+    monkeypatch.setattr(hub.upstream.sync, "MAX_LIST_BYTES", 500)
+    sync = world.sync()
+    first, again = run(sync, times=2)
+    # Not a failed sync: the feed is read, the other lists go out, the doors keep theirs.
+    assert first.ok and again.ok and first.statuses == 45
+    assert first.published == ["keys", "trust"] and again.published == []
+    assert caplog.text.count("over the 500 a message may carry") == 1
+    statuses = [status for path, _, status in world.transport.seen if path.endswith("/status")]
+    assert statuses == [200, 304]  # asked for again only with its ETag
+    world.person(50, Status.RED)  # the list changes (and is still too large)
+    assert run(sync)[0].published == []
+    assert caplog.text.count("over the 500 a message may carry") == 2
+
+
 def test_a_list_key_rotation_reaches_the_doors_and_they_follow_it(world: World) -> None:
     sync = world.sync()
     run(sync)
