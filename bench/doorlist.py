@@ -4,10 +4,10 @@
 
 A synthetic population (seeded): each person's last status change falls uniformly within
 the past ``--history-days``, and the statuses are drawn with the weights given (green,
-yellow, red, black). The hub's ``door_items`` picks the records a door needs for passes
-valid ``--pass-days``; both lists are built as the hub builds them and their sizes are
-measured: the payload on the wire (the retained MQTT message), the file on the door's disk
-and the door's list in memory.
+yellow, red, black). ``protocol.statuslist.door_items`` picks the records a door needs for
+passes valid ``--pass-days``; both lists are built as the registry builds them and their
+sizes are measured: the payload on the wire (the retained MQTT message, before its 78
+bytes of signature envelope), the file on the door's disk and the door's list in memory.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import random
 import sys
 import time
 
-from hub.upstream.sync import door_items
 from protocol.status import Status
-from protocol.statuslist import StatusList
+from protocol.statuslist import StatusList, door_items
 
 DAY_S = 86_400
 

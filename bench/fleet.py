@@ -14,9 +14,10 @@ about one person a second). GPIO runs on gpiozero's mock pins.
 With ``registry=True`` the facility has a central registry too: a ``pintu registry serve``
 process seeded the way the demo seeds one (an operator, a person per pass, the facility
 requested, verified and activated with its doors, all over the registry's API). The doors'
-passes and trust list then come from the registry's signing key, and the hub syncs lists
-from it and pushes its visits to it (``[registry] kind = "http"``, short intervals), so the
-registry can be killed and started again like any other part.
+passes and trust list then come from the registry's signing key, the doors pin its list
+keys, and the hub syncs the lists it signs and pushes its visits to it (``[registry] kind
+= "http"``, short intervals), so the registry can be killed and started again like any
+other part.
 
 :func:`check` holds the fleet to its promises once the faults are over: every event a node
 journaled is stored by the hub exactly once, the hub's occupancy is its stored entries
@@ -291,8 +292,9 @@ class Fleet:
         statuses = [
             Status.RED if i % 10 == 9 else Status.GREEN for i in range(self.passes_per_door)
         ]
+        list_keys: bytes | None = None
         if self.registry:
-            codes, trust = self._prepare_registry(statuses)
+            codes, trust, list_keys = self._prepare_registry(statuses)
         else:
             key = SigningKey.generate()
             now = int(time.time())
@@ -324,6 +326,9 @@ class Fleet:
             state = self.state_dir(spec.node_id)
             state.mkdir(exist_ok=True)
             trust.save(state / "trust.json")
+            if list_keys is not None:
+                # As enrolment with --list-keys: the doors believe the lists the registry signs.
+                (state / "list-keys.json").write_bytes(list_keys)
             link = LinkProxy(self.broker.port, spec.node_id)
             self.links[spec.node_id] = link
             idle = self.workdir / "idle"
@@ -342,8 +347,9 @@ class Fleet:
             self.workdir / "logs" / "hub.log",
         )
 
-    def _prepare_registry(self, statuses: list[Status]) -> tuple[list[str], TrustList]:
-        """Seed and start the registry; the passes it issued (texts) and its trust list."""
+    def _prepare_registry(self, statuses: list[Status]) -> tuple[list[str], TrustList, bytes]:
+        """Seed and start the registry; the passes it issued (texts), its trust list and the
+        list keys the doors pin."""
         directory = self.workdir / "registry"
         directory.mkdir(exist_ok=True)
         config_path = directory / "registry.toml"
@@ -383,13 +389,14 @@ class Fleet:
             ]
             active = operator.register_facility(request, doors)
             trust = TrustList.loads(operator.trust())
+            list_keys = operator.list_keys()
         finally:
             operator.close()
         self.facility_id = active.facility_id
         token = self.workdir / "hub-token"
         token.write_text(active.hub_token + "\n", encoding="utf-8")
         token.chmod(0o600)
-        return codes, trust
+        return codes, trust, list_keys
 
     @property
     def registry_url(self) -> str:

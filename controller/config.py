@@ -69,6 +69,12 @@ class NodeConfig(StrictModel):
     status_list: Path = Field(
         Path("status.psl"), description="Status list file, relative to state_dir."
     )
+    list_keys: Path = Field(
+        Path("list-keys.json"),
+        description="The registry's list keys this door pinned at enrolment, relative to "
+        "state_dir: a list from the hub is believed only when one of them signed it. "
+        "Rotations signed by a pinned key update it.",
+    )
     stale_lists_after_s: float = Field(
         86_400.0, gt=0, description="Report the node degraded when its lists are older than this."
     )

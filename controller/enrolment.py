@@ -10,6 +10,7 @@ its sealed bundle, once, opens it with the QR's token and writes
     <FILE's dir>/mqtt-password   (0600)
     <FILE's dir>/node-key.pem    (0600)
     <state_dir>/trust.json       when the bundle has one
+    <state_dir>/list-keys.json   the registry's list keys it pins, when the bundle has them
 
 node.toml last, by an atomic rename, so a node cut off half way is still unprovisioned.
 The caller then starts the node as usual. A hub that refuses (a used, expired or unknown
@@ -60,7 +61,9 @@ from protocol.enrolment import (
     is_provisioning_text,
     open_sealed,
 )
+from protocol.errors import ProtocolError
 from protocol.signals import Signal
+from protocol.signedlist import ListKeys
 from runtime.notify import Notifier
 
 logger = logging.getLogger(__name__)
@@ -289,6 +292,12 @@ class Enrolment:
             # The facility CA, pinned now: from here on the node talks only to a broker
             # with a certificate from it.
             mqtt["tls_ca_file"] = str(broker_ca)
+        if bundle.list_keys_json is not None:
+            try:
+                pinned = ListKeys.loads(bundle.list_keys_json, "the bundle's list keys")
+            except ProtocolError as err:
+                raise EnrolmentFailed(str(err)) from err
+            logger.info("pinning list key %s from the bundle", ", ".join(pinned.kids))
         text = _HEADER + tomli_w.dumps(doc)
         config = parse_config(text, str(self.config_path))
         if config.node_id != code.node_id:
@@ -304,6 +313,10 @@ class Enrolment:
                 _write(broker_ca, bundle.broker_ca_pem.encode(), 0o644)
             if bundle.trust_json is not None:
                 _write(config.path(config.trust_list), bundle.trust_json.encode(), 0o644)
+            if bundle.list_keys_json is not None:
+                # Pinned here, from the sealed bundle: the lists the hub relays later are
+                # believed only when one of these keys signed them.
+                _write(config.path(config.list_keys), bundle.list_keys_json.encode(), 0o644)
             _write(self.config_path, text.encode(), 0o644)
         except OSError as err:
             raise EnrolmentFailed(f"cannot write the node's files: {err}") from err

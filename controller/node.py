@@ -233,9 +233,11 @@ class Node:
         self.lists = ListReceiver(
             config.path(config.trust_list),
             config.path(config.status_list),
+            config.path(config.list_keys),
             in_use=lambda: InUse(self.policy.trust, self.policy.statuses),
             reload=self.reload_lists,
             applied=self._lists_applied,
+            problem=self._list_problem,
         )
         self.lists.start()
         self.uplink = Uplink(
@@ -286,6 +288,11 @@ class Node:
         for event in events:
             if event.kind is EventKind.ENTRY and event.subject is not None:
                 self.policy.entered(event.subject, event.ts.timestamp())
+
+    def _list_problem(self, kind: ListKind, text: str | None) -> None:
+        # A list refused (unsigned, a key not pinned, a bad signature...) shows at the hub
+        # until a good copy of that list arrives.
+        self.set_problem(f"lists_{kind}", None if text is None else f"lists: {text}"[:200])
 
     def _lists_applied(self, kind: ListKind) -> None:
         # The hub watches list ages in the retained status: tell it at once.

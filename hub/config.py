@@ -297,9 +297,8 @@ class HttpRegistryConfig(Section):
         30,
         ge=1,
         le=3660,
-        description="How long the registry's passes are valid (its own pass_valid_days). "
-        "The doors are told only of subjects whose status changed within this time and is "
-        "not green: any older pass was issued after the change and already says it.",
+        description="Not used: the registry builds and signs the doors' status list with "
+        "its own pass_valid_days. Accepted so that older configurations still load.",
     )
 
 

@@ -284,6 +284,7 @@ class Demo:
                 self.subjects[person.nik] = issued.subject_hex
         (self.workdir / "visitors.txt").write_text("\n".join(codes) + "\n", encoding="utf-8")
         (self.workdir / "trust.json").write_bytes(self.operator.trust())
+        (self.workdir / "list-keys.json").write_bytes(self.operator.list_keys())
         self.step(f"{len(codes)} passes issued for the simulated visitors with its signing key")
 
     def register_facility(self) -> None:
@@ -335,6 +336,7 @@ class Demo:
                 door_name=door.name,
                 node_id=door.node_id,
                 trust=self.workdir / "trust.json",
+                list_keys=self.workdir / "list-keys.json",
             )
             self.enrolments.append(enroll(broker_dir, request, self.workdir / "bundles"))
         nodes = ", ".join(e.record.node_id for e in self.enrolments)
@@ -402,6 +404,7 @@ class Demo:
             state.mkdir(parents=True)
             # As the bundle's install.sh does: the node starts with the registry's keys.
             shutil.copyfile(enrolment.bundle_dir / "trust.json", state / "trust.json")
+            shutil.copyfile(enrolment.bundle_dir / "list-keys.json", state / "list-keys.json")
             exit_door = record.direction == "exit"
             sim = demo_config.SimulatedDoor(
                 state_dir=state,

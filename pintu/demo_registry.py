@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from pintu.demo_config import DemoError
+from protocol.errors import ProtocolError
+from protocol.signedlist import ListKeys
 
 if TYPE_CHECKING:
     from registry.service import Registry
@@ -113,6 +115,18 @@ class RegistryOperator:
         if response.status_code != 200:
             raise RegistryCallError(f"GET /trust: {response.status_code} {response.text[:300]}")
         return response.content
+
+    def list_keys(self) -> bytes:
+        """The list keys the doors pin (``pintu registry list-keys``), as JSON: the newest
+        keys of the registry's list-key chain, each statement checked."""
+        path = "/lists/keys"
+        response = self.http.get(path, headers={"Authorization": f"Bearer {self.token}"})
+        if response.status_code != 200:
+            raise RegistryCallError(f"GET {path}: {response.status_code} {response.text[:300]}")
+        try:
+            return ListKeys.from_chain(response.content).dumps().encode("utf-8")
+        except ProtocolError as err:
+            raise RegistryCallError(f"GET {path}: {err}") from err
 
     def issue_pass(self, nik: str) -> str:
         """A pass for the person, signed with the registry's current key; its text."""

@@ -198,14 +198,19 @@ class ProvisioningCode:
 
 @dataclass(frozen=True)
 class SealedBundle:
-    """The files a node receives: its node.toml, MQTT password, key, a trust list, and the
-    facility CA it verifies the broker with."""
+    """The files a node receives: its node.toml, MQTT password, key, a trust list, the
+    facility CA it verifies the broker with, and the registry's list keys it pins.
+
+    The list keys ride here because the bundle is sealed by the technician's tool with the
+    QR's token, which the hub never sees: the hub files the bundle but cannot read or
+    change it, so it cannot slip a door a list key of its own."""
 
     node_toml: str
     mqtt_password: str
     node_key_pem: str
     trust_json: str | None = None
     broker_ca_pem: str | None = None
+    list_keys_json: str | None = None
 
     def dumps(self) -> bytes:
         doc: dict[str, Any] = {
@@ -218,6 +223,8 @@ class SealedBundle:
             doc["trust_json"] = self.trust_json
         if self.broker_ca_pem is not None:
             doc["broker_ca_pem"] = self.broker_ca_pem
+        if self.list_keys_json is not None:
+            doc["list_keys_json"] = self.list_keys_json
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
@@ -237,7 +244,12 @@ class SealedBundle:
         ca = doc.get("broker_ca_pem")
         if ca is not None and not (isinstance(ca, str) and "BEGIN CERTIFICATE" in ca):
             raise EnrolmentCodeError("the bundle's broker_ca_pem is not a PEM certificate")
-        return cls(doc["node_toml"], doc["mqtt_password"], doc["node_key_pem"], trust, ca)
+        list_keys = doc.get("list_keys_json")
+        if list_keys is not None and not isinstance(list_keys, str):
+            raise EnrolmentCodeError("the bundle's list_keys_json is not text")
+        return cls(
+            doc["node_toml"], doc["mqtt_password"], doc["node_key_pem"], trust, ca, list_keys
+        )
 
 
 def _b64(data: bytes) -> str:

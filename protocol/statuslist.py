@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,30 @@ RECORD_BYTES = _RECORD.size
 # limit with room for the MQTT header. About 490,000 subjects, far more than the subjects
 # a door is told of (those turned yellow, red or black within a pass's lifetime).
 MAX_LIST_BYTES = 8 * 1024 * 1024 - 64 * 1024
+
+
+DAY_S = 86_400
+# Registry and door clocks may differ; a change this much older than the pass lifetime is
+# still sent, never one a little younger.
+LIFETIME_MARGIN_S = DAY_S
+
+
+def door_items(
+    items: Iterable[tuple[bytes, Status, int]], now: float, pass_valid_s: float
+) -> Iterator[tuple[bytes, Status, int]]:
+    """The status records a door needs: those a still-valid pass could contradict.
+
+    A pass carries the status of the day it was issued, and lasts ``pass_valid_s``. A
+    subject whose status last changed longer ago than that holds only passes issued after
+    the change, which already say it: the door needs no record. A subject now green needs
+    none either: an older pass says worse and is refused, and a new pass says green. What is
+    left is the subjects turned yellow, red or black within a pass's lifetime, usually a
+    small share of the population; a stolen door yields only those subject ids.
+    """
+    since = now - pass_valid_s - LIFETIME_MARGIN_S
+    for subject, status, changed_at in items:
+        if status is not Status.GREEN and changed_at >= since:
+            yield subject, status, changed_at
 
 
 class StatusListError(ProtocolError):

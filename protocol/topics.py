@@ -10,8 +10,9 @@
     pintu/<facility>/state                  hub -> nodes  retained  FacilityState
     pintu/<facility>/passages               hub -> nodes  QoS 1   Passage (anti-passback)
     pintu/<facility>/hub/status             hub -> all    retained, Last Will
-    pintu/<facility>/lists/trust            hub -> nodes  retained  trust list (JSON)
-    pintu/<facility>/lists/status           hub -> nodes  retained  status list (.psl)
+    pintu/<facility>/lists/keys             hub -> nodes  retained  list-key chain (signed)
+    pintu/<facility>/lists/trust            hub -> nodes  retained  trust list (signed JSON)
+    pintu/<facility>/lists/status           hub -> nodes  retained  status list (signed .psl)
 
 The hub reads every node's events through the MQTT v5 shared subscription
 ``$share/pintu-hub/pintu/+/node/+/events``, so several hub workers split the load.
@@ -70,8 +71,13 @@ def lists_status(facility_id: str) -> str:
     return f"{ROOT}/{facility_id}/lists/status"
 
 
+def lists_keys(facility_id: str) -> str:
+    """The registry's list-key chain: the list keys a door follows through rotations."""
+    return f"{ROOT}/{facility_id}/lists/keys"
+
+
 def lists_filter(facility_id: str) -> str:
-    """Both of a facility's lists, for a node's subscription and the broker's ACL."""
+    """A facility's lists and list keys, for a node's subscription and the broker's ACL."""
     return f"{ROOT}/{facility_id}/lists/#"
 
 

@@ -7,6 +7,8 @@
     <node>/node-key.pem        its Ed25519 private key        (0600)
     <node>/node-key.pub        the public half
     <node>/trust.json          the registry keys it believes, when given
+    <node>/list-keys.json      the registry's list keys it pins, when given: the lists the
+                               hub relays are believed only when one of them signed them
     <node>/broker-ca.pem       the facility CA it verifies the broker with (TLS)
     <node>/pintu-node.service  the systemd unit
     <node>/install.sh          run as root on the Pi: venv, Pintu, files, service
@@ -34,6 +36,7 @@ logger = logging.getLogger(__name__)
 UNIT = "pintu-node.service"
 STATE_DIR = "/var/lib/pintu-node"
 BROKER_CA = "broker-ca.pem"
+LIST_KEYS = "list-keys.json"
 INSTALLED_CA = f"/etc/pintu/{BROKER_CA}"
 SOURCE_UNIT = Path(__file__).resolve().parents[1] / "systemd" / UNIT
 
@@ -187,6 +190,9 @@ install -d -m 0750 -o "$user" -g "$group" "$state"
 if [ -f "$here/trust.json" ]; then
   install -m 0644 -o "$user" -g "$group" "$here/trust.json" "$state/trust.json"
 fi
+if [ -f "$here/list-keys.json" ]; then
+  install -m 0644 -o "$user" -g "$group" "$here/list-keys.json" "$state/list-keys.json"
+fi
 "$prefix/.venv/bin/pintu" node check-config --config "$etc/node.toml"
 
 boot_config=${PINTU_BOOT_CONFIG:-/boot/firmware/config.txt}
@@ -231,6 +237,7 @@ class BundleFiles:
     private_key_pem: bytes
     public_key_pem: bytes
     trust: Path | None = None
+    list_keys: Path | None = None
     broker_ca: Path | None = None
     wheel: Path | None = None
     pintu_source: str = ""
@@ -248,6 +255,8 @@ def write_bundle(staging: Path, node: NodeSettings, files: BundleFiles) -> None:
         _write(staging / "node-key.pub", files.public_key_pem, 0o644)
         if files.trust is not None:
             shutil.copyfile(files.trust, staging / "trust.json")
+        if files.list_keys is not None:
+            shutil.copyfile(files.list_keys, staging / LIST_KEYS)
         if files.broker_ca is not None:
             shutil.copyfile(files.broker_ca, staging / BROKER_CA)
         source = files.pintu_source

@@ -22,6 +22,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from protocol.errors import ProtocolError
+from protocol.signedlist import ListKeys
 from provisioning import bundle, hubdoors, passwd, tlsca
 from provisioning.broker import reload_broker
 from provisioning.errors import BundleError, InventoryError
@@ -59,6 +61,7 @@ class EnrolRequest:
     door_name: str | None = None
     node_id: str | None = None
     trust: Path | None = None
+    list_keys: Path | None = None
     wheel: Path | None = None
     pintu_source: str = ""
     tls_ca_file: str | None = None
@@ -211,9 +214,14 @@ def _stage(
         ca_cert = tls.ca_cert
     node_id = request.node_id or fleet.next_node_id(request.door_id)
     fleet.check_new_id(node_id)
-    for extra in (request.trust, request.wheel, request.unit):
+    for extra in (request.trust, request.list_keys, request.wheel, request.unit):
         if extra is not None and not extra.is_file():
             raise BundleError(f"no such file: {extra}")
+    if request.list_keys is not None:
+        try:
+            ListKeys.load(request.list_keys)
+        except ProtocolError as err:
+            raise BundleError(f"not the registry's list keys: {err}") from err
     if request.unit is None and not bundle.SOURCE_UNIT.is_file():
         raise BundleError(
             f"the unit file {bundle.SOURCE_UNIT} is missing: run from a Pintu source tree "
@@ -266,6 +274,7 @@ def _stage(
                 private_key_pem=private_pem,
                 public_key_pem=public_pem,
                 trust=request.trust,
+                list_keys=request.list_keys,
                 broker_ca=ca_cert,
                 wheel=request.wheel,
                 pintu_source=request.pintu_source,
@@ -352,6 +361,7 @@ def replace(
     reason: str = "replaced",
     new_node_id: str | None = None,
     trust: Path | None = None,
+    list_keys: Path | None = None,
     wheel: Path | None = None,
     pintu_source: str = "",
     reload: Reload | None = None,
@@ -376,6 +386,7 @@ def replace(
             door_name=old.door_name,
             node_id=new_node_id,
             trust=trust,
+            list_keys=list_keys,
             wheel=wheel,
             pintu_source=pintu_source,
         )

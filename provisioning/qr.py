@@ -29,6 +29,7 @@ from protocol.enrolment import (
     new_token,
     seal,
 )
+from provisioning.bundle import LIST_KEYS
 from provisioning.errors import BundleError, ProvisioningError
 from provisioning.inventory import NodeRecord
 from provisioning.remote import HubAdmin
@@ -69,15 +70,18 @@ def _read(path: Path) -> str:
 
 
 def sealed_bundle(staging: Path) -> SealedBundle:
-    """The staged bundle's node.toml, password, key and trust list, as the node gets them."""
+    """The staged bundle's node.toml, password, key, trust list and list keys, as the node
+    gets them."""
     trust = staging / "trust.json"
     ca = staging / "broker-ca.pem"
+    list_keys = staging / LIST_KEYS
     return SealedBundle(
         node_toml=_read(staging / "node.toml"),
         mqtt_password=_read(staging / "mqtt-password").strip(),
         node_key_pem=_read(staging / "node-key.pem"),
         trust_json=_read(trust) if trust.is_file() else None,
         broker_ca_pem=_read(ca) if ca.is_file() else None,
+        list_keys_json=_read(list_keys) if list_keys.is_file() else None,
     )
 
 

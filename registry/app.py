@@ -24,6 +24,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from protocol import signedlist
 from protocol.ids import SUBJECT_PATTERN
 from protocol.status import Status
 from protocol.trust import format_time
@@ -63,6 +64,7 @@ from registry.models import (
     RejectIn,
     RequestStateOut,
     RevokeOut,
+    RotateListKeyOut,
     RotateOut,
     TraceOut,
     VerifyOut,
@@ -454,6 +456,81 @@ def trust(call: CallDep) -> Response:
     return Response(doc.body, media_type="application/json", headers=headers)
 
 
+_SIGNED_HEADERS = {
+    "ETag": "Names the content and the list key that signs it, not the time of signing",
+    "Cache-Control": "private, no-cache",
+}
+
+
+def _signed(call: CallDep, kind: signedlist.Kind) -> Response:
+    prepared = call.registry.door_list(kind)
+    # What the console shows of a hub: when it last read its doors' lists.
+    call.registry.note_hub(call.caller, "statuses" if kind is signedlist.Kind.STATUS else "trust")
+    headers = {
+        "ETag": prepared.etag,
+        "Cache-Control": "private, no-cache",
+        "X-Pintu-Count": str(prepared.count),
+    }
+    if _not_modified(call.headers, prepared.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(prepared.sign(), media_type="application/octet-stream", headers=headers)
+
+
+@api.route(
+    "GET",
+    "/lists/keys",
+    "listKeyChain",
+    "The list-key chain: every list key's statement, signed by the key before it",
+    auth=OPERATOR_HUB,
+    tag="lists",
+    errors=(304, 503),
+    media=("application/octet-stream",),
+    headers={**_SIGNED_HEADERS, "X-Pintu-Count": "The newest statement's number"},
+    description="Signed list-key statements back to back (docs/protocol.md section 5.1). "
+    "The hub publishes it unchanged, retained, for its doors. Send If-None-Match with "
+    "the last ETag: 304 when unchanged.",
+)
+def list_key_chain(call: CallDep) -> Response:
+    return _signed(call, signedlist.Kind.KEYS)
+
+
+@api.route(
+    "GET",
+    "/lists/trust",
+    "signedTrustList",
+    "The trust list for the doors, signed with the list key",
+    auth=OPERATOR_HUB,
+    tag="lists",
+    errors=(304, 503),
+    media=("application/octet-stream",),
+    headers={**_SIGNED_HEADERS, "X-Pintu-Count": "Keys in the list"},
+    description="The trust list of docs/protocol.md section 2 in a signed envelope "
+    "(section 5.1), updated_at the time of signing. The hub publishes it unchanged. "
+    "Send If-None-Match with the last ETag: 304 when the keys are unchanged.",
+)
+def signed_trust_list(call: CallDep) -> Response:
+    return _signed(call, signedlist.Kind.TRUST)
+
+
+@api.route(
+    "GET",
+    "/lists/status",
+    "doorStatusList",
+    "The doors' status list, signed with the list key",
+    auth=OPERATOR_HUB,
+    tag="lists",
+    errors=(304, 503),
+    media=("application/octet-stream",),
+    headers={**_SIGNED_HEADERS, "X-Pintu-Count": "Subjects in the list"},
+    description="The .psl status list of docs/protocol.md section 4 holding only the "
+    "subjects a still-valid pass could contradict, in a signed envelope (section 5.1), "
+    "updated_at the time of signing. The hub publishes it unchanged. Send If-None-Match "
+    "with the last ETag: 304 when the list is unchanged.",
+)
+def door_status_list(call: CallDep) -> Response:
+    return _signed(call, signedlist.Kind.STATUS)
+
+
 @api.route(
     "POST",
     "/passes",
@@ -579,6 +656,27 @@ def wallet_pass(call: CallDep) -> Response:
 def rotate_key(call: CallDep) -> RotateOut:
     rotation = call.registry.rotate_key(call.caller)
     return RotateOut(kid=rotation.new_kid, retired=list(rotation.retired))
+
+
+@api.route(
+    "POST",
+    "/keys/rotate-list-key",
+    "rotateListKey",
+    "Make a new list key current, announced by the current one",
+    auth=OPERATOR,
+    tag="lists",
+    response=RotateListKeyOut,
+    errors=(503,),
+    description="A new key signs the doors' lists from now on. The list-key chain gets a "
+    "statement naming it, signed by the key before it: a door that pinned the old key "
+    "pins the new one when its hub relays the chain, and refuses a statement no pinned "
+    "key signed.",
+)
+def rotate_list_key(call: CallDep) -> RotateListKeyOut:
+    rotation = call.registry.rotate_list_key(call.caller)
+    return RotateListKeyOut(
+        kid=rotation.new_kid, previous=list(rotation.old_kids), seq=rotation.seq
+    )
 
 
 @api.route(

@@ -37,6 +37,21 @@ TRUST_FILE = "trust.json"
 LOCK_FILE = ".lock"
 
 
+@contextlib.contextmanager
+def locked(keys_dir: Path) -> Iterator[None]:
+    """Hold the keys directory's lock: one writer at a time across processes."""
+    try:
+        keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(keys_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as err:
+        raise SigningKeyError(f"{keys_dir}: cannot use the keys directory: {err}") from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 @dataclass(frozen=True)
 class TrustDocument:
     """The trust list as served: its bytes and their entity tag."""
@@ -67,19 +82,8 @@ class Keyring:
     def key_path(self, kid_hex: str) -> Path:
         return self.keys_dir / f"signing-{kid_hex}.pem"
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the directory's lock: one writer at a time across processes."""
-        try:
-            self.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.keys_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as err:
-            raise SigningKeyError(f"{self.keys_dir}: cannot use the keys directory: {err}") from err
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self.keys_dir)
 
     # Reading.
 

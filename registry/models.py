@@ -215,6 +215,12 @@ class RotateOut(Out):
     retired: list[str] = Field(description="Keys that stopped signing (not_after set to now)")
 
 
+class RotateListKeyOut(Out):
+    kid: str = Field(description="The new list key")
+    previous: list[str] = Field(description="The list keys it replaces, which signed it")
+    seq: int = Field(description="The number of the statement that names it")
+
+
 class RevokeOut(Out):
     revoked: str
     rotated_to: str | None = Field(

@@ -27,12 +27,14 @@ import segno
 
 from protocol import passes
 from protocol.passes import SUBJECT_BYTES
+from protocol.signedlist import Kind
 from protocol.status import Status
 from protocol.statuslist import RECORD_BYTES, StatusList
 from protocol.trust import format_time
 from registry import auth, poster
 from registry.auth import Principal, login_throttle
 from registry.config import RegistryConfig
+from registry.doorlists import DoorLists, Prepared
 from registry.errors import (
     AlreadyExists,
     Conflict,
@@ -47,6 +49,7 @@ from registry.errors import (
 )
 from registry.importer import ImportReport, import_csv
 from registry.keyring import Keyring, Rotation, TrustDocument
+from registry.listkeys import ListKeyring, ListKeyRotation
 from registry.models import DoorIn, FacilityRequestIn, VisitIn
 from registry.readlimit import ReadLimiter
 from registry.records import (
@@ -206,6 +209,10 @@ class Registry:
         self.wallet_calls = ReadLimiter(WALLET_CALLS_PER_MINUTE, WALLET_CALLS_PER_ADDRESS)
         self._snapshot: Snapshot | None = None
         self._hub_noted: dict[tuple[str, str], int] = {}
+        self.list_keys = ListKeyring(keyring.keys_dir)
+        self.door_lists = DoorLists(
+            keyring, self.list_keys, store, config.pass_valid_days * DAY_S, self.now
+        )
         self._snapshot_lock = threading.Lock()
 
     @classmethod
@@ -222,6 +229,7 @@ class Registry:
         keyring = Keyring(config.keys_dir)
         if make_key:
             keyring.ensure_key(int(clock()))
+            ListKeyring(config.keys_dir).ensure_key(int(clock()))
         store = open_store(config.store)
         return cls(config, store, subject_key, keyring, clock=clock, throttle=throttle)
 
@@ -379,6 +387,23 @@ class Registry:
     def revoke_key(self, kid: str, actor: Principal | str) -> Rotation | None:
         rotation = self.keyring.revoke(kid, self.now())
         self._audit(actor, "key.revoked", kid.lower(), rotation.new_kid if rotation else "")
+        return rotation
+
+    # The doors' lists, signed with the list key.
+
+    def door_list(self, kind: Kind) -> Prepared:
+        """A door list (the list-key chain, the trust list or the status list) to sign."""
+        return self.door_lists.prepare(kind)
+
+    def rotate_list_key(self, actor: Principal | str) -> ListKeyRotation:
+        """A new list key, announced to the doors in a statement the current one signs."""
+        rotation = self.list_keys.rotate(self.now())
+        self._audit(
+            actor,
+            "list_key.rotated",
+            rotation.new_kid,
+            f"seq={rotation.seq} " + " ".join(rotation.old_kids),
+        )
         return rotation
 
     # Accounts and authentication.

@@ -80,10 +80,11 @@ OPERATOR, OPERATOR_PASSWORD = "dewi", "a long operator password"
 
 def registry_with_facility(
     root: Path, port: int, doors: list[tuple[str, str, str]], *, public_url: bool = False
-) -> tuple[Path, str, str]:
+) -> tuple[Path, str, str, Any]:
     """A registry made in ``root/registry`` for ``port``, with an operator (``OPERATOR``),
     an active facility and its doors (id, direction, kind), as its operator and PIC make
-    them: the configuration file, the facility's id and its hub token."""
+    them: the configuration file, the facility's id, its hub token and the list keys a
+    door pins (what `pintu registry list-keys` gives the technician)."""
     from registry.auth import Principal
     from registry.config import parse_config
     from registry.models import DoorIn, FacilityRequestIn
@@ -113,6 +114,7 @@ def registry_with_facility(
         for door_id, direction, kind in doors:
             door = DoorIn(door_id=door_id, name=door_id.title(), direction=direction, kind=kind)
             registry.add_door(Principal("operator", OPERATOR), created.id, door)
+        pinned = registry.list_keys.state().pinned
     finally:
         registry.close()
-    return config_path, created.id, hub_token
+    return config_path, created.id, hub_token, pinned

@@ -195,7 +195,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         ("front-out", "exit", "poster"),
         ("main-in", "entrance", "camera"),
     ]
-    config_path, facility_id, hub_token = registry_with_facility(tmp, port, doors, public_url=True)
+    config_path, facility_id, hub_token, _ = registry_with_facility(
+        tmp, port, doors, public_url=True
+    )
     process = RegistryProcess(config_path, port)
     with contextlib.ExitStack() as cleanup:
         # Each part is stopped, in reverse order, however far the setting up got.

@@ -8,6 +8,8 @@ every half second) and a door node (in-process, mock pins, a synthetic camera):
 * the registry goes away: the hub and the doors keep working, the outbox grows, and when
   the registry is back every visit arrives there once;
 * a rotated key's passes keep working; a revoked key's passes are refused after a sync;
+* the door believes only lists the registry's list key signed: a rotation of that key
+  reaches it through the hub and is followed, a rogue's list or rotation is refused;
 * junk on the lists topics changes nothing at the node.
 """
 
@@ -36,9 +38,11 @@ from firmware.synthetic import PRESETS, SyntheticSource
 from hub.config import HubConfig
 from hub.records import AlertKind
 from hub.service import Hub
-from protocol import topics
+from protocol import passes, topics
 from protocol.events import Event, EventKind, new_event_id
-from protocol.trust import TrustList
+from protocol.signedlist import Kind, ListKeys, seal, statement
+from protocol.status import Status
+from protocol.trust import SigningKey, TrustList
 from provisioning.mosquitto import Mosquitto
 
 from .processes import (
@@ -177,7 +181,7 @@ class Facility:
 def facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facility]:
     tmp = tmp_path_factory.mktemp("facility")
     port = free_port()
-    config_path, facility_id, hub_token = registry_with_facility(
+    config_path, facility_id, hub_token, pinned = registry_with_facility(
         tmp, port, [("main-in", "entrance", "camera"), ("main-out", "exit", "camera")]
     )
     process = RegistryProcess(config_path, port)
@@ -185,7 +189,7 @@ def facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facility]:
     broker.start()
     previous = Device.pin_factory
     Device.pin_factory = MockFactory(pin_class=MockPin)
-    node, source = start_node(tmp / "node", broker, facility_id)
+    node, source = start_node(tmp / "node", broker, facility_id, pinned)
     (tmp / "hub-token").write_text(hub_token + "\n", encoding="utf-8")
     hub = HubThread(
         HubConfig.model_validate(
@@ -229,10 +233,11 @@ def facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facility]:
 
 
 def start_node(
-    state_dir: Path, broker: Mosquitto, facility_id: str
+    state_dir: Path, broker: Mosquitto, facility_id: str, pinned: ListKeys
 ) -> tuple[Node, SyntheticSource]:
     state_dir.mkdir()
     TrustList(updated_at=int(time.time()) - STALE).save(state_dir / "trust.json")
+    pinned.save(state_dir / "list-keys.json")
     node_config = NodeConfig.model_validate(
         {
             "node_id": "main-in-1",
@@ -376,6 +381,56 @@ def test_rotation_keeps_old_passes_and_revocation_refuses_them(facility: Facilit
     refused = node.policy.decide(old["text"], "entry", time.time())
     assert (refused.admit, refused.reason) == (False, "key_revoked")
     assert node.policy.decide(new["text"], "entry", time.time()).admit
+
+
+def test_the_door_follows_a_list_key_rotation_and_refuses_a_rogues(facility: Facility) -> None:
+    """Finding 1: lists reached a door unsigned, so anyone who could publish on the broker
+    could hand it a trust list with their own key. The registry's lists are signed now;
+    its list key rotates through a statement the old key signs."""
+    node, operator = facility.node, facility.operator
+    assert node.lists is not None
+    receiver = node.lists
+    enrolled = receiver.pins
+    rotation = operator.call("POST", "/keys/rotate-list-key")
+    assert rotation["previous"] == enrolled.kids
+    # The hub relays the chain at its next sync; the door pins the new key and keeps it.
+    wait(lambda: receiver.pins.kids == [rotation["kid"]], what="the door to follow the rotation")
+    assert ListKeys.load(node.config.path(node.config.list_keys)) == receiver.pins
+    # Lists signed by the new key are believed: a status change still reaches the door.
+    nik = operator.person("green", name="Rina Wati")
+    subject = bytes.fromhex(operator.issue(nik)["subject"])
+    operator.set_status(nik, "red")
+    wait(
+        lambda: (found := node.policy.statuses.lookup(subject)) and found.status.label == "red",
+        what="a list signed by the new key applied",
+    )
+    # A rogue on the broker: a trust list with its key, signed by the old list key's
+    # successor it does not have, and a rotation of its own.
+    attacker = SigningKey.generate()
+    now = int(time.time())
+    forged = TrustList.of([*node.policy.trust.keys.values(), attacker.trusted()], updated_at=now)
+    rogue_rotation = statement(
+        attacker, ListKeys.of(rotation["seq"] + 1, [attacker.public_key], now)
+    )
+    client = facility.doors.client
+    for topic, payload, reason in (
+        (topics.lists_trust(facility.facility_id), forged.dumps().encode(), "unsigned"),
+        (
+            topics.lists_trust(facility.facility_id),
+            seal(attacker, Kind.TRUST, forged.dumps().encode()),
+            "unknown_key",
+        ),
+        (topics.lists_keys(facility.facility_id), rogue_rotation, "unknown_key"),
+    ):
+        ignored = receiver.stats.ignored
+        client.publish(topic, payload, qos=1).wait_for_publish(5)
+        wait(lambda ignored=ignored: receiver.stats.ignored > ignored, what="a refusal")
+        assert receiver.stats.last_reason == reason
+    assert receiver.pins.kids == [rotation["kid"]]
+    assert attacker.kid not in node.policy.trust.keys
+    now = int(time.time())
+    text = passes.issue(attacker, bytes.fromhex("e9" * 12), Status.GREEN, 2, now - 60, now + 3600)
+    assert node.policy.decide(text, "entry", time.time()).reason == "unknown_key"
 
 
 def test_junk_on_the_lists_topics_changes_nothing(facility: Facility) -> None:

@@ -202,7 +202,9 @@ class RegistryRefused(RegistryError):
 
 
 @dataclass(frozen=True)
-class TrustFetch:
+class Fetched:
+    """A document the hub revalidates by its entity tag."""
+
     body: bytes | None  # None: not modified since ``etag``
     etag: str | None
 
@@ -354,16 +356,21 @@ class HttpRegistryClient:
             raise RegistryError("the registry's lookup answer is malformed")
         return LookupResult(True, status, subject, "found")
 
-    async def trust(self, etag: str | None) -> TrustFetch:
+    async def trust(self, etag: str | None) -> Fetched:
         """The trust list, or ``body=None`` when it has not changed since ``etag``."""
+        return await self._fetch("/trust", etag)
+
+    async def door_list(self, name: str, etag: str | None) -> Fetched:
+        """A signed door list (``keys``, ``trust`` or ``status``), or ``body=None`` when it
+        has not changed since ``etag``; without ``etag``, a freshly signed copy."""
+        return await self._fetch(f"/lists/{name}", etag)
+
+    async def _fetch(self, path: str, etag: str | None) -> Fetched:
         headers = {"If-None-Match": etag} if etag else {}
-        response = await self._request(
-            "GET", "/trust", headers=headers, timeout_s=self.sync_timeout_s
-        )
-        new_etag = response.headers.get("etag") or etag
+        response = await self._request("GET", path, headers=headers, timeout_s=self.sync_timeout_s)
         if response.status_code == 304:
-            return TrustFetch(None, new_etag)
-        return TrustFetch(response.content, response.headers.get("etag"))
+            return Fetched(None, response.headers.get("etag") or etag)
+        return Fetched(response.content, response.headers.get("etag"))
 
     async def statuses(self, since: int, limit: int) -> FeedPage:
         """One page of the status feed after ``since``."""

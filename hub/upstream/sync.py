@@ -1,21 +1,22 @@
 """The hub's sync with the central registry, and the lists it hands the doors.
 
-**In.** Every ``sync_interval_s`` (and on demand, ``POST /api/v1/sync``) the hub asks for
-the trust list with ``If-None-Match`` (a 304 costs one round trip, so a revocation reaches
-the doors within one interval, not within the list's ``max-age``), then reads the status
-feed from its stored cursor, page after page until ``more`` is false. Each page and its
-cursor are stored in one transaction, so a hub stopped half way resumes from the last
-stored page. The next page is fetched while the previous one is written.
+**In.** Every ``sync_interval_s`` (and on demand, ``POST /api/v1/sync``) the hub asks the
+registry for the doors' three signed lists (``GET /api/v1/lists/keys``, ``.../trust``,
+``.../status``) with ``If-None-Match`` (a 304 costs one round trip, so a revocation or a
+status change reaches the doors within one interval), then reads the status feed from its
+stored cursor, page after page until ``more`` is false. Each page and its cursor are stored
+in one transaction, so a hub stopped half way resumes from the last stored page. The next
+page is fetched while the previous one is written.
 
-**Out.** The doors get both lists as retained MQTT messages (docs/protocol.md § 5.1):
-``pintu/<facility>/lists/trust`` (the trust list, JSON) and ``pintu/<facility>/lists/status``
-(the ``.psl`` status list built from the statuses table, least data: only the subjects a
-door must be told of, see ``door_items``). They are published again when
-they change, after every (re)connect to the broker, and at least every ``lists_refresh_s``
-while the registry confirms them. Each list's ``updated_at`` is the time the registry last
-confirmed it to the hub, so a door's list age says how long ago the hub last heard from
-the registry; it only grows, and grows by at least a second when the content changes, so a
-door can refuse an older copy.
+**Out.** The doors get the lists exactly as the registry signed them (docs/protocol.md
+§ 5.1), as retained MQTT messages on ``pintu/<facility>/lists/keys`` (the list-key chain),
+``.../trust`` and ``.../status``. The hub cannot change them: a door believes a list only
+when a list key it pinned at enrolment signed it. They are published again when they
+change, after every (re)connect to the broker, and at least every ``lists_refresh_s``
+while the registry answers: then the hub asks without ``If-None-Match`` for a copy the
+registry dates anew, so a door's list age says how long ago the hub last heard from the
+registry. The hub checks each copy as a door would (against the chain's newest keys)
+before it publishes it, so a broken answer never reaches a door.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,13 +34,12 @@ from hub.config import HttpRegistryConfig, HubConfig
 from hub.errors import StoreError
 from hub.metrics import Counter, Gauge, HubMetrics
 from hub.upstream.channel import ChannelMetrics, Decide, PhoneChannel
-from hub.upstream.client import FeedPage, HttpRegistryClient, RegistryError
+from hub.upstream.client import FeedPage, HttpRegistryClient, RegistryError, RegistryUnavailable
 from hub.upstream.outbox import VisitPusher, registered
-from hub.upstream.records import TrustCopy
 from protocol import topics
 from protocol.errors import ProtocolError
 from protocol.events import utcnow
-from protocol.status import Status
+from protocol.signedlist import Kind, ListKeys
 from protocol.statuslist import MAX_LIST_BYTES, StatusList
 from protocol.trust import TrustList
 
@@ -112,52 +112,44 @@ class SyncMetrics:
 
 
 DAY_S = 86_400
-# Registry and hub clocks may differ; a change this much older than the pass lifetime is
-# still sent, never one a little younger.
-_LIFETIME_MARGIN_S = DAY_S
+# In the order the hub publishes them: a door follows a list-key rotation before it meets
+# a list signed by the new key.
+LIST_NAMES: tuple[str, ...] = ("keys", "trust", "status")
+_KINDS = {"keys": Kind.KEYS, "trust": Kind.TRUST, "status": Kind.STATUS}
+_TOPICS: dict[str, Callable[[str], str]] = {
+    "keys": topics.lists_keys,
+    "trust": topics.lists_trust,
+    "status": topics.lists_status,
+}
 
 
-def door_items(
-    items: Iterable[tuple[bytes, Status, int]], now: float, pass_valid_s: float
-) -> Iterator[tuple[bytes, Status, int]]:
-    """The status records a door needs: those a still-valid pass could contradict.
+@dataclass(frozen=True)
+class SignedCopy:
+    """A door list as the registry signed it, and when the hub received it."""
 
-    A pass carries the status of the day it was issued, and lasts ``pass_valid_s``. A
-    subject whose status last changed longer ago than that holds only passes issued after
-    the change, which already say it: the door needs no record. A subject now green needs
-    none either: an older pass says worse and is refused, and a new pass says green. What is
-    left is the subjects turned yellow, red or black within a pass's lifetime, usually a
-    small share of the population; a stolen door yields only those subject ids.
-    """
-    since = now - pass_valid_s - _LIFETIME_MARGIN_S
-    for subject, status, changed_at in items:
-        if status is not Status.GREEN and changed_at >= since:
-            yield subject, status, changed_at
+    body: bytes
+    etag: str | None
+    received_at: datetime
 
 
 class ListPublisher:
-    """Publishes the trust and status lists, retained, to every facility's doors."""
+    """Publishes the registry's signed lists, retained and unchanged, to every facility's
+    doors; it holds the newest copy of each."""
 
     def __init__(
         self,
-        store: Store,
         publish: Publish,
         facility_ids: Sequence[str],
         *,
         refresh_s: float = 3600.0,
         metrics: SyncMetrics | None = None,
-        pass_valid_s: float = 30 * DAY_S,
     ) -> None:
-        self.store = store
-        self.pass_valid_s = pass_valid_s
         self._publish = publish
         self.facility_ids = list(facility_ids)
         self.refresh_s = refresh_s
         self.metrics = metrics
+        self.copies: dict[str, SignedCopy] = {}
         self._lock = asyncio.Lock()
-        self._trust_stamp = 0
-        self._trust_keys: str | None = None
-        self._status_stamp = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[list[str]]] = set()
 
@@ -175,73 +167,36 @@ class ListPublisher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def publish(
-        self, *, trust_changed: bool = False, statuses_changed: bool = False, again: bool = False
-    ) -> list[str]:
-        """Publish what changed, what is due for a refresh, or (``again``) both."""
+    def due(self, name: str, now: datetime) -> bool:
+        """Whether a freshly dated copy of ``name`` is due (the chain carries no date)."""
+        copy = self.copies.get(name)
+        if copy is None:
+            return True
+        return name != "keys" and (now - copy.received_at).total_seconds() >= self.refresh_s
+
+    def offer(self, name: str, copy: SignedCopy) -> bool:
+        """Keep ``copy`` as the newest of ``name``; whether it differs from the last."""
+        last = self.copies.get(name)
+        self.copies[name] = copy
+        return last is None or last.body != copy.body
+
+    async def publish(self, names: Iterable[str] = (), *, again: bool = False) -> list[str]:
+        """Publish the named lists, or (``again``) every list the hub holds."""
+        wanted = set(names)
         async with self._lock:
             done: list[str] = []
-            try:
-                state = await asyncio.to_thread(self.store.sync_state)
-                if state.trust is not None and self._trust(state.trust, trust_changed, again):
-                    done.append("trust")
-                checked = state.statuses_checked_at
-                if checked is not None and await self._statuses(checked, statuses_changed, again):
-                    done.append("status")
-            except (StoreError, ProtocolError) as err:
-                logger.error("cannot publish the lists to the doors: %s", err)
+            for name in LIST_NAMES:
+                copy = self.copies.get(name)
+                if copy is None or not (again or name in wanted):
+                    continue
+                for facility_id in self.facility_ids:
+                    self._publish(_TOPICS[name](facility_id), copy.body, retain=True)
+                done.append(name)
+                if self.metrics is not None:
+                    self.metrics.published.inc(list=name)
+            if done:
+                logger.info("published to the doors: %s", ", ".join(done))
             return done
-
-    def _stamp(self, confirmed: datetime, last: int, changed: bool) -> int:
-        stamp = int(confirmed.timestamp())
-        return max(stamp, last + 1) if changed else max(stamp, last)
-
-    def _trust(self, copy: TrustCopy, changed: bool, again: bool) -> bool:
-        trust = TrustList.loads(copy.body, "the stored trust list")
-        keys = json.dumps(trust.to_json()["keys"], sort_keys=True)
-        changed = changed or keys != self._trust_keys
-        stamp = self._stamp(copy.checked_at, self._trust_stamp, changed)
-        if not (changed or again or stamp - self._trust_stamp >= self.refresh_s):
-            return False
-        payload = TrustList(trust.keys, stamp).dumps().encode("utf-8")
-        for facility_id in self.facility_ids:
-            self._publish(topics.lists_trust(facility_id), payload, retain=True)
-        self._trust_stamp, self._trust_keys = stamp, keys
-        if self.metrics is not None:
-            self.metrics.published.inc(list="trust")
-        logger.info("published the trust list (%d keys) to the doors", len(trust.keys))
-        return True
-
-    async def _statuses(self, confirmed: datetime, changed: bool, again: bool) -> bool:
-        stamp = self._stamp(confirmed, self._status_stamp, changed)
-        if not (changed or again or stamp - self._status_stamp >= self.refresh_s):
-            return False
-        started = time.perf_counter()
-        payload = await asyncio.to_thread(self._build_status_list, stamp)
-        if len(payload) > MAX_LIST_BYTES:
-            # The broker would close the hub's connection over it, again at every retry.
-            logger.error(
-                "the doors' status list is %d bytes, over the %d a message may carry: not "
-                "published (the doors keep their lists and report them stale)",
-                len(payload),
-                MAX_LIST_BYTES,
-            )
-            return False
-        for facility_id in self.facility_ids:
-            self._publish(topics.lists_status(facility_id), payload, retain=True)
-        self._status_stamp = stamp
-        if self.metrics is not None:
-            self.metrics.published.inc(list="status")
-        logger.info(
-            "published the status list (%d bytes, built in %.1f s) to the doors",
-            len(payload),
-            time.perf_counter() - started,
-        )
-        return True
-
-    def _build_status_list(self, stamp: int) -> bytes:
-        items = door_items(self.store.status_items(), time.time(), self.pass_valid_s)
-        return StatusList.from_items(items, updated_at=stamp).dumps()
 
     async def aclose(self) -> None:
         for task in list(self._tasks):
@@ -250,7 +205,7 @@ class ListPublisher:
 
 
 class RegistrySync:
-    """Pulls the trust list and the status feed into the store, then updates the doors."""
+    """Pulls the signed door lists and the status feed, then updates the doors."""
 
     def __init__(
         self,
@@ -271,6 +226,9 @@ class RegistrySync:
         self.last: SyncResult | None = None
         self._lock = asyncio.Lock()
         self._failing = False
+        # A list over the size a message may carry: its ETag, so it is not fetched again
+        # (nor logged again) until the registry's list changes.
+        self._oversize: dict[str, str | None] = {}
 
     async def run(self) -> None:
         """Sync every ``interval_s`` until cancelled."""
@@ -283,28 +241,37 @@ class RegistrySync:
         async with self._lock:
             started = time.perf_counter()
             result = SyncResult()
-            trust_changed = False
+            # The doors' lists first, and whatever the feed does: they are what doors need.
+            changed: list[str] = []
+            away = False
             try:
-                trust_changed = await self._sync_trust(result)
-                await self._sync_statuses(result)
+                await self._sync_lists(result, changed)
+            except RegistryUnavailable as err:
+                away = True
+                self._failed(result, "registry", str(err))
             except RegistryError as err:
                 self._failed(result, "registry", str(err))
             except StoreError as err:
                 self._failed(result, "store", str(err))
+            # Whatever was received before a failure still goes out to the doors.
+            result.published = await self.publisher.publish(changed)
+            result.publish_seconds = time.perf_counter() - started
+            # A list the doors would refuse does not hold up the feed; a registry away does.
+            if not away:
+                try:
+                    await self._sync_statuses(result)
+                except RegistryError as err:
+                    self._failed(result, "registry", str(err))
+                except StoreError as err:
+                    self._failed(result, "store", str(err))
             if result.ok:
                 self.metrics.last_success.set(time.time())
                 if self._failing:
                     logger.info("the registry answers again; the lists are in sync")
                 self._failing = False
-            # Whatever was stored before a failure still goes out to the doors.
-            publishing = time.perf_counter()
-            result.published = await self.publisher.publish(
-                trust_changed=trust_changed, statuses_changed=result.statuses > 0
-            )
-            result.publish_seconds = time.perf_counter() - publishing
             result.seconds = time.perf_counter() - started
             self.last = result
-            if result.statuses or trust_changed:
+            if result.statuses or result.trust == "changed":
                 logger.info(
                     "synced with the registry: trust %s, %d status changes in %d pages "
                     "(cursor %d) in %.1f s",
@@ -318,38 +285,97 @@ class RegistrySync:
 
     def _failed(self, result: SyncResult, cause: str, message: str) -> None:
         result.ok = False
-        result.error = message
+        result.error = result.error or message  # the first failure says most
         self.metrics.errors.inc(cause=cause)
         # One warning when the registry goes away, not one a minute while it stays away.
         log = logger.debug if self._failing else logger.warning
         log("sync with the registry failed (the doors keep their lists): %s", message)
         self._failing = True
 
-    async def _sync_trust(self, result: SyncResult) -> bool:
+    async def _sync_lists(self, result: SyncResult, changed: list[str]) -> None:
+        """Fetch the signed door lists that changed (or are due again), naming each in
+        ``changed`` as it is taken (a list taken before a failure still goes out)."""
+        keys: ListKeys | None = None
+        for name in LIST_NAMES:
+            now = utcnow()
+            copy = self.publisher.copies.get(name)
+            # A copy due for a refresh is asked for afresh: the registry dates it anew.
+            etag = None if copy is None or self.publisher.due(name, now) else copy.etag
+            etag = self._oversize.get(name) or etag
+            try:
+                fetched = await self.client.door_list(name, etag)
+            except RegistryError:
+                if name == "trust":
+                    result.trust = "error"
+                raise
+            if fetched.body is None and name in self._oversize:
+                continue  # still too large; the doors keep the lists they have
+            if fetched.body is None:
+                if copy is not None:
+                    # Still the registry's word, but dated when it was signed: the copy
+                    # keeps its time, so a freshly dated one is asked for when it is due.
+                    self.publisher.copies[name] = replace(copy, etag=fetched.etag)
+                    if name == "keys":
+                        keys = ListKeys.from_chain(copy.body)
+                if name == "trust":
+                    await asyncio.to_thread(self.store.save_trust, None, fetched.etag, now)
+                continue
+            if len(fetched.body) > MAX_LIST_BYTES:
+                # The broker would close the hub's connection over it, again at every retry.
+                self._oversize[name] = fetched.etag
+                logger.error(
+                    "the registry's %s list is %d bytes, over the %d a message may carry: not "
+                    "published (the doors keep their lists and report them stale)",
+                    name,
+                    len(fetched.body),
+                    MAX_LIST_BYTES,
+                )
+                continue
+            self._oversize.pop(name, None)
+            try:
+                checked = await asyncio.to_thread(self._check, name, fetched.body, keys)
+            except ProtocolError as err:
+                if name == "trust":
+                    result.trust = "error"
+                # Junk from the registry never reaches a door: the last good copy stays.
+                raise RegistryError(
+                    f"the registry sent a {name} list the doors would refuse: {err}"
+                ) from err
+            if name == "keys":
+                assert isinstance(checked, ListKeys)  # noqa: S101 - _check's contract
+                keys = checked
+            elif name == "trust":
+                assert isinstance(checked, TrustList)  # noqa: S101 - _check's contract
+                result.trust = await self._save_trust(checked, fetched.etag, now)
+            if self.publisher.offer(name, SignedCopy(fetched.body, fetched.etag, now)):
+                changed.append(name)
+
+    @staticmethod
+    def _check(name: str, body: bytes, keys: ListKeys | None) -> ListKeys | TrustList | StatusList:
+        """A copy checked as a door checks it; ``ProtocolError`` if a door would refuse it."""
+        if name == "keys":
+            return ListKeys.from_chain(body, "the registry's list-key chain")
+        if keys is None:
+            raise ProtocolError("no list-key chain to check it against")
+        payload = keys.open(body, _KINDS[name], f"the registry's {name} list")
+        if name == "trust":
+            return TrustList.loads(payload, "the registry's trust list")
+        return StatusList.loads(payload, "the registry's status list")
+
+    async def _save_trust(self, trust: TrustList, etag: str | None, now: datetime) -> str:
+        """Keep the trust list's keys in the store (the hub's record); changed or not."""
         state = await asyncio.to_thread(self.store.sync_state)
-        etag = state.trust.etag if state.trust is not None else None
-        try:
-            fetched = await self.client.trust(etag)
-        except RegistryError:
-            result.trust = "error"
-            raise
-        now = utcnow()
-        if fetched.body is None:
-            await asyncio.to_thread(self.store.save_trust, None, fetched.etag, now)
-            return False
-        try:
-            text = fetched.body.decode("utf-8")
-            TrustList.loads(text, "the registry's trust list")
-        except (UnicodeDecodeError, ProtocolError) as err:
-            result.trust = "error"
-            # Junk from the registry never reaches a door: the last good list stays.
-            raise RegistryError(
-                f"the registry sent a trust list the doors cannot use: {err}"
-            ) from err
-        changed = state.trust is None or state.trust.body != text
-        await asyncio.to_thread(self.store.save_trust, text, fetched.etag, now)
-        result.trust = "changed" if changed else "unchanged"
-        return changed
+        text = json.dumps(trust.to_json()["keys"], sort_keys=True)
+        before = None
+        if state.trust is not None:
+            try:
+                before = json.dumps(
+                    TrustList.loads(state.trust.body).to_json()["keys"], sort_keys=True
+                )
+            except ProtocolError:
+                before = None
+        await asyncio.to_thread(self.store.save_trust, trust.dumps(), etag, now)
+        return "unchanged" if before == text else "changed"
 
     async def _sync_statuses(self, result: SyncResult) -> None:
         state = await asyncio.to_thread(self.store.sync_state)
@@ -396,12 +422,7 @@ class RegistryLink:
         self.client = client or HttpRegistryClient.from_config(registry, facility_ids)
         sync_metrics = SyncMetrics(metrics)
         self.publisher = ListPublisher(
-            store,
-            publish,
-            facility_ids,
-            refresh_s=registry.lists_refresh_s,
-            metrics=sync_metrics,
-            pass_valid_s=registry.pass_valid_days * DAY_S,
+            publish, facility_ids, refresh_s=registry.lists_refresh_s, metrics=sync_metrics
         )
         self.sync = RegistrySync(
             store,

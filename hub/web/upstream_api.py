@@ -34,9 +34,14 @@ class SyncOut(Output):
     statuses: int = Field(description="Status changes stored by this sync.")
     pages: int = Field(description="Feed pages read.")
     cursor: int = Field(description="The feed cursor stored after this sync.")
-    published: list[str] = Field(description="Lists published to the doors (trust, status).")
+    published: list[str] = Field(
+        description="Lists published to the doors (keys, trust, status), as the registry "
+        "signed them."
+    )
     seconds: float
-    publish_seconds: float = Field(description="Of which building and publishing the lists.")
+    publish_seconds: float = Field(
+        description="Of which fetching, checking and publishing the doors' signed lists."
+    )
     error: str | None = Field(description="Why the sync failed, when it did.")
 
 
@@ -113,7 +118,7 @@ class TraceOut(Output):
     role="admin",
     response=SyncOut,
     errors=(409, 503),
-    description="Reads the trust list and the status feed now (as the schedule does "
+    description="Reads the doors' signed lists and the status feed now (as the schedule does "
     "every sync_interval_s) and publishes changed lists to the doors; visits the registry "
     "refused (parked, or a facility whose pushes it stopped) are tried again, for after "
     "their cause was mended. 409 when no http registry is configured, 503 when it cannot "

@@ -365,6 +365,13 @@ def node_group() -> None:
     help="Trust list (trust.json) to start the node with.",
 )
 @click.option(
+    "--list-keys",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The registry's list keys (list-keys.json, from `pintu registry list-keys`) the "
+    "node pins: it believes a list from the hub only when one of them signed it.",
+)
+@click.option(
     "--wheel",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=None,
@@ -422,6 +429,7 @@ def node_enroll(
     door_name: str | None,
     node_id: str | None,
     trust: Path | None,
+    list_keys: Path | None,
     wheel: Path | None,
     pintu_source: str,
     tls_ca_file: str | None,
@@ -438,7 +446,8 @@ def node_enroll(
 
     The node gets an id, its own Ed25519 key pair and MQTT password, and an ACL that lets it
     write only its own topics. Its bundle (node.toml, mqtt-password, node key, trust list,
-    the systemd unit and install.sh) is written to OUT/<node id> and OUT/<node id>.tar.gz.
+    list keys, the systemd unit and install.sh) is written to OUT/<node id> and
+    OUT/<node id>.tar.gz.
 
     With --qr the bundle is also sealed with a one-time token and left at the hub; the
     token is only in the QR code written to the PNG. A node started with no configuration
@@ -449,7 +458,7 @@ def node_enroll(
     Example:
       pintu provision node enroll --facility mall-a --door main-in --direction entry \\
           --broker hub.local:8883 --hub-url http://hub.local:8080 \\
-          --trust keys/trust.json --out bundles/ --reload
+          --trust keys/trust.json --list-keys keys/list-keys.json --out bundles/ --reload
       pintu provision node enroll --facility mall-a --door main-in --direction entry \\
           --broker hub.local:8883 --hub-url http://hub.local:8080 --out bundles/ \\
           --qr main-in.png --token-ttl 30m --hub-user admin --reload
@@ -466,6 +475,7 @@ def node_enroll(
         door_name=door_name,
         node_id=node_id,
         trust=trust,
+        list_keys=list_keys,
         wheel=wheel,
         pintu_source=pintu_source,
         tls_ca_file=tls_ca_file,
@@ -664,6 +674,12 @@ def node_revoke(
     help="Trust list (trust.json) to start the new node with.",
 )
 @click.option(
+    "--list-keys",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The registry's list keys (list-keys.json) the new node pins.",
+)
+@click.option(
     "--wheel",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=None,
@@ -679,6 +695,7 @@ def node_replace(
     reason: str,
     new_node_id: str | None,
     trust: Path | None,
+    list_keys: Path | None,
     wheel: Path | None,
     pintu_source: str,
     reload_unit: bool,
@@ -706,6 +723,7 @@ def node_replace(
             reason=reason,
             new_node_id=new_node_id,
             trust=trust,
+            list_keys=list_keys,
             wheel=wheel,
             pintu_source=pintu_source,
             reload=_reload(reload_unit, broker_unit, broker_pid),

@@ -343,6 +343,69 @@ def revoke_key(config_path: Path, kid: str, as_json: bool) -> None:
             click.echo(f"key {rotation.new_kid} is current")
 
 
+@registry.command("rotate-list-key")
+@_CONFIG
+@_JSON
+def rotate_list_key(config_path: Path, as_json: bool) -> None:
+    """Make a new list key current: it signs the doors' lists from now on.
+
+    The current list key signs a statement naming the new one; hubs relay it, and each
+    door that pinned the old key pins the new one and takes lists signed by it. Doors
+    enrolled from now on should get the new list-keys.json (see list-keys). Takes effect
+    in a running registry at once.
+
+    \b
+    Example:
+      pintu registry rotate-list-key --config registry.toml
+    """
+    with _registry(config_path) as reg:
+        rotation = reg.rotate_list_key(_actor())
+        pin_path = reg.list_keys.pin_path
+    if as_json:
+        echo_json(
+            {
+                "kid": rotation.new_kid,
+                "previous": list(rotation.old_kids),
+                "seq": rotation.seq,
+                "list_keys": str(pin_path),
+            }
+        )
+    else:
+        previous = ", ".join(rotation.old_kids) or "none"
+        click.echo(
+            f"list key {rotation.new_kid} is current (statement {rotation.seq}, signed by "
+            f"{previous}); doors follow it at their hub's next sync"
+        )
+        click.echo(f"enrol new doors with --list-keys {pin_path}")
+
+
+@registry.command("list-keys")
+@_CONFIG
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the document here instead of printing it.",
+)
+def list_keys(config_path: Path, out: Path | None) -> None:
+    """Print the list keys a door pins at enrolment (the newest statement's keys).
+
+    Give the file to `pintu provision node enroll --list-keys`. It holds public keys
+    only. Makes a first list key if the registry has none yet.
+
+    \b
+    Example:
+      pintu registry list-keys --config registry.toml --out list-keys.json
+    """
+    with _registry(config_path) as reg:
+        reg.list_keys.ensure_key(reg.now())
+        pinned = reg.list_keys.state().pinned
+    if out is None:
+        click.echo(pinned.dumps(), nl=False)
+        return
+    pinned.save(out)
+    click.echo(f"{out}: list key {', '.join(pinned.kids)} (statement {pinned.seq})")
+
+
 @registry.command("purge")
 @_CONFIG
 @_JSON

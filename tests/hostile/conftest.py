@@ -23,6 +23,7 @@ from hub.config import HubConfig
 from hub.service import Hub
 from protocol import passes
 from protocol.events import Event, EventKind
+from protocol.signedlist import ListKeys
 from protocol.status import Status
 from protocol.trust import SigningKey, TrustList
 from provisioning.mosquitto import Mosquitto
@@ -31,6 +32,9 @@ from ..processes import wait as wait
 
 FACILITY = "mall-hostile"
 KEY = SigningKey.generate()
+# The registry's list key, which the doors pin at enrolment: it signs the lists they believe.
+LIST_KEY = SigningKey.generate()
+PINNED = ListKeys.of(1, [LIST_KEY.public_key], None)
 # Each in-process node gets pins of its own: (red, yellow, green, buzzer, relay).
 PINS = [(17, 27, 22, 18, 5), (23, 24, 25, 12, 6), (16, 20, 21, 13, 19), (2, 3, 4, 7, 8)]
 
@@ -110,6 +114,7 @@ class Site:
         state_dir = self.tmp / node_id
         state_dir.mkdir()
         TrustList.of([KEY.trusted()], updated_at=int(time.time())).save(state_dir / "trust.json")
+        PINNED.save(state_dir / "list-keys.json")
         red, yellow, green, buzzer, relay = PINS[len(self.doors)]
         config = NodeConfig.model_validate(
             {

@@ -1,6 +1,6 @@
 """The hub's sync with a real registry (its ASGI app in-process, or served over HTTP): the
-trust list with its ETag, the status feed page by page with a stored cursor, the lists the
-doors get, the desk lookup, and ``POST /api/v1/sync``."""
+signed door lists with their ETags, relayed unchanged, the status feed page by page with a
+stored cursor, the desk lookup, and ``POST /api/v1/sync``."""
 
 from __future__ import annotations
 
@@ -25,12 +25,14 @@ from hub.errors import ConfigError, StoreError
 from hub.metrics import HubMetrics
 from hub.store.sqlite import SqliteStore
 from hub.upstream.client import HttpRegistryClient
-from hub.upstream.sync import ListPublisher, RegistrySync, SyncMetrics, SyncResult, door_items
+from hub.upstream.sync import ListPublisher, RegistrySync, SyncMetrics, SyncResult
 from hub.web.server import ServiceThread
 from protocol import topics
+from protocol.errors import ProtocolError
+from protocol.signedlist import OVERHEAD, Kind, ListKeys, seal
 from protocol.status import Status
-from protocol.statuslist import StatusList
-from protocol.trust import TrustList
+from protocol.statuslist import StatusList, door_items
+from protocol.trust import SigningKey, TrustList
 from provisioning.mosquitto import Mosquitto
 from registry.app import create_app
 from registry.config import parse_config
@@ -56,7 +58,7 @@ class Recorder(httpx.AsyncBaseTransport):
         return [int(p["since"]) for path, p, _ in self.seen if path.endswith("/statuses")]
 
     def trust_answers(self) -> list[int]:
-        return [status for path, _, status in self.seen if path.endswith("/trust")]
+        return [status for path, _, status in self.seen if path.endswith("/lists/trust")]
 
 
 class World:
@@ -103,11 +105,7 @@ class World:
         self.clients.append(client)
         metrics = SyncMetrics(self.metrics)
         publisher = ListPublisher(
-            self.store,
-            self.publish,
-            [self.facility_id],
-            refresh_s=refresh_s,
-            metrics=metrics,
+            self.publish, [self.facility_id], refresh_s=refresh_s, metrics=metrics
         )
         return RegistrySync(self.store, client, publisher, metrics=metrics, page_size=page_size)
 
@@ -118,11 +116,17 @@ class World:
     def last(self, topic: str) -> bytes:
         return [payload for t, payload in self.published if t == topic][-1]
 
+    def pinned(self) -> ListKeys:
+        """The list keys a door enrolled now pins (``pintu registry list-keys``)."""
+        return self.registry.list_keys.state().pinned
+
     def status_list(self) -> StatusList:
-        return StatusList.loads(self.last(topics.lists_status(self.facility_id)))
+        signed = self.last(topics.lists_status(self.facility_id))
+        return StatusList.loads(self.pinned().open(signed, Kind.STATUS))
 
     def trust_list(self) -> TrustList:
-        return TrustList.loads(self.last(topics.lists_trust(self.facility_id)))
+        signed = self.last(topics.lists_trust(self.facility_id))
+        return TrustList.loads(self.pinned().open(signed, Kind.TRUST))
 
     def close(self) -> None:
         for client in self.clients:
@@ -148,19 +152,18 @@ def run(sync: RegistrySync, times: int = 1) -> list[SyncResult]:
 def test_a_fresh_hub_reads_everything_then_only_what_changed(world: World) -> None:
     sync = world.sync(page_size=10)
     [first] = run(sync)
-    # The doors' trust list carries the time the registry confirmed it at this first sync.
-    confirmed = world.store.sync_state().trust
-    assert confirmed is not None
+    signed_at = world.registry.now()
     [again] = run(sync)
     assert (first.ok, first.trust, first.statuses, first.pages) == (True, "changed", 25, 3)
     assert first.cursor == world.registry.store.last_cursor() == 25
-    assert first.published == ["trust", "status"]
+    assert first.published == ["keys", "trust", "status"]
     # The second time: the trust list is not sent again (304), the feed is empty.
     assert (again.trust, again.statuses, again.pages, again.published) == ("unchanged", 0, 1, [])
     assert world.transport.trust_answers() == [200, 304]
     assert world.transport.statuses_since() == [0, 10, 20, 25]
-    # What the doors get: the subjects a still-valid pass could contradict (every status
-    # here changed just now; the green ones need no record), and the registry's keys.
+    # What the doors get, signed by the registry's list key and relayed unchanged: the
+    # subjects a still-valid pass could contradict (every status here changed just now;
+    # the green ones need no record), and the registry's pass keys.
     doors = world.status_list()
     assert len(doors) == sum(Status(i % 4) is not Status.GREEN for i in range(25)) == 18
     for i in range(25):
@@ -174,7 +177,11 @@ def test_a_fresh_hub_reads_everything_then_only_what_changed(world: World) -> No
     assert set(trust.keys) == set(registry_trust.keys)
     state = world.store.sync_state()
     assert state.statuses == 25 and state.statuses_checked_at is not None
-    assert trust.updated_at == int(confirmed.checked_at.timestamp())
+    # Dated when the registry signed them: a door's list age is the time since.
+    assert trust.updated_at is not None and abs(trust.updated_at - signed_at) <= 2
+    assert world.store.sync_state().trust is not None  # the hub's record of the keys
+    chain = world.last(topics.lists_keys(world.facility_id))
+    assert ListKeys.from_chain(chain) == world.pinned()
     assert 'pintu_hub_lists_published_total{list="status"} 1' in world.metrics.render()
 
 
@@ -200,11 +207,18 @@ def test_unchanged_lists_are_published_again_with_a_fresh_time_when_due(
     stamp = world.status_list().updated_at
     count = len(world.published)
     assert run(sync)[0].published == []  # a minute later: nothing new to say
-    later = datetime.now(UTC) + timedelta(hours=1)
+    # Half an hour on, the registry confirms the lists (304): still nothing to say, and
+    # the hub's copies keep the time they were signed.
+    half = datetime.now(UTC) + timedelta(minutes=30)
+    monkeypatch.setattr(hub.upstream.sync, "utcnow", lambda: half)
+    assert run(sync)[0].published == []
+    later = datetime.now(UTC) + timedelta(hours=1, seconds=5)
     monkeypatch.setattr(hub.upstream.sync, "utcnow", lambda: later)
+    monkeypatch.setattr(world.registry, "clock", later.timestamp)
     result = run(sync)[0]
-    # Nothing changed, but the registry confirmed both lists an hour later: the doors
-    # hear it, so their list ages stay small while the hub is in touch.
+    # Nothing changed, but the hub asked for fresh copies an hour later and the registry
+    # dated them anew: the doors hear it, so their list ages stay small while the hub is
+    # in touch. The key chain carries no date and is not asked for again.
     assert result.published == ["trust", "status"]
     assert len(world.published) == count + 2
     assert world.status_list().updated_at == world.trust_list().updated_at == int(later.timestamp())
@@ -261,31 +275,50 @@ def test_junk_from_the_registry_changes_nothing(world: World, junk: Any) -> None
     result = run(world.sync())[0]
     assert not result.ok and result.error is not None and "feed" in result.error
     assert world.store.sync_state().cursor == 0 and world.store.sync_state().statuses == 0
-    # The trust list (good) still went out; no status list was made from junk.
-    assert [t for t, _ in world.published] == [topics.lists_trust(world.facility_id)]
+    # The doors' lists (the registry's, signed) still went out; nothing of the junk did.
+    assert [t for t, _ in world.published] == [
+        topics.lists_keys(world.facility_id),
+        topics.lists_trust(world.facility_id),
+        topics.lists_status(world.facility_id),
+    ]
 
 
-def test_a_bad_trust_list_never_reaches_the_doors(world: World) -> None:
+@pytest.mark.parametrize(
+    "forgery", ["a forged key id", "unsigned", "signed by another key", "signature changed"]
+)
+def test_a_bad_trust_list_never_reaches_the_doors(world: World, forgery: str) -> None:
     sync = world.sync()
     run(sync)
     good = world.store.sync_state().trust
     registry = world.transport.inner
     published = len(world.published)
+    signer = world.registry.list_keys.current()
 
-    class ForgedKid(httpx.AsyncBaseTransport):
+    class Forged(httpx.AsyncBaseTransport):
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             response = await registry.handle_async_request(request)
-            if not request.url.path.endswith("/trust"):
+            if not request.url.path.endswith("/lists/trust"):
                 return response
             doc = json.loads(world.registry.trust_document().body)
-            doc["keys"][0]["kid"] = "00000000"
-            return httpx.Response(200, json=doc, headers={"ETag": '"forged"'})
+            if forgery == "a forged key id":
+                doc["keys"][0]["kid"] = "00000000"
+            body = json.dumps(doc).encode()
+            signed = {
+                "a forged key id": lambda: seal(signer, Kind.TRUST, body),
+                "unsigned": lambda: body,
+                "signed by another key": lambda: seal(SigningKey.generate(), Kind.TRUST, body),
+                "signature changed": lambda: seal(signer, Kind.TRUST, body)[:-1] + b"\x00",
+            }[forgery]()
+            return httpx.Response(200, content=signed, headers={"ETag": '"forged"'})
 
-    world.transport.inner = ForgedKid()
-    result = run(sync)[0]
-    assert not result.ok and result.trust == "error"
+    world.transport.inner = Forged()
+    for hub_sync in (sync, world.sync()):  # this hub, and one that starts afresh
+        result = run(hub_sync)[0]
+        assert not result.ok and result.trust == "error"
+        assert result.error is not None and "the doors would refuse" in result.error
     assert world.store.sync_state().trust == good
-    assert len(world.published) == published
+    # Only the fresh hub's first copy of the chain went out, never the forged trust list.
+    assert [t for t, _ in world.published[published:]] == [topics.lists_keys(world.facility_id)]
 
 
 def test_rotation_and_revocation_reach_the_doors_trust_list(world: World) -> None:
@@ -301,6 +334,45 @@ def test_rotation_and_revocation_reach_the_doors_trust_list(world: World) -> Non
     world.registry.revoke_key(old.hex(), "operator")
     run(sync)
     assert world.trust_list().keys[old].revoked
+
+
+def test_a_status_list_too_large_for_the_broker_is_not_published_nor_fetched_again(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for i in range(25, 45):
+        world.person(i, Status.RED)
+    # 38 subjects make a status list of 740 bytes; the chain and the trust list are smaller.
+    monkeypatch.setattr(hub.upstream.sync, "MAX_LIST_BYTES", 500)
+    sync = world.sync()
+    first, again = run(sync, times=2)
+    # Not a failed sync: the feed is read, the other lists go out, the doors keep theirs.
+    assert first.ok and again.ok and first.statuses == 45
+    assert first.published == ["keys", "trust"] and again.published == []
+    assert caplog.text.count("over the 500 a message may carry") == 1
+    statuses = [status for path, _, status in world.transport.seen if path.endswith("/status")]
+    assert statuses == [200, 304]  # asked for again only with its ETag
+    world.person(50, Status.RED)  # the list changes (and is still too large)
+    assert run(sync)[0].published == []
+    assert caplog.text.count("over the 500 a message may carry") == 2
+
+
+def test_a_list_key_rotation_reaches_the_doors_and_they_follow_it(world: World) -> None:
+    sync = world.sync()
+    run(sync)
+    enrolled = world.pinned()  # what a door enrolled before the rotation pins
+    rotation = world.registry.rotate_list_key("operator")
+    assert rotation.old_kids == tuple(enrolled.kids) and rotation.seq == enrolled.seq + 1
+    result = run(sync)[0]
+    # The chain names the new key, and both lists come signed by it.
+    assert result.published == ["keys", "trust", "status"]
+    chain = world.last(topics.lists_keys(world.facility_id))
+    followed = enrolled.advance(chain)
+    assert followed.kids == [rotation.new_kid] == world.pinned().kids
+    trust = world.last(topics.lists_trust(world.facility_id))
+    TrustList.loads(followed.open(trust, Kind.TRUST))
+    with pytest.raises(ProtocolError, match="not pinned"):
+        enrolled.open(trust, Kind.TRUST)
+    assert run(sync)[0].published == []
 
 
 def test_the_desk_asks_the_registry(world: World) -> None:
@@ -428,13 +500,13 @@ def test_an_admin_syncs_now_and_the_doors_get_retained_lists(
             doc = http.get("/api/v1/openapi.json").json()
             assert doc["paths"]["/api/v1/sync"]["post"]["x-pintu-role"] == "admin"
         # A door connecting later still gets both lists: they are retained.
-        door = clients(
-            topics=[topics.lists_trust(world.facility_id), topics.lists_status(world.facility_id)]
-        )
-        status = StatusList.loads(door.last(topics.lists_status(world.facility_id)))
+        door = clients(topics=[topics.lists_filter(world.facility_id)])
+        pinned = world.pinned().advance(door.last(topics.lists_keys(world.facility_id)))
+        signed = door.last(topics.lists_status(world.facility_id))
+        status = StatusList.loads(pinned.open(signed, Kind.STATUS))
         entry = status.lookup(bytes.fromhex(world.registry.subject_of(world.nik(1))))
         assert entry is not None and entry.status is Status.BLACK
-        TrustList.loads(door.last(topics.lists_trust(world.facility_id)))
+        TrustList.loads(pinned.open(door.last(topics.lists_trust(world.facility_id)), Kind.TRUST))
         with httpx.Client(base_url=thread.url, timeout=30) as http:
             csrf = http.get("/api/v1/session").json()["csrf_token"]
             http.post(
@@ -456,9 +528,11 @@ def test_the_sync_benchmark_still_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     figures = bench.measure(2_500, 1_000, seed=1)
     assert (figures.changes, figures.pages) == (2_500, 3)
     assert figures.sync_s > 0 and figures.read_s > 0 and figures.sql_s > 0
-    # The doors' list: a record for each subject not green (the statuses are random).
-    assert figures.list_bytes > 16 and (figures.list_bytes - 16) % 17 == 0
-    assert figures.list_bytes < 16 + 17 * 2_500
+    # The doors' list: a record for each subject not green (the statuses are random), in
+    # the registry's signed envelope.
+    psl = figures.list_bytes - OVERHEAD
+    assert psl > 16 and (psl - 16) % 17 == 0
+    assert psl < 16 + 17 * 2_500
     assert "| **hub: sync into SQLite" in bench.report(figures, "python -m bench.sync")
 
 

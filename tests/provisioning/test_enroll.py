@@ -16,6 +16,7 @@ from controller.config import parse_config
 from controller.uplink import read_password
 from hub.config import parse_config as parse_hub_config
 from protocol import topics
+from protocol.signedlist import ListKeys
 from protocol.trust import SigningKey, TrustList
 from provisioning import hubdoors, passwd
 from provisioning.enroll import EnrolRequest, enroll, parse_broker, replace, revoke
@@ -41,10 +42,17 @@ def test_enrolment_writes_a_complete_private_bundle(
     directory, _ = broker_dir
     trust = tmp_path / "trust.json"
     TrustList.of([SigningKey.generate().trusted()], 1_700_000_000).save(trust)
+    list_keys = tmp_path / "list-keys.json"
+    ListKeys.of(1, [SigningKey.generate().public_key], 1_700_000_000).save(list_keys)
     out = tmp_path / "out"
     enrolment = enroll(
         directory,
-        request(hub_url="http://hub.local:8080", door_name="Main entrance", trust=trust),
+        request(
+            hub_url="http://hub.local:8080",
+            door_name="Main entrance",
+            trust=trust,
+            list_keys=list_keys,
+        ),
         out,
     )
     record = enrolment.record
@@ -57,6 +65,7 @@ def test_enrolment_writes_a_complete_private_bundle(
         "node-key.pem",
         "node-key.pub",
         "trust.json",
+        "list-keys.json",
         "broker-ca.pem",
         "pintu-node.service",
         "install.sh",
@@ -102,6 +111,7 @@ def test_enrolment_writes_a_complete_private_bundle(
     assert "PRIVATE" not in (directory / "fleet.json").read_text()
 
     assert TrustList.load(files["trust.json"]).keys == TrustList.load(trust).keys
+    assert ListKeys.load(files["list-keys.json"]) == ListKeys.load(list_keys)
     assert (
         files["pintu-node.service"].read_text()
         == (Path(__file__).parents[2] / "systemd" / "pintu-node.service").read_text()
@@ -145,6 +155,11 @@ def test_a_failed_enrolment_leaves_nothing_behind(
     out = tmp_path / "out"
     with pytest.raises(BundleError, match="no such file"):
         enroll(directory, request(trust=tmp_path / "missing.json"), out)
+    # A trust list given where the list keys belong: refused before anything is written.
+    wrong = tmp_path / "trust.json"
+    TrustList.of([SigningKey.generate().trusted()], 1_700_000_000).save(wrong)
+    with pytest.raises(BundleError, match="not the registry's list keys"):
+        enroll(directory, request(list_keys=wrong), out)
     (out / "main-in-1").mkdir(parents=True)
     with pytest.raises(BundleError, match="already exists"):
         enroll(directory, request(), out)

@@ -318,7 +318,8 @@ def test_the_provisioning_guide_as_written_ends_in_visits_the_registry_accepts(
         bundle = bundles[door]
         state = tmp_path / "nodes" / door
         state.mkdir(parents=True)
-        shutil.copyfile(bundle / "trust.json", state / "trust.json")  # as install.sh does
+        for name in ("trust.json", "list-keys.json"):  # as install.sh does
+            shutil.copyfile(bundle / name, state / name)
         sim = demo_config.SimulatedDoor(state, visitors, visitors_per_minute=30.0)
         config = tmp_path / "nodes" / f"{door}.toml"
         config.write_text(demo_config.node_config(bundle / "node.toml", sim))

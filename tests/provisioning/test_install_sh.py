@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from protocol.signedlist import ListKeys
 from protocol.trust import SigningKey, TrustList
 from provisioning.enroll import EnrolRequest, enroll
 
@@ -51,11 +52,15 @@ def test_install_sh_puts_everything_in_place(
     directory, _ = broker_dir
     trust = tmp_path / "trust.json"
     TrustList.of([SigningKey.generate().trusted()], 1_700_000_000).save(trust)
+    list_keys = tmp_path / "list-keys.json"
+    ListKeys.of(1, [SigningKey.generate().public_key], 1_700_000_000).save(list_keys)
     wheel = tmp_path / "pintu-0.1.0-py3-none-any.whl"
     wheel.write_bytes(b"not really a wheel")
     enrolment = enroll(
         directory,
-        EnrolRequest("mall-a", "main-in", "entry", "hub.local", trust=trust, wheel=wheel),
+        EnrolRequest(
+            "mall-a", "main-in", "entry", "hub.local", trust=trust, list_keys=list_keys, wheel=wheel
+        ),
         tmp_path / "out",
     )
     bundle = enrolment.bundle_dir
@@ -101,6 +106,7 @@ def test_install_sh_puts_everything_in_place(
         bundle / "mqtt-password"
     ).read_bytes()
     assert (root / "var/lib/pintu-node/trust.json").read_bytes() == trust.read_bytes()
+    assert (root / "var/lib/pintu-node/list-keys.json").read_bytes() == list_keys.read_bytes()
     unit = root / "etc/systemd/system/pintu-node.service"
     assert unit.read_bytes() == (bundle / "pintu-node.service").read_bytes()
     # A node that dies mid-pulse must not leave the relay line driven open.

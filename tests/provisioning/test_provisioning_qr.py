@@ -54,6 +54,7 @@ from protocol.enrolment import (
 )
 from protocol.events import EventKind
 from protocol.signals import Signal
+from protocol.signedlist import ListKeys
 from protocol.status import Status
 from protocol.trust import SigningKey
 from provisioning import tlsca
@@ -247,7 +248,11 @@ def test_a_blank_node_enrols_from_its_qr_and_its_first_event_is_stored(
 
     started = time.monotonic()
     qr_png = tmp_path / "main-1.png"
-    doc = enrol(facility_broker, hub_service, tmp_path, NODE_ID, qr_png)
+    # The registry's list keys, as `pintu registry list-keys` writes them.
+    pinned = ListKeys.of(3, [SigningKey.generate().public_key], 1_800_000_000)
+    pinned.save(tmp_path / "list-keys.json")
+    list_keys = ("--list-keys", str(tmp_path / "list-keys.json"))
+    doc = enrol(facility_broker, hub_service, tmp_path, NODE_ID, qr_png, *list_keys)
     assert mode_of(qr_png) == 0o600
     text = read_qr(qr_png)
     code = ProvisioningCode.parse(text)
@@ -279,6 +284,10 @@ def test_a_blank_node_enrols_from_its_qr_and_its_first_event_is_stored(
         assert mode_of(etc / "node.toml") == 0o644
         written = (etc / "node.toml").read_text()
         assert code.token not in written and "password =" not in written
+        # The list keys came in the sealed bundle, which the hub cannot read or change:
+        # the node pins them and believes only lists they signed.
+        assert ListKeys.load(config.path(config.list_keys)) == pinned
+        assert node.lists is not None and node.lists.pins == pinned
         # The hub dropped the ciphertext on its one use.
         record = store.enrolment(code.lookup_id)
         assert record is not None and record.used_at is not None

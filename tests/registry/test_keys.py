@@ -7,14 +7,19 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 import zxingcpp
 from click.testing import CliRunner
+from httpx import Response
 from PIL import Image
 
 from pintu.cli import cli
 from protocol import passes
+from protocol.errors import ProtocolError
 from protocol.passes import Reason
+from protocol.signedlist import Kind, ListKeys
 from protocol.status import Status
+from protocol.statuslist import StatusList
 from protocol.trust import TrustList
 
 if TYPE_CHECKING:
@@ -162,3 +167,95 @@ def test_cli_issue_rotate_revoke(config_file: Path, tmp_path: Path) -> None:
     assert r.exit_code == 1 and "no key '00000000'" in r.output
     r = runner.invoke(cli, ["registry", "issue-pass", *base, "--nik", "123"])
     assert r.exit_code == 1 and "has 16 digits" in r.output
+
+
+# --- the doors' lists, signed with the list key ------------------------------------------
+def signed_list(world: World, name: str, etag: str | None = None) -> Response:
+    headers = {**world.hub_h, **({"If-None-Match": etag} if etag else {})}
+    return world.client.get(f"/api/v1/lists/{name}", headers=headers)
+
+
+def test_the_doors_lists_are_signed_with_the_list_key_and_only_it(world: World) -> None:
+    for i, (status, age_days) in enumerate(
+        [(Status.BLACK, 1), (Status.RED, 10), (Status.GREEN, 1), (Status.YELLOW, 0)]
+    ):
+        world.clock.advance(age_days * DAY)
+        world.registry.set_person(f"31740501019000{i:02d}", f"P {i}", status, 1, "test")
+    world.clock.advance(40 * DAY)
+    world.registry.set_person("3174050101900099", "Old Red", Status.RED, 1, "test")
+    world.clock.advance(32 * DAY)  # past a pass's lifetime and its day of margin
+    world.registry.set_person("3174050101900098", "New Black", Status.BLACK, 0, "test")
+    chain = signed_list(world, "keys")
+    assert chain.status_code == 200 and chain.headers["content-type"] == "application/octet-stream"
+    pinned = ListKeys.from_chain(chain.content)
+    assert pinned == ListKeys.load(world.registry.list_keys.pin_path)
+    # What `pintu registry list-keys` gives the technician: the list key, not a pass key.
+    assert pinned.kids != [world.registry.keyring.current().kid_hex]
+    trust = signed_list(world, "trust")
+    served = TrustList.loads(pinned.open(trust.content, Kind.TRUST))
+    assert set(served.keys) == set(trust_of(world).keys)
+    assert served.updated_at == int(world.clock.now)  # dated when signed
+    status = signed_list(world, "status")
+    doors = StatusList.loads(pinned.open(status.content, Kind.STATUS))
+    # Least data: only the subject turned black just now; the older changes are in every
+    # valid pass already.
+    assert len(doors) == 1 == int(status.headers["x-pintu-count"])
+    assert doors.lookup(bytes.fromhex(world.registry.subject_of("3174050101900098"))) is not None
+    # Not the pass key, nor the trust list's own bytes: only the list key opens them.
+    with pytest.raises(ProtocolError):
+        ListKeys.of(1, [world.registry.keyring.current().public_key], 0).open(
+            trust.content, Kind.TRUST
+        )
+    # Revalidation: 304 while unchanged; a status change gives a new, later list.
+    for name, answer in (("keys", chain), ("trust", trust), ("status", status)):
+        again = signed_list(world, name, answer.headers["etag"])
+        assert again.status_code == 304 and again.content == b""
+    world.registry.set_person("3174050101900097", "Newer Black", Status.BLACK, 0, "test")
+    changed = signed_list(world, "status", status.headers["etag"])
+    assert changed.status_code == 200
+    newer = StatusList.loads(pinned.open(changed.content, Kind.STATUS))
+    assert len(newer) == 2 and newer.updated_at is not None and doors.updated_at is not None
+    assert newer.updated_at > doors.updated_at  # later even within the same second
+    assert world.client.get("/api/v1/lists/trust").status_code == 401
+
+
+def test_a_list_key_rotation_is_signed_by_the_key_before_it(world: World) -> None:
+    enrolled = ListKeys.from_chain(signed_list(world, "keys").content)
+    etags = {name: signed_list(world, name).headers["etag"] for name in ("keys", "trust", "status")}
+    r = world.client.post("/api/v1/keys/rotate-list-key", headers=world.op)
+    assert r.status_code == 200, r.text
+    rotation = r.json()
+    assert rotation["previous"] == enrolled.kids and rotation["seq"] == 2
+    # Everything the hub revalidates has changed: a door must get the chain and new lists.
+    for name, etag in etags.items():
+        assert signed_list(world, name, etag).status_code == 200
+    chain = signed_list(world, "keys").content
+    followed = enrolled.advance(chain)
+    assert followed.kids == [rotation["kid"]] and followed.seq == 2
+    trust = signed_list(world, "trust").content
+    TrustList.loads(followed.open(trust, Kind.TRUST))
+    with pytest.raises(ProtocolError, match="not pinned"):
+        enrolled.open(trust, Kind.TRUST)
+    # Only an operator may rotate, and the audit trail says who did.
+    assert world.client.post("/api/v1/keys/rotate-list-key", headers=world.hub_h).status_code == 403
+    assert "list_key.rotated" in [
+        action for _, _, action, _, _ in world.registry.store.audit_entries()
+    ]
+
+
+def test_cli_list_keys_and_rotate_list_key(config_file: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    base = ["--config", str(config_file)]
+    out = tmp_path / "list-keys.json"
+    r = runner.invoke(cli, ["registry", "list-keys", *base, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    first = ListKeys.load(out)
+    assert first.seq == 1 and len(first.kids) == 1
+    r = runner.invoke(cli, ["registry", "rotate-list-key", *base, "--json"])
+    assert r.exit_code == 0, r.output
+    rotation = json.loads(r.stdout)
+    assert (rotation["previous"], rotation["seq"]) == (first.kids, 2)
+    chain = (tmp_path / "keys" / "list-keys.chain").read_bytes()
+    assert first.advance(chain).kids == [rotation["kid"]]
+    r = runner.invoke(cli, ["registry", "list-keys", *base])
+    assert r.exit_code == 0 and ListKeys.loads(r.stdout).kids == [rotation["kid"]]
