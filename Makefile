@@ -95,8 +95,11 @@ demo: system-packages $(RUN_STAMP)
 # Each benchmark prints its table and rewrites its section of docs/benchmarks.md.
 # `workers` needs PostgreSQL (PINTU_BENCH_PG_DSN, or the local server) and comes last.
 BENCHES := decode latency memory service_memory ingest dashboard phone registry sync journal workers
+# These run again with --tls, a plain broker beside a TLS one, into sections of their own.
+TLS_BENCHES := latency ingest
 
 bench: install
+	for b in $(TLS_BENCHES); do $(BIN)/python -m bench.$$b --tls --write || exit 1; done
 	for b in $(BENCHES); do $(BIN)/python -m bench.$$b --write || exit 1; done
 
 # Hostile input at full length (docs/reliability.md, "Hostile input"): 100,000 generated

@@ -5,6 +5,7 @@ same broker carries between two plain MQTT clients.
     python -m bench.ingest --write          # ... and put it into docs/benchmarks.md
     python -m bench.ingest --profile        # ... with a profile of the hub's writer thread
     python -m bench.ingest --smoke          # a short run that fails only on a gross regression
+    python -m bench.ingest --tls --write    # the same over a plain and a TLS listener
 
 One private Mosquitto serves the three measurements, in the same run:
 
@@ -20,6 +21,14 @@ One private Mosquitto serves the three measurements, in the same run:
 
 The broker runs on Mosquitto's defaults, as the provisioned one does (in-flight limit 20 a
 client, which the hub widens for itself with MQTT 5's Receive Maximum).
+
+With ``--tls`` the three measurements run on two brokers in the same run, each one taken in
+turn on the plain one and on one that speaks TLS only, with a certificate from a facility
+CA that the provisioning tools' own code makes (``provisioning.tlsca``, as ``pintu
+provision broker init`` does): the publisher, the subscriber, the ack listener and the hub
+verify it against the CA, as the doors and the hub of a facility do. Besides the rates, the
+CPU time per event of the broker, the publisher and the measuring process is read, since
+TLS costs each of them. It writes a section of its own.
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -50,8 +59,11 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
+import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench import provenance
+from bench.brokers import tls_broker, tls_session
 from hub.auth import hash_password
 from hub.config import HubConfig
 from hub.ingest.mqtt import Ingest
@@ -64,6 +76,9 @@ from runtime.listen import bind
 
 START = "<!-- bench:ingest:start -->"
 END = "<!-- bench:ingest:end -->"
+TLS_START = "<!-- bench:ingest-tls:start -->"
+TLS_END = "<!-- bench:ingest-tls:end -->"
+TLS_TITLE = "Hub ingest over TLS"
 FACILITY = "bench"
 TARGET_RATIO = 0.9  # the hub with a viewer must store and ack this share of the broker alone
 # A gross regression for the smoke run: the hub, with a viewer, spending more than this
@@ -83,10 +98,21 @@ class Result:
     # CPU time of this process (the subscriber, or the hub and its ack listener) meanwhile:
     # what a busy machine does not change, unlike ``seconds``.
     cpu_s: float = 0.0
+    # CPU time of the broker's process and of the publisher's meanwhile.
+    broker_cpu_s: float = 0.0
+    publisher_cpu_s: float = 0.0
 
     @property
     def cpu_per_event_us(self) -> float:
         return 1e6 * self.cpu_s / self.events
+
+    @property
+    def broker_cpu_per_event_us(self) -> float:
+        return 1e6 * self.broker_cpu_s / self.events
+
+    @property
+    def publisher_cpu_per_event_us(self) -> float:
+        return 1e6 * self.publisher_cpu_s / self.events
 
     @property
     def rate(self) -> float:
@@ -142,6 +168,8 @@ class Listener:
         )
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: subscribed.set()
+        if broker.ca_file is not None:
+            self.client.tls_set(ca_certs=str(broker.ca_file))
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
         self.client.subscribe(topic, qos=1)
@@ -160,7 +188,13 @@ class Listener:
 
 
 def _publish(
-    host: str, port: int, payloads: list[tuple[str, bytes]], started: Any, done: Any
+    host: str,
+    port: int,
+    payloads: list[tuple[str, bytes]],
+    started: Any,
+    done: Any,
+    ca_file: str | None = None,
+    cpu: Any = None,
 ) -> None:
     """The publisher's process: send every payload at QoS 1 as fast as the broker takes them.
 
@@ -174,7 +208,10 @@ def _publish(
         protocol=mqtt.MQTTv5,
     )
     client.max_inflight_messages_set(INFLIGHT)
+    if ca_file is not None:
+        client.tls_set(ca_certs=ca_file)
     client.connect(host, port)
+    cpu_at = time.process_time()
     started.value = time.monotonic()
     last = None
     for index, (topic, payload) in enumerate(payloads):
@@ -185,33 +222,73 @@ def _publish(
     while last is not None and not last.is_published() and time.monotonic() < deadline:
         client.loop(timeout=0.01)
     done.value = time.monotonic()
+    if cpu is not None:
+        cpu.value = time.process_time() - cpu_at
     client.disconnect()
 
 
-def publish_all(broker: Mosquitto, payloads: list[tuple[str, bytes]]) -> float:
+@dataclass(frozen=True)
+class Published:
+    started: float  # time.monotonic() of the first publish
+    cpu_s: float  # the publisher's CPU time from its first publish to its last PUBACK
+
+
+def publish_timed(broker: Mosquitto, payloads: list[tuple[str, bytes]]) -> Published:
     """Publish every payload from a process of its own (the nodes are other machines: the
-    publisher must not share the measured process's interpreter); when it began."""
+    publisher must not share the measured process's interpreter)."""
     context = multiprocessing.get_context("spawn")
     started = context.Value("d", 0.0)
     done = context.Value("d", 0.0)
+    cpu = context.Value("d", 0.0)
+    ca_file = str(broker.ca_file) if broker.ca_file is not None else None
     process = context.Process(
-        target=_publish, args=(broker.host, broker.port, payloads, started, done)
+        target=_publish,
+        args=(broker.host, broker.port, payloads, started, done, ca_file, cpu),
     )
     process.start()
     process.join(300)
     if process.exitcode != 0 or not done.value:
         raise RuntimeError(f"the publisher failed (exit code {process.exitcode})")
-    return float(started.value)
+    return Published(float(started.value), float(cpu.value))
+
+
+def publish_all(broker: Mosquitto, payloads: list[tuple[str, bytes]]) -> float:
+    """Publish every payload from a process of its own; when it began."""
+    return publish_timed(broker, payloads).started
+
+
+class BrokerCpu:
+    """The broker process's CPU time (user and system), read before and after a measurement."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        self._process = psutil.Process(broker.process.pid) if broker.process else None
+        self._at = self._now()
+
+    def _now(self) -> float:
+        if self._process is None:
+            return 0.0
+        times = self._process.cpu_times()
+        return float(times.user + times.system)
+
+    def used(self) -> float:
+        return self._now() - self._at
 
 
 def measure_raw(broker: Mosquitto, payloads: list[tuple[str, bytes]]) -> Result:
     listener = Listener(broker, topics.ALL_NODE_EVENTS, lambda _: 1, len(payloads))
     try:
+        broker_cpu = BrokerCpu(broker)
         cpu = time.process_time()
-        started = publish_all(broker, payloads)
+        published = publish_timed(broker, payloads)
         if not listener.done.wait(120):
             raise RuntimeError(f"the subscriber got {listener.received} of {len(payloads)}")
-        return Result(len(payloads), listener.last_at - started, time.process_time() - cpu)
+        return Result(
+            len(payloads),
+            listener.last_at - published.started,
+            time.process_time() - cpu,
+            broker_cpu.used(),
+            published.cpu_s,
+        )
     finally:
         listener.close()
 
@@ -251,6 +328,8 @@ def hub_config(broker: Mosquitto, workdir: Path) -> HubConfig:
                 # The session ends with the round: a stopped hub's session would otherwise
                 # stay in the shared group and be dealt its share of the next round's events.
                 "session_expiry_s": 0,
+                # On a TLS broker the hub verifies it against the facility CA.
+                "tls_ca_file": str(broker.ca_file) if broker.ca_file is not None else None,
             },
             "store": {"backend": "sqlite", "path": str(workdir / "hub.db")},
             "web": {"secret_key_file": str(workdir / "web-secret")},
@@ -333,11 +412,18 @@ def measure_hub(
     )
     try:
         with _profiled_writer(profiler), running_hub(config, viewer) as (hub, watcher):
+            broker_cpu = BrokerCpu(broker)
             cpu = time.process_time()
-            started = publish_all(broker, payloads)
+            published = publish_timed(broker, payloads)
             if not acks.done.wait(300):
                 raise RuntimeError(f"the hub acked {acks.received} of {len(payloads)}")
-            result = Result(len(payloads), acks.last_at - started, time.process_time() - cpu)
+            result = Result(
+                len(payloads),
+                acks.last_at - published.started,
+                time.process_time() - cpu,
+                broker_cpu.used(),
+                published.cpu_s,
+            )
             metrics = hub.metrics
             details = {
                 "ack latency mean (ms)": 1000 * metrics.ack_latency.sum / metrics.ack_latency.count,
@@ -487,6 +573,172 @@ def write_section(
     path.write_text(text, encoding="utf-8")
 
 
+# -- the same over TLS -------------------------------------------------------------------
+
+
+@dataclass
+class Link:
+    """The measurements over one broker: plain or TLS."""
+
+    name: str
+    broker: Mosquitto
+    raws: list[Result] = field(default_factory=list)
+    hubs: list[Result] = field(default_factory=list)
+    viewed: list[Result] = field(default_factory=list)
+    details: dict[str, list[float]] = field(default_factory=dict)
+
+    def mean(self, key: str) -> float:
+        values = self.details.get(key, [])
+        return sum(values) / len(values) if values else float("nan")
+
+    def total(self, key: str) -> float:
+        return sum(self.details.get(key, []))
+
+
+@dataclass(frozen=True)
+class TlsRun:
+    plain: Link
+    tls: Link
+    session: str  # what the TLS clients agreed with the broker
+    events: int
+    rounds: int
+
+
+def measure_links(events: int, nodes: int, rounds: int, workdir: Path) -> TlsRun:
+    """The three measurements on a plain broker and on a TLS one, each taken on both in
+    turn (the order swapped every round, so neither gets the machine's quieter moments)."""
+    with Mosquitto(workdir / "broker") as bare, tls_broker(workdir, FACILITY) as verified:
+        plain, secure = Link("plain", bare), Link("tls", verified)
+        session = tls_session(verified)
+        for round_ in range(rounds):
+            order = (plain, secure) if round_ % 2 == 0 else (secure, plain)
+            for link in order:
+                link.raws.append(measure_raw(link.broker, make_payloads(events, nodes)))
+            for viewer in (False, True):
+                for link in order:
+                    hub, details, _ = measure_hub(
+                        link.broker,
+                        make_payloads(events, nodes),
+                        workdir / f"round-{round_}-{link.name}-{'viewer' if viewer else 'bare'}",
+                        profile=False,
+                        viewer=viewer,
+                    )
+                    (link.viewed if viewer else link.hubs).append(hub)
+                    for key, value in details.items():
+                        link.details.setdefault(key, []).append(value)
+    return TlsRun(plain, secure, session, events, rounds)
+
+
+def run_tls(events: int, nodes: int, rounds: int) -> TlsRun:
+    with tempfile.TemporaryDirectory(prefix="pintu-bench-") as tmp:
+        return measure_links(events, nodes, rounds, Path(tmp))
+
+
+def _times(after: float, before: float) -> str:
+    """``after`` as a multiple of ``before``; a dash when ``before`` is nothing (the broker's
+    CPU time is counted in ticks of 10 ms, which a very short run may not reach)."""
+    return f"{after / before:.2f}x" if before > 0 else "-"
+
+
+def _cpu_of(results: list[Result], what: str) -> float:
+    return float(statistics.median(getattr(r, what) for r in results))
+
+
+def render_tls(run: TlsRun, command: str, load: tuple[float, float], commit: str) -> str:
+    plain, tls = run.plain, run.tls
+    rows = []
+    rates: dict[str, tuple[float, float]] = {}
+    for label, key in (
+        ("broker alone: paho QoS 1 publisher to paho subscriber", "raws"),
+        ("hub: validated, stored (SQLite, one transaction a batch) and acked", "hubs"),
+        ("hub with one viewer's live stream open (dashboard and API running)", "viewed"),
+    ):
+        p, t = _median(getattr(plain, key)), _median(getattr(tls, key))
+        p_raw, t_raw = _median(plain.raws), _median(tls.raws)
+        rates[key] = (p.rate, t.rate)
+        rows.append(
+            f"| {label} | {p.rate:,.0f} ({_spread(getattr(plain, key))}) "
+            f"| {t.rate:,.0f} ({_spread(getattr(tls, key))}) | {t.rate / p.rate:.2f}x "
+            f"| {p.rate / p_raw.rate:.0%} | {t.rate / t_raw.rate:.0%} |"
+        )
+    cpu_rows = []
+    cpu: dict[tuple[str, str], tuple[float, float]] = {}
+    for label, key in (("broker alone", "raws"), ("hub", "hubs"), ("hub with a viewer", "viewed")):
+        measuring = "the subscriber" if key == "raws" else "the hub"
+        for process, what in (
+            (measuring, "cpu_per_event_us"),
+            ("the broker", "broker_cpu_per_event_us"),
+            ("the publisher", "publisher_cpu_per_event_us"),
+        ):
+            before = _cpu_of(getattr(plain, key), what)
+            after = _cpu_of(getattr(tls, key), what)
+            cpu[key, what] = (before, after)
+            cpu_rows.append(
+                f"| {label} | {process} | {before:.0f} | {after:.0f} | {after - before:+.0f} "
+                f"| {_times(after, before)} |"
+            )
+    raw_p, raw_t = rates["raws"]
+    hub_p, hub_t = rates["hubs"]
+    seen_p, seen_t = rates["viewed"]
+    hub_cpu = cpu["hubs", "cpu_per_event_us"]
+    seen_cpu = cpu["viewed", "cpu_per_event_us"]
+    broker_cpu = cpu["hubs", "broker_cpu_per_event_us"]
+    publisher_cpu = cpu["hubs", "publisher_cpu_per_event_us"]
+
+    def verdict(share: float) -> str:
+        return f"{'meets' if share >= TARGET_RATIO else 'MISSES'} it ({share:.0%})"
+
+    lines = [
+        versions(),
+        "",
+        f"Command: `{command}`, {provenance.today()}, at commit {commit}. Load average "
+        f"(1 min) {load[0]:.1f} when the run began and {load[1]:.1f} at its end, on "
+        f"{len(_cpus())} CPUs shared with other work.",
+        "",
+        f"Two brokers of the same Mosquitto side by side, on Mosquitto's defaults (as above): "
+        "one on a plain listener, one speaking TLS only with a certificate from a facility "
+        "CA made by the provisioning tools' code. On the TLS broker the publisher, the "
+        "subscriber, the ack listener and the hub all verify its certificate against the "
+        f"CA ({run.session}). {run.rounds} round{'s' if run.rounds != 1 else ''} of "
+        f"{run.events} events a measurement; in "
+        "every round each of the three measurements is taken on both brokers, one after the "
+        "other, the order swapped every round. The median round of each is shown, with the "
+        "range over the rounds.",
+        "",
+        "| measured | plain: events/s | TLS: events/s | TLS / plain | plain: share of the "
+        "broker alone | TLS: share of the broker alone |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+        "",
+        "CPU time per event in µs, median over the rounds, of the measuring process (the "
+        "subscriber, or the hub with its ack listener), of the broker, and of the publisher "
+        "standing in for the doors:",
+        "",
+        "| measured | process | plain | TLS | TLS - plain | TLS / plain |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+        *cpu_rows,
+        "",
+        f"Hub, over all rounds, plain and TLS: mean batch {plain.mean('mean batch'):.0f} and "
+        f"{tls.mean('mean batch'):.0f} events, mean ack latency "
+        f"{plain.mean('ack latency mean (ms)'):.1f} and {tls.mean('ack latency mean (ms)'):.1f}"
+        f" ms, {plain.total('duplicates') + tls.total('duplicates'):.0f} duplicates, "
+        f"{plain.total('rejected') + tls.total('rejected'):.0f} rejected.",
+        "",
+        f"The cost of TLS in this run: the broker alone carries {raw_t / raw_p:.0%} of its "
+        f"plain rate over TLS, the hub stores and acks {hub_t / hub_p:.0%} of its plain rate "
+        f"({seen_t / seen_p:.0%} with a viewer). An event costs the hub "
+        f"{hub_cpu[1] - hub_cpu[0]:+.0f} µs of CPU over TLS ({_times(hub_cpu[1], hub_cpu[0])}; "
+        f"{seen_cpu[1] - seen_cpu[0]:+.0f} µs with a viewer), the broker "
+        f"{broker_cpu[1] - broker_cpu[0]:+.0f} µs ({_times(broker_cpu[1], broker_cpu[0])}) and "
+        f"the publisher {publisher_cpu[1] - publisher_cpu[0]:+.0f} µs "
+        f"({_times(publisher_cpu[1], publisher_cpu[0])}).",
+        "",
+        f"Target: with a viewer, at least {TARGET_RATIO:.0%} of the broker alone on the same "
+        f"link; plain {verdict(seen_p / raw_p)}, TLS {verdict(seen_t / raw_t)}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def smoke(events: int, nodes: int, attempts: int = 3) -> int:
     """Short rounds of the broker alone and the hub with a viewer; 0 as soon as the hub
     spends at most ``SMOKE_CPU_RATIO`` times the subscriber's CPU time on an event in one
@@ -528,9 +780,17 @@ def main(argv: list[str] | None = None) -> int:
         help="short rounds; fail only if the hub spends over "
         f"{SMOKE_CPU_RATIO:g}x a bare subscriber's CPU on an event in each",
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="each measurement on a plain broker and on a TLS one verified against a "
+        "facility CA, in the same run; writes a section of its own",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         return smoke(min(args.events, 5000), args.nodes)
+    if args.tls:
+        return main_tls(args)
     command = "python -m bench.ingest" + (
         f" --events {args.events}" if args.events != 20_000 else ""
     )
@@ -569,6 +829,23 @@ def main(argv: list[str] | None = None) -> int:
         write_section(target, section)
         sys.stdout.write(f"wrote {target.name}\n")
     return 0 if seen.rate / raw.rate >= TARGET_RATIO else 1
+
+
+def main_tls(args: argparse.Namespace) -> int:
+    command = "python -m bench.ingest --tls"
+    for name, default in (("events", 20_000), ("nodes", 4), ("rounds", 3)):
+        if getattr(args, name) != default:
+            command += f" --{name} {getattr(args, name)}"
+    commit = provenance.commit()  # the code that runs, before the documents change
+    began = provenance.load()
+    run = run_tls(args.events, args.nodes, args.rounds)
+    section = render_tls(run, command, (began, provenance.load()), commit)
+    sys.stdout.write(section)
+    if args.write:
+        target = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+        write_section(target, section, TLS_START, TLS_END, TLS_TITLE)
+        sys.stdout.write(f"wrote {target.name}\n")
+    return 0
 
 
 if __name__ == "__main__":

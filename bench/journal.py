@@ -32,6 +32,7 @@ from typing import Any
 
 import sqlite_utils
 
+from bench.provenance import filesystem
 from bench.registry import ROOT, write_section
 from controller.journal import MIGRATIONS, Journal
 from protocol.events import EventKind, new_event_id
@@ -148,7 +149,7 @@ def report(arms: list[Arm], command: str, directory: Path) -> str:
     lines = [
         f"Run on {platform.platform()} ({platform.machine()}, {os.cpu_count()} CPUs), Python "
         f"{platform.python_version()}; SQLite {sqlite3.sqlite_version}, sqlite-utils "
-        f"{md.version('sqlite-utils')}; database files on {_where(directory)}.",
+        f"{md.version('sqlite-utils')}; database files on {filesystem(directory)}.",
         "",
         f"Command: `{command}`",
         "",
@@ -177,19 +178,6 @@ def report(arms: list[Arm], command: str, directory: Path) -> str:
         f"{journal.median():.3f} ms.",
     ]
     return "\n".join(lines)
-
-
-def _where(directory: Path) -> str:
-    try:
-        with open("/proc/mounts", encoding="utf-8") as mounts:
-            best = ("", "?")
-            for line in mounts:
-                _, mount, fstype, *_ = line.split()
-                if str(directory.resolve()).startswith(mount) and len(mount) >= len(best[0]):
-                    best = (mount, fstype)
-        return f"{best[1]}"
-    except OSError:
-        return "a local file system"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,6 +77,7 @@ from playwright.sync_api import (
 from playwright.sync_api import Error as PlaywrightError
 
 from bench.latency import broker_version, library_versions
+from bench.provenance import commit
 from bench.registry import ROOT, Server, free_port, percentile, write_section
 from bench.rss import ReadySocket, stop_process
 from provisioning.mosquitto import Mosquitto
@@ -569,22 +570,6 @@ def machine(chromium: str) -> str:
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; "
         f"{libraries}; {broker_version()}{browser}."
     )
-
-
-def commit() -> str:
-    """The checkout's commit, marked when its files differ from it."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - git from the PATH
-            cwd=ROOT, capture_output=True, text=True, check=True, timeout=10,
-        ).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
-            cwd=ROOT, capture_output=True, text=True, check=True, timeout=10,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{head} with changes not committed" if dirty else head
 
 
 def _ms(value: float) -> str:

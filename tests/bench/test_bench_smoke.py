@@ -39,6 +39,28 @@ def test_latency_benchmark_gives_sane_figures(latency: ModuleType) -> None:
     assert "Worst p99 in this run" in section
 
 
+def test_latency_benchmark_over_tls_and_the_signed_lists(latency: ModuleType) -> None:
+    """`bench.latency --tls` in small: the node on a plain broker and on a TLS one (the
+    node, the stand-in hub and the load verifying it against a facility CA), and the signed
+    lists' check beside the unsigned parse."""
+    plain, tls = latency.measure_links(2, 2, block=1, warmup=0, load_rate=300.0)
+    assert plain.tls is None and tls.tls is not None and tls.tls.startswith("TLS")
+    for result in (plain, tls):
+        assert len(result.idle.node_ms) == len(result.loaded.node_ms) == 2
+        # node_start of each of the two nodes and one entry per admission, acked.
+        assert result.hub.node_events >= 2 + 4
+        assert result.hub.acks_sent == result.hub.node_events
+    costs, where = latency.list_costs(2, trust_sizes=(3,), status_sizes=(500,))
+    assert [c.records for c in costs] == [3, 500]
+    for cost in costs:
+        for times in (cost.parse_ms, cost.verify_ms, cost.signed_ms, cost.arrival_ms):
+            assert len(times) == 2 and all(ms > 0 for ms in times)
+    command = "python -m bench.latency --tls --admissions 2 --rounds 2"
+    section = latency.report_tls(plain, tls, costs, where, 2, command, (1.0, 1.0), "abc1234")
+    assert "| TLS | idle | 2 |" in section and "| plain | idle | 2 |" in section
+    assert "| status list, 500 subjects |" in section
+
+
 def test_write_section_keeps_the_rest_of_the_file(latency: ModuleType, tmp_path: Path) -> None:
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n\n<!-- other:start -->\nkept\n<!-- other:end -->\n")
@@ -89,6 +111,23 @@ def test_the_hub_ingest_is_not_grossly_slower_than_the_broker(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "CPU per event" in out
+
+
+def test_the_ingest_benchmark_runs_over_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bench.ingest --tls` in small: the broker alone, the hub and the hub with a viewer
+    on a plain broker and on a TLS one, every client verifying the TLS broker."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    ingest = importlib.import_module("bench.ingest")
+    run = ingest.run_tls(300, 4, 1)
+    assert run.session.startswith("TLS")
+    for link in (run.plain, run.tls):
+        for results in (link.raws, link.hubs, link.viewed):
+            assert len(results) == 1 and results[0].events == 300
+            assert results[0].broker_cpu_s >= 0 and results[0].publisher_cpu_s > 0
+    assert run.tls.broker.ca_file is not None and run.plain.broker.ca_file is None
+    section = ingest.render_tls(run, "python -m bench.ingest --tls", (1.0, 1.0), "abc1234")
+    assert "The cost of TLS in this run" in section
+    assert "| hub with a viewer | the hub |" in section
 
 
 def test_decode_benchmark_has_a_row_for_every_preset_and_a_photo_folder(
