@@ -229,6 +229,8 @@ class Alerts:
         event_id: str | None = None,
         coalesce: bool = False,
     ) -> Alert:
+        """A new alert; with ``coalesce``, an open alert of the same facility, kind and node
+        is counted again instead."""
         now = utcnow()
 
         def add(conn: Connection) -> Alert:
@@ -250,6 +252,7 @@ class Alerts:
         return self._sa("add an alert", add)
 
     def ack_alert(self: Database, alert_id: int, user: str) -> Alert:
+        """Acknowledge an alert; ``NotFound`` if there is none with that id."""
         now = ms(utcnow())
 
         def ack(conn: Connection) -> Alert:
@@ -273,6 +276,7 @@ class Alerts:
     def clear_alerts(
         self: Database, facility_id: str, kind: str, node_id: str | None = None
     ) -> list[Alert]:
+        """Close the open alerts whose condition has ended (a node came back)."""
         query = (
             update(alerts)
             .where(*_same(facility_id, kind, node_id), *OPEN)

@@ -453,6 +453,8 @@ class Batches:
     def store_batch(
         self: Database, events: Sequence[Event], received_at: datetime | None = None
     ) -> BatchResult:
+        """Store new events, skip known ones, count them in the order of their own times
+        (correcting what a late one changes), track seq gaps: one transaction."""
         if not events:
             return BatchResult()
         for event in events:
@@ -474,6 +476,7 @@ class Batches:
         *,
         zone_id: str | None = None,
     ) -> Adjustment:
+        """Set a headcount by hand (``correction``) or zero it (``reset``), recording who."""
         value, zone_id = check_adjustment(
             facility_id, self.configured.get(facility_id), kind, value, user, zone_id
         )

@@ -172,6 +172,8 @@ class Events:
     """The events' path written once: a part of the store (``hub.store.Store``)."""
 
     def rebuild_occupancy(self: Database) -> dict[str, Occupancy]:
+        """Count every facility again from its stored events and adjustments, in the
+        counting order (``hub.counting.rules``): the same counters live counting keeps."""
         now = ms(utcnow())
 
         def rebuild(conn: Connection) -> dict[str, Snapshot]:

@@ -114,6 +114,7 @@ class Facilities:
                 )
 
     def facility_config(self: Database, facility_id: str) -> FacilityConfig | None:
+        """The facility's settings in effect: the config's, with staff's capacity changes."""
         if facility_id not in self.configured:
             return None
         if self.several_writers:
@@ -134,6 +135,8 @@ class Facilities:
         nominal_max: int | None = None,
         soft_threshold_percent: float | None = None,
     ) -> FacilityConfig:
+        """Set the capacity in effect (absolute, or a percentage of ``nominal_max``), kept
+        across restarts and audited; ``ValueError`` for a bad value, nothing changed."""
         if facility_id not in self.configured:
             raise NotFound(f"unknown facility {facility_id!r}")
         now = ms(utcnow())
@@ -169,6 +172,7 @@ class Facilities:
         return change.facility
 
     def occupancy(self: Database, facility_id: str) -> Occupancy:
+        """The facility's occupancy; ``NotFound`` for a facility neither configured nor seen."""
         def read(conn: Connection) -> Sequence[Any]:
             if self.several_writers:
                 read_settings(self, conn, facility_id)
@@ -185,6 +189,7 @@ class Facilities:
         return _occupancy_of(self, facility_id, rows)
 
     def occupancies(self: Database) -> list[Occupancy]:
+        """Every configured facility's occupancy (and any other facility seen in events)."""
         query = select(_O.facility_id, _O.zone_id, _O.value, _O.updated_at).order_by(
             bytewise(self.dialect, _O.facility_id)
         )

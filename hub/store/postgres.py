@@ -51,7 +51,7 @@ from hub.store.dialect import StoreConflict, lock_all
 from hub.store.events import recount_all
 from hub.store.facilities import apply_settings
 from hub.store.migrations import migrate
-from hub.store.parts import StoreParts
+from hub.store.parts import Store
 from protocol.events import utcnow
 from runtime.db import DatabaseError, open_engine
 
@@ -127,7 +127,7 @@ class _Pool:
         self.engine.dispose()
 
 
-class PgStore(StoreParts):
+class PgStore(Store):
     """The hub's store in PostgreSQL (see the module's doc). ``dsn`` is a libpq connection
     string; its password, if the server needs one, belongs in a ``.pgpass`` file."""
 

@@ -143,6 +143,7 @@ class Reads:
         before: int | None = None,
         limit: int = 100,
     ) -> EventPage:
+        """Stored events, newest first; ``since``/``until`` bound the event time ``ts``."""
         limit = max(1, min(limit, MAX_PAGE))
 
         def read(conn: Connection) -> list[Any]:
@@ -172,6 +173,7 @@ class Reads:
     def count_events(
         self: Database, facility_id: str | None = None, *, since: datetime | None = None
     ) -> int:
+        """How many events are stored (for a facility, since an event time)."""
         query = select(func.count()).select_from(events)
         if facility_id is not None:
             query = query.where(_E.facility_id == facility_id)
@@ -219,6 +221,7 @@ class Reads:
         kind: str | None = None,
         limit: int = 200,
     ) -> list[Alert]:
+        """Alerts, newest first."""
         def read(conn: Connection) -> list[Alert]:
             rows = _ALERTS.rows(
                 conn,
@@ -261,6 +264,8 @@ class Reads:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[HistorySample]:
+        """Occupancy per minute of the events' own time (minutes something was counted
+        in only), oldest first."""
         h = occupancy_history.c
         query = select(h.facility_id, h.minute, h.occupancy, h.peak).where(
             h.facility_id == facility_id

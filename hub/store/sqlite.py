@@ -28,7 +28,7 @@ from hub.config import FacilityConfig
 from hub.errors import StoreDataError, StoreError
 from hub.store.events import recount_all
 from hub.store.migrations import migrate
-from hub.store.parts import StoreParts
+from hub.store.parts import Store
 from protocol.events import utcnow
 from runtime.db import DatabaseError, open_engine
 
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class SqliteStore(StoreParts):
+class SqliteStore(Store):
     """The hub's store in one SQLite file (see the module's doc)."""
 
     dialect = "sqlite"

@@ -26,6 +26,7 @@ class Upstream:
     """The synced lists: a part of the store (``hub.store.Store``)."""
 
     def sync_state(self: Database) -> SyncState:
+        """The feed cursor, the stored trust list and when the registry last confirmed them."""
         def read(conn: Connection) -> tuple[Any, int]:
             row = conn.execute(
                 select(

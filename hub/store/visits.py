@@ -98,6 +98,7 @@ class Visits:
     visit_max_s: float = 24 * 3600.0
 
     def configure_visits(self, max_visit_s: float) -> None:
+        """The longest visit an exit closes (``[retention] max_visit_hours``)."""
         if max_visit_s <= 0:
             raise ValueError("the longest visit must be positive")
         self.visit_max_s = max_visit_s
