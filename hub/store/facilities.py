@@ -173,6 +173,7 @@ class Facilities:
 
     def occupancy(self: Database, facility_id: str) -> Occupancy:
         """The facility's occupancy; ``NotFound`` for a facility neither configured nor seen."""
+
         def read(conn: Connection) -> Sequence[Any]:
             if self.several_writers:
                 read_settings(self, conn, facility_id)

@@ -222,6 +222,7 @@ class Reads:
         limit: int = 200,
     ) -> list[Alert]:
         """Alerts, newest first."""
+
         def read(conn: Connection) -> list[Alert]:
             rows = _ALERTS.rows(
                 conn,

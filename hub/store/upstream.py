@@ -27,6 +27,7 @@ class Upstream:
 
     def sync_state(self: Database) -> SyncState:
         """The feed cursor, the stored trust list and when the registry last confirmed them."""
+
         def read(conn: Connection) -> tuple[Any, int]:
             row = conn.execute(
                 select(
