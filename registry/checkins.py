@@ -36,7 +36,7 @@ from typing import Any, Literal
 from protocol import passes
 from protocol.checkins import MAX_BATCH, AnswerBatch, CheckinBatch, PhoneAnswer, PhoneCheckin
 from registry import auth, wallet
-from registry.errors import Conflict, NotFound
+from registry.errors import CheckinsWaiting, Conflict, NotFound
 from registry.records import Checkin, Door, Facility, FacilityState
 from registry.service import Registry
 from registry.wallet import WalletPass
@@ -52,6 +52,9 @@ MAX_WAIT_S = 30.0
 CHANNEL_FRESH_S = MAX_WAIT_S + 15.0
 # How often a waiting request looks at the store for another process's rows.
 POLL_S = 0.25
+# A wallet's check-ins that no hub has answered yet, at most: a hub away for long, or a
+# script, cannot make a phone fill the registry with check-ins.
+MAX_WAITING = 20
 # How often each process writes down that a facility's hub is listening.
 CHANNEL_NOTE_S = 10.0
 _DIRECTIONS: dict[str, Literal["entry", "exit", "both"]] = {
@@ -154,7 +157,8 @@ class Checkins:
 
         ``Unauthenticated``/``WalletMoved`` for a wallet that is not current, ``NotFound``
         for a door that is not there, ``Conflict`` for a door with a camera only or an id
-        another check-in has.
+        another check-in has, ``CheckinsWaiting`` (429) when ``MAX_WAITING`` of the
+        wallet's check-ins still wait for a hub.
         """
         if not CHECKIN_ID.match(checkin_id):
             raise Conflict("a check-in id is 32 lowercase hex digits", "bad_checkin_id")
@@ -165,9 +169,15 @@ class Checkins:
                 "camera_door",
             )
         held = wallet.refresh(self.registry, credential, address)
+        wallet_hash = auth.token_hash(credential)
+        store = self.registry.store
+        if store.get_checkin(checkin_id) is None:
+            waiting = store.waiting_checkins(wallet_hash)
+            if waiting >= MAX_WAITING:
+                raise CheckinsWaiting(waiting)
         checkin = self.registry.store.add_checkin(
             Checkin(
-                checkin_id, auth.token_hash(credential), facility.id, door.door_id,
+                checkin_id, wallet_hash, facility.id, door.door_id,
                 held.text, self.now_ms(),
             )
         )  # fmt: skip

@@ -69,5 +69,14 @@ class LoginThrottled(AuthError):
         self.retry_after_s = retry_after_s
 
 
+class CheckinsWaiting(LoginThrottled):
+    """A wallet has as many check-ins waiting for its facility's hub as it may have."""
+
+    def __init__(self, waiting: int, retry_after_s: float = 60.0) -> None:
+        super().__init__(retry_after_s)
+        self.args = (f"{waiting} check-ins of this pass are still waiting for the facility; "
+                     "show the screen to the staff",)  # fmt: skip
+
+
 class SigningKeyError(RegistryError):
     """The signing keys cannot be read, written or used."""

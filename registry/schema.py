@@ -201,6 +201,7 @@ checkins = Table(
     Column("answer", Text),
     Column("answered_at", Seconds),
     Index("checkins_facility", "facility_id", "at_ms"),
+    Index("checkins_wallet", "wallet_hash"),
 )
 
 audit = Table(

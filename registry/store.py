@@ -200,6 +200,10 @@ class RegistryStore(Protocol):
         ``Conflict`` if the id is another wallet's or another door's."""
         ...
 
+    def waiting_checkins(self, wallet_hash: str) -> int:
+        """How many of a wallet's check-ins no hub has answered yet."""
+        ...
+
     def get_checkin(self, checkin_id: str) -> Checkin | None: ...
 
     def take_checkins(

@@ -526,3 +526,38 @@ def test_without_a_pass_the_poster_says_how_to_get_one(
     check(page)
     unknown = page.goto(f"{world.registry.url}/d/{world.facility_id}/nowhere")
     assert unknown is not None and unknown.status == 404
+
+
+def test_a_wallet_cannot_pile_up_check_ins_while_the_hub_is_away(tmp_path: Path) -> None:
+    """At most MAX_WAITING of a wallet's check-ins wait for a hub; a retry of one of them
+    is still the same check-in, and the next new one is refused with 429."""
+    from protocol.status import Status
+    from registry import wallet
+    from registry.checkins import MAX_WAITING, Checkins
+    from registry.config import load_config
+    from registry.errors import CheckinsWaiting
+    from registry.readlimit import ReadLimiter
+    from registry.service import Registry
+
+    config_path, facility_id, _, _ = registry_with_facility(
+        tmp_path, free_port(), [("front-in", "entrance", "poster")]
+    )
+    registry = Registry.open(load_config(config_path))
+    try:
+        registry.wallet_calls = ReadLimiter(1000, 1000)  # the per-minute limit is another test's
+        nik = "3174050102990001"
+        registry.set_person(nik, "Siti Rahayu", Status.GREEN, 2, "test")
+        link = wallet.issue_link(registry, nik, "test")
+        credential = wallet.activate(registry, link.token, "127.0.0.1").credential
+        checkins = Checkins(registry)
+        ids = [uuid.uuid4().hex for _ in range(MAX_WAITING)]
+        for checkin_id in ids:
+            checkins.start(credential, checkin_id, facility_id, "front-in", "127.0.0.1")
+        # A retry of one that waits is the same check-in, not a new one.
+        again = checkins.start(credential, ids[0], facility_id, "front-in", "127.0.0.1")
+        assert again.checkin.id == ids[0]
+        with pytest.raises(CheckinsWaiting):
+            checkins.start(credential, uuid.uuid4().hex, facility_id, "front-in", "127.0.0.1")
+        assert registry.store.waiting_checkins(again.checkin.wallet_hash) == MAX_WAITING
+    finally:
+        registry.close()

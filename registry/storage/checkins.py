@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, or_, select
+from sqlalchemy import Connection, and_, bindparam, func, or_, select
 
 from registry.errors import Conflict
 from registry.records import Checkin
@@ -39,6 +39,11 @@ _ANSWER = (
         _C.answer.is_(None),
     )
     .values(answer=bindparam("answer_json"), answered_at=bindparam("answered"))
+)
+_WAITING = (
+    select(func.count())
+    .select_from(checkins)
+    .where(_C.wallet_hash == bindparam("wallet_hash"), _C.answer.is_(None))
 )
 _QUEUED = checkins.update().where(_C.id == bindparam("key")).values(queued=1)
 _DELETE = checkins.delete().where(_C.id == bindparam("key"))
@@ -90,6 +95,11 @@ class Checkins:
             return stored
 
         return self._db.write("add a phone check-in", work)
+
+    def waiting_checkins(self, wallet_hash: str) -> int:
+        """How many of a wallet's check-ins no hub has answered yet."""
+        row = self._db.fetch_one(_WAITING, {"wallet_hash": wallet_hash})
+        return int(row[0]) if row is not None else 0
 
     def get_checkin(self, checkin_id: str) -> Checkin | None:
         row = self._db.fetch_one(_GET, {"id": checkin_id})

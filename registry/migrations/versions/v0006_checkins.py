@@ -34,11 +34,13 @@ def upgrade() -> None:
         sa.Column("answered_at", _SECONDS),
     )
     op.create_index("checkins_facility", "checkins", ["facility_id", "at_ms"])
+    op.create_index("checkins_wallet", "checkins", ["wallet_hash"])
     op.add_column("hub_activity", sa.Column("channel_at", _SECONDS))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("hub_activity") as batch:
         batch.drop_column("channel_at")
+    op.drop_index("checkins_wallet", "checkins")
     op.drop_index("checkins_facility", "checkins")
     op.drop_table("checkins")
