@@ -76,6 +76,7 @@ from playwright.sync_api import (
 )
 from playwright.sync_api import Error as PlaywrightError
 
+from bench.dashboard import CHROMIUM, CHROMIUM_ARGS
 from bench.latency import broker_version, library_versions
 from bench.provenance import commit
 from bench.registry import ROOT, Server, free_port, percentile, write_section
@@ -104,17 +105,6 @@ PAGES_PER_PHONE = WALLET_CALLS_PER_MINUTE - 4
 # budget, with room for the activations and the wallets' refreshes.
 MAX_CHECKINS = WALLET_CALLS_PER_ADDRESS * 5 // 6
 PHONE_SCREEN: ViewportSize = {"width": 390, "height": 844}
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT_MS = 15_000
 READY_TIMEOUT_S = 60.0
 

@@ -116,20 +116,7 @@ class Keyring:
         return self.document().trust
 
     def _private_key(self, kid_hex: str) -> SigningKey | None:
-        key = self._private.get(kid_hex)
-        if key is not None:
-            return key
-        path = self.key_path(kid_hex)
-        if not path.exists():
-            return None
-        try:
-            key = SigningKey.load(path)
-        except ProtocolError as err:
-            raise SigningKeyError(str(err)) from err
-        if key.kid_hex != kid_hex:
-            raise SigningKeyError(f"{path}: holds key {key.kid_hex}, not {kid_hex}")
-        self._private[kid_hex] = key
-        return key
+        return private_key(self._private, self.key_path(kid_hex), kid_hex)
 
     def _current_entry(self, trust: TrustList) -> TrustedKey | None:
         usable = [
@@ -221,3 +208,21 @@ class Keyring:
         self._private.pop(kid_hex, None)
         logger.warning("signing key %s revoked: its passes are refused from the next sync", kid_hex)
         return rotation
+
+
+def private_key(kept: dict[str, SigningKey], path: Path, kid_hex: str) -> SigningKey | None:
+    """The private key ``kid_hex`` from ``kept``, or read from ``path`` (and kept); None
+    when there is no such file, ``SigningKeyError`` for one that holds another key."""
+    key = kept.get(kid_hex)
+    if key is not None:
+        return key
+    if not path.exists():
+        return None
+    try:
+        key = SigningKey.load(path)
+    except ProtocolError as err:
+        raise SigningKeyError(str(err)) from err
+    if key.kid_hex != kid_hex:
+        raise SigningKeyError(f"{path}: holds key {key.kid_hex}, not {kid_hex}")
+    kept[kid_hex] = key
+    return key

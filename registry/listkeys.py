@@ -29,7 +29,7 @@ from protocol.errors import ProtocolError
 from protocol.signedlist import ListKeys, statement
 from protocol.trust import SigningKey
 from registry.errors import SigningKeyError
-from registry.keyring import locked
+from registry.keyring import locked, private_key
 
 logger = logging.getLogger(__name__)
 
@@ -117,20 +117,7 @@ class ListKeyring:
         )
 
     def _private_key(self, kid_hex: str) -> SigningKey | None:
-        key = self._private.get(kid_hex)
-        if key is not None:
-            return key
-        path = self.key_path(kid_hex)
-        if not path.exists():
-            return None
-        try:
-            key = SigningKey.load(path)
-        except ProtocolError as err:
-            raise SigningKeyError(str(err)) from err
-        if key.kid_hex != kid_hex:
-            raise SigningKeyError(f"{path}: holds key {key.kid_hex}, not {kid_hex}")
-        self._private[kid_hex] = key
-        return key
+        return private_key(self._private, self.key_path(kid_hex), kid_hex)
 
     # Writing.
 
