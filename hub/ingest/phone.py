@@ -104,10 +104,11 @@ class PhoneDoors:
         if door_direction is None:
             return _refused(checkin, Signal.ERROR, "unknown_door", now), []
         occupancy = self.store.occupancy(facility.id)
-        policy = self._policy(facility, checkin, occupancy)
-        decided_at = checkin.at_ms / 1000 if checkin.queued else now
         parsed = passes.parse(checkin.pass_text)
-        subject = parsed.subject_hex if isinstance(parsed, passes.Pass) else None
+        held = parsed if isinstance(parsed, passes.Pass) else None
+        policy = self._policy(facility, checkin, held, occupancy)
+        decided_at = checkin.at_ms / 1000 if checkin.queued else now
+        subject = held.subject_hex if held is not None else None
         direction: Direction = "entry"
         if door_direction == "exit":
             direction = "exit"
@@ -130,9 +131,14 @@ class PhoneDoors:
         return None
 
     def _policy(
-        self, facility: FacilityConfig, checkin: PhoneCheckin, occupancy: Occupancy
+        self,
+        facility: FacilityConfig,
+        checkin: PhoneCheckin,
+        held: passes.Pass | None,
+        occupancy: Occupancy,
     ) -> Policy:
-        """The door's decision table, fed from the hub's records for this check-in."""
+        """The door's decision table, fed from the hub's records for this check-in's pass
+        (``held``: None for a text that is no pass, which the table refuses itself)."""
         config = facility.policy
         if checkin.queued:
             # Decided at its own time, in front of staff: no capacity or anti-passback of now.
@@ -143,12 +149,11 @@ class PhoneDoors:
             if state.trust is not None
             else TrustList({})
         )
-        parsed = passes.parse(checkin.pass_text)
         statuses = StatusList()
-        if isinstance(parsed, passes.Pass):
-            known = self.store.status_of(parsed.subject_hex)
+        if held is not None:
+            known = self.store.status_of(held.subject_hex)
             if known is not None:
-                statuses = StatusList.from_items([(parsed.subject, known[0], known[1])])
+                statuses = StatusList.from_items([(held.subject, known[0], known[1])])
         policy = Policy(config, trust, statuses)
         policy.set_facility_state(
             FacilityState(
@@ -158,14 +163,14 @@ class PhoneDoors:
                 full=occupancy.full,
             )
         )
-        if isinstance(parsed, passes.Pass):
-            last = self.store.last_passage(facility.id, parsed.subject_hex)
+        if held is not None:
+            last = self.store.last_passage(facility.id, held.subject_hex)
             way = _WAYS.get(direction_sign(last.event.kind, last.event.direction)) if last else None
             if last is not None and way is not None:
                 e = last.event
                 policy.note_passage(
                     Passage(
-                        node_id=e.node_id, door_id=e.door_id, subject=parsed.subject_hex,
+                        node_id=e.node_id, door_id=e.door_id, subject=held.subject_hex,
                         direction=way, ts=e.ts, event_id=e.event_id,
                     )
                 )  # fmt: skip
