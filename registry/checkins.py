@@ -175,7 +175,7 @@ class Checkins:
             waiting = store.waiting_checkins(wallet_hash)
             if waiting >= MAX_WAITING:
                 raise CheckinsWaiting(waiting)
-        checkin = self.registry.store.add_checkin(
+        checkin = store.add_checkin(
             Checkin(
                 checkin_id, wallet_hash, facility.id, door.door_id,
                 held.text, self.now_ms(),
@@ -188,7 +188,7 @@ class Checkins:
         """Whether the facility's hub asked for check-ins lately (here or elsewhere)."""
         if self.waiters.listening(_hub_key(facility_id)):
             return True
-        seen = self.registry.store.hub_activity().get(facility_id)
+        seen = self.registry.store.hub_activity_of(facility_id)
         at = seen.channel_at if seen is not None else None
         return at is not None and self.registry.now() - at < CHANNEL_FRESH_S
 

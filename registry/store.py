@@ -173,6 +173,10 @@ class RegistryStore(Protocol):
         """What was seen of each facility's hub, by facility id."""
         ...
 
+    def hub_activity_of(self, facility_id: str) -> HubActivity | None:
+        """What the registry saw of one facility's hub, or None."""
+        ...
+
     # The visitors' wallets.
     def add_wallet_link(self, link: WalletLink) -> None: ...
 

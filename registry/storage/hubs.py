@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from registry.records import HubActivity
 from registry.schema import hub_activity
@@ -36,6 +36,7 @@ def hub_statements(db: Database) -> dict[str, Any]:
 
 
 _ALL = select(hub_activity)
+_ONE = select(hub_activity).where(hub_activity.c.facility_id == bindparam("facility_id"))
 
 
 class Hubs:
@@ -54,3 +55,7 @@ class Hubs:
     def hub_activity(self) -> dict[str, HubActivity]:
         rows = self._db.fetch(_ALL)
         return {str(row[0]): HubActivity(*row) for row in rows}
+
+    def hub_activity_of(self, facility_id: str) -> HubActivity | None:
+        row = self._db.fetch_one(_ONE, {"facility_id": facility_id})
+        return None if row is None else HubActivity(*row)
