@@ -27,6 +27,8 @@ from protocol.statuslist import StatusList
 from protocol.trust import SigningKey, TrustList
 from provisioning.mosquitto import Mosquitto
 
+from ..signing import flipped
+
 if TYPE_CHECKING:
     from tests.controller.conftest import MqttProbe, WaitFor
 
@@ -166,7 +168,7 @@ def test_a_list_not_signed_by_a_pinned_key_is_refused_and_reported(
         "unsigned": forged,
         "signed by a key not pinned": signed(Kind.TRUST, forged, ROGUE_KEY),
         "signed by a pass key": signed(Kind.TRUST, forged, OLD_KEY),
-        "signature changed": signed(Kind.TRUST, forged)[:-1] + b"\x00",
+        "signature changed": flipped(signed(Kind.TRUST, forged)),
         "signed as a status list": signed(Kind.STATUS, forged),
     }[how]
     before = lists.trust_path.read_bytes()
@@ -223,7 +225,7 @@ def test_a_rotation_no_pinned_key_signed_is_refused(lists: Lists) -> None:
     for chain in (
         statement(LIST_KEY, PINNED) + statement(ROGUE_KEY, rogue),  # the attacker's own
         statement(OLD_KEY, rogue),  # signed by a pass key
-        statement(LIST_KEY, PINNED) + statement(LIST_KEY, rogue)[:-1] + b"\x00",  # changed
+        statement(LIST_KEY, PINNED) + flipped(statement(LIST_KEY, rogue)),  # changed
         ListKeys.of(2, [ROGUE_KEY.public_key], 2000).dumps().encode(),  # not signed at all
     ):
         assert not lists.receiver.apply("keys", chain)

@@ -14,6 +14,7 @@ from protocol.status import Status
 from protocol.statuslist import StatusList
 from protocol.trust import SigningKey, TrustList
 
+from ..signing import flipped
 from .conftest import FACILITY, KEY, LIST_KEY, PINNED, Site, issue, wait
 
 
@@ -68,7 +69,7 @@ def test_a_list_the_registry_did_not_sign_is_refused_and_the_attackers_pass_stay
             (trust_topic, forged, "unsigned"),  # the attack as it was
             (trust_topic, seal(attacker, Kind.TRUST, forged), "unknown_key"),
             (trust_topic, seal(KEY, Kind.TRUST, forged), "unknown_key"),  # a pass key
-            (trust_topic, seal(LIST_KEY, Kind.TRUST, forged)[:-1] + b"\0", "bad_signature"),
+            (trust_topic, flipped(seal(LIST_KEY, Kind.TRUST, forged)), "bad_signature"),
             (status_topic, locked_out, "unsigned"),
             (status_topic, seal(attacker, Kind.STATUS, locked_out), "unknown_key"),
         ):

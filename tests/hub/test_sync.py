@@ -41,6 +41,8 @@ from registry.server import run as run_registry
 from registry.service import Registry
 from runtime.listen import bind, url_of
 
+from ..signing import flipped
+
 
 class Recorder(httpx.AsyncBaseTransport):
     """The registry's app in-process; records each request and its answer's status."""
@@ -307,7 +309,7 @@ def test_a_bad_trust_list_never_reaches_the_doors(world: World, forgery: str) ->
                 "a forged key id": lambda: seal(signer, Kind.TRUST, body),
                 "unsigned": lambda: body,
                 "signed by another key": lambda: seal(SigningKey.generate(), Kind.TRUST, body),
-                "signature changed": lambda: seal(signer, Kind.TRUST, body)[:-1] + b"\x00",
+                "signature changed": lambda: flipped(seal(signer, Kind.TRUST, body)),
             }[forgery]()
             return httpx.Response(200, content=signed, headers={"ETag": '"forged"'})
 
