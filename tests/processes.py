@@ -118,3 +118,79 @@ def registry_with_facility(
     finally:
         registry.close()
     return config_path, created.id, hub_token, pinned
+
+
+def linked_hub_config(
+    workdir: Path,
+    broker: Any,
+    registry_url: str,
+    hub_token: str,
+    facility: dict[str, Any],
+    *,
+    client_id: str,
+    sync_interval_s: float = 0.5,
+    **top_level: Any,
+) -> Any:
+    """A hub on ``broker`` with a SQLite store in ``workdir``, linked to the registry at
+    ``registry_url`` with its token (written to ``workdir/hub-token``), syncing and pushing
+    often, for one facility."""
+    from hub.config import HubConfig
+
+    (workdir / "hub-token").write_text(hub_token + "\n", encoding="utf-8")
+    return HubConfig.model_validate(
+        {
+            "mqtt": {"host": broker.host, "port": broker.port, "client_id": client_id},
+            "store": {"backend": "sqlite", "path": str(workdir / "hub.db")},
+            "registry": {
+                "kind": "http",
+                "url": registry_url,
+                "credentials_file": str(workdir / "hub-token"),
+                "sync_interval_s": sync_interval_s,
+                "push_interval_s": 0.2,
+                "retry_max_s": 0.5,
+            },
+            "facilities": [facility],
+            **top_level,
+        }
+    )
+
+
+class HubThread:
+    """The hub on an event loop of its own, stopped and started again at will."""
+
+    def __init__(self, config: Any) -> None:
+        import asyncio
+
+        from hub.service import Hub
+
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.hub = Hub(config)
+        self.running = False
+
+    def call(self, coro: Any) -> Any:
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def start(self) -> HubThread:
+        from hub.service import Hub
+
+        self.hub = Hub(self.config)
+        self.call(self.hub.start())
+        assert self.call(self.hub.wait_ready(10))
+        self.running = True
+        return self
+
+    def stop(self) -> None:
+        if self.running:
+            self.call(self.hub.stop())
+            self.running = False
+
+    def close(self) -> None:
+        self.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

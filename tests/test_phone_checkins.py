@@ -13,11 +13,9 @@ Chromium at 390x844.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,9 +29,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from hub.config import HttpRegistryConfig, HubConfig
+from hub.config import HttpRegistryConfig
 from hub.records import AlertKind
-from hub.service import Hub
 from protocol import topics
 from protocol.checkins import PHONE_NODE
 from protocol.events import Event, EventKind, new_event_id
@@ -42,8 +39,10 @@ from provisioning.mosquitto import Mosquitto
 from .processes import (
     OPERATOR,
     OPERATOR_PASSWORD,
+    HubThread,
     RegistryProcess,
     free_port,
+    linked_hub_config,
     registry_with_facility,
     wait,
 )
@@ -51,38 +50,6 @@ from .registry.pages import check
 
 _nik = itertools.count(1)
 WAIT_MS = 15_000
-
-
-class HubThread:
-    """The hub on an event loop of its own, stopped and started at will."""
-
-    def __init__(self, config: HubConfig) -> None:
-        self.config = config
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.hub = Hub(config)
-        self.running = False
-
-    def call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
-
-    def start(self) -> None:
-        self.hub = Hub(self.config)
-        self.call(self.hub.start())
-        assert self.call(self.hub.wait_ready(10))
-        self.running = True
-
-    def stop(self) -> None:
-        if self.running:
-            self.call(self.hub.stop())
-            self.running = False
-
-    def close(self) -> None:
-        self.stop()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 class Phone:
@@ -206,22 +173,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         broker = Mosquitto(tmp / "broker")
         broker.start()
         cleanup.callback(broker.stop)
-        (tmp / "hub-token").write_text(hub_token + "\n", encoding="utf-8")
         hub = HubThread(
-            HubConfig.model_validate(
-                {
-                    "mqtt": {"host": broker.host, "port": broker.port, "client_id": "hub-phones"},
-                    "store": {"backend": "sqlite", "path": str(tmp / "hub.db")},
-                    "registry": {
-                        "kind": "http",
-                        "url": process.url,
-                        "credentials_file": str(tmp / "hub-token"),
-                        "sync_interval_s": 0.5,
-                        "push_interval_s": 0.2,
-                        "retry_max_s": 0.5,
-                    },
-                    "facilities": [{"id": facility_id, "name": "Mall Kelapa", "capacity": 100}],
-                }
+            linked_hub_config(
+                tmp,
+                broker,
+                process.url,
+                hub_token,
+                {"id": facility_id, "name": "Mall Kelapa", "capacity": 100},
+                client_id="hub-phones",
             )
         )
         cleanup.callback(hub.close)

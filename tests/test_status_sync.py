@@ -15,9 +15,7 @@ every half second) and a door node (in-process, mock pins, a synthetic camera):
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,9 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from controller.config import NodeConfig
 from controller.node import Node
 from firmware.synthetic import PRESETS, SyntheticSource
-from hub.config import HubConfig
 from hub.records import AlertKind
-from hub.service import Hub
 from protocol import passes, topics
 from protocol.events import Event, EventKind, new_event_id
 from protocol.signedlist import Kind, ListKeys, seal, statement
@@ -48,8 +44,10 @@ from provisioning.mosquitto import Mosquitto
 from .processes import (
     OPERATOR,
     OPERATOR_PASSWORD,
+    HubThread,
     RegistryProcess,
     free_port,
+    linked_hub_config,
     registry_with_facility,
     wait,
 )
@@ -97,27 +95,6 @@ class Operator:
     def issue(self, nik: str) -> dict[str, Any]:
         pass_: dict[str, Any] = self.call("POST", "/passes", json={"nik": nik})
         return pass_
-
-
-class HubThread:
-    """The hub on an event loop of its own."""
-
-    def __init__(self, config: HubConfig) -> None:
-        self.hub = Hub(config)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.call(self.hub.start())
-        assert self.call(self.hub.wait_ready(10))
-
-    def call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
-
-    def stop(self) -> None:
-        self.call(self.hub.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 class Doors:
@@ -190,25 +167,18 @@ def facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facility]:
     previous = Device.pin_factory
     Device.pin_factory = MockFactory(pin_class=MockPin)
     node, source = start_node(tmp / "node", broker, facility_id, pinned)
-    (tmp / "hub-token").write_text(hub_token + "\n", encoding="utf-8")
     hub = HubThread(
-        HubConfig.model_validate(
-            {
-                "mqtt": {"host": broker.host, "port": broker.port, "client_id": "hub-e2e"},
-                "store": {"backend": "sqlite", "path": str(tmp / "hub.db")},
-                "registry": {
-                    "kind": "http",
-                    "url": process.url,
-                    "credentials_file": str(tmp / "hub-token"),
-                    "sync_interval_s": SYNC_S,
-                    "push_interval_s": 0.2,
-                    "retry_max_s": 0.5,
-                },
-                "facilities": [{"id": facility_id, "name": "Mall Kelapa"}],
-                "node_offline_after_s": 600,
-            }
+        linked_hub_config(
+            tmp,
+            broker,
+            process.url,
+            hub_token,
+            {"id": facility_id, "name": "Mall Kelapa"},
+            client_id="hub-e2e",
+            sync_interval_s=SYNC_S,
+            node_offline_after_s=600,
         )
-    )
+    ).start()
     # The registry is not up yet: the hub keeps trying, and the node's two-day-old trust
     # list shows on the dashboard as stale.
     wait(
@@ -226,7 +196,7 @@ def facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facility]:
         node.stop()
         Device.pin_factory.reset()
         Device.pin_factory = previous
-        hub.stop()
+        hub.close()
         operator.http.close()
         process.stop()
         broker.stop()
