@@ -7,11 +7,11 @@ RFC 3339 text) for the API and the live feed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from protocol.events import Event
+from protocol.events import Event, wire_time
 
 Role = Literal["viewer", "guard", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "guard", "admin")
@@ -38,7 +38,7 @@ def iso(ts: datetime) -> str:
     """
     if ts.tzinfo is None:
         raise ValueError("naive datetime: give a timezone-aware time")
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return wire_time(ts)
 
 
 def parse_iso(text: str) -> datetime:

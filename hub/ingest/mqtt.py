@@ -25,6 +25,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,6 +42,7 @@ from pydantic import ValidationError
 from hub.config import FacilityConfig, HubConfig
 from hub.counting.rules import direction_sign
 from hub.errors import CommandError, CommandTimeout, StoreDataError, StoreError
+from hub.ingest.client import IngestClient
 from hub.ingest.discovery import discovery_messages, node_sensor
 from hub.ingest.live import LiveBus, Message
 from hub.metrics import HubMetrics
@@ -57,10 +59,10 @@ from protocol.events import (
     FacilityState,
     NodeState,
     NodeStatus,
-    Passage,
-    Passages,
     PayloadError,
+    encode_passages,
     utcnow,
+    wire_time,
 )
 
 logger = logging.getLogger(__name__)
@@ -199,6 +201,7 @@ class Ingest:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        self._client.fast_message = self._received
         # One connection carries one Last Will; each further facility gets a small
         # connection of its own whose will marks that facility's hub offline.
         self._presence = [_Presence(self, f.id, password) for f in config.facilities[1:]]
@@ -206,8 +209,8 @@ class Ingest:
     # --- lifecycle ----------------------------------------------------------------------
     def _make_client(
         self, client_id: str, facility_id: str, password: str | None, *, persistent: bool = True
-    ) -> mqtt.Client:
-        client = mqtt.Client(
+    ) -> IngestClient:
+        client = IngestClient(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv5,
@@ -370,18 +373,19 @@ class Ingest:
             logger.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        topic = message.topic
+        self._received(message.topic, bytes(message.payload), message.mid, message.qos)
+
+    def _received(self, topic: str, payload: bytes, mid: int, qos: int = 1) -> None:
+        """A message from the broker (paho's network thread: hand over, never block)."""
         if topic.endswith("/cmd_resp"):
             loop = self._loop
             if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(self._resolve, topic, bytes(message.payload))
-            client.ack(message.mid, message.qos)
+                loop.call_soon_threadsafe(self._resolve, topic, payload)
+            self._client.ack(mid, qos)
             return
         if not self._accepting:
             return  # not acked: the broker delivers it again to the next session
-        self._queue.put(
-            _Inbound(topic, bytes(message.payload), message.mid, message.qos, time.monotonic())
-        )
+        self._queue.put(_Inbound(topic, payload, mid, qos, time.monotonic()))
 
     # --- the writer thread ------------------------------------------------------------
     def _run_writer(self) -> None:
@@ -472,8 +476,7 @@ class Ingest:
             except StoreError as err:
                 # A status is retained: the broker hands it over again on the next connect.
                 logger.error("cannot record the status on %s: %s", item.topic, err)
-        for item in inbound:
-            self._client.ack(item.mid, item.qos)
+        self._client.ack_many([item.mid for item in inbound if item.qos == 1])
         for facility_id in sorted(refresh):
             self._refresh(facility_id)
         if connected:
@@ -609,8 +612,9 @@ class Ingest:
             by_node.setdefault((event.facility_id, event.node_id), []).append(event.event_id)
         # The metrics first: whoever sees an ack then also sees it counted.
         self.metrics.batch_size.observe(len(events))
-        for event in result.stored:
-            self.metrics.events_in.inc(facility=event.facility_id)
+        stored_in = Counter(event.facility_id for event in result.stored)
+        for facility_id, count in stored_in.items():
+            self.metrics.events_in.inc(count, facility=facility_id)
         if result.duplicates:
             self.metrics.duplicates.inc(len(result.duplicates))
             logger.debug("%d duplicate events acked again", len(result.duplicates))
@@ -656,28 +660,26 @@ class Ingest:
         """Tell each facility's doors who went in or out (facility-wide anti-passback): one
         message per facility for the batch, in chunks. Only stored events get here, so a
         duplicate is never sent twice."""
-        by_facility: dict[str, list[Passage]] = {}
+        by_facility: dict[str, list[dict[str, str]]] = {}
         for event in stored:
             direction = _way(event)
             if event.subject is None or event.admit is False or direction is None:
                 continue
             by_facility.setdefault(event.facility_id, []).append(
-                Passage.model_construct(
-                    node_id=event.node_id,
-                    door_id=event.door_id,
-                    subject=event.subject,
-                    direction=direction,
-                    ts=event.ts,
-                    event_id=event.event_id,
-                )
+                {
+                    "node_id": event.node_id,
+                    "door_id": event.door_id,
+                    "subject": event.subject,
+                    "direction": direction,
+                    "ts": wire_time(event.ts),
+                    "event_id": event.event_id,
+                }
             )
         for facility_id, passages in by_facility.items():
             topic = topics.facility_passages(facility_id)
             for start in range(0, len(passages), PASSAGES_PER_MESSAGE):
                 chunk = passages[start : start + PASSAGES_PER_MESSAGE]
-                # Built from validated events: no need to validate them again.
-                message = Passages.model_construct(v=1, facility_id=facility_id, passages=chunk)
-                self._client.publish(topic, message.dumps(), qos=1)
+                self._client.publish(topic, encode_passages(facility_id, chunk), qos=1)
             self.metrics.passages.inc(len(passages), facility=facility_id)
 
     def publish_state(self, occupancy: Occupancy) -> None:

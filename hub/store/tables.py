@@ -15,7 +15,7 @@ Changing a table here needs a migration (``hub/store/migrations``; see docs/hub.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -39,6 +39,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+
+from protocol.events import wire_time
 
 metadata = MetaData()
 
@@ -73,7 +75,7 @@ def _time_text(value: datetime | str | None) -> str | None:
         return value
     if value.tzinfo is None:
         raise ValueError("naive datetime: give a timezone-aware time")
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return wire_time(value)
 
 
 def _text_time(value: str | None) -> datetime | None:

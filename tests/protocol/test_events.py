@@ -7,7 +7,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from protocol.events import Event, EventKind, PayloadError, new_event_id
+from protocol.events import (
+    Event,
+    EventKind,
+    Passage,
+    Passages,
+    PayloadError,
+    encode_passages,
+    new_event_id,
+    wire_time,
+)
 from protocol.signals import ANSWERS, Signal
 
 
@@ -44,3 +53,27 @@ def test_the_schema_names_the_answers() -> None:
     schema = Event.model_json_schema()["properties"]["signal"]
     [answer] = [s for s in schema["anyOf"] if s.get("type") == "string"]
     assert answer["enum"] == ["green", "yellow", "red", "black", "full", "error"]
+
+
+def test_passages_encoded_for_the_doors_read_as_the_model_writes_them() -> None:
+    ts = datetime(2026, 12, 3, 14, 5, 6, 789_123, tzinfo=UTC)
+    items = [
+        {
+            "node_id": f"main-{i}",
+            "door_id": "main",
+            "subject": f"{i:024x}",
+            "direction": "entry" if i % 2 else "exit",
+            "ts": wire_time(ts),
+            "event_id": new_event_id(),
+        }
+        for i in range(3)
+    ]
+    encoded = encode_passages("mall-a", items)
+    model = Passages(
+        facility_id="mall-a", passages=[Passage.model_validate({**p, "ts": ts}) for p in items]
+    )
+    assert Passages.parse(encoded) == Passages.parse(model.dumps())
+    assert json.loads(encoded) == json.loads(model.dumps())
+    assert items[0]["ts"] == "2026-12-03T14:05:06.789Z"
+    with pytest.raises(ValueError):
+        encode_passages("mall-a", [])
