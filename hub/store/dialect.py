@@ -22,6 +22,7 @@ way is here:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -143,7 +144,9 @@ def _insert_sql(dialect: str, table: Table, columns: tuple[str, ...], unique: st
         names = ", ".join(columns)
         if dialect == "postgresql":
             pg = postgresql.dialect()  # type: ignore[no-untyped-call]
-            arrays = ", ".join(f"%s::{table.c[c].type.compile(dialect=pg)}[]" for c in columns)
+            # ``%b``: the arrays go in the binary format, which the driver writes without
+            # looking at each text for characters to quote (a third of the insert's CPU).
+            arrays = ", ".join(f"%b::{table.c[c].type.compile(dialect=pg)}[]" for c in columns)
             # ``WITH ORDINALITY ... ORDER BY`` keeps the rows' order in their ids.
             sql = (
                 f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays}) "  # noqa: S608 - the table's own names
@@ -222,6 +225,9 @@ def listed(dialect: str, items: Sequence[Any]) -> Any:
     return list(items) if dialect == "postgresql" else json.dumps(list(items))
 
 
+_PG_ARRAY_PARAM = re.compile(r"%\((\w+)\)s::(\w+)\[\]")
+
+
 class PreparedFamily:
     """The ``Prepared`` statements of one read whose filters vary: one for each set of the
     parameters given (a parameter given as None is left out), each compiled once per
@@ -277,8 +283,13 @@ class Prepared:
             compiled = self._build(dialect.name).compile(dialect=dialect)
             positional = bool(compiled.positional)
             names = tuple(compiled.positiontup or ()) if positional else tuple(compiled.params)
+            sql = str(compiled)
+            if dialect.name == "postgresql":
+                # Arrays (``= ANY(...)``) go in the binary format, which the driver writes
+                # without looking at each text for characters to quote.
+                sql = _PG_ARRAY_PARAM.sub(r"%(\1)b::\2[]", sql)
             found = self._compiled[dialect.name] = (
-                str(compiled),
+                sql,
                 names,
                 positional,
                 dict(compiled.params),
