@@ -10,19 +10,20 @@ TLS, the session, the Last Will, keep-alive, publishing) and changes three thing
 * the socket is read through ``_ReadBuffer``: one ``recv`` of up to 64 KiB serves many
   packets, and ``loop_read`` goes on while whole packets are already buffered;
 * a QoS 1 PUBLISH without properties (what doors send) goes to ``fast_message`` as
-  ``(topic, payload, mid)`` without paho's message object; anything else (properties, a
-  topic alias, another QoS, a topic that is not UTF-8) takes paho's own path;
+  ``(topic, payload, mid)`` without paho's message object: taken whole from the buffer
+  when it is all there, else read by paho and handed over the same way; anything else
+  (properties, a topic alias, another QoS, a topic that is not UTF-8) takes paho's path;
 * ``ack_many`` sends the PUBACKs of a stored batch as one write.
 
-It overrides four of paho's internal methods (``_create_socket``, ``loop_read``'s drain,
-``_handle_publish``, ``_packet_queue``'s use): the paho versions it is known to work with are
-pinned in pyproject.toml, and tests/hub/test_ingest_client.py checks each path on a real
-broker.
+It reaches into paho's internals (``_create_socket``, ``_packet_read``, ``_handle_publish``,
+``_in_packet``, ``_packet_queue``): the paho versions it is known to work with are pinned in
+pyproject.toml, and tests/hub/test_ingest_client.py checks each path on a real broker.
 """
 
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from paho.mqtt.enums import MQTTErrorCode
 
 _UINT16 = struct.Struct("!H")
 _PUBACK = 0x40  # MQTT's PUBACK packet type; remaining length 2: packet id, reason "success"
+_PUBLISH_QOS_1 = 0x32  # a PUBLISH's first byte at QoS 1, the DUP and RETAIN flags masked
 _QOS_BITS = 0x06
 _QOS_1 = 0x02
 # Packets taken from the buffer in one turn of paho's loop before it gets to write (acks,
@@ -65,13 +67,42 @@ class _ReadBuffer:
         self._at = end
         return chunk[at:end]
 
-    @property
-    def buffered(self) -> int:
-        return max(0, len(self._chunk) - self._at)
+    def take_publish(self) -> tuple[str, bytes, int] | None:
+        """``(topic, payload, packet id)`` of the next packet if it is a QoS 1 PUBLISH
+        without properties, whole in the chunk; otherwise None and nothing taken."""
+        chunk, at = self._chunk, self._at
+        end = len(chunk)
+        if at >= end or chunk[at] & 0xF6 != _PUBLISH_QOS_1:  # type, and QoS (not DUP, RETAIN)
+            return None
+        # The remaining length: 1 to 4 bytes of 7 bits, the lowest first.
+        length, shift, pos = 0, 0, at + 1
+        while True:
+            if pos >= end or shift > 21:
+                return None
+            byte = chunk[pos]
+            length |= (byte & 0x7F) << shift
+            pos += 1
+            if not byte & 0x80:
+                break
+            shift += 7
+        last = pos + length
+        if last > end or length < 5:
+            return None
+        topic_length = _UINT16.unpack_from(chunk, pos)[0]
+        props = pos + 2 + topic_length + 2  # the properties' length: 0 is none
+        if not topic_length or props >= last or chunk[props]:
+            return None
+        try:
+            topic = chunk[pos + 2 : pos + 2 + topic_length].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        self._at = last
+        return topic, chunk[props + 1 : last], _UINT16.unpack_from(chunk, props - 2)[0]
 
     def pending(self) -> int:
         inner = getattr(self._socket, "pending", None)
-        return self.buffered + (inner() if inner is not None else 0)
+        buffered = len(self._chunk) - self._at
+        return max(0, buffered) + (inner() if inner is not None else 0)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._socket, name)
@@ -100,7 +131,18 @@ class IngestClient(mqtt.Client):
             rc = super().loop_read(max_packets)
         return rc
 
+    def _packet_read(self) -> MQTTErrorCode:
+        handler, sock = self.fast_message, self._sock
+        if handler is not None and isinstance(sock, _ReadBuffer) and not self._in_packet["command"]:
+            taken = sock.take_publish()
+            if taken is not None:
+                handler(*taken)
+                self._last_bytes_received = time.monotonic()  # paho's keep-alive reads it
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return super()._packet_read()
+
     def _handle_publish(self) -> MQTTErrorCode:
+        """A PUBLISH paho read itself (it came in pieces): the same shorter way if it can."""
         handler = self.fast_message
         packet = self._in_packet
         header: int = packet["command"]

@@ -15,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from hub.ingest.client import IngestClient
+from hub.ingest.client import IngestClient, _ReadBuffer
 from provisioning import tlsca
 from provisioning.mosquitto import Mosquitto
 
@@ -161,3 +161,53 @@ def test_ack_many_acknowledges_at_the_broker(any_broker: Mosquitto, acked: bool)
     finally:
         sender.disconnect()
         sender.loop_stop()
+
+
+class _Chunks:
+    """A socket that hands out the given chunks, then says it has nothing more yet."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = list(chunks)
+
+    def recv(self, size: int) -> bytes:
+        if not self.chunks:
+            raise BlockingIOError
+        return self.chunks.pop(0)
+
+
+def _publish(topic: bytes, payload: bytes, *, first: int = 0x32, props: bytes = b"\0") -> bytes:
+    body = len(topic).to_bytes(2, "big") + topic + (7).to_bytes(2, "big") + props + payload
+    length, encoded = len(body), b""
+    while True:
+        byte, length = length & 0x7F, length >> 7
+        encoded += bytes([byte | (0x80 if length else 0)])
+        if not length:
+            return bytes([first]) + encoded + body
+
+
+def test_whole_publishes_are_taken_from_the_buffer_and_nothing_else() -> None:
+    big = b"x" * 300  # a remaining length of two bytes
+    dup_retained = _publish(b"t/2", b"again", first=0x3B)
+    with_property = _publish(b"t/3", b"p", props=b"\x02\x02\0\0\0\x05")  # expiry: paho's path
+    not_utf8 = _publish(b"t/\xff", b"q")
+    qos0 = _publish(b"t/5", b"r", first=0x30)
+    stream = _publish(b"t/1", big) + dup_retained + with_property
+    buffer = _ReadBuffer(_Chunks(stream, not_utf8 + qos0))
+    assert buffer.take_publish() is None  # nothing read yet: paho's read fills the buffer
+    assert buffer.recv(1) == stream[:1]
+    buffer = _ReadBuffer(_Chunks(stream, not_utf8 + qos0))
+    buffer.recv(0)  # fill
+    assert buffer.take_publish() == ("t/1", big, 7)
+    assert buffer.take_publish() == ("t/2", b"again", 7)
+    assert buffer.take_publish() is None  # a property: left for paho
+    assert buffer.recv(len(with_property)) == with_property
+    buffer.recv(0)
+    assert buffer.take_publish() is None  # not UTF-8
+    assert buffer.recv(len(not_utf8)) == not_utf8
+    assert buffer.take_publish() is None  # QoS 0
+    # A packet cut at the end of the chunk is left whole for paho to read in pieces.
+    cut = _publish(b"t/6", b"y" * 50)
+    buffer = _ReadBuffer(_Chunks(cut[:20], cut[20:]))
+    buffer.recv(0)
+    assert buffer.take_publish() is None
+    assert buffer.pending() == 20
