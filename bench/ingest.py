@@ -72,6 +72,7 @@ from hub.web.server import ServiceThread
 from protocol import topics
 from protocol.events import Ack, Event, EventKind, new_event_id
 from provisioning.mosquitto import Mosquitto, find_mosquitto
+from runtime.collector import settle_collector
 from runtime.listen import bind
 
 START = "<!-- bench:ingest:start -->"
@@ -381,9 +382,11 @@ def running_hub(config: HubConfig, viewer: bool) -> Iterator[tuple[Hub, Viewer |
     """The bare hub, or the whole service with one viewer's live stream open."""
     if not viewer:
         with HubThread(config) as running:
+            settle_collector()  # as the service does once it has started
             yield running.hub, None
         return
     service = ServiceThread(config, sock=bind("127.0.0.1", 0)).start()
+    settle_collector()
     watcher: Viewer | None = None
     try:
         service.hub.store.add_user(VIEWER, hash_password(VIEWER_PASSWORD), "viewer")
@@ -787,6 +790,9 @@ def main(argv: list[str] | None = None) -> int:
         "facility CA, in the same run; writes a section of its own",
     )
     args = parser.parse_args(argv)
+    # The collector set as the hub service sets it, for the baseline too: every
+    # measurement of the run in the same process then runs under the same settings.
+    settle_collector()
     if args.smoke:
         return smoke(min(args.events, 5000), args.nodes)
     if args.tls:

@@ -69,6 +69,7 @@ from hub.store import open_store
 from protocol import topics
 from protocol.events import Ack
 from provisioning.mosquitto import Mosquitto
+from runtime.collector import settle_collector
 
 START = "<!-- bench:workers:start -->"
 END = "<!-- bench:workers:end -->"
@@ -123,6 +124,7 @@ def _worker(config_json: str, ready: Any, stop: Any, results: Any, profile: bool
 async def _serve(config: HubConfig, ready: Any, stop: Any, results: Any) -> None:
     hub = Hub(config)
     await hub.start()
+    settle_collector()  # as the service does once it has started
     try:
         if not await hub.wait_ready(20):
             raise RuntimeError("the worker did not connect")
@@ -624,6 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args(argv)
+    settle_collector()  # the baseline's process set as the workers are
     pg_dsn: str = args.pg_dsn or DEFAULT_PG_DSN
     try:
         with psycopg.connect(pg_dsn, connect_timeout=5) as conn:

@@ -30,6 +30,7 @@ from hub.store import Store
 from hub.upstream.client import RegistryClient, make_registry_client
 from hub.web.app import create_app
 from runtime import listen
+from runtime.collector import settle_collector
 from runtime.listen import ListenError, Server, bind, make_server, url_of
 from runtime.notify import Notifier
 from runtime.throttle import LoginThrottle
@@ -134,6 +135,7 @@ class HubService:
         """Run until ``stop`` is set (or the web server dies)."""
         notifier = notifier or Notifier()
         await self.start()
+        settle_collector()
         try:
             names = ", ".join(f.id for f in self.config.facilities)
             notifier.ready(f"serving {names} at {self.url}")
