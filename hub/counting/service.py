@@ -147,9 +147,10 @@ class CountingStore(Protocol):
         """The open gaps of these nodes, oldest first."""
         ...
 
-    def add_gap(
-        self, facility_id: str, node_id: str, first_seq: int, last_seq: int, alert_id: int
-    ) -> Gap: ...
+    def add_gaps(self, found: Sequence[tuple[str, str, int, int, int]]) -> list[Gap]:
+        """Record gaps (facility, node, first seq, last seq, alert id), in one go; the
+        gaps as recorded, in the same order."""
+        ...
 
     def fill_gaps(self, missing: Mapping[int, int]) -> None:
         """Gap id -> how many are still missing (a gap with none missing is filled)."""
@@ -342,7 +343,7 @@ class Counting:
         ]
         open_gaps = store.open_gaps(late_nodes) if late_nodes else {}
         alerts: list[Alert] = []
-        found: list[Gap] = []
+        new_gaps: list[tuple[str, str, int, int, int]] = []
         filled: dict[int, int] = {}  # gap id -> still missing
         to_clear: set[int] = set()
         seen: list[NodeSeen] = []
@@ -362,9 +363,8 @@ class Counting:
                     times=len(ranges),
                 )
                 alerts.append(alert)
-                found += [
-                    store.add_gap(facility_id, node_id, first, last, alert.id)
-                    for first, last in ranges
+                new_gaps += [
+                    (facility_id, node_id, first, last, alert.id) for first, last in ranges
                 ]
             reset: list[int] = []
             late = sorted({s for s in seqs if s <= last_seq})
@@ -399,6 +399,7 @@ class Counting:
                     followed_seq(last_seq, seqs, reset),
                 )
             )
+        found = store.add_gaps(new_gaps) if new_gaps else []
         store.fill_gaps(filled)
         cleared = store.clear_alerts(sorted(to_clear)) if to_clear else []
         store.track_nodes(seen)

@@ -377,30 +377,31 @@ class SqlCounting:
                 found.setdefault((facility_id, node_id), []).append(OpenGap(*gap))
         return found
 
-    def add_gap(
-        self, facility_id: str, node_id: str, first_seq: int, last_seq: int, alert_id: int
-    ) -> Gap:
-        missing = last_seq - first_seq + 1
-        gap_id = _ADD_GAP.rows(
+    def add_gaps(self, found: Sequence[tuple[str, str, int, int, int]]) -> list[Gap]:
+        rows = _ADD_GAP.many_returning(
             self.conn,
-            p_facility=facility_id,
-            p_node=node_id,
-            p_first=first_seq,
-            p_last=last_seq,
-            p_missing=missing,
-            p_now=self.stamp,
-            p_alert=alert_id,
-        )[0][0]
-        return Gap(
-            id=int(gap_id),
-            facility_id=facility_id,
-            node_id=node_id,
-            first_seq=first_seq,
-            last_seq=last_seq,
-            missing=missing,
-            detected_at=self.now,
-            alert_id=alert_id,
-        )
+            [
+                {"p_facility": facility_id, "p_node": node_id, "p_first": first,
+                 "p_last": last, "p_missing": last - first + 1, "p_now": self.stamp,
+                 "p_alert": alert_id}
+                for facility_id, node_id, first, last, alert_id in found
+            ],
+        )  # fmt: skip
+        return [
+            Gap(
+                id=int(returned[0][0]),
+                facility_id=facility_id,
+                node_id=node_id,
+                first_seq=first,
+                last_seq=last,
+                missing=last - first + 1,
+                detected_at=self.now,
+                alert_id=alert_id,
+            )
+            for returned, (facility_id, node_id, first, last, alert_id) in zip(
+                rows, found, strict=True
+            )
+        ]
 
     def fill_gaps(self, missing: Mapping[int, int]) -> None:
         _FILL_GAP.many(

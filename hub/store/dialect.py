@@ -274,6 +274,30 @@ class Prepared:
         finally:
             cursor.close()
 
+    def many_returning(
+        self, conn: Connection, params: Sequence[Mapping[str, Any]]
+    ) -> list[list[Any]]:
+        """The statement run once for each set of parameters, and the rows each returned:
+        on PostgreSQL in one round trip (the driver's pipeline), not one per set."""
+        if not params:
+            return []
+        sql, args = self._arguments(conn, params)
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if conn.dialect.name != "postgresql":
+                returned = []
+                for arg in args:
+                    cursor.execute(sql, arg)
+                    returned.append(list(cursor.fetchall()))
+                return returned
+            cursor.executemany(sql, args, returning=True)
+            returned = [list(cursor.fetchall())]
+            while cursor.nextset():
+                returned.append(list(cursor.fetchall()))
+            return returned
+        finally:
+            cursor.close()
+
     def _arguments(
         self, conn: Connection, params: Sequence[Mapping[str, Any]]
     ) -> tuple[str, list[Any]]:
