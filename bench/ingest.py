@@ -72,7 +72,15 @@ from hub.web.server import ServiceThread
 from protocol import topics
 from protocol.events import Ack, Event, EventKind, new_event_id
 from provisioning.mosquitto import Mosquitto, find_mosquitto
-from runtime.collector import settle_collector
+
+try:
+    from runtime.collector import settle_collector
+except ImportError:  # code from before the collector was settled (bench.compare --before)
+
+    def settle_collector() -> None:
+        pass
+
+
 from runtime.listen import bind
 
 START = "<!-- bench:ingest:start -->"

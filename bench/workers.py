@@ -60,6 +60,7 @@ from bench.ingest import (
     make_payloads,
     measure_raw,
     publish_all,
+    settle_collector,
     versions,
     write_section,
 )
@@ -69,7 +70,6 @@ from hub.store import open_store
 from protocol import topics
 from protocol.events import Ack
 from provisioning.mosquitto import Mosquitto
-from runtime.collector import settle_collector
 
 START = "<!-- bench:workers:start -->"
 END = "<!-- bench:workers:end -->"
