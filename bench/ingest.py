@@ -74,7 +74,7 @@ from protocol.events import Ack, Event, EventKind, new_event_id
 from provisioning.mosquitto import Mosquitto, find_mosquitto
 
 try:
-    from runtime.collector import settle_collector
+    from runtime.collector import settle_collector as settle_collector
 except ImportError:  # code from before the collector was settled (bench.compare --before)
 
     def settle_collector() -> None:
