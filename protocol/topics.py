@@ -20,6 +20,7 @@ The hub reads every node's events through the MQTT v5 shared subscription
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 ROOT = "pintu"
@@ -94,6 +95,7 @@ class NodeTopic:
     leaf: str
 
 
+@functools.lru_cache(maxsize=4096)  # a facility's topics are few; the hub reads each often
 def parse_node_topic(topic: str) -> NodeTopic | None:
     """``pintu/<facility>/node/<node>/<leaf>`` split into its parts, or None."""
     parts = topic.split("/")

@@ -222,3 +222,19 @@ def test_nothing_is_kept_for_a_bus_without_listeners() -> None:
         assert bus._events == {} and not bus._scheduled
 
     asyncio.run(run())
+
+
+def test_a_batch_observed_at_once_counts_as_each_observed_alone() -> None:
+    buckets = (0.005, 0.05, 0.5, 5.0)
+    values = [0.0, 0.005, 0.0051, 0.05, 0.3, 0.5, 4.9, 5.0, 7.5, 120.0, -0.1]
+    one, many = Histogram("a_seconds", "a", buckets), Histogram("a_seconds", "a", buckets)
+    for value in values:
+        one.observe(value)
+    many.observe_many(iter(values))
+    many.observe_many([])
+
+    def counted(histogram: Histogram) -> list[tuple[str, tuple[str, ...], float]]:
+        return [s for s in histogram._samples() if not s[0].endswith("_created")]
+
+    assert counted(many) == counted(one)
+    assert (many.count, many.sum) == (len(values), pytest.approx(sum(values)))
