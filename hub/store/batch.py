@@ -41,12 +41,21 @@ from hub.store.dialect import (
     any_of,
     driver_time,
     from_driver_time,
+    insert_returning,
     insert_rows,
     listed,
     ms,
+    update_rows,
     upsert,
 )
-from hub.store.events import ADJUSTMENT, COUNTING, FIX, ORDER, counting_event, made_adjustment
+from hub.store.events import (
+    ADJUSTMENT,
+    COUNTING,
+    ORDER,
+    RECOUNTED,
+    counting_event,
+    made_adjustment,
+)
 from hub.store.tables import adjustments, events, gaps, nodes, occupancy, occupancy_history
 from protocol.events import Event, utcnow
 
@@ -109,7 +118,6 @@ _ALL_ADJUSTED = Prepared(
 _COUNTERS = Prepared(
     lambda d: select(_O.zone_id, _O.value).where(_O.facility_id == bindparam("p_facility"))
 )
-_FIX = Prepared(lambda d: FIX)
 _SET_COUNT = Prepared(
     lambda d: upsert(
         d,
@@ -145,28 +153,6 @@ _OPEN_GAPS = Prepared(
         )
         .where(any_of(d, _G.facility_id, "p_facilities"), _G.filled_at.is_(None))
         .order_by(_G.id)
-    )
-)
-_ADD_GAP = Prepared(
-    lambda d: (
-        insert(gaps)
-        .values(
-            facility_id=bindparam("p_facility"),
-            node_id=bindparam("p_node"),
-            first_seq=bindparam("p_first"),
-            last_seq=bindparam("p_last"),
-            missing=bindparam("p_missing"),
-            detected_at=bindparam("p_now"),
-            alert_id=bindparam("p_alert"),
-        )
-        .returning(_G.id)
-    )
-)
-_FILL_GAP = Prepared(
-    lambda d: (
-        update(gaps)
-        .where(_G.id == bindparam("p_id"))
-        .values(missing=bindparam("p_missing"), filled_at=bindparam("p_filled"))
     )
 )
 _TRACK_NODE = Prepared(
@@ -287,14 +273,13 @@ class SqlCounting:
         return inserted
 
     def recounted(self, changed: Sequence[tuple[CountingEvent, Counted, int | None]]) -> None:
-        _FIX.many(
+        update_rows(
             self.conn,
-            [
-                {"new_delta": c.delta, "new_flag": c.flag, "new_after": c.after,
-                 "new_zones": c.zones, "new_peak": c.peak, "new_alert": alert_id,
-                 "row_id": e.row_id}
-                for e, c, alert_id in changed
-            ],
+            events,
+            "id",
+            RECOUNTED,
+            [(e.row_id, c.delta, c.flag, c.after, c.zones, c.peak, alert_id)
+             for e, c, alert_id in changed],
         )  # fmt: skip
 
     def set_counters(self, facility_id: str, counters: Mapping[str, int]) -> None:
@@ -378,18 +363,19 @@ class SqlCounting:
         return found
 
     def add_gaps(self, found: Sequence[tuple[str, str, int, int, int]]) -> list[Gap]:
-        rows = _ADD_GAP.many_returning(
+        made = insert_returning(
             self.conn,
-            [
-                {"p_facility": facility_id, "p_node": node_id, "p_first": first,
-                 "p_last": last, "p_missing": last - first + 1, "p_now": self.stamp,
-                 "p_alert": alert_id}
-                for facility_id, node_id, first, last, alert_id in found
-            ],
+            gaps,
+            ("facility_id", "node_id", "first_seq", "last_seq", "missing", "detected_at",
+             "alert_id"),
+            [(facility_id, node_id, first, last, last - first + 1, self.stamp, alert_id)
+             for facility_id, node_id, first, last, alert_id in found],
+            ("id", "facility_id", "node_id", "first_seq"),
         )  # fmt: skip
+        ids = {(facility_id, node_id, first): id_ for id_, facility_id, node_id, first in made}
         return [
             Gap(
-                id=int(returned[0][0]),
+                id=int(ids[facility_id, node_id, first]),
                 facility_id=facility_id,
                 node_id=node_id,
                 first_seq=first,
@@ -398,18 +384,16 @@ class SqlCounting:
                 detected_at=self.now,
                 alert_id=alert_id,
             )
-            for returned, (facility_id, node_id, first, last, alert_id) in zip(
-                rows, found, strict=True
-            )
+            for facility_id, node_id, first, last, alert_id in found
         ]
 
     def fill_gaps(self, missing: Mapping[int, int]) -> None:
-        _FILL_GAP.many(
+        update_rows(
             self.conn,
-            [
-                {"p_id": gap_id, "p_missing": left, "p_filled": self.stamp if left <= 0 else None}
-                for gap_id, left in missing.items()
-            ],
+            gaps,
+            "id",
+            ("missing", "filled_at"),
+            [(gap_id, left, self.stamp if left <= 0 else None) for gap_id, left in missing.items()],
         )
 
     def track_nodes(self, seen: Sequence[NodeSeen]) -> None:

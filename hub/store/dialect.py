@@ -180,16 +180,103 @@ def insert_rows(
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         if dialect == "postgresql":
-            # A column with no value in any row goes as one NULL, not an array of them:
-            # unnest pads it with NULLs all the same, and the driver need not look at each.
-            arrays = [
-                None if all(value is None for value in column) else list(column)
-                for column in zip(*rows, strict=True)
-            ]
-            cursor.execute(sql, arrays)
+            cursor.execute(sql, _pg_arrays(rows))
             return len(cursor.fetchall())
         cursor.executemany(sql, rows)
         return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
+
+def insert_returning(
+    conn: Connection,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Sequence[Sequence[Any]],
+    returning: tuple[str, ...],
+) -> list[tuple[Any, ...]]:
+    """Insert ``rows`` (driver values, in the order of ``columns``); the ``returning``
+    columns of each new row, in no promised order (return a key with them to match them
+    up). On PostgreSQL one statement for them all."""
+    if not rows:
+        return []
+    names = ", ".join(columns)
+    back = ", ".join(returning)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if conn.dialect.name == "postgresql":
+            pg = postgresql.dialect()  # type: ignore[no-untyped-call]
+            arrays = ", ".join(f"%b::{table.c[c].type.compile(dialect=pg)}[]" for c in columns)
+            cursor.execute(
+                f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays}) "  # noqa: S608 - the table's own names
+                f"AS r({names}) RETURNING {back}",
+                _pg_arrays(rows),
+            )
+            return [tuple(row) for row in cursor.fetchall()]
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks}) RETURNING {back}"  # noqa: S608 - the table's own names
+        returned = []
+        for row in rows:
+            cursor.execute(sql, row)
+            returned.append(tuple(cursor.fetchone()))
+        return returned
+    finally:
+        cursor.close()
+
+
+_UPDATES: dict[tuple[str, str, str, tuple[str, ...]], str] = {}
+
+
+def _update_sql(dialect: str, table: Table, key: str, columns: tuple[str, ...]) -> str:
+    found = (dialect, table.name, key, columns)
+    sql = _UPDATES.get(found)
+    if sql is None:
+        if dialect == "postgresql":
+            pg = postgresql.dialect()  # type: ignore[no-untyped-call]
+            names = (key, *columns)
+            arrays = ", ".join(f"%b::{table.c[c].type.compile(dialect=pg)}[]" for c in names)
+            sets = ", ".join(f"{c} = r.{c}" for c in columns)
+            sql = (
+                f"UPDATE {table.name} SET {sets} FROM unnest({arrays}) "  # noqa: S608 - the table's own names
+                f"AS r({', '.join(names)}) WHERE {table.name}.{key} = r.{key}"
+            )
+        else:
+            sets = ", ".join(f"{c} = ?" for c in columns)
+            sql = f"UPDATE {table.name} SET {sets} WHERE {key} = ?"  # noqa: S608 - the table's own names
+        sql = _UPDATES[found] = sql
+    return sql
+
+
+def _pg_arrays(rows: Sequence[Sequence[Any]]) -> list[list[Any] | None]:
+    """The columns of ``rows`` as arrays for ``unnest``. A column with no value in any row
+    goes as one NULL, not an array of them: unnest pads it with NULLs all the same, and
+    the driver need not look at each."""
+    return [
+        None if all(value is None for value in column) else list(column)
+        for column in zip(*rows, strict=True)
+    ]
+
+
+def update_rows(
+    conn: Connection,
+    table: Table,
+    key: str,
+    columns: tuple[str, ...],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """Set ``columns`` of the rows whose ``key`` column is each row's first value (driver
+    values: the key, then ``columns`` in order). On PostgreSQL one statement for them all,
+    from arrays, not one a row."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    sql = _update_sql(dialect, table, key, columns)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if dialect == "postgresql":
+            cursor.execute(sql, _pg_arrays(rows))
+        else:
+            cursor.executemany(sql, [(*row[1:], row[0]) for row in rows])
     finally:
         cursor.close()
 
@@ -271,30 +358,6 @@ class Prepared:
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.executemany(sql, args)
-        finally:
-            cursor.close()
-
-    def many_returning(
-        self, conn: Connection, params: Sequence[Mapping[str, Any]]
-    ) -> list[list[Any]]:
-        """The statement run once for each set of parameters, and the rows each returned:
-        on PostgreSQL in one round trip (the driver's pipeline), not one per set."""
-        if not params:
-            return []
-        sql, args = self._arguments(conn, params)
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            if conn.dialect.name != "postgresql":
-                returned = []
-                for arg in args:
-                    cursor.execute(sql, arg)
-                    returned.append(list(cursor.fetchall()))
-                return returned
-            cursor.executemany(sql, args, returning=True)
-            returned = [list(cursor.fetchall())]
-            while cursor.nextset():
-                returned.append(list(cursor.fetchall()))
-            return returned
         finally:
             cursor.close()
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, delete, insert, select, tuple_
 
 from hub.counting.rules import (
     WHOLE,
@@ -23,7 +23,7 @@ from hub.counting.rules import (
     recount,
 )
 from hub.records import AdjustmentKind, Occupancy
-from hub.store.dialect import lock_all, ms
+from hub.store.dialect import lock_all, ms, update_rows
 from hub.store.facilities import read_settings
 from hub.store.tables import adjustments, events, occupancy, occupancy_history
 from protocol.events import utcnow
@@ -44,18 +44,8 @@ COUNTING = (_E.id, _E.ts, _E.seq, _E.event_id, _E.node_id, _E.door_id, _E.kind, 
 ADJUSTMENT = (_J.id, _J.zone_id, _J.kind, _J.value, _J.created_at)
 ORDER = (_E.ts, _E.seq, _E.event_id)  # the counting order
 _COUNTABLE = _E.kind.in_(("entry", "exit", "manual"))
-FIX = (
-    update(events)
-    .where(_E.id == bindparam("row_id"))
-    .values(
-        delta=bindparam("new_delta"),
-        flag=bindparam("new_flag"),
-        occupancy_after=bindparam("new_after"),
-        zones_after=bindparam("new_zones"),
-        minute_peak=bindparam("new_peak"),
-        alert_id=bindparam("new_alert"),
-    )
-)
+# What counting again changes of a stored event (``update_rows`` with the event's id first).
+RECOUNTED = ("delta", "flag", "occupancy_after", "zones_after", "minute_peak", "alert_id")
 
 
 def counting_event(row: Sequence[Any]) -> CountingEvent:
@@ -108,28 +98,22 @@ def recount_all(store: Database, conn: Connection, now: datetime) -> dict[str, S
         made.setdefault(row[0], []).append(made_adjustment(row[1:]))
     facility_ids = set(conn.execute(select(_E.facility_id).distinct()).scalars())
     finals: dict[str, Snapshot] = {}
-    fixes: list[dict[str, Any]] = []
+    fixes: list[tuple[Any, ...]] = []
     changed = 0
 
     def flush() -> None:
         if fixes:
-            conn.execute(FIX, fixes)
+            update_rows(conn, events, "id", RECOUNTED, fixes)
             fixes.clear()
 
     def fix(event: CountingEvent, counted: Counted) -> None:
         nonlocal changed
         changed += 1
+        alert_id = event.alert_id if counted.flag else None
         fixes.append(
-            {
-                "row_id": event.row_id,
-                "new_delta": counted.delta,
-                "new_flag": counted.flag,
-                "new_after": counted.after,
-                "new_zones": counted.zones,
-                "new_peak": counted.peak,
-                "new_alert": event.alert_id if counted.flag else None,
-            }
-        )
+            (event.row_id, counted.delta, counted.flag, counted.after, counted.zones,
+             counted.peak, alert_id)
+        )  # fmt: skip
         if len(fixes) >= _PAGE:
             flush()
 
