@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -13,6 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from hub.errors import CommandTimeout
+from hub.records import BatchResult
 from hub.store.sqlite import SqliteStore
 from protocol import topics
 from protocol.events import CommandReply, Event, FacilityState, NodeState, NodeStatus, Passages
@@ -156,6 +158,37 @@ def test_a_seq_gap_raises_an_alert_that_the_late_event_clears(
     assert store.alerts(FACILITY) == []
     [cleared] = store.alerts(FACILITY, open_only=False)
     assert cleared.cleared_at is not None
+
+
+def test_many_gaps_of_a_batch_are_counted_each_and_logged_once(
+    make_config: Factory, run_hub: Factory, clients: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = run_hub(make_config())
+    node = clients()
+    events = [node.event("entry") for _ in range(7)]
+    sent = events[0::2]  # seq 1, 3, 5, 7: 2, 4 and 6 missing
+    with caplog.at_level(logging.WARNING, logger="hub.ingest.mqtt"):
+        node.send(*sent)
+        node.wait_acked(sent)
+    assert runner.hub.metrics.seq_gaps.value(facility=FACILITY) == 3
+    assert [(g.first_seq, g.missing) for g in runner.hub.store.gaps(FACILITY)] == [
+        (2, 1),
+        (4, 1),
+        (6, 1),
+    ]
+    # However the four were dealt into batches, each batch logs a line for the node.
+    lines = [r.getMessage() for r in caplog.records if "missing" in r.getMessage()]
+    assert 1 <= len(lines) <= runner.hub.metrics.batch_size.count
+    # The line of one batch with three gaps:
+    caplog.clear()
+    gaps = runner.hub.store.gaps(FACILITY)
+    with caplog.at_level(logging.WARNING, logger="hub.ingest.mqtt"):
+        runner.hub.ingest._after_store([], [], BatchResult(gaps=gaps))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"node {FACILITY}/main-1: seq 2 to 2 missing "
+        "(and 2 more gaps up to seq 6; 3 events missing in all)"
+    ]
+    assert runner.hub.metrics.seq_gaps.value(facility=FACILITY) == 6
 
 
 def test_full_and_not_full_are_retained_for_the_nodes(
