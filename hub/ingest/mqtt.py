@@ -647,6 +647,9 @@ class Ingest:
         self.metrics.ack_latency.observe_many([sent - item.received for item in accepted])
         if not ack:
             by_node = {}
+        # Before the acks, as the metrics: a door that sees its ack may count on the others
+        # having been told (and whoever sees the ack, on the passages counted).
+        self._publish_passages(result.stored)
         self.metrics.acks.inc(len(by_node))
         for (facility_id, node_id), ids in by_node.items():
             # The ids were validated on the way in: no need to validate them again.
@@ -654,7 +657,6 @@ class Ingest:
             self._client.publish(topics.node_ack(facility_id, node_id), payload, qos=1)
         for occupancy in result.occupancy.values():
             self.publish_state(occupancy)
-        self._publish_passages(result.stored)
         if self.live.subscribers:
             self.live.publish_events(result.stored)
             messages: list[Message] = [
