@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +202,17 @@ def _pg_engine(
             dbapi_conn.commit()
 
     return engine
+
+
+@contextlib.contextmanager
+def driver_cursor(conn: Connection) -> Iterator[Any]:
+    """A cursor of the driver under ``conn`` (sqlite3 or psycopg), closed after use: for
+    statements compiled once and run past SQLAlchemy's per-statement work."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    finally:
+        cursor.close()
 
 
 def revision(engine_or_conn: Engine | Connection) -> str | None:

@@ -43,6 +43,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from hub.errors import StoreError
 from hub.records import iso
+from runtime.db import driver_cursor
 
 if TYPE_CHECKING:
     from hub.config import FacilityConfig
@@ -177,15 +178,12 @@ def insert_rows(
         return 0
     dialect = conn.dialect.name
     sql = _insert_sql(dialect, table, columns, unique)
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(conn) as cursor:
         if dialect == "postgresql":
             cursor.execute(sql, _pg_arrays(rows))
             return len(cursor.fetchall())
         cursor.executemany(sql, rows)
         return int(cursor.rowcount)
-    finally:
-        cursor.close()
 
 
 def insert_returning(
@@ -202,8 +200,7 @@ def insert_returning(
         return []
     names = ", ".join(columns)
     back = ", ".join(returning)
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(conn) as cursor:
         if conn.dialect.name == "postgresql":
             pg = postgresql.dialect()  # type: ignore[no-untyped-call]
             arrays = ", ".join(f"%b::{table.c[c].type.compile(dialect=pg)}[]" for c in columns)
@@ -220,8 +217,6 @@ def insert_returning(
             cursor.execute(sql, row)
             returned.append(tuple(cursor.fetchone()))
         return returned
-    finally:
-        cursor.close()
 
 
 _UPDATES: dict[tuple[str, str, str, tuple[str, ...]], str] = {}
@@ -271,14 +266,11 @@ def update_rows(
         return
     dialect = conn.dialect.name
     sql = _update_sql(dialect, table, key, columns)
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(conn) as cursor:
         if dialect == "postgresql":
             cursor.execute(sql, _pg_arrays(rows))
         else:
             cursor.executemany(sql, [(*row[1:], row[0]) for row in rows])
-    finally:
-        cursor.close()
 
 
 def any_of(
@@ -355,11 +347,8 @@ class Prepared:
         if not params:
             return
         sql, args = self._arguments(conn, params)
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with driver_cursor(conn) as cursor:
             cursor.executemany(sql, args)
-        finally:
-            cursor.close()
 
     def _arguments(
         self, conn: Connection, params: Sequence[Mapping[str, Any]]
@@ -393,9 +382,6 @@ class Prepared:
 
     def _execute(self, conn: Connection, params: dict[str, Any], *, fetch: bool) -> list[Any]:
         sql, args = self._arguments(conn, [params])
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with driver_cursor(conn) as cursor:
             cursor.execute(sql, args[0])
             return list(cursor.fetchall()) if fetch else []
-        finally:
-            cursor.close()

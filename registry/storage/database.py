@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, Table, bindparam, select, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from registry.errors import StoreError
-from runtime.db import DatabaseError, migrate
+from runtime.db import DatabaseError, driver_cursor, migrate
 
 logger = logging.getLogger(__name__)
 
@@ -190,11 +190,8 @@ class Database:
     ) -> None:
         """``statement`` once for each of ``rows``, on the driver's cursor of ``conn``."""
         compiled = self.compiled(statement)
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with driver_cursor(conn) as cursor:
             cursor.executemany(compiled.sql, [compiled.args(row) for row in rows])
-        finally:
-            cursor.close()
 
     def close(self) -> None:
         self.closed = True

@@ -39,7 +39,7 @@ from sqlalchemy.sql.functions import GenericFunction
 
 from registry.errors import StoreError
 from registry.storage.database import Database, Row
-from runtime.db import DatabaseError, open_engine
+from runtime.db import DatabaseError, driver_cursor, open_engine
 
 # Rows a server-side cursor brings over per round trip while a snapshot is read.
 _SNAPSHOT_ROWS = 10_000
@@ -154,26 +154,20 @@ class SqliteDatabase(Database):
         if compiled.positions != list(columns):
             super().bulk_insert(conn, statement, columns, rows)
             return
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with driver_cursor(conn) as cursor:
             cursor.executemany(compiled.sql, rows)
-        finally:
-            cursor.close()
 
     def inserted(
         self, conn: Connection, table: Table, rows: list[dict[str, Any]], key: str
     ) -> set[Any]:
         # A statement a row: SQLite's executemany() tells only how many went in in all.
         compiled = self.compiled(self._insert_new(table))
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with driver_cursor(conn) as cursor:
             return {
                 row[key]
                 for row in rows
                 if cursor.execute(compiled.sql, compiled.args(row)).rowcount
             }
-        finally:
-            cursor.close()
 
     def select_by_keys(
         self, conn: Connection, table: Table, column: str, keys: Sequence[Any]
