@@ -10,6 +10,8 @@ import pytest
 
 from runtime.collector import YOUNG_THRESHOLD, settle_collector
 
+from ..garbage import collect_what_others_left
+
 
 @pytest.fixture
 def restored() -> Iterator[None]:
@@ -22,6 +24,7 @@ def restored() -> Iterator[None]:
 @pytest.mark.usefixtures("restored")
 def test_settling_freezes_what_is_loaded_and_collects_the_young_less_often() -> None:
     gc.unfreeze()
+    collect_what_others_left()
     loaded = len(gc.get_objects())
     settle_collector()
     assert gc.get_freeze_count() >= loaded * 0.9
