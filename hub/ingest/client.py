@@ -41,6 +41,23 @@ _DRAIN_PACKETS = 512
 _READ_SIZE = 65_536
 
 
+def _publish_body(data: bytes, start: int, end: int) -> tuple[str, bytes, int] | None:
+    """``(topic, payload, packet id)`` of a QoS 1 PUBLISH whose variable header and
+    payload are ``data[start:end]``, if it has no properties and its topic is UTF-8;
+    otherwise None (paho's own path reads it)."""
+    if end - start < 5:
+        return None
+    topic_end = start + 2 + _UINT16.unpack_from(data, start)[0]
+    props = topic_end + 2  # after the packet id, the properties' length: 0 is none
+    if topic_end == start + 2 or props >= end or data[props]:
+        return None
+    try:
+        topic = data[start + 2 : topic_end].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return topic, data[props + 1 : end], _UINT16.unpack_from(data, topic_end)[0]
+
+
 class _ReadBuffer:
     """A connected socket (plain or TLS) read in large chunks, handed out in small ones.
 
@@ -86,18 +103,12 @@ class _ReadBuffer:
                 break
             shift += 7
         last = pos + length
-        if last > end or length < 5:
+        if last > end:
             return None
-        topic_length = _UINT16.unpack_from(chunk, pos)[0]
-        props = pos + 2 + topic_length + 2  # the properties' length: 0 is none
-        if not topic_length or props >= last or chunk[props]:
-            return None
-        try:
-            topic = chunk[pos + 2 : pos + 2 + topic_length].decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        self._at = last
-        return topic, chunk[props + 1 : last], _UINT16.unpack_from(chunk, props - 2)[0]
+        taken = _publish_body(chunk, pos, last)
+        if taken is not None:
+            self._at = last
+        return taken
 
     def pending(self) -> int:
         inner = getattr(self._socket, "pending", None)
@@ -146,17 +157,11 @@ class IngestClient(mqtt.Client):
         handler = self.fast_message
         packet = self._in_packet
         header: int = packet["command"]
-        data = bytes(packet["packet"])
-        if handler is not None and header & _QOS_BITS == _QOS_1 and len(data) >= 5:
-            length = _UINT16.unpack_from(data)[0]
-            at = 2 + length
-            # A topic, the packet id, then the properties' length: 0 is none.
-            if length and len(data) > at + 2 and data[at + 2] == 0:
-                try:
-                    topic = data[2:at].decode("utf-8")
-                except UnicodeDecodeError:
-                    return super()._handle_publish()
-                handler(topic, data[at + 3 :], _UINT16.unpack_from(data, at)[0])
+        if handler is not None and header & _QOS_BITS == _QOS_1:
+            data = bytes(packet["packet"])
+            taken = _publish_body(data, 0, len(data))
+            if taken is not None:
+                handler(*taken)
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
         return super()._handle_publish()
 

@@ -135,6 +135,14 @@ class StoreConflict(StoreError):
     transaction is rolled back and tried again (several PostgreSQL workers)."""
 
 
+def _pg_array_params(table: Table, columns: Sequence[str]) -> str:
+    """One ``%b`` parameter a column, cast to an array of its type, for ``unnest``. ``%b``:
+    the arrays go in the binary format, which the driver writes without looking at each
+    text for characters to quote (a third of the insert's CPU)."""
+    pg = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return ", ".join(f"%b::{table.c[c].type.compile(dialect=pg)}[]" for c in columns)
+
+
 _INSERTS: dict[tuple[str, str, tuple[str, ...], str], str] = {}
 
 
@@ -144,10 +152,7 @@ def _insert_sql(dialect: str, table: Table, columns: tuple[str, ...], unique: st
     if sql is None:
         names = ", ".join(columns)
         if dialect == "postgresql":
-            pg = postgresql.dialect()  # type: ignore[no-untyped-call]
-            # ``%b``: the arrays go in the binary format, which the driver writes without
-            # looking at each text for characters to quote (a third of the insert's CPU).
-            arrays = ", ".join(f"%b::{table.c[c].type.compile(dialect=pg)}[]" for c in columns)
+            arrays = _pg_array_params(table, columns)
             # ``WITH ORDINALITY ... ORDER BY`` keeps the rows' order in their ids.
             sql = (
                 f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays}) "  # noqa: S608 - the table's own names
@@ -198,25 +203,33 @@ def insert_returning(
     up). On PostgreSQL one statement for them all."""
     if not rows:
         return []
-    names = ", ".join(columns)
-    back = ", ".join(returning)
-    with driver_cursor(conn) as cursor:
-        if conn.dialect.name == "postgresql":
-            pg = postgresql.dialect()  # type: ignore[no-untyped-call]
-            arrays = ", ".join(f"%b::{table.c[c].type.compile(dialect=pg)}[]" for c in columns)
-            cursor.execute(
-                f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays}) "  # noqa: S608 - the table's own names
-                f"AS r({names}) RETURNING {back}",
-                _pg_arrays(rows),
+    dialect = conn.dialect.name
+    key = (dialect, table.name, columns, returning)
+    sql = _RETURNING_INSERTS.get(key)
+    if sql is None:
+        names, back = ", ".join(columns), ", ".join(returning)
+        if dialect == "postgresql":
+            sql = (
+                f"INSERT INTO {table.name} ({names}) SELECT {names} "  # noqa: S608 - the table's own names
+                f"FROM unnest({_pg_array_params(table, columns)}) AS r({names}) "
+                f"RETURNING {back}"
             )
+        else:
+            marks = ", ".join("?" for _ in columns)
+            sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks}) RETURNING {back}"  # noqa: S608 - the table's own names
+        sql = _RETURNING_INSERTS[key] = sql
+    with driver_cursor(conn) as cursor:
+        if dialect == "postgresql":
+            cursor.execute(sql, _pg_arrays(rows))
             return [tuple(row) for row in cursor.fetchall()]
-        marks = ", ".join("?" for _ in columns)
-        sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks}) RETURNING {back}"  # noqa: S608 - the table's own names
         returned = []
         for row in rows:
             cursor.execute(sql, row)
             returned.append(tuple(cursor.fetchone()))
         return returned
+
+
+_RETURNING_INSERTS: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], str] = {}
 
 
 _UPDATES: dict[tuple[str, str, str, tuple[str, ...]], str] = {}
@@ -227,9 +240,8 @@ def _update_sql(dialect: str, table: Table, key: str, columns: tuple[str, ...]) 
     sql = _UPDATES.get(found)
     if sql is None:
         if dialect == "postgresql":
-            pg = postgresql.dialect()  # type: ignore[no-untyped-call]
             names = (key, *columns)
-            arrays = ", ".join(f"%b::{table.c[c].type.compile(dialect=pg)}[]" for c in names)
+            arrays = _pg_array_params(table, names)
             sets = ", ".join(f"{c} = r.{c}" for c in columns)
             sql = (
                 f"UPDATE {table.name} SET {sets} FROM unnest({arrays}) "  # noqa: S608 - the table's own names
