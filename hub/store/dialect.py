@@ -21,6 +21,7 @@ way is here:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -143,30 +144,24 @@ def _pg_array_params(table: Table, columns: Sequence[str]) -> str:
     return ", ".join(f"%b::{table.c[c].type.compile(dialect=pg)}[]" for c in columns)
 
 
-_INSERTS: dict[tuple[str, str, tuple[str, ...], str], str] = {}
-
-
+# Each statement's text is built once per dialect, table and columns (the tables are the
+# module's own, so the cache stays as small as the statements are few).
+@functools.cache
 def _insert_sql(dialect: str, table: Table, columns: tuple[str, ...], unique: str) -> str:
-    key = (dialect, table.name, columns, unique)
-    sql = _INSERTS.get(key)
-    if sql is None:
-        names = ", ".join(columns)
-        if dialect == "postgresql":
-            arrays = _pg_array_params(table, columns)
-            # ``WITH ORDINALITY ... ORDER BY`` keeps the rows' order in their ids.
-            sql = (
-                f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays}) "  # noqa: S608 - the table's own names
-                f"WITH ORDINALITY AS r({names}, ord) ORDER BY r.ord "
-                f"ON CONFLICT ({unique}) DO NOTHING RETURNING 1"
-            )
-        else:
-            marks = ", ".join("?" for _ in columns)
-            sql = (
-                f"INSERT INTO {table.name} ({names}) VALUES ({marks}) "  # noqa: S608 - the table's own names
-                f"ON CONFLICT ({unique}) DO NOTHING"
-            )
-        sql = _INSERTS[key] = sql
-    return sql
+    names = ", ".join(columns)
+    if dialect == "postgresql":
+        arrays = _pg_array_params(table, columns)
+        # ``WITH ORDINALITY ... ORDER BY`` keeps the rows' order in their ids.
+        return (
+            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays}) "  # noqa: S608 - the table's own names
+            f"WITH ORDINALITY AS r({names}, ord) ORDER BY r.ord "
+            f"ON CONFLICT ({unique}) DO NOTHING RETURNING 1"
+        )
+    marks = ", ".join("?" for _ in columns)
+    return (
+        f"INSERT INTO {table.name} ({names}) VALUES ({marks}) "  # noqa: S608 - the table's own names
+        f"ON CONFLICT ({unique}) DO NOTHING"
+    )
 
 
 def insert_rows(
@@ -204,20 +199,7 @@ def insert_returning(
     if not rows:
         return []
     dialect = conn.dialect.name
-    key = (dialect, table.name, columns, returning)
-    sql = _RETURNING_INSERTS.get(key)
-    if sql is None:
-        names, back = ", ".join(columns), ", ".join(returning)
-        if dialect == "postgresql":
-            sql = (
-                f"INSERT INTO {table.name} ({names}) SELECT {names} "  # noqa: S608 - the table's own names
-                f"FROM unnest({_pg_array_params(table, columns)}) AS r({names}) "
-                f"RETURNING {back}"
-            )
-        else:
-            marks = ", ".join("?" for _ in columns)
-            sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks}) RETURNING {back}"  # noqa: S608 - the table's own names
-        sql = _RETURNING_INSERTS[key] = sql
+    sql = _returning_sql(dialect, table, columns, returning)
     with driver_cursor(conn) as cursor:
         if dialect == "postgresql":
             cursor.execute(sql, _pg_arrays(rows))
@@ -229,29 +211,31 @@ def insert_returning(
         return returned
 
 
-_RETURNING_INSERTS: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], str] = {}
+@functools.cache
+def _returning_sql(
+    dialect: str, table: Table, columns: tuple[str, ...], returning: tuple[str, ...]
+) -> str:
+    names, back = ", ".join(columns), ", ".join(returning)
+    if dialect == "postgresql":
+        return (
+            f"INSERT INTO {table.name} ({names}) SELECT {names} "  # noqa: S608 - the table's own names
+            f"FROM unnest({_pg_array_params(table, columns)}) AS r({names}) RETURNING {back}"
+        )
+    marks = ", ".join("?" for _ in columns)
+    return f"INSERT INTO {table.name} ({names}) VALUES ({marks}) RETURNING {back}"  # noqa: S608 - the table's own names
 
 
-_UPDATES: dict[tuple[str, str, str, tuple[str, ...]], str] = {}
-
-
+@functools.cache
 def _update_sql(dialect: str, table: Table, key: str, columns: tuple[str, ...]) -> str:
-    found = (dialect, table.name, key, columns)
-    sql = _UPDATES.get(found)
-    if sql is None:
-        if dialect == "postgresql":
-            names = (key, *columns)
-            arrays = _pg_array_params(table, names)
-            sets = ", ".join(f"{c} = r.{c}" for c in columns)
-            sql = (
-                f"UPDATE {table.name} SET {sets} FROM unnest({arrays}) "  # noqa: S608 - the table's own names
-                f"AS r({', '.join(names)}) WHERE {table.name}.{key} = r.{key}"
-            )
-        else:
-            sets = ", ".join(f"{c} = ?" for c in columns)
-            sql = f"UPDATE {table.name} SET {sets} WHERE {key} = ?"  # noqa: S608 - the table's own names
-        sql = _UPDATES[found] = sql
-    return sql
+    if dialect == "postgresql":
+        names = (key, *columns)
+        sets = ", ".join(f"{c} = r.{c}" for c in columns)
+        return (
+            f"UPDATE {table.name} SET {sets} FROM unnest({_pg_array_params(table, names)}) "  # noqa: S608 - the table's own names
+            f"AS r({', '.join(names)}) WHERE {table.name}.{key} = r.{key}"
+        )
+    sets = ", ".join(f"{c} = ?" for c in columns)
+    return f"UPDATE {table.name} SET {sets} WHERE {key} = ?"  # noqa: S608 - the table's own names
 
 
 def _pg_arrays(rows: Sequence[Sequence[Any]]) -> list[list[Any] | None]:
