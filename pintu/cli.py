@@ -2,21 +2,49 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from pintu import __version__
-from pintu.commands.decode import decode
-from pintu.commands.demo import demo
-from pintu.commands.hub import hub
-from pintu.commands.keys import keys
-from pintu.commands.node import node
-from pintu.commands.passes import pass_group
-from pintu.commands.provision import provision
-from pintu.commands.registry import registry
 from runtime import logs
 
+# Each subcommand group, loaded only when it is run (or listed by ``--help``): a service
+# started by ``pintu hub serve`` or ``pintu node run`` does not carry the code and the
+# libraries of the others (the QR writer, the registry, provisioning), about 2 MB.
+COMMANDS = {
+    "keys": "pintu.commands.keys:keys",
+    "pass": "pintu.commands.passes:pass_group",
+    "decode": "pintu.commands.decode:decode",
+    "node": "pintu.commands.node:node",
+    "hub": "pintu.commands.hub:hub",
+    "demo": "pintu.commands.demo:demo",
+    "registry": "pintu.commands.registry:registry",
+    "provision": "pintu.commands.provision:provision",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    """A group whose subcommands named in ``COMMANDS`` are imported when first asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS or cmd_name in self.commands:
+            return super().get_command(ctx, cmd_name)
+        module_name, attribute = COMMANDS[cmd_name].split(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(command, click.Command) or command.name != cmd_name:
+            raise RuntimeError(f"{COMMANDS[cmd_name]} is not the command {cmd_name!r}")
+        self.add_command(command)
+        return command
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="pintu")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def cli(verbose: int) -> None:
@@ -33,16 +61,6 @@ def cli(verbose: int) -> None:
       pintu pass verify --image pass.png --trust keys/trust.json
     """
     logs.setup(verbose)
-
-
-cli.add_command(keys)
-cli.add_command(pass_group)
-cli.add_command(decode)
-cli.add_command(node)
-cli.add_command(hub)
-cli.add_command(demo)
-cli.add_command(registry)
-cli.add_command(provision)
 
 
 def main() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -43,7 +45,10 @@ def issue(runner: CliRunner, keydir: Path, *extra: str) -> str:
 
 def all_commands(group: click.Group, prefix: str = "pintu") -> list[tuple[str, click.Command]]:
     found: list[tuple[str, click.Command]] = [(prefix, group)]
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        assert command is not None, f"{prefix} {name} does not load"
         if isinstance(command, click.Group):
             found += all_commands(command, f"{prefix} {name}")
         else:
@@ -59,6 +64,30 @@ def test_every_command_has_help_with_an_example(name_command: tuple[str, click.C
     for param in command.params:
         if isinstance(param, click.Option) and param.name != "help":
             assert param.help, f"{name} {param.opts[0]} has no help"
+
+
+def test_every_subcommand_group_is_there() -> None:
+    names = [name for name, _ in all_commands(cli)]
+    for group in ("keys", "pass", "decode", "node", "hub", "demo", "registry", "provision"):
+        assert f"pintu {group}" in names
+    assert "pintu hub serve" in names and "pintu provision node enroll" in names
+
+
+def test_a_service_loads_only_its_own_commands(tmp_path: Path) -> None:
+    """``pintu hub check-config`` (as ``pintu hub serve``) does not import the other groups."""
+    config = Path(__file__).parents[2] / "docs" / "examples" / "hub.toml"
+    code = (
+        "import sys\n"
+        "from pintu.cli import cli\n"
+        f"sys.argv = ['pintu', 'hub', 'check-config', '--config', {str(config)!r}]\n"
+        "try:\n    cli(prog_name='pintu')\nexcept SystemExit as done:\n"
+        "    assert not done.code, done.code\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('pintu.commands.', 'segno'))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    ).stdout.splitlines()[-1]
+    assert out == "['pintu.commands.common', 'pintu.commands.hub']", out
 
 
 def test_generate_twice_rotates_in_a_second_key(runner: CliRunner, keydir: Path) -> None:
