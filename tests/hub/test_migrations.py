@@ -22,7 +22,7 @@ from hub.config import FacilityConfig
 from hub.store.migrations import DIRECTORY, HEAD, migrate
 from hub.store.postgres import PgStore
 from hub.store.sqlite import SqliteStore
-from hub.store.tables import metadata
+from hub.store.tables import EVENTS_FILLFACTOR, metadata
 from runtime.db import migrate as migrate_to_head
 from runtime.db import open_engine, revision
 
@@ -75,6 +75,18 @@ def _sqlite_text_key(difference: Any) -> bool:
     return kind == "modify_nullable" and metadata.tables[table].c[column].primary_key
 
 
+def _room_for_recounts(engine: Engine) -> bool:
+    """PostgreSQL fills the events' pages only to ``EVENTS_FILLFACTOR`` (below its default
+    of 100), leaving room for a recount's updates; SQLite has no such setting."""
+    if engine.dialect.name != "postgresql":
+        return True
+    with engine.connect() as conn:
+        options = conn.exec_driver_sql(
+            "SELECT reloptions FROM pg_class WHERE oid = 'events'::regclass"
+        ).scalar()
+    return EVENTS_FILLFACTOR < 100 and f"fillfactor={EVENTS_FILLFACTOR}" in (options or [])
+
+
 def test_head_is_the_newest_revision() -> None:
     config = Config()
     config.set_main_option("script_location", str(DIRECTORY))
@@ -85,6 +97,7 @@ def test_a_new_database_is_the_metadata(engine: Engine) -> None:
     assert migrate(engine) is True
     assert revision(engine) == HEAD
     assert _differences(engine) == []
+    assert _room_for_recounts(engine)
     assert migrate(engine) is False
 
 
@@ -93,6 +106,7 @@ def test_every_revision_from_empty_ends_at_the_metadata(engine: Engine) -> None:
     assert migrate_to_head(engine, DIRECTORY, HEAD) is True
     assert revision(engine) == HEAD
     assert _differences(engine) == []
+    assert _room_for_recounts(engine)
 
 
 def _legacy_sqlite(path: str, version: int) -> None:
@@ -169,5 +183,6 @@ def test_a_database_of_an_earlier_hub_migrates_forward_with_its_rows(
     try:
         assert [d for d in _differences(engine) if not _sqlite_text_key(d)] == []
         assert revision(engine) == HEAD
+        assert _room_for_recounts(engine)
     finally:
         engine.dispose()

@@ -21,7 +21,7 @@ from runtime.db import DatabaseError
 from runtime.db import migrate as migrate_to_head
 
 DIRECTORY = Path(__file__).parent
-HEAD = "0007"
+HEAD = "0008"
 
 # The version the stores recorded before Alembic (SQLite ``PRAGMA user_version``,
 # PostgreSQL ``schema_version``) and the revision with the same schema.
