@@ -15,8 +15,8 @@ way is here:
   ``driver_time`` and ``from_driver_time``: a time as the driver takes and gives it
   (``timestamptz`` in PostgreSQL, RFC 3339 text in SQLite), for ``Prepared`` statements;
 * ``upsert``: an INSERT that updates the row its key finds;
-* ``insert_rows``: many rows in one go (``unnest`` of arrays in PostgreSQL, one statement
-  run for each row in SQLite, whose calls cost no round trip).
+* ``insert_rows``: many rows in one go (``COPY`` in PostgreSQL, one statement run for
+  each row in SQLite, whose calls cost no round trip).
 """
 
 from __future__ import annotations
@@ -150,13 +150,9 @@ def _pg_array_params(table: Table, columns: Sequence[str]) -> str:
 def _insert_sql(dialect: str, table: Table, columns: tuple[str, ...], unique: str) -> str:
     names = ", ".join(columns)
     if dialect == "postgresql":
-        arrays = _pg_array_params(table, columns)
-        # ``WITH ORDINALITY ... ORDER BY`` keeps the rows' order in their ids.
-        return (
-            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays}) "  # noqa: S608 - the table's own names
-            f"WITH ORDINALITY AS r({names}, ord) ORDER BY r.ord "
-            f"ON CONFLICT ({unique}) DO NOTHING RETURNING 1"
-        )
+        # COPY: the way in that costs the server least (less than an INSERT from arrays);
+        # it has no ON CONFLICT, so a taken value fails it.
+        return f"COPY {table.name} ({names}) FROM STDIN"
     marks = ", ".join("?" for _ in columns)
     return (
         f"INSERT INTO {table.name} ({names}) VALUES ({marks}) "  # noqa: S608 - the table's own names
@@ -171,19 +167,31 @@ def insert_rows(
     rows: Sequence[Sequence[Any]],
     *,
     unique: str,
-) -> int:
-    """Insert ``rows`` (driver values, in the order of ``columns``), leaving out those
-    whose ``unique`` column is taken; how many were inserted."""
+) -> None:
+    """Insert ``rows`` (driver values, in the order of ``columns``), their ids in the
+    rows' order. ``StoreConflict`` when another writer has stored a row with the same
+    ``unique`` value meanwhile: the transaction is then spoilt, to be rolled back and
+    tried again."""
     if not rows:
-        return 0
+        return
     dialect = conn.dialect.name
     sql = _insert_sql(dialect, table, columns, unique)
     with driver_cursor(conn) as cursor:
         if dialect == "postgresql":
-            cursor.execute(sql, _pg_arrays(rows))
-            return len(cursor.fetchall())
+            from psycopg.errors import UniqueViolation  # loaded by a PostgreSQL store only
+
+            try:
+                with cursor.copy(sql) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            except UniqueViolation as err:
+                raise StoreConflict(f"a {table.name} row of the same {unique} was stored") from err
+            return
         cursor.executemany(sql, rows)
-        return int(cursor.rowcount)
+        if cursor.rowcount != len(rows):
+            raise StoreConflict(
+                f"{len(rows) - cursor.rowcount} {table.name} rows of the same {unique} were stored"
+            )
 
 
 def insert_returning(

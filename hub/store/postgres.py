@@ -14,9 +14,10 @@ writer per file; here each hub worker writes through connections of its own, and
 * Counting follows the events' own times, not their row ids (``hub.counting.rules``): an event
   one worker stores after another worker stored later ones is counted in its place, under
   the facility's lock, exactly as a late event on one hub.
-* ``event_id`` is unique. A batch inserts with ``ON CONFLICT DO NOTHING RETURNING``: should
-  a row go missing there (an event id some other transaction stored meanwhile), the batch
-  is rolled back and stored again, and that event is then a duplicate.
+* ``event_id`` is unique. A batch leaves out the events already stored and copies the
+  others in (``COPY``): should one of them be stored meanwhile (an event id some other
+  transaction stored), the copy fails, the batch is rolled back and stored again, and that
+  event is then a duplicate.
 * A deadlock or serialization failure PostgreSQL reports is retried the same way. A
   connection the server closed is dropped; the call is tried again on a new one when
   nothing of it had begun, and otherwise fails (the ingest retries its batch, which is

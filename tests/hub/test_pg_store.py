@@ -281,7 +281,7 @@ def test_an_event_id_taken_meanwhile_by_another_facility_is_a_duplicate(
         def waiting() -> bool:
             row = watch.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE 'INSERT INTO events%%'"
+                "AND query LIKE 'COPY events%%'"
             ).fetchone()
             return row is not None and row[0] > 0
 
