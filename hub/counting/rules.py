@@ -16,7 +16,9 @@ decides.
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import itertools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -365,8 +367,9 @@ def fill_gaps(open_gaps: Sequence[OpenGap], late: Iterable[int]) -> GapFill:
     """Count late (new, below the node's last) seqs against the node's open gaps."""
     missing = {gap.id: gap.missing for gap in open_gaps}
     unmatched: list[int] = []
+    holding = gap_holding(open_gaps)
     for seq in late:
-        gap = next((g for g in open_gaps if g.first_seq <= seq <= g.last_seq), None)
+        gap = holding(seq)
         if gap is None:
             unmatched.append(seq)
         else:
@@ -374,6 +377,22 @@ def fill_gaps(open_gaps: Sequence[OpenGap], late: Iterable[int]) -> GapFill:
     changed = {gap.id: missing[gap.id] for gap in open_gaps if missing[gap.id] != gap.missing}
     filled = bool(open_gaps) and all(value <= 0 for value in missing.values())
     return GapFill(changed, unmatched, filled)
+
+
+def gap_holding(open_gaps: Sequence[OpenGap]) -> Callable[[int], OpenGap | None]:
+    """Which of ``open_gaps`` a seq falls in (the first in their order): found by bisection
+    when they do not overlap, as a node's gaps do unless its numbering went back. Several
+    workers leave a node hundreds of one-seq gaps a batch for the next batch to fill."""
+    ordered = sorted(open_gaps, key=lambda gap: gap.first_seq)
+    if any(a.last_seq >= b.first_seq for a, b in itertools.pairwise(ordered)):
+        return lambda seq: next((g for g in open_gaps if g.first_seq <= seq <= g.last_seq), None)
+    firsts = [gap.first_seq for gap in ordered]
+
+    def holding(seq: int) -> OpenGap | None:
+        at = bisect.bisect_right(firsts, seq) - 1
+        return ordered[at] if at >= 0 and seq <= ordered[at].last_seq else None
+
+    return holding
 
 
 def followed_seq(last_seq: int, seqs: Sequence[int], reset: Sequence[int]) -> int:

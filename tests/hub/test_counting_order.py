@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 import hub.store.batch
 from hub.config import FacilityConfig
+from hub.counting.rules import OpenGap, gap_holding
 from hub.store.migrations import HEAD
 from hub.store.postgres import PgStore
 from hub.store.sqlite import SqliteStore
@@ -376,3 +377,31 @@ def _counted(store: Store, events: list[Event]) -> tuple[Any, ...]:
     open_exits = sum(a.count for a in store.alerts(F, kind="exit_without_entry"))
     history = [(s.minute, s.occupancy, s.peak) for s in store.history(F)]
     return occupancy.occupancy, occupancy.zones, flags, open_exits, history
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ranges=st.lists(st.tuples(st.integers(1, 200), st.integers(0, 12)), min_size=0, max_size=25),
+    seqs=st.lists(st.integers(0, 220), max_size=40),
+)
+def test_the_gap_a_late_seq_fills_is_the_first_that_holds_it(
+    ranges: list[tuple[int, int]], seqs: list[int]
+) -> None:
+    """Found by bisection for a node's disjoint gaps (hundreds of them with several
+    workers), by the list's order when they overlap: the same gap either way."""
+    gaps = [
+        OpenGap(id=index, first_seq=first, last_seq=first + length, missing=length + 1)
+        for index, (first, length) in enumerate(ranges)
+    ]
+    holding = gap_holding(gaps)
+    for seq in seqs:
+        first = next((g for g in gaps if g.first_seq <= seq <= g.last_seq), None)
+        assert holding(seq) == first
+
+
+def test_each_of_a_node_s_many_one_seq_gaps_is_found() -> None:
+    gaps = [OpenGap(id=n, first_seq=2 * n, last_seq=2 * n, missing=1) for n in range(1, 500)]
+    random.Random(5).shuffle(gaps)
+    holding = gap_holding(gaps)
+    assert holding(2 * 250) == OpenGap(id=250, first_seq=500, last_seq=500, missing=1)
+    assert holding(501) is None and holding(0) is None and holding(10_000) is None
