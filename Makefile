@@ -93,8 +93,9 @@ demo: system-packages $(RUN_STAMP)
 	$(BIN)/pintu demo
 
 # Each benchmark prints its table and rewrites its section of docs/benchmarks.md.
-# `workers` needs PostgreSQL (PINTU_BENCH_PG_DSN, or the local server) and comes last.
-BENCHES := decode latency memory service_memory ingest dashboard phone registry sync journal workers
+# `event_pages` and `workers` need PostgreSQL (PINTU_BENCH_PG_DSN, or the local server) and
+# come last.
+BENCHES := decode latency memory service_memory ingest dashboard phone registry sync journal event_pages workers
 # These run again with --tls, a plain broker beside a TLS one, into sections of their own.
 TLS_BENCHES := latency ingest
 
