@@ -28,7 +28,6 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,7 +40,7 @@ from sqlalchemy import Connection
 
 from bench.ingest import make_payloads
 from bench.registry import ROOT, write_section
-from bench.workers import DEFAULT_PG_DSN, pg_schema
+from bench.workers import add_pg_dsn_option, pg_schema, reachable_pg
 from hub.config import FacilityConfig
 from hub.store.dialect import update_rows
 from hub.store.events import RECOUNTED
@@ -189,28 +188,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--events", type=int, default=20_000, help="events per arm")
     parser.add_argument("--batch", type=int, default=1_000, help="events a batch")
-    parser.add_argument(
-        "--pg-dsn",
-        default=os.environ.get("PINTU_BENCH_PG_DSN", os.environ.get("PINTU_TEST_PG_DSN")),
-        help=f"PostgreSQL to measure on (default: $PINTU_BENCH_PG_DSN, $PINTU_TEST_PG_DSN, "
-        f"or {DEFAULT_PG_DSN!r}); each arm uses a fresh schema, dropped after it",
-    )
+    add_pg_dsn_option(parser, "each arm uses a fresh schema, dropped after it")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "docs" / "benchmarks.md", help="file for --write"
     )
     parser.add_argument("--write", action="store_true", help="update the section")
     args = parser.parse_args(argv)
-    dsn: str = args.pg_dsn or DEFAULT_PG_DSN
+    dsn = reachable_pg(args.pg_dsn, "bench.event_pages")
+    if dsn is None:
+        return 2
     command = "python -m bench.event_pages" + "".join(
         f" --{name} {value}"
         for name, value, default in (("events", args.events, 20_000), ("batch", args.batch, 1_000))
         if value != default
     )
-    try:
-        arms = measure(dsn, args.events, args.batch)
-    except psycopg.OperationalError as err:
-        sys.stderr.write(f"cannot reach PostgreSQL at {dsn!r}: {err}\n")
-        return 2
+    arms = measure(dsn, args.events, args.batch)
     section = report(arms, command, dsn, args.events, args.batch)
     print(section)
     if args.write:

@@ -75,6 +75,30 @@ START = "<!-- bench:workers:start -->"
 END = "<!-- bench:workers:end -->"
 TITLE = "Hub workers"
 DEFAULT_PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+
+
+def add_pg_dsn_option(parser: argparse.ArgumentParser, use: str) -> None:
+    """``--pg-dsn``, the PostgreSQL a benchmark measures on; ``use`` says how it uses it."""
+    parser.add_argument(
+        "--pg-dsn",
+        default=os.environ.get("PINTU_BENCH_PG_DSN", os.environ.get("PINTU_TEST_PG_DSN")),
+        help="PostgreSQL to measure on (default: $PINTU_BENCH_PG_DSN, $PINTU_TEST_PG_DSN, "
+        f"or {DEFAULT_PG_DSN!r}); {use}",
+    )
+
+
+def reachable_pg(given: str | None, bench: str) -> str | None:
+    """The DSN to measure on, once it answers; None (and why, on stderr) when it does not."""
+    dsn = given or DEFAULT_PG_DSN
+    try:
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as err:
+        sys.stderr.write(f"{bench} needs PostgreSQL: {str(err).strip()}\n")
+        return None
+    return dsn
+
+
 # Share of the broker alone, per backend: the PostgreSQL workers' is the hub's ingest goal
 # (docs/benchmarks.md); SQLite's here is a reference (``bench.ingest`` holds its goal).
 TARGETS = {"sqlite": 0.5, "postgresql": 0.7}
@@ -618,21 +642,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--facilities", type=int, default=1, help="facilities the 4 door nodes are dealt over"
     )
-    parser.add_argument(
-        "--pg-dsn",
-        default=os.environ.get("PINTU_BENCH_PG_DSN", os.environ.get("PINTU_TEST_PG_DSN")),
-        help="PostgreSQL to measure on (default: $PINTU_BENCH_PG_DSN, $PINTU_TEST_PG_DSN, "
-        f"or {DEFAULT_PG_DSN!r}); each measurement uses a fresh schema, dropped after it",
-    )
+    add_pg_dsn_option(parser, "each measurement uses a fresh schema, dropped after it")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args(argv)
     settle_collector()  # the baseline's process set as the workers are
-    pg_dsn: str = args.pg_dsn or DEFAULT_PG_DSN
-    try:
-        with psycopg.connect(pg_dsn, connect_timeout=5) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as err:
-        sys.stderr.write(f"bench.workers needs PostgreSQL: {str(err).strip()}\n")
+    pg_dsn = reachable_pg(args.pg_dsn, "bench.workers")
+    if pg_dsn is None:
         return 2
     command = "python -m bench.workers" + "".join(
         f" --{name} {value}"
