@@ -185,12 +185,15 @@ def insert_rows(
                     for row in rows:
                         copy.write_row(row)
             except UniqueViolation as err:
-                raise StoreConflict(f"a {table.name} row of the same {unique} was stored") from err
+                raise StoreConflict(
+                    f"a row of {table.name} with the same {unique} was stored meanwhile"
+                ) from err
             return
         cursor.executemany(sql, rows)
         if cursor.rowcount != len(rows):
+            missing = len(rows) - cursor.rowcount
             raise StoreConflict(
-                f"{len(rows) - cursor.rowcount} {table.name} rows of the same {unique} were stored"
+                f"{missing} rows of {table.name} with the same {unique} were stored meanwhile"
             )
 
 
