@@ -38,35 +38,26 @@ _A = alerts.c
 _E = events.c
 
 
-def _same(facility_id: str, kind: str, node_id: str | None) -> tuple[ColumnElement[bool], ...]:
-    return (
-        _A.facility_id == facility_id,
-        _A.kind == str(kind),
-        func.coalesce(_A.node_id, "") == (node_id or ""),
-    )
+def _same(facility: Any, kind: Any, node: Any) -> tuple[ColumnElement[bool], ...]:
+    """The alerts of one facility, kind and node (``""`` for the facility's own)."""
+    return (_A.facility_id == facility, _A.kind == kind, func.coalesce(_A.node_id, "") == node)
 
 
 # The alerts of the ingest path: compiled once per database, run on the driver's cursor
 # (see ``Prepared``), with the driver's own values (times are text in SQLite).
-def _latest_open(dialect: str) -> Any:
-    return (
-        select(_A.id)
-        .where(
-            _A.facility_id == bindparam("p_facility"),
-            _A.kind == bindparam("p_kind"),
-            func.coalesce(_A.node_id, "") == bindparam("p_node"),
-            *OPEN,
-        )
-        .order_by(_A.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+_LATEST_OPEN = (
+    select(_A.id)
+    .where(*_same(bindparam("p_facility"), bindparam("p_kind"), bindparam("p_node")), *OPEN)
+    .order_by(_A.id.desc())
+    .limit(1)
+    .scalar_subquery()
+)
 
 
 _AGAIN = Prepared(
     lambda dialect: (
         update(alerts)
-        .where(_A.id == _latest_open(dialect), *OPEN)
+        .where(_A.id == _LATEST_OPEN, *OPEN)
         .values(
             count=_A.count + bindparam("p_times", type_=Integer),
             last_at=bindparam("p_now"),
@@ -263,10 +254,10 @@ class Alerts:
                 .returning(*ALERT)
             ).first()
             if row is None:
-                row = conn.execute(select(*ALERT).where(_A.id == alert_id)).first()
-                if row is None:
+                before = alert_by_id(conn, alert_id)
+                if before is None:
                     raise NotFound(f"no alert {alert_id}")
-                return alert_of(row)  # acknowledged before: by whoever did it first
+                return before  # acknowledged before: by whoever did it first
             alert = alert_of(row)
             record_audit(conn, user, "alert.ack", alert.facility_id, str(alert_id), alert.kind)
             return alert
@@ -279,7 +270,7 @@ class Alerts:
         """Close the open alerts whose condition has ended (a node came back)."""
         query = (
             update(alerts)
-            .where(*_same(facility_id, kind, node_id), *OPEN)
+            .where(*_same(facility_id, str(kind), node_id or ""), *OPEN)
             .values(cleared_at=ms(utcnow()))
             .returning(*ALERT)
         )

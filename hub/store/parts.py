@@ -21,6 +21,7 @@ from hub.store.reads import Reads
 from hub.store.retention import Retention
 from hub.store.upstream import Upstream
 from hub.store.visits import Visits
+from runtime.db import revision
 
 T = TypeVar("T")
 
@@ -62,3 +63,8 @@ class Store(
 
     def close(self) -> None:
         raise NotImplementedError
+
+    @property
+    def schema_version(self) -> str | None:
+        """The revision of the store's schema (``hub.store.migrations``)."""
+        return self._sa("read the schema's revision", revision, write=False)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import psycopg
@@ -75,17 +74,6 @@ _LOCK = (
 def _driver(conn: Connection) -> Conn:
     """psycopg's own connection under SQLAlchemy's."""
     return cast(Conn, conn.connection.driver_connection)
-
-
-def _revision(conn: Conn) -> str | None:
-    row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-    return str(row[0]) if row else None
-
-
-def _ms(ts: datetime) -> datetime:
-    """``ts`` in UTC to the millisecond, as the store keeps every time."""
-    ts = ts.astimezone(UTC)
-    return ts.replace(microsecond=ts.microsecond // 1000 * 1000)
 
 
 class _Pool:
@@ -154,13 +142,9 @@ class PgStore(Store):
             raise
 
     # --- plumbing -------------------------------------------------------------------------
-    def _run(self, what: str, work: Callable[[Conn], T], *, write: bool = True) -> T:
+    def _sa(self, what: str, work: Callable[[Connection], T], *, write: bool = True) -> T:
         """``work`` on a connection, in one transaction when it writes; PostgreSQL errors
         become ``StoreError``, after retrying the ones that ask for it."""
-        return self._sa(what, lambda conn: work(_driver(conn)), write=write)
-
-    def _sa(self, what: str, work: Callable[[Connection], T], *, write: bool = True) -> T:
-        """``_run`` for a statement of ``hub.store.tables`` (SQLAlchemy's connection)."""
 
         def call(conn: Connection) -> T:
             try:
@@ -221,11 +205,6 @@ class PgStore(Store):
     ) -> Mapping[str, FacilityConfig]:
         return self._lock(_driver(conn), facility_ids)
 
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return self._run(
-            "read the store", lambda conn: conn.execute(sql, params).fetchall(), write=False
-        )
-
     def _migrate(self) -> None:
         def recount(conn: Connection) -> None:
             # Every worker waits for the recount, as it waits for a facility's lock.
@@ -236,11 +215,6 @@ class PgStore(Store):
             migrate(self._pool.engine, recount)
         except DatabaseError as err:
             raise StoreError(f"cannot migrate the store: {err}") from err
-
-    @property
-    def schema_version(self) -> str | None:
-        """The revision of the store's schema (``hub.store.migrations``)."""
-        return self._run("read the schema's revision", _revision, write=False)
 
     def close(self) -> None:
         self._pool.close()

@@ -84,12 +84,6 @@ class SqliteStore(Store):
         return cast(sqlite3.Connection, self._writer.connection.driver_connection)
 
     # --- plumbing -------------------------------------------------------------------------
-    @property
-    def schema_version(self) -> str | None:
-        """The revision of the store's schema (``hub.store.migrations``)."""
-        rows = self._rows("SELECT version_num FROM alembic_version")
-        return str(rows[0][0]) if rows else None
-
     def _migrate(self) -> None:
         def recount(conn: Connection) -> None:
             recount_all(self, conn, utcnow())
@@ -124,12 +118,6 @@ class SqliteStore(Store):
                 raise StoreError(f"{self.path}: cannot commit: {err}") from err
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """The writer's own connection inside one transaction."""
-        with self._transaction():
-            yield self.conn
-
-    @contextmanager
     def _reader(self) -> Iterator[Connection]:
         """A read-only connection of this thread's own, kept open: it sees every committed
         write (it never holds a transaction open), and a read costs no checkout from a
@@ -151,15 +139,6 @@ class SqliteStore(Store):
                 self._reader_conns.append(conn)
             self._local.reader = conn
         yield conn
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """A read-only connection of the driver's own."""
-        with self._reader() as conn:
-            try:
-                yield cast(sqlite3.Connection, conn.connection.driver_connection)
-            except sqlite3.Error as err:
-                raise StoreError(f"{self.path}: read failed: {err}") from err
 
     def _sa(self, what: str, work: Callable[[Connection], T], *, write: bool = True) -> T:
         """``work`` on a connection, in one transaction when it writes; database errors
@@ -198,10 +177,6 @@ class SqliteStore(Store):
     ) -> Mapping[str, FacilityConfig]:
         """Nothing to lock: the store's one writer takes the file's lock."""
         return self.facilities
-
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._read() as conn:
-            return conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from argon2 import PasswordHasher
+from sqlalchemy import select
 
 import hub.auth
 import hub.enrolments
@@ -23,6 +24,7 @@ from hub.errors import AlreadyExists
 from hub.store import Store
 from hub.store.postgres import PgStore
 from hub.store.sqlite import SqliteStore
+from hub.store.tables import enrolments
 from hub.web.server import ServiceThread
 from protocol import enrolment
 from protocol.events import utcnow
@@ -50,9 +52,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 def sealed_of(store: Store, lookup_id: str) -> bytes | None:
     """The ciphertext the store still holds for ``lookup_id`` (the API never shows it)."""
-    mark = "?" if isinstance(store, SqliteStore) else "%s"
-    rows: Any = store._rows(f"SELECT sealed FROM enrolments WHERE lookup_id = {mark}", (lookup_id,))  # type: ignore[attr-defined]  # noqa: S608
-    return None if rows[0][0] is None else bytes(rows[0][0])
+    query = select(enrolments.c.sealed).where(enrolments.c.lookup_id == lookup_id)
+    sealed = store._sa("read", lambda conn: conn.execute(query).scalar_one(), write=False)
+    return None if sealed is None else bytes(sealed)
 
 
 def refusal(store: Store, lookup_id: str) -> Refusal:
